@@ -1,0 +1,55 @@
+# istio-acme-issuer
+#
+#   make demo      issue a certificate end to end on an embedded local setup
+#   make test      unit, integration (envtest) and end-to-end tests
+#   make generate  regenerate deepcopy, CRDs, RBAC and the chart's CRDs
+#   make verify    fail if generated files are out of date, or gofmt/vet complain
+#   make tools     build the pinned test and generation tools into the cache
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+
+TOOLS := hack/tools/build.sh
+CONTROLLER_GEN = $(shell $(TOOLS) --path controller-gen)
+CHART := charts/istio-acme-issuer
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all
+all: build
+
+.PHONY: build
+build:
+	go build -ldflags "$(LDFLAGS)" -o bin/istio-acme-issuer ./cmd/istio-acme-issuer
+
+.PHONY: tools
+tools:
+	$(TOOLS)
+
+.PHONY: generate
+generate:
+	$(TOOLS) controller-gen
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/crds
+	$(CONTROLLER_GEN) rbac:roleName=istio-acme-issuer paths=./issuer/... paths=./solver/... paths=./cmd/... output:rbac:artifacts:config=deploy/rbac
+	hack/chart-crds.sh deploy/crds $(CHART)/templates/crds
+
+.PHONY: verify
+verify: generate
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	go vet ./...
+	cd e2e && go vet ./...
+	@git diff --exit-code -- api deploy $(CHART) || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api deploy $(CHART))" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART); exit 1; }
+
+.PHONY: test
+test: tools
+	hack/test.sh
+
+.PHONY: demo
+demo: tools
+	hack/demo.sh
+
+.PHONY: bench
+bench: tools
+	hack/bench.sh

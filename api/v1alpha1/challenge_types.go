@@ -1,0 +1,113 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ChallengeState is the state of an HTTP-01 challenge as the CA last reported
+// it (RFC 8555 section 7.1.6).
+// +kubebuilder:validation:Enum=pending;processing;valid;invalid
+type ChallengeState string
+
+// The states of an ACME challenge.
+const (
+	ChallengePending    ChallengeState = "pending"
+	ChallengeProcessing ChallengeState = "processing"
+	ChallengeValid      ChallengeState = "valid"
+	ChallengeInvalid    ChallengeState = "invalid"
+)
+
+// ACMEChallengeSpec is one HTTP-01 challenge to answer.
+type ACMEChallengeSpec struct {
+	// Order is the name of the ACMEOrder, in the same namespace, that owns
+	// this challenge.
+	Order string `json:"order"`
+
+	// DNSName is the challenged host.
+	DNSName string `json:"dnsName"`
+
+	// Token is the challenge token; the CA fetches
+	// http://<dnsName>/.well-known/acme-challenge/<token>.
+	Token string `json:"token"`
+
+	// Key is the key authorization the token server answers with.
+	Key string `json:"key"`
+
+	// URL of the challenge at the CA.
+	URL string `json:"url"`
+
+	// AuthorizationURL is the URL of the authorization the challenge belongs to.
+	AuthorizationURL string `json:"authorizationURL"`
+
+	// Solver is the issuer's routing configuration when the challenge was
+	// created; the routes are built and later removed from it, even if the
+	// issuer changes meanwhile.
+	Solver IstioHTTP01Solver `json:"solver"`
+}
+
+// ObjectReference names an object the controller created for a challenge.
+type ObjectReference struct {
+	// APIVersion of the object.
+	APIVersion string `json:"apiVersion"`
+	// Kind of the object.
+	Kind string `json:"kind"`
+	// Namespace of the object.
+	Namespace string `json:"namespace"`
+	// Name of the object.
+	Name string `json:"name"`
+}
+
+// ACMEChallengeStatus is the challenge's progress.
+type ACMEChallengeStatus struct {
+	// Presented is true once every route for the challenge exists.
+	// +optional
+	Presented bool `json:"presented,omitempty"`
+
+	// Routes are the Istio objects published for this challenge. They are
+	// deleted when the challenge ends.
+	// +optional
+	Routes []ObjectReference `json:"routes,omitempty"`
+
+	// State is the challenge's state as last reported by the CA; empty until
+	// the controller asked the CA to validate it.
+	// +optional
+	State ChallengeState `json:"state,omitempty"`
+
+	// Message describes the last step taken or what went wrong.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=istio-acme
+// +kubebuilder:printcolumn:name="Host",type="string",JSONPath=".spec.dnsName"
+// +kubebuilder:printcolumn:name="Presented",type="boolean",JSONPath=".status.presented"
+// +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state"
+// +kubebuilder:printcolumn:name="Order",type="string",JSONPath=".spec.order"
+// +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.message",priority=1
+// +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
+
+// ACMEChallenge is one HTTP-01 challenge of an ACMEOrder, which owns it. While
+// it exists, every replica of the controller answers its token, and its
+// Gateway and VirtualService route the CA's request to them.
+type ACMEChallenge struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   ACMEChallengeSpec   `json:"spec"`
+	Status ACMEChallengeStatus `json:"status,omitzero"`
+}
+
+// +kubebuilder:object:root=true
+
+// ACMEChallengeList is a list of ACMEChallenges.
+type ACMEChallengeList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ACMEChallenge `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ACMEChallenge{}, &ACMEChallengeList{})
+}

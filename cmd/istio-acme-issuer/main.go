@@ -1,0 +1,208 @@
+// Command istio-acme-issuer is a cert-manager external issuer that obtains
+// certificates from ACME CAs by answering HTTP-01 challenges through Istio
+// Gateways and VirtualServices.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/issuer"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+type options struct {
+	kubeconfig               string
+	clusterResourceNamespace string
+	tokenServerAddress       string
+	metricsAddress           string
+	probeAddress             string
+	leaderElect              bool
+	leaderElectionNamespace  string
+	leaderElectionID         string
+	maxRetryDuration         time.Duration
+	workers                  int
+	zap                      zap.Options
+}
+
+func parseFlags(args []string) (options, error) {
+	o := options{}
+	fs := flag.NewFlagSet("istio-acme-issuer", flag.ContinueOnError)
+	defaultNS := os.Getenv("POD_NAMESPACE")
+	if defaultNS == "" {
+		defaultNS = "istio-acme-issuer"
+	}
+	fs.StringVar(&o.clusterResourceNamespace, "cluster-resource-namespace", defaultNS,
+		"Namespace of the Secrets (account keys, external account binding keys) of ACMEClusterIssuers. Defaults to $POD_NAMESPACE, else istio-acme-issuer.")
+	fs.StringVar(&o.tokenServerAddress, "token-server-address", ":8089",
+		"Address on which every replica answers HTTP-01 challenges; the token Service's target port.")
+	fs.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
+	fs.StringVar(&o.probeAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", true,
+		"Elect a leader among replicas to place orders and publish routes; every replica answers challenges regardless.")
+	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "",
+		"Namespace of the leader election Lease. Defaults to --cluster-resource-namespace.")
+	fs.StringVar(&o.leaderElectionID, "leader-election-id", "istio-acme-issuer-leader", "Name of the leader election Lease.")
+	fs.DurationVar(&o.maxRetryDuration, "max-retry-duration", time.Hour,
+		"How long a CertificateRequest is retried after errors that may pass (network, CA outages) before it is failed.")
+	fs.IntVar(&o.workers, "workers", 20, "CertificateRequests worked on at once.")
+	o.zap.BindFlags(fs)
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
+		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if o.leaderElectionNamespace == "" {
+		o.leaderElectionNamespace = o.clusterResourceNamespace
+	}
+	if o.workers < 1 {
+		return o, errors.New("--workers must be at least 1")
+	}
+	return o, nil
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{
+		clientgoscheme.AddToScheme,
+		cmapi.AddToScheme,
+		istionet.AddToScheme,
+		v1alpha1.AddToScheme,
+	} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, o options) error {
+	logger := zap.New(zap.UseFlagOptions(&o.zap))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	logger.Info("starting istio-acme-issuer", "version", version)
+
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(o.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
+	}
+	ours := labels.SelectorFromSet(labels.Set{solver.LabelManagedBy: solver.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddress},
+		HealthProbeBindAddress:        o.probeAddress,
+		LeaderElection:                o.leaderElect,
+		LeaderElectionID:              o.leaderElectionID,
+		LeaderElectionNamespace:       o.leaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{
+			// Only our own Istio objects are cached: a cluster's other
+			// Gateways and VirtualServices must not grow our memory.
+			ByObject: map[client.Object]cache.ByObject{
+				&istionet.Gateway{}:        {Label: ours},
+				&istionet.VirtualService{}: {Label: ours},
+			},
+		},
+		Client: client.Options{
+			// Account keys are read rarely and directly: no informer on
+			// every Secret in the cluster.
+			Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, solver.TokenIndex, solver.IndexChallengeToken); err != nil {
+		return fmt.Errorf("indexing challenges by token: %w", err)
+	}
+	tokens := &solver.TokenServer{
+		Addr:       o.tokenServerAddress,
+		Challenges: mgr.GetCache(),
+		Log:        logger.WithName("token-server"),
+	}
+	if err := mgr.Add(tokens); err != nil {
+		return err
+	}
+
+	recorder := mgr.GetEventRecorder("istio-acme-issuer")
+	if err := (&solver.ChallengeReconciler{Client: mgr.GetClient(), Events: recorder}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the challenge controller: %w", err)
+	}
+	signer := issuer.NewSigner(issuer.Options{
+		Client:                   mgr.GetClient(),
+		Secrets:                  mgr.GetClient(),
+		Events:                   recorder,
+		ClusterResourceNamespace: o.clusterResourceNamespace,
+		UserAgent:                "istio-acme-issuer/" + version,
+	})
+	if err := issuer.SetupWithManager(ctx, mgr, issuer.SetupOptions{
+		Signer:           signer,
+		MaxRetryDuration: o.maxRetryDuration,
+		Workers:          o.workers,
+	}); err != nil {
+		return fmt.Errorf("setting up the issuer controllers: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("token-server", tokens.ReadyCheck); err != nil {
+		return err
+	}
+	return mgr.Start(ctx)
+}
+
+func loadConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return ctrl.GetConfig()
+}
+
+func main() {
+	err := func() error {
+		o, err := parseFlags(os.Args[1:])
+		if err != nil {
+			return err
+		}
+		return run(ctrl.SetupSignalHandler(), o)
+	}()
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "istio-acme-issuer:", err)
+		os.Exit(1)
+	}
+}

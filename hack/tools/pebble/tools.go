@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools pins a command-line tool that the build or the tests run.
+package tools
+
+import (
+	_ "github.com/letsencrypt/pebble/v2/cmd/pebble"
+	_ "github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv"
+)

@@ -1,0 +1,367 @@
+package issuer
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	"golang.org/x/crypto/acme"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+const (
+	defaultAccountKeyKey = "tls.key"
+	defaultEABKeyKey     = "secret"
+
+	// caRequestTimeout bounds every call to the CA, so a slow CA cannot hold
+	// a worker.
+	caRequestTimeout = 15 * time.Second
+)
+
+// account is a ready-to-use ACME client for one issuer.
+type account struct {
+	client *acme.Client
+	uri    string
+	dir    acme.Directory
+}
+
+// accounts builds ACME clients for issuers and keeps them between calls, so
+// that an order in flight costs only the CA round trips it needs.
+type accounts struct {
+	// secrets reads and writes Secrets. It should not be backed by an
+	// informer on all Secrets: only account keys are read, and rarely.
+	secrets client.Client
+	// clusterResourceNamespace holds the Secrets of ACMEClusterIssuers.
+	clusterResourceNamespace string
+	userAgent                string
+
+	mu    sync.Mutex
+	cache map[string]*account // by issuerCacheKey
+}
+
+// secretNamespace is where an issuer's Secrets live.
+func (a *accounts) secretNamespace(iss v1alpha1.ACMEIssuerObject) string {
+	if _, ok := iss.(*v1alpha1.ACMEClusterIssuer); ok {
+		return a.clusterResourceNamespace
+	}
+	return iss.GetNamespace()
+}
+
+// issuerCacheKey changes whenever the issuer's spec changes.
+func issuerCacheKey(iss v1alpha1.ACMEIssuerObject) string {
+	return fmt.Sprintf("%T/%s/%s/%s/%d", iss, iss.GetNamespace(), iss.GetName(), iss.GetUID(), iss.GetGeneration())
+}
+
+func (a *accounts) cached(iss v1alpha1.ACMEIssuerObject) *account {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cache[issuerCacheKey(iss)]
+}
+
+func (a *accounts) store(iss v1alpha1.ACMEIssuerObject, acct *account) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cache == nil {
+		a.cache = map[string]*account{}
+	}
+	prefix := fmt.Sprintf("%T/%s/%s/", iss, iss.GetNamespace(), iss.GetName())
+	for k := range a.cache {
+		if strings.HasPrefix(k, prefix) {
+			delete(a.cache, k) // an older generation of the same issuer
+		}
+	}
+	a.cache[issuerCacheKey(iss)] = acct
+}
+
+// forSigning returns the issuer's account for placing orders. The issuer is
+// Ready, so its account was registered by Check; after a restart the client is
+// rebuilt from the key and the account URI in the issuer's status, without
+// registering again.
+func (a *accounts) forSigning(ctx context.Context, iss v1alpha1.ACMEIssuerObject) (*account, error) {
+	if acct := a.cached(iss); acct != nil {
+		return acct, nil
+	}
+	st := iss.GetStatus().Account
+	if st == nil || st.URI == "" || st.Server != iss.GetSpec().Server {
+		return a.register(ctx, iss)
+	}
+	key, err := a.loadKey(ctx, iss, false)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := a.newClient(iss, key)
+	if err != nil {
+		return nil, err
+	}
+	cl.KID = acme.KeyID(st.URI)
+	dir, err := discover(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	acct := &account{client: cl, uri: st.URI, dir: dir}
+	a.store(iss, acct)
+	return acct, nil
+}
+
+// register registers the issuer's account, or recovers it when the key is
+// already registered, and updates its contact when spec.email changed.
+func (a *accounts) register(ctx context.Context, iss v1alpha1.ACMEIssuerObject) (*account, error) {
+	spec := iss.GetSpec()
+	key, err := a.loadKey(ctx, iss, true)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := a.newClient(iss, key)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := discover(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Profile != "" {
+		if _, ok := dir.Profiles[acme.ProfileName(spec.Profile)]; !ok {
+			return nil, signer.PermanentError{Err: fmt.Errorf("spec.profile %q is not offered by the ACME server %s (it offers: %s); set spec.profile to one of them or remove it", spec.Profile, spec.Server, profileList(dir))}
+		}
+	}
+
+	want := &acme.Account{}
+	if spec.Email != "" {
+		want.Contact = []string{"mailto:" + spec.Email}
+	}
+	if eab := spec.ExternalAccountBinding; eab != nil {
+		hmacKey, err := a.loadEABKey(ctx, iss, eab)
+		if err != nil {
+			return nil, err
+		}
+		want.ExternalAccountBinding = &acme.ExternalAccountBinding{KID: eab.KeyID, Key: hmacKey}
+	}
+
+	rctx, cancel := context.WithTimeout(ctx, caRequestTimeout)
+	defer cancel()
+	got, err := cl.Register(rctx, want, acme.AcceptTOS)
+	if errors.Is(err, acme.ErrAccountAlreadyExists) {
+		got, err = cl.GetReg(rctx, "")
+		if err == nil && !sameContacts(got.Contact, want.Contact) {
+			got.Contact = want.Contact
+			got, err = cl.UpdateReg(rctx, got)
+		}
+	}
+	if err != nil {
+		return nil, describeRegistrationError(spec, err)
+	}
+	cl.KID = acme.KeyID(got.URI)
+	acct := &account{client: cl, uri: got.URI, dir: dir}
+	a.store(iss, acct)
+	return acct, nil
+}
+
+func describeRegistrationError(spec *v1alpha1.ACMEIssuerSpec, err error) error {
+	var ae *acme.Error
+	if !errors.As(err, &ae) {
+		return fmt.Errorf("registering the ACME account at %s: %w", spec.Server, describeTransport(err))
+	}
+	text := problemText(ae)
+	switch ae.ProblemType {
+	case problemExternalAccountRequired:
+		return fmt.Errorf("the ACME server %s requires external account binding: set spec.externalAccountBinding to the key ID and HMAC key your CA gave you (%s)", spec.Server, text)
+	case problemInvalidContact, problemUnsupportedContact:
+		return fmt.Errorf("the ACME server rejected spec.email %q: %s; set spec.email to an address the CA accepts", spec.Email, text)
+	case problemUnauthorized, problemMalformed:
+		if spec.ExternalAccountBinding != nil {
+			return fmt.Errorf("the ACME server rejected the external account binding (keyID %q): %s; check spec.externalAccountBinding.keyID and the HMAC key in spec.externalAccountBinding.keySecretRef", spec.ExternalAccountBinding.KeyID, text)
+		}
+	case problemUserActionRequired:
+		return fmt.Errorf("the ACME server requires you to agree to new terms (%s): %s", ae.Instance, text)
+	}
+	return fmt.Errorf("registering the ACME account at %s: %s", spec.Server, text)
+}
+
+func sameContacts(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !strings.EqualFold(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func profileList(dir acme.Directory) string {
+	if len(dir.Profiles) == 0 {
+		return "no profiles"
+	}
+	names := make([]string, 0, len(dir.Profiles))
+	for name := range dir.Profiles {
+		names = append(names, string(name))
+	}
+	return strings.Join(names, ", ")
+}
+
+func discover(ctx context.Context, cl *acme.Client) (acme.Directory, error) {
+	dctx, cancel := context.WithTimeout(ctx, caRequestTimeout)
+	defer cancel()
+	dir, err := cl.Discover(dctx)
+	if err != nil {
+		var ae *acme.Error
+		if errors.As(err, &ae) {
+			return dir, fmt.Errorf("reading the ACME directory %s: %s; check that spec.server is the directory URL", cl.DirectoryURL, problemText(ae))
+		}
+		return dir, fmt.Errorf("reading the ACME directory %s: %w", cl.DirectoryURL, describeTransport(err))
+	}
+	if dir.OrderURL == "" || dir.RegURL == "" {
+		return dir, fmt.Errorf("%s is not an ACME (RFC 8555) directory: it lists no newOrder or newAccount URL; check spec.server", cl.DirectoryURL)
+	}
+	return dir, nil
+}
+
+func (a *accounts) newClient(iss v1alpha1.ACMEIssuerObject, key crypto.Signer) (*acme.Client, error) {
+	spec := iss.GetSpec()
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	if len(spec.CABundle) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(spec.CABundle) {
+			return nil, signer.PermanentError{Err: errors.New("spec.caBundle holds no PEM certificate; set it to the PEM-encoded certificate of the CA that signed the ACME server's certificate")}
+		}
+		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &acme.Client{
+		Key:          key,
+		DirectoryURL: spec.Server,
+		UserAgent:    a.userAgent,
+		HTTPClient:   &http.Client{Transport: transport, Timeout: caRequestTimeout},
+	}, nil
+}
+
+// loadKey reads the account key. With create, a missing Secret or key is
+// generated and stored; a key that is present is never replaced.
+func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, create bool) (crypto.Signer, error) {
+	ref := iss.GetSpec().PrivateKeySecretRef
+	ns := a.secretNamespace(iss)
+	dataKey := ref.Key
+	if dataKey == "" {
+		dataKey = defaultAccountKeyKey
+	}
+	where := fmt.Sprintf("key %q of Secret %s/%s (spec.privateKeySecretRef)", dataKey, ns, ref.Name)
+
+	secret := &corev1.Secret{}
+	err := a.secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, secret)
+	switch {
+	case apierrors.IsNotFound(err):
+		secret = nil
+	case err != nil:
+		return nil, fmt.Errorf("reading the account key, %s: %w", where, err)
+	}
+	if secret != nil {
+		if pemBytes, ok := secret.Data[dataKey]; ok {
+			key, err := parsePrivateKey(pemBytes)
+			if err != nil {
+				return nil, fmt.Errorf("the account key, %s, is not a PEM private key (%v); it is left untouched because it identifies the ACME account: fix the Secret, or point spec.privateKeySecretRef at a new Secret to register a new account", where, err)
+			}
+			return key, nil
+		}
+	}
+	if !create {
+		return nil, signer.IssuerError{Err: fmt.Errorf("the account key, %s, is missing", where)}
+	}
+
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generating an account key: %w", err)
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the account key: %w", err)
+	}
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
+	if secret == nil {
+		secret = &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ref.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "istio-acme-issuer"}},
+			Type:       corev1.SecretTypeOpaque,
+			Data:       map[string][]byte{dataKey: pemBytes},
+		}
+		// Create fails if another replica created it meanwhile; the retry
+		// then reads that key instead of replacing it.
+		if err := a.secrets.Create(ctx, secret); err != nil {
+			return nil, fmt.Errorf("storing a new account key in %s: %w", where, err)
+		}
+		return key, nil
+	}
+	if secret.Data == nil {
+		secret.Data = map[string][]byte{}
+	}
+	secret.Data[dataKey] = pemBytes
+	// Update carries the resourceVersion read above, so a concurrent write
+	// makes this fail rather than overwrite a key.
+	if err := a.secrets.Update(ctx, secret); err != nil {
+		return nil, fmt.Errorf("storing a new account key in %s: %w", where, err)
+	}
+	return key, nil
+}
+
+func (a *accounts) loadEABKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, eab *v1alpha1.ExternalAccountBinding) ([]byte, error) {
+	ns := a.secretNamespace(iss)
+	dataKey := eab.KeySecretRef.Key
+	if dataKey == "" {
+		dataKey = defaultEABKeyKey
+	}
+	where := fmt.Sprintf("key %q of Secret %s/%s (spec.externalAccountBinding.keySecretRef)", dataKey, ns, eab.KeySecretRef.Name)
+	secret := &corev1.Secret{}
+	if err := a.secrets.Get(ctx, client.ObjectKey{Namespace: ns, Name: eab.KeySecretRef.Name}, secret); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("the external account binding key, %s, does not exist: create the Secret with the HMAC key your CA gave you", where)
+		}
+		return nil, fmt.Errorf("reading the external account binding key, %s: %w", where, err)
+	}
+	raw, ok := secret.Data[dataKey]
+	if !ok || len(strings.TrimSpace(string(raw))) == 0 {
+		return nil, fmt.Errorf("the external account binding key, %s, is missing or empty", where)
+	}
+	key, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(string(raw)), "="))
+	if err != nil {
+		return nil, fmt.Errorf("the external account binding key, %s, is not base64url as the CA issues it: %v", where, err)
+	}
+	return key, nil
+}
+
+func parsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("no PEM block found")
+	}
+	if k, err := x509.ParseECPrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("unsupported key in PEM block %q", block.Type)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("unsupported key type %T", k)
+	}
+	return s, nil
+}

@@ -1,0 +1,641 @@
+package issuer
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/util/pki"
+	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	"golang.org/x/crypto/acme"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// Signer implements issuer-lib's Sign and Check for ACMEIssuer and
+// ACMEClusterIssuer.
+type Signer struct {
+	client   client.Client
+	events   events.EventRecorder
+	clock    clock.PassiveClock
+	accounts *accounts
+}
+
+// Options configure a Signer.
+type Options struct {
+	// Client reads and writes our objects and CertificateRequests (cached).
+	Client client.Client
+	// Secrets reads and writes account key Secrets; an uncached client, so
+	// the controller never watches every Secret of the cluster.
+	Secrets client.Client
+	// Events records events on CertificateRequests and issuers.
+	Events events.EventRecorder
+	// ClusterResourceNamespace holds the Secrets of ACMEClusterIssuers.
+	ClusterResourceNamespace string
+	// UserAgent is sent to the ACME server.
+	UserAgent string
+	// Clock defaults to the real clock.
+	Clock clock.PassiveClock
+}
+
+// NewSigner returns a Signer.
+func NewSigner(o Options) *Signer {
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	return &Signer{
+		client: o.Client,
+		events: o.Events,
+		clock:  o.Clock,
+		accounts: &accounts{
+			secrets:                  o.Secrets,
+			clusterResourceNamespace: o.ClusterResourceNamespace,
+			userAgent:                o.UserAgent,
+		},
+	}
+}
+
+const (
+	// finalizeTimeout bounds the finalize call, which waits for the CA to
+	// issue; past it the order is looked at again on the next pass.
+	finalizeTimeout = 10 * time.Second
+	minPoll         = 100 * time.Millisecond
+	maxPoll         = 10 * time.Second
+)
+
+// +kubebuilder:rbac:groups=istio-acme.io,resources=acmeorders,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=istio-acme.io,resources=acmeorders/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges,verbs=get;list;watch;create;update;patch;delete;deletecollection
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// Sign moves the request's ACME order one step forward and returns the
+// certificate once the CA issued it. It never waits for the CA: while the
+// order is in flight it returns a PendingError whose message tells the user
+// where each name stands, and it is called again on a short requeue or when
+// a challenge's routes are published.
+func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, obj issuerapi.Issuer) (signer.PEMBundle, error) {
+	iss, ok := obj.(v1alpha1.ACMEIssuerObject)
+	if !ok {
+		return signer.PEMBundle{}, signer.PermanentError{Err: fmt.Errorf("unexpected issuer type %T", obj)}
+	}
+	details, err := cro.GetCertificateDetails()
+	if err != nil {
+		return signer.PEMBundle{}, signer.PermanentError{Err: fmt.Errorf("reading the request: %w", err)}
+	}
+	csr, names, err := parseCSR(details.CSR)
+	if err != nil {
+		return signer.PEMBundle{}, signer.PermanentError{Err: err}
+	}
+
+	acct, err := s.accounts.forSigning(ctx, iss)
+	if err != nil {
+		var perm signer.PermanentError
+		if errors.As(err, &perm) {
+			return signer.PEMBundle{}, signer.IssuerError{Err: err}
+		}
+		return signer.PEMBundle{}, err
+	}
+
+	order, err := s.ensureOrder(ctx, cro, iss, names)
+	if err != nil {
+		return signer.PEMBundle{}, err
+	}
+	if order.Status.URL != "" && order.Status.AccountURI != acct.uri {
+		// The issuer now uses another account, which cannot see this order.
+		s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s belongs to account %s but the issuer now uses %s; placing a new order", order.Status.URL, order.Status.AccountURI, acct.uri)
+		if err := s.resetOrder(ctx, order); err != nil {
+			return signer.PEMBundle{}, err
+		}
+	}
+	if order.Status.URL == "" {
+		return signer.PEMBundle{}, s.placeOrder(ctx, cro, iss, acct, order)
+	}
+
+	o, err := acct.client.GetOrder(ctx, order.Status.URL)
+	if err != nil {
+		if isNotFound(err) {
+			s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s is gone at the CA; placing a new order", order.Status.URL)
+			return signer.PEMBundle{}, s.resetOrder(ctx, order)
+		}
+		return signer.PEMBundle{}, caOutcome("reading order "+order.Status.URL, err)
+	}
+	pollIn := s.pollInterval(cro)
+
+	switch o.Status {
+	case acme.StatusPending:
+		progress, err := s.solve(ctx, cro, acct, order, o)
+		if err != nil {
+			return signer.PEMBundle{}, err
+		}
+		if err := s.recordOrder(ctx, order, o, progress); err != nil {
+			return signer.PEMBundle{}, err
+		}
+		return signer.PEMBundle{}, signer.PendingError{Err: errors.New(progress), RequeueAfter: pollIn}
+
+	case acme.StatusReady:
+		fctx, cancel := context.WithTimeout(ctx, finalizeTimeout)
+		defer cancel()
+		der, _, err := acct.client.CreateOrderCert(fctx, o.FinalizeURL, csr.Raw, true)
+		if err != nil {
+			if fctx.Err() != nil && ctx.Err() == nil {
+				return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is still issuing the certificate"), RequeueAfter: pollIn}
+			}
+			return signer.PEMBundle{}, s.orderFailed(ctx, cro, order, caOutcome("finalizing order "+order.Status.URL, err))
+		}
+		return s.issued(ctx, cro, order, o, der)
+
+	case acme.StatusProcessing:
+		if err := s.recordOrder(ctx, order, o, "the CA is issuing the certificate"); err != nil {
+			return signer.PEMBundle{}, err
+		}
+		return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is issuing the certificate"), RequeueAfter: pollIn}
+
+	case acme.StatusValid:
+		der, err := acct.client.FetchCert(ctx, o.CertURL, true)
+		if err != nil {
+			return signer.PEMBundle{}, caOutcome("downloading the certificate from "+o.CertURL, err)
+		}
+		return s.issued(ctx, cro, order, o, der)
+
+	default: // invalid, or expired and deactivated
+		reason := s.failureReason(ctx, acct, o)
+		if err := s.recordOrder(ctx, order, o, reason); err != nil {
+			return signer.PEMBundle{}, err
+		}
+		if err := s.deleteChallenges(ctx, order); err != nil {
+			return signer.PEMBundle{}, err
+		}
+		s.event(cro, corev1.EventTypeWarning, "OrderFailed", "%s", reason)
+		return signer.PEMBundle{}, signer.PermanentError{Err: errors.New(reason)}
+	}
+}
+
+// parseCSR returns the CSR and the DNS names to order, refusing what HTTP-01
+// cannot prove.
+func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
+	csr, err := pki.DecodeX509CertificateRequestBytes(csrPEM)
+	if err != nil {
+		return nil, nil, fmt.Errorf("decoding the request's CSR: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, nil, fmt.Errorf("the request's CSR signature is invalid: %w", err)
+	}
+	if len(csr.IPAddresses) > 0 || len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
+		return nil, nil, errors.New("the request asks for IP, URI or email subject alternative names; this issuer orders DNS names only: list the host names in spec.dnsNames of the Certificate")
+	}
+	names := slices.Clone(csr.DNSNames)
+	if cn := csr.Subject.CommonName; cn != "" && !slices.Contains(names, cn) {
+		names = append(names, cn)
+	}
+	if len(names) == 0 {
+		return nil, nil, errors.New("the request has no DNS names: set spec.dnsNames on the Certificate")
+	}
+	var wildcards []string
+	for i, n := range names {
+		names[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+		if strings.Contains(n, "*") {
+			wildcards = append(wildcards, n)
+		}
+		if net.ParseIP(n) != nil {
+			return nil, nil, fmt.Errorf("%q is an IP address; this issuer orders DNS names only", n)
+		}
+	}
+	if len(wildcards) > 0 {
+		return nil, nil, fmt.Errorf("HTTP-01 cannot prove wildcard names (%s): ACME CAs accept only DNS-01 for them. Use an issuer with a DNS-01 solver for wildcards, or list each host name in the Certificate", strings.Join(wildcards, ", "))
+	}
+	slices.Sort(names)
+	return csr, slices.Compact(names), nil
+}
+
+// ensureOrder returns the ACMEOrder of the request, creating it first. It is
+// created before the CA is asked for an order, so the CA's order URL has a
+// place to be written to at once.
+func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, names []string) (*v1alpha1.ACMEOrder, error) {
+	order := &v1alpha1.ACMEOrder{}
+	key := client.ObjectKey{Namespace: cro.GetNamespace(), Name: cro.GetName()}
+	err := s.client.Get(ctx, key, order)
+	if err == nil {
+		return order, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading ACMEOrder %s: %w", key, err)
+	}
+	order = &v1alpha1.ACMEOrder{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       key.Namespace,
+			Name:            key.Name,
+			OwnerReferences: []metav1.OwnerReference{ownerRef(cro)},
+		},
+		Spec: v1alpha1.ACMEOrderSpec{
+			Request:   cro.GetName(),
+			IssuerRef: v1alpha1.IssuerReference{Kind: issuerKind(iss), Name: iss.GetName()},
+			DNSNames:  names,
+		},
+	}
+	if err := s.client.Create(ctx, order); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// The cache was behind; read it from the next pass.
+			return nil, signer.PendingError{Err: fmt.Errorf("waiting for ACMEOrder %s to appear in the cache", key), RequeueAfter: minPoll}
+		}
+		return nil, fmt.Errorf("creating ACMEOrder %s: %w", key, err)
+	}
+	return order, nil
+}
+
+func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder) error {
+	var opts []acme.OrderOption
+	if p := iss.GetSpec().Profile; p != "" {
+		opts = append(opts, acme.WithOrderIssuanceProfile(acme.ProfileName(p)))
+	}
+	octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
+	defer cancel()
+	o, err := acct.client.AuthorizeOrder(octx, acme.DomainIDs(order.Spec.DNSNames...), opts...)
+	if err != nil {
+		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
+		return s.orderFailed(ctx, cro, order, err)
+	}
+	msg := fmt.Sprintf("order %s created for %s", o.URI, strings.Join(order.Spec.DNSNames, ", "))
+	if err := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		st.URL = o.URI
+		st.AccountURI = acct.uri
+		st.State = v1alpha1.OrderState(o.Status)
+		st.FinalizeURL = o.FinalizeURL
+		st.Authorizations = o.AuthzURLs
+		st.Message = msg
+	}); err != nil {
+		// The order exists at the CA but not here: a retry would place a
+		// second one. Say so loudly; the CA lets pending orders expire.
+		return fmt.Errorf("recording order %s in ACMEOrder %s/%s failed, a new order will be placed: %w", o.URI, order.Namespace, order.Name, err)
+	}
+	log.FromContext(ctx).Info("ACME order created", "order", o.URI, "names", order.Spec.DNSNames)
+	s.event(cro, corev1.EventTypeNormal, "OrderCreated", "%s", msg)
+	return signer.PendingError{Err: errors.New(msg), RequeueAfter: minPoll}
+}
+
+// solve publishes a challenge for each pending authorization, asks the CA to
+// validate those whose routes are in place, and returns a one-line progress
+// report per name.
+func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject, acct *account, order *v1alpha1.ACMEOrder, o *acme.Order) (string, error) {
+	var progress []string
+	for _, authzURL := range o.AuthzURLs {
+		a, err := acct.client.GetAuthorization(ctx, authzURL)
+		if err != nil {
+			return "", caOutcome("reading authorization "+authzURL, err)
+		}
+		host := a.Identifier.Value
+		switch a.Status {
+		case acme.StatusValid:
+			progress = append(progress, host+": validated")
+			continue
+		case acme.StatusPending:
+		default:
+			// invalid, deactivated, expired: the order turns invalid too,
+			// and the next pass reports why.
+			progress = append(progress, fmt.Sprintf("%s: authorization %s", host, a.Status))
+			continue
+		}
+
+		chal := http01(a)
+		if chal == nil {
+			return "", signer.PermanentError{Err: fmt.Errorf("the CA offers no http-01 challenge for %s (it offers %s); this issuer solves HTTP-01 only", host, challengeTypes(a))}
+		}
+		ch, err := s.ensureChallenge(ctx, cro, acct, order, a, chal)
+		if err != nil {
+			return "", err
+		}
+		switch {
+		case !ch.Status.Presented:
+			msg := host + ": publishing routes"
+			if ch.Status.Message != "" {
+				msg += " (" + ch.Status.Message + ")"
+			}
+			progress = append(progress, msg)
+		case chal.Status == acme.StatusPending && ch.Status.State == "":
+			if _, err := acct.client.Accept(ctx, chal); err != nil {
+				return "", caOutcome("asking the CA to validate "+host, err)
+			}
+			if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+chal.URI); err != nil {
+				return "", err
+			}
+			s.event(cro, corev1.EventTypeNormal, "ChallengeAccepted", "%s: asked the CA to validate http://%s/.well-known/acme-challenge/%s", host, host, chal.Token)
+			progress = append(progress, host+": the CA is validating ("+ch.Status.Message+")")
+		default:
+			progress = append(progress, host+": the CA is validating")
+		}
+	}
+	return strings.Join(progress, "; "), nil
+}
+
+func http01(a *acme.Authorization) *acme.Challenge {
+	for _, c := range a.Challenges {
+		if c.Type == "http-01" {
+			return c
+		}
+	}
+	return nil
+}
+
+func challengeTypes(a *acme.Authorization) string {
+	var types []string
+	for _, c := range a.Challenges {
+		types = append(types, c.Type)
+	}
+	if len(types) == 0 {
+		return "none"
+	}
+	return strings.Join(types, ", ")
+}
+
+// challengeName is stable per order and host, so a retry finds the object
+// an earlier pass created.
+func challengeName(order, host string) string {
+	sum := sha256.Sum256([]byte(host))
+	suffix := "-" + hex.EncodeToString(sum[:5])
+	if max := 253 - len(suffix); len(order) > max {
+		order = order[:max]
+	}
+	return order + suffix
+}
+
+func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequestObject, acct *account, order *v1alpha1.ACMEOrder, a *acme.Authorization, chal *acme.Challenge) (*v1alpha1.ACMEChallenge, error) {
+	host := a.Identifier.Value
+	ch := &v1alpha1.ACMEChallenge{}
+	key := client.ObjectKey{Namespace: order.Namespace, Name: challengeName(order.Name, host)}
+	err := s.client.Get(ctx, key, ch)
+	if err == nil && ch.Spec.Token == chal.Token {
+		return ch, nil
+	}
+	if err == nil {
+		// A leftover from an earlier order of the same request.
+		if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("deleting stale ACMEChallenge %s: %w", key, err)
+		}
+		return nil, signer.PendingError{Err: fmt.Errorf("%s: replacing a stale challenge", host), RequeueAfter: minPoll}
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading ACMEChallenge %s: %w", key, err)
+	}
+	keyAuth, err := acct.client.HTTP01ChallengeResponse(chal.Token)
+	if err != nil {
+		return nil, fmt.Errorf("computing the key authorization for %s: %w", host, err)
+	}
+	issuerSpec, err := s.issuerSolver(ctx, order)
+	if err != nil {
+		return nil, err
+	}
+	ch = &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: key.Namespace,
+			Name:      key.Name,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion:         v1alpha1.GroupVersion.String(),
+				Kind:               "ACMEOrder",
+				Name:               order.Name,
+				UID:                order.UID,
+				Controller:         ptr.To(true),
+				BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: v1alpha1.ACMEChallengeSpec{
+			Order:            order.Name,
+			DNSName:          host,
+			Token:            chal.Token,
+			Key:              keyAuth,
+			URL:              chal.URI,
+			AuthorizationURL: a.URI,
+			Solver:           issuerSpec,
+		},
+	}
+	if err := s.client.Create(ctx, ch); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating ACMEChallenge %s: %w", key, err)
+	}
+	s.event(cro, corev1.EventTypeNormal, "ChallengeCreated", "%s: created ACMEChallenge %s for token %s", host, key.Name, chal.Token)
+	return ch, nil
+}
+
+// issuerSolver reads the solver settings of the order's issuer.
+func (s *Signer) issuerSolver(ctx context.Context, order *v1alpha1.ACMEOrder) (v1alpha1.IstioHTTP01Solver, error) {
+	var iss v1alpha1.ACMEIssuerObject
+	switch order.Spec.IssuerRef.Kind {
+	case "ACMEClusterIssuer":
+		iss = &v1alpha1.ACMEClusterIssuer{}
+	default:
+		iss = &v1alpha1.ACMEIssuer{}
+	}
+	key := client.ObjectKey{Name: order.Spec.IssuerRef.Name}
+	if _, namespaced := iss.(*v1alpha1.ACMEIssuer); namespaced {
+		key.Namespace = order.Namespace
+	}
+	if err := s.client.Get(ctx, key, iss); err != nil {
+		return v1alpha1.IstioHTTP01Solver{}, fmt.Errorf("reading %s %s: %w", order.Spec.IssuerRef.Kind, key, err)
+	}
+	return iss.GetSpec().Solver.Istio, nil
+}
+
+func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := s.client.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil {
+			return err
+		}
+		ch.Status.State = state
+		ch.Status.Message = msg
+		return s.client.Status().Update(ctx, ch)
+	})
+}
+
+func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, o *acme.Order, der [][]byte) (signer.PEMBundle, error) {
+	var chain []byte
+	for _, c := range der {
+		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c})...)
+	}
+	bundle, err := pki.ParseSingleCertificateChainPEM(chain)
+	if err != nil {
+		return signer.PEMBundle{}, fmt.Errorf("the CA returned an unusable chain for order %s: %w", order.Status.URL, err)
+	}
+	if err := s.deleteChallenges(ctx, order); err != nil {
+		return signer.PEMBundle{}, err
+	}
+	o.Status = acme.StatusValid
+	if err := s.recordOrder(ctx, order, o, "certificate issued"); err != nil {
+		return signer.PEMBundle{}, err
+	}
+	log.FromContext(ctx).Info("certificate issued", "order", order.Status.URL, "names", order.Spec.DNSNames)
+	s.event(cro, corev1.EventTypeNormal, "Issued", "certificate for %s issued by order %s", strings.Join(order.Spec.DNSNames, ", "), order.Status.URL)
+	return signer.PEMBundle(bundle), nil
+}
+
+// orderFailed records a failure on the order; permanent failures also remove
+// the challenges.
+func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error) error {
+	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) { st.Message = err.Error() }); uerr != nil {
+		log.FromContext(ctx).Error(uerr, "recording the order's failure")
+	}
+	if errors.As(err, &signer.PermanentError{}) {
+		if derr := s.deleteChallenges(ctx, order); derr != nil {
+			return derr
+		}
+		s.event(cro, corev1.EventTypeWarning, "OrderFailed", "%s", err.Error())
+	}
+	return err
+}
+
+// failureReason explains an invalid order from its failed authorizations.
+func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order) string {
+	var reasons []string
+	if o.Error != nil {
+		reasons = append(reasons, problemText(o.Error))
+	}
+	for _, u := range o.AuthzURLs {
+		a, err := acct.client.GetAuthorization(ctx, u)
+		if err != nil || a.Status == acme.StatusValid {
+			continue
+		}
+		for _, c := range a.Challenges {
+			if c.Error != nil {
+				var ae *acme.Error
+				if errors.As(c.Error, &ae) {
+					reasons = append(reasons, fmt.Sprintf("%s: %s", a.Identifier.Value, problemText(ae)))
+				} else {
+					reasons = append(reasons, fmt.Sprintf("%s: %v", a.Identifier.Value, c.Error))
+				}
+			}
+		}
+	}
+	if len(reasons) == 0 {
+		reasons = append(reasons, "no reason given")
+	}
+	return fmt.Sprintf("the CA marked order %s %s: %s", o.URI, o.Status, strings.Join(reasons, "; "))
+}
+
+func (s *Signer) recordOrder(ctx context.Context, order *v1alpha1.ACMEOrder, o *acme.Order, msg string) error {
+	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		st.State = v1alpha1.OrderState(o.Status)
+		st.Message = msg
+	})
+}
+
+func (s *Signer) updateOrderStatus(ctx context.Context, order *v1alpha1.ACMEOrder, mutate func(*v1alpha1.ACMEOrderStatus)) error {
+	before := order.Status.DeepCopy()
+	mutate(&order.Status)
+	if equalOrderStatus(before, &order.Status) {
+		return nil
+	}
+	err := s.client.Status().Update(ctx, order)
+	if apierrors.IsConflict(err) {
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := s.client.Get(ctx, client.ObjectKeyFromObject(order), order); err != nil {
+				return err
+			}
+			mutate(&order.Status)
+			return s.client.Status().Update(ctx, order)
+		})
+	}
+	return err
+}
+
+func equalOrderStatus(a, b *v1alpha1.ACMEOrderStatus) bool {
+	return a.URL == b.URL && a.AccountURI == b.AccountURI && a.State == b.State &&
+		a.FinalizeURL == b.FinalizeURL && a.Message == b.Message && slices.Equal(a.Authorizations, b.Authorizations)
+}
+
+// resetOrder forgets the CA order so the next pass places a new one.
+func (s *Signer) resetOrder(ctx context.Context, order *v1alpha1.ACMEOrder) error {
+	if err := s.deleteChallenges(ctx, order); err != nil {
+		return err
+	}
+	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		*st = v1alpha1.ACMEOrderStatus{}
+	})
+}
+
+// deleteChallenges removes the order's challenges; their finalizer removes
+// the routes.
+func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder) error {
+	var list v1alpha1.ACMEChallengeList
+	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
+		return fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
+	}
+	for i := range list.Items {
+		ch := &list.Items[i]
+		if ch.Spec.Order != order.Name || ch.DeletionTimestamp != nil {
+			continue
+		}
+		if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting ACMEChallenge %s/%s: %w", ch.Namespace, ch.Name, err)
+		}
+	}
+	return nil
+}
+
+// pollInterval grows with the request's age: quick while the CA is likely to
+// answer in milliseconds, gentle on the CA when it takes long.
+func (s *Signer) pollInterval(cro signer.CertificateRequestObject) time.Duration {
+	d := s.clock.Since(cro.GetCreationTimestamp().Time) / 10
+	return min(max(d, minPoll), maxPoll)
+}
+
+func (s *Signer) event(cro signer.CertificateRequestObject, eventType, reason, format string, args ...any) {
+	if s.events == nil {
+		return
+	}
+	s.events.Eventf(requestRef(cro), nil, eventType, reason, "Sign", format, args...)
+}
+
+func isNotFound(err error) bool {
+	var ae *acme.Error
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
+}
+
+func issuerKind(iss v1alpha1.ACMEIssuerObject) string {
+	if _, ok := iss.(*v1alpha1.ACMEClusterIssuer); ok {
+		return "ACMEClusterIssuer"
+	}
+	return "ACMEIssuer"
+}
+
+func ownerRef(cro signer.CertificateRequestObject) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion:         cmapi.SchemeGroupVersion.String(),
+		Kind:               cmapi.CertificateRequestKind,
+		Name:               cro.GetName(),
+		UID:                cro.GetUID(),
+		Controller:         ptr.To(true),
+		BlockOwnerDeletion: ptr.To(true),
+	}
+}
+
+// requestRef is a CertificateRequest carrying just enough to be the subject
+// of an Event: the object issuer-lib hands to Sign is a wrapper that the
+// scheme does not know.
+func requestRef(cro signer.CertificateRequestObject) *cmapi.CertificateRequest {
+	return &cmapi.CertificateRequest{
+		TypeMeta: metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       cro.GetNamespace(),
+			Name:            cro.GetName(),
+			UID:             cro.GetUID(),
+			ResourceVersion: cro.GetResourceVersion(),
+		},
+	}
+}

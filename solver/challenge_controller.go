@@ -1,0 +1,184 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
+	"google.golang.org/protobuf/proto"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// Finalizer keeps an ACMEChallenge until its routes are deleted, since they
+// live in another namespace and cannot be owned by it.
+const Finalizer = "istio-acme.io/routes"
+
+// +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=get;list;watch;create;update;patch;delete;deletecollection
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// ChallengeReconciler publishes the routes of each ACMEChallenge and removes
+// them when the challenge is deleted.
+type ChallengeReconciler struct {
+	Client client.Client
+	Events events.EventRecorder
+}
+
+// SetupWithManager registers the reconciler.
+func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
+	return builder.ControllerManagedBy(mgr).
+		For(&v1alpha1.ACMEChallenge{}).
+		Named("acmechallenge").
+		Complete(r)
+}
+
+// Reconcile makes the challenge's routes exist while it lives, and removes
+// them before it goes.
+func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	ch := &v1alpha1.ACMEChallenge{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ch); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	logger := log.FromContext(ctx).WithValues("host", ch.Spec.DNSName)
+
+	if ch.DeletionTimestamp != nil {
+		if !controllerutil.ContainsFinalizer(ch, Finalizer) {
+			return reconcile.Result{}, nil
+		}
+		if err := r.deleteRoutes(ctx, ch); err != nil {
+			return reconcile.Result{}, err
+		}
+		logger.V(1).Info("removed challenge routes")
+		controllerutil.RemoveFinalizer(ch, Finalizer)
+		return reconcile.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, ch))
+	}
+
+	if !controllerutil.ContainsFinalizer(ch, Finalizer) {
+		controllerutil.AddFinalizer(ch, Finalizer)
+		// The update triggers the next reconcile, which publishes the routes.
+		return reconcile.Result{}, r.Client.Update(ctx, ch)
+	}
+	if ch.Status.Presented {
+		return reconcile.Result{}, nil
+	}
+
+	routes := BuildRoutes(ch)
+	if err := r.ensure(ctx, routes.Gateway, &istionet.Gateway{}); err != nil {
+		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", routes.Gateway.Namespace, routes.Gateway.Name, err))
+	}
+	if err := r.ensure(ctx, routes.VirtualService, &istionet.VirtualService{}); err != nil {
+		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, err))
+	}
+
+	msg := fmt.Sprintf("routing http://%s%s%s through Gateway %s/%s and VirtualService %s/%s to Service %s:%d",
+		ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token,
+		routes.Gateway.Namespace, routes.Gateway.Name,
+		routes.VirtualService.Namespace, routes.VirtualService.Name,
+		TokenServiceHost(ch.Spec.Solver.TokenService), ch.Spec.Solver.TokenService.Port)
+	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+		st.Presented = true
+		st.Message = msg
+		st.Routes = []v1alpha1.ObjectReference{
+			objectRef(routes.Gateway, "Gateway"),
+			objectRef(routes.VirtualService, "VirtualService"),
+		}
+	}); err != nil {
+		return reconcile.Result{}, err
+	}
+	logger.Info("published challenge routes", "gateway", routes.Gateway.Namespace+"/"+routes.Gateway.Name, "virtualService", routes.VirtualService.Namespace+"/"+routes.VirtualService.Name)
+	r.Events.Eventf(ch, nil, corev1.EventTypeNormal, "Presented", "Present", msg)
+	return reconcile.Result{}, nil
+}
+
+// ensure creates want, or updates the existing object when a user or a
+// previous version changed its spec or labels.
+func (r *ChallengeReconciler) ensure(ctx context.Context, want, existing client.Object) error {
+	err := r.Client.Create(ctx, want)
+	if err == nil || !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), existing); err != nil {
+			return err
+		}
+		if sameRoute(want, existing) {
+			return nil
+		}
+		want.SetResourceVersion(existing.GetResourceVersion())
+		return r.Client.Update(ctx, want)
+	})
+}
+
+func sameRoute(want, existing client.Object) bool {
+	if !reflect.DeepEqual(want.GetLabels(), existing.GetLabels()) {
+		return false
+	}
+	switch w := want.(type) {
+	case *istionet.Gateway:
+		e := existing.(*istionet.Gateway)
+		return proto.Equal(&w.Spec, &e.Spec)
+	case *istionet.VirtualService:
+		e := existing.(*istionet.VirtualService)
+		return proto.Equal(&w.Spec, &e.Spec)
+	}
+	return false
+}
+
+// deleteRoutes removes every object labelled for this challenge, whether or
+// not its status recorded it (a crash may have come between create and
+// status update).
+func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) error {
+	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
+	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
+	for _, obj := range []client.Object{&istionet.VirtualService{}, &istionet.Gateway{}} {
+		if err := r.Client.DeleteAllOf(ctx, obj, ns, sel); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting %T for challenge %s/%s: %w", obj, ch.Namespace, ch.Name, err)
+		}
+	}
+	return nil
+}
+
+func (r *ChallengeReconciler) fail(ctx context.Context, ch *v1alpha1.ACMEChallenge, cause error) error {
+	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) { st.Message = cause.Error() }); err != nil {
+		return fmt.Errorf("%w (and recording it failed: %v)", cause, err)
+	}
+	r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "PresentFailed", "Present", cause.Error())
+	return cause
+}
+
+func (r *ChallengeReconciler) updateStatus(ctx context.Context, ch *v1alpha1.ACMEChallenge, mutate func(*v1alpha1.ACMEChallengeStatus)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil {
+			return err
+		}
+		before := ch.Status.DeepCopy()
+		mutate(&ch.Status)
+		if reflect.DeepEqual(before, &ch.Status) {
+			return nil
+		}
+		return r.Client.Status().Update(ctx, ch)
+	})
+}
+
+func objectRef(obj client.Object, kind string) v1alpha1.ObjectReference {
+	return v1alpha1.ObjectReference{
+		APIVersion: istionet.SchemeGroupVersion.String(),
+		Kind:       kind,
+		Namespace:  obj.GetNamespace(),
+		Name:       obj.GetName(),
+	}
+}
