@@ -28,6 +28,17 @@ func IndexChallengeToken(obj client.Object) []string {
 	return []string{ch.Spec.Token}
 }
 
+// CacheLookup finds challenges by token in a cache that has TokenIndex.
+func CacheLookup(r client.Reader) func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) {
+	return func(ctx context.Context, token string) ([]v1alpha1.ACMEChallenge, error) {
+		var list v1alpha1.ACMEChallengeList
+		if err := r.List(ctx, &list, client.MatchingFields{TokenIndex: token}); err != nil {
+			return nil, err
+		}
+		return list.Items, nil
+	}
+}
+
 // maxTokenLength bounds the token in the path; real tokens are 43 characters.
 const maxTokenLength = 128
 
@@ -37,9 +48,9 @@ const maxTokenLength = 128
 type TokenServer struct {
 	// Addr is the address to listen on, such as ":8089".
 	Addr string
-	// Challenges reads ACMEChallenges, normally from the manager's cache with
-	// TokenIndex registered.
-	Challenges client.Reader
+	// Lookup returns the challenges with a token; CacheLookup reads them
+	// from the manager's cache.
+	Lookup func(ctx context.Context, token string) ([]v1alpha1.ACMEChallenge, error)
 	// Log is the server's logger.
 	Log logr.Logger
 
@@ -111,14 +122,14 @@ func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	host := normalizeHost(r.Host)
 
-	var list v1alpha1.ACMEChallengeList
-	if err := s.Challenges.List(r.Context(), &list, client.MatchingFields{TokenIndex: token}); err != nil {
-		s.Log.Error(err, "listing challenges", "token", token)
+	challenges, err := s.Lookup(r.Context(), token)
+	if err != nil {
+		s.Log.Error(err, "looking up challenges", "token", token)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	for i := range list.Items {
-		ch := &list.Items[i]
+	for i := range challenges {
+		ch := &challenges[i]
 		if ch.DeletionTimestamp != nil || !strings.EqualFold(ch.Spec.DNSName, host) {
 			continue
 		}

@@ -148,7 +148,7 @@ func run(ctx context.Context, o options) error {
 	}
 	tokens := &solver.TokenServer{
 		Addr:       o.tokenServerAddress,
-		Challenges: mgr.GetCache(),
+		Lookup:     solver.CacheLookup(mgr.GetCache()),
 		Log:        logger.WithName("token-server"),
 	}
 	if err := mgr.Add(tokens); err != nil {

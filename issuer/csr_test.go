@@ -1,0 +1,79 @@
+package issuer
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func csrPEM(t *testing.T, tmpl *x509.CertificateRequest) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+func TestParseCSR(t *testing.T) {
+	tests := []struct {
+		name      string
+		tmpl      *x509.CertificateRequest
+		wantNames []string
+		wantErr   []string
+	}{
+		{name: "two names", tmpl: &x509.CertificateRequest{DNSNames: []string{"b.example.com", "a.example.com"}}, wantNames: []string{"a.example.com", "b.example.com"}},
+		{name: "common name joins the names", tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "cn.example.com"}, DNSNames: []string{"a.example.com"}}, wantNames: []string{"a.example.com", "cn.example.com"}},
+		{name: "case and trailing dot folded, duplicates removed", tmpl: &x509.CertificateRequest{DNSNames: []string{"A.Example.com.", "a.example.com"}}, wantNames: []string{"a.example.com"}},
+		{name: "wildcard is refused", tmpl: &x509.CertificateRequest{DNSNames: []string{"a.example.com", "*.example.com"}}, wantErr: []string{"HTTP-01", "wildcard", "*.example.com", "DNS-01"}},
+		{name: "IP address is refused", tmpl: &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}, wantErr: []string{"IP"}},
+		{name: "no names", tmpl: &x509.CertificateRequest{}, wantErr: []string{"no DNS names", "spec.dnsNames"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, names, err := parseCSR(csrPEM(t, tt.tmpl))
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatalf("accepted %v", names)
+				}
+				for _, s := range tt.wantErr {
+					if !strings.Contains(err.Error(), s) {
+						t.Errorf("error %q lacks %q", err, s)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(names, tt.wantNames) {
+				t.Errorf("names %v, want %v", names, tt.wantNames)
+			}
+		})
+	}
+	if _, _, err := parseCSR([]byte("not a csr")); err == nil {
+		t.Error("garbage CSR accepted")
+	}
+}
+
+func TestChallengeName(t *testing.T) {
+	a := challengeName("req", "a.example.com")
+	if a != challengeName("req", "a.example.com") || a == challengeName("req", "b.example.com") {
+		t.Fatal("challenge names must be stable per host and distinct between hosts")
+	}
+	long := challengeName(strings.Repeat("x", 260), "a.example.com")
+	if len(long) > 253 {
+		t.Fatalf("name of %d characters", len(long))
+	}
+}

@@ -1,0 +1,89 @@
+package issuer
+
+import (
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	"golang.org/x/crypto/acme"
+)
+
+func TestCAOutcome(t *testing.T) {
+	problem := func(kind string, h http.Header) error {
+		return &acme.Error{StatusCode: 400, ProblemType: problemPrefix + kind, Detail: "detail of " + kind, Header: h}
+	}
+	tests := []struct {
+		name        string
+		err         error
+		wantKind    string // pending, permanent, retry
+		wantRequeue time.Duration
+		wantText    []string
+	}{
+		{name: "rate limited with Retry-After", err: problem("rateLimited", http.Header{"Retry-After": {"120"}}), wantKind: "pending", wantRequeue: 2 * time.Minute, wantText: []string{"rateLimited", "retrying after 2m0s"}},
+		{name: "rate limited without Retry-After", err: problem("rateLimited", nil), wantKind: "pending", wantRequeue: defaultRateLimitWait},
+		{name: "rejected identifier", err: problem("rejectedIdentifier", nil), wantKind: "permanent", wantText: []string{"rejectedIdentifier", "detail of rejectedIdentifier"}},
+		{name: "unsupported identifier", err: problem("unsupportedIdentifier", nil), wantKind: "permanent"},
+		{name: "CAA forbids", err: problem("caa", nil), wantKind: "permanent"},
+		{name: "malformed", err: problem("malformed", nil), wantKind: "permanent"},
+		{name: "server error", err: problem("serverInternal", nil), wantKind: "retry", wantText: []string{"serverInternal"}},
+		{name: "bad nonce", err: problem("badNonce", nil), wantKind: "retry"},
+		{name: "network", err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, wantKind: "retry", wantText: []string{"cannot reach the ACME server", "spec.server"}},
+		{name: "unknown CA", err: x509.UnknownAuthorityError{}, wantKind: "retry", wantText: []string{"spec.caBundle"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := caOutcome("creating an order", tt.err)
+			var pending signer.PendingError
+			kind := "retry"
+			switch {
+			case errors.As(got, &pending):
+				kind = "pending"
+			case errors.As(got, &signer.PermanentError{}):
+				kind = "permanent"
+			}
+			if kind != tt.wantKind {
+				t.Fatalf("%v classified %s, want %s", got, kind, tt.wantKind)
+			}
+			if tt.wantRequeue != 0 && pending.RequeueAfter != tt.wantRequeue {
+				t.Errorf("requeue after %s, want %s", pending.RequeueAfter, tt.wantRequeue)
+			}
+			for _, s := range append(tt.wantText, "creating an order") {
+				if !strings.Contains(got.Error(), s) {
+					t.Errorf("message %q lacks %q", got.Error(), s)
+				}
+			}
+		})
+	}
+}
+
+func TestProblemTextNamesSubproblems(t *testing.T) {
+	ae := &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "rejectedIdentifier", Detail: "policy forbids",
+		Subproblems: []acme.Subproblem{{Detail: "blocked", Identifier: &acme.AuthzID{Type: "dns", Value: "bad.example"}}}}
+	got := problemText(ae)
+	for _, want := range []string{"rejectedIdentifier", "HTTP 400", "policy forbids", "bad.example: blocked"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	if d, ok := retryAfter(http.Header{"Retry-After": {"30"}}); !ok || d != 30*time.Second {
+		t.Errorf("seconds: got %s %v", d, ok)
+	}
+	future := time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat)
+	if d, ok := retryAfter(http.Header{"Retry-After": {future}}); !ok || d < 80*time.Second || d > 91*time.Second {
+		t.Errorf("date: got %s %v", d, ok)
+	}
+	if _, ok := retryAfter(http.Header{}); ok {
+		t.Error("absent header parsed")
+	}
+	if _, ok := retryAfter(http.Header{"Retry-After": {"soon"}}); ok {
+		t.Error("garbage parsed")
+	}
+}
