@@ -147,9 +147,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("indexing challenges by token: %w", err)
 	}
 	tokens := &solver.TokenServer{
-		Addr:       o.tokenServerAddress,
-		Lookup:     solver.CacheLookup(mgr.GetCache()),
-		Log:        logger.WithName("token-server"),
+		Addr:   o.tokenServerAddress,
+		Lookup: solver.CacheLookup(mgr.GetCache()),
+		Log:    logger.WithName("token-server"),
 	}
 	if err := mgr.Add(tokens); err != nil {
 		return err
