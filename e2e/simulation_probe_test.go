@@ -8,6 +8,6 @@ import (
 )
 
 func TestProbe(t *testing.T) {
-	_ = simulation.Request{}
+	_ = simulation.Call{}
 	_ = xds.FakeOptions{}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -215,6 +216,7 @@ func profileList(dir acme.Directory) string {
 	for name := range dir.Profiles {
 		names = append(names, string(name))
 	}
+	slices.Sort(names)
 	return strings.Join(names, ", ")
 }
 
@@ -227,7 +229,12 @@ func discover(ctx context.Context, cl *acme.Client) (acme.Directory, error) {
 		if errors.As(err, &ae) {
 			return dir, fmt.Errorf("reading the ACME directory %s: %s; check that spec.server is the directory URL", cl.DirectoryURL, problemText(ae))
 		}
-		return dir, fmt.Errorf("reading the ACME directory %s: %w", cl.DirectoryURL, describeTransport(err))
+		terr := describeTransport(err)
+		if terr == err {
+			// Not a network or TLS fault: the URL answered, but not as an ACME directory.
+			return dir, fmt.Errorf("reading the ACME directory %s: %w; check that spec.server is the ACME directory URL", cl.DirectoryURL, err)
+		}
+		return dir, fmt.Errorf("reading the ACME directory %s: %w", cl.DirectoryURL, terr)
 	}
 	if dir.OrderURL == "" || dir.RegURL == "" {
 		return dir, fmt.Errorf("%s is not an ACME (RFC 8555) directory: it lists no newOrder or newAccount URL; check spec.server", cl.DirectoryURL)

@@ -96,6 +96,7 @@ type ACMEChallenge struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   ACMEChallengeSpec   `json:"spec"`
+	// +optional
 	Status ACMEChallengeStatus `json:"status,omitzero"`
 }
 

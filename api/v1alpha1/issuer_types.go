@@ -188,6 +188,7 @@ type ACMEIssuer struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   ACMEIssuerSpec   `json:"spec"`
+	// +optional
 	Status ACMEIssuerStatus `json:"status,omitzero"`
 }
 
@@ -220,6 +221,7 @@ type ACMEClusterIssuer struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   ACMEIssuerSpec   `json:"spec"`
+	// +optional
 	Status ACMEIssuerStatus `json:"status,omitzero"`
 }
 

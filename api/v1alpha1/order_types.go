@@ -87,6 +87,7 @@ type ACMEOrder struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   ACMEOrderSpec   `json:"spec"`
+	// +optional
 	Status ACMEOrderStatus `json:"status,omitzero"`
 }
 

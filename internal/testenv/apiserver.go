@@ -1,0 +1,95 @@
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// APIServer is a running kube-apiserver with etcd.
+type APIServer struct {
+	// Config connects as a cluster administrator.
+	Config *rest.Config
+	// Kubeconfig is the path of a kubeconfig file for Config.
+	Kubeconfig string
+	// Client is an uncached client using Scheme.
+	Client client.Client
+	Env    *envtest.Environment
+}
+
+// Scheme knows core Kubernetes, cert-manager, Istio networking and our kinds.
+func Scheme(t testing.TB) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme, istionet.AddToScheme, v1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// CRDPaths are the CRDs the tests install: ours as generated, cert-manager's
+// from its module, and Istio's from istio.io/api.
+func CRDPaths(t testing.TB) []string {
+	root := RepoRoot(t)
+	return []string{
+		filepath.Join(root, "deploy/crds"),
+		filepath.Join(ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/crds"),
+		filepath.Join(ModuleDir(t, ".", "istio.io/api"), "kubernetes/customresourcedefinitions.gen.yaml"),
+	}
+}
+
+// StartAPIServer starts kube-apiserver and etcd with every CRD installed and
+// stops them when the test ends.
+func StartAPIServer(t testing.TB) *APIServer {
+	t.Helper()
+	env := &envtest.Environment{
+		Scheme:                   Scheme(t),
+		CRDDirectoryPaths:        CRDPaths(t),
+		ErrorIfCRDPathMissing:    true,
+		ControlPlaneStartTimeout: time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
+	}
+	env.ControlPlane.GetAPIServer().Path = Tool(t, "kube-apiserver")
+	env.ControlPlane.Etcd = &envtest.Etcd{Path: Tool(t, "etcd")}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("starting kube-apiserver and etcd: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stopping kube-apiserver and etcd: %v", err)
+		}
+	})
+	cfg.QPS, cfg.Burst = 200, 400
+
+	admin, err := env.AddUser(envtest.User{Name: "test-admin", Groups: []string{"system:masters"}}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(cfg, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &APIServer{Config: cfg, Kubeconfig: path, Client: cl, Env: env}
+}

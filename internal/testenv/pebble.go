@@ -1,0 +1,230 @@
+package testenv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// PebbleOptions configure the ACME CA.
+type PebbleOptions struct {
+	// HTTPPort is where Pebble's validator sends HTTP-01 requests: the
+	// port the (simulated) ingress gateway listens on.
+	HTTPPort int
+	// TLSPort is where Pebble's validator sends TLS requests, including
+	// HTTP-01 requests that were redirected to https without a port.
+	TLSPort int
+	// ExternalAccountBindingRequired makes newAccount require EAB with one
+	// of ExternalAccountMACKeys (key ID to base64url HMAC key).
+	ExternalAccountBindingRequired bool
+	ExternalAccountMACKeys         map[string]string
+	// DomainBlocklist names identifiers Pebble rejects (rejectedIdentifier).
+	DomainBlocklist []string
+	// Env adds variables, such as PEBBLE_VA_ALWAYS_VALID=1.
+	Env []string
+}
+
+// Pebble is a running ACME CA with its DNS server.
+type Pebble struct {
+	// DirectoryURL is the ACME directory.
+	DirectoryURL string
+	// ManagementURL serves the CA's roots and intermediates.
+	ManagementURL string
+	// ServerCAPEM signs Pebble's own HTTPS certificate: the caBundle an
+	// issuer needs to trust the directory.
+	ServerCAPEM []byte
+
+	Process *Process
+}
+
+// StartPebble starts pebble-challtestsrv as a DNS server that answers
+// 127.0.0.1 for every name, and Pebble using it; both stop when the test
+// ends.
+func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
+	t.Helper()
+	dir := t.TempDir()
+	caPEM, certPath, keyPath := writeServingCert(t, dir)
+
+	dnsPort := FreePort(t)
+	StartProcess(t, "pebble-challtestsrv", Tool(t, "pebble-challtestsrv"), []string{
+		"-dnsserver", Addr(dnsPort),
+		"-management", Addr(FreePort(t)),
+		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
+		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+	})
+
+	listen, mgmt := FreePort(t), FreePort(t)
+	if o.HTTPPort == 0 {
+		o.HTTPPort = FreePort(t)
+	}
+	if o.TLSPort == 0 {
+		o.TLSPort = FreePort(t)
+	}
+	cfg := map[string]any{"pebble": map[string]any{
+		"listenAddress":                  Addr(listen),
+		"managementListenAddress":        Addr(mgmt),
+		"certificate":                    certPath,
+		"privateKey":                     keyPath,
+		"httpPort":                       o.HTTPPort,
+		"tlsPort":                        o.TLSPort,
+		"ocspResponderURL":               "",
+		"externalAccountBindingRequired": o.ExternalAccountBindingRequired,
+		"externalAccountMACKeys":         o.ExternalAccountMACKeys,
+		"domainBlocklist":                o.DomainBlocklist,
+		"keyAlgorithm":                   "ecdsa",
+		// Short Retry-After answers: the controller polls on its own
+		// schedule and never sleeps on these.
+		"retryAfter": map[string]int{"authz": 1, "order": 1},
+		"profiles": map[string]any{
+			"default":    map[string]any{"description": "default", "validityPeriod": 7776000},
+			"shortlived": map[string]any{"description": "short-lived", "validityPeriod": 518400},
+		},
+	}}
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "pebble.json")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{
+		"PEBBLE_VA_NOSLEEP=1",      // validate at once, not after 0-15 s
+		"PEBBLE_WFE_NONCEREJECT=0", // no random badNonce answers
+		"PEBBLE_AUTHZREUSE=0",      // every order validates afresh
+	}, o.Env...)
+	proc := StartProcess(t, "pebble", Tool(t, "pebble"), []string{
+		"-config", cfgPath, "-dnsserver", Addr(dnsPort), "-strict",
+	}, env...)
+
+	p := &Pebble{
+		DirectoryURL:  fmt.Sprintf("https://%s/dir", Addr(listen)),
+		ManagementURL: fmt.Sprintf("https://%s", Addr(mgmt)),
+		ServerCAPEM:   caPEM,
+		Process:       proc,
+	}
+	p.waitReady(t)
+	return p
+}
+
+// HTTPClient trusts Pebble's serving certificate.
+func (p *Pebble) HTTPClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(p.ServerCAPEM)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
+
+// RootPEM is the root that signs the certificates Pebble issues. Pebble
+// makes a new one at every start.
+func (p *Pebble) RootPEM(t testing.TB) []byte {
+	t.Helper()
+	res, err := p.HTTPClient().Get(p.ManagementURL + "/roots/0")
+	if err != nil {
+		t.Fatalf("reading Pebble's root: %v", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("reading Pebble's root: status %d, %v", res.StatusCode, err)
+	}
+	return body
+}
+
+func (p *Pebble) waitReady(t testing.TB) {
+	t.Helper()
+	cl := p.HTTPClient()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := cl.Get(p.DirectoryURL)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if exited, perr := p.Process.Exited(); exited {
+			t.Fatalf("pebble exited: %v\n%s", perr, p.Process.Log())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pebble not ready at %s: %v", p.DirectoryURL, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// writeServingCert makes a CA and a certificate for 127.0.0.1 and localhost
+// signed by it, so Pebble serves HTTPS that an issuer trusts only through
+// spec.caBundle.
+func writeServingCert(t testing.TB, dir string) (caPEM []byte, certPath, keyPath string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "test ACME server CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certPath, keyPath
+}
+
+// Itoa is strconv.Itoa, for building argument lists.
+func Itoa(i int) string { return strconv.Itoa(i) }
