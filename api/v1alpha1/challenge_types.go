@@ -95,7 +95,7 @@ type ACMEChallenge struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   ACMEChallengeSpec   `json:"spec"`
+	Spec ACMEChallengeSpec `json:"spec"`
 	// +optional
 	Status ACMEChallengeStatus `json:"status,omitzero"`
 }

@@ -187,7 +187,7 @@ type ACMEIssuer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   ACMEIssuerSpec   `json:"spec"`
+	Spec ACMEIssuerSpec `json:"spec"`
 	// +optional
 	Status ACMEIssuerStatus `json:"status,omitzero"`
 }
@@ -220,7 +220,7 @@ type ACMEClusterIssuer struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   ACMEIssuerSpec   `json:"spec"`
+	Spec ACMEIssuerSpec `json:"spec"`
 	// +optional
 	Status ACMEIssuerStatus `json:"status,omitzero"`
 }

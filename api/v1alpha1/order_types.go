@@ -86,7 +86,7 @@ type ACMEOrder struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
-	Spec   ACMEOrderSpec   `json:"spec"`
+	Spec ACMEOrderSpec `json:"spec"`
 	// +optional
 	Status ACMEOrderStatus `json:"status,omitzero"`
 }
