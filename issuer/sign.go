@@ -156,7 +156,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	case acme.StatusReady:
 		fctx, cancel := context.WithTimeout(ctx, finalizeTimeout)
 		defer cancel()
-		der, _, err := acct.client.CreateOrderCert(fctx, o.FinalizeURL, csr.Raw, true)
+		der, _, err := acct.client.CreateCertFromOrder(fctx, o, csr.Raw, true)
 		if err != nil {
 			if fctx.Err() != nil && ctx.Err() == nil {
 				return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is still issuing the certificate"), RequeueAfter: pollIn}

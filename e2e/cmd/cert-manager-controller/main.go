@@ -1,0 +1,115 @@
+// Command cert-manager-controller runs cert-manager's own Certificate and
+// approver controllers, from cert-manager's Go module, against a kubeconfig.
+// cert-manager publishes no Go module for its controller binary; this is the
+// part of it the end-to-end tests need: Certificates become
+// CertificateRequests, requests are approved, and issued requests become
+// Secrets and Ready Certificates. It runs no issuer of its own.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	controllerpkg "github.com/cert-manager/cert-manager/pkg/controller"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/issuing"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/keymanager"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/readiness"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/requestmanager"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/revisionmanager"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/trigger"
+	logf "github.com/cert-manager/cert-manager/pkg/logs"
+	"k8s.io/klog/v2"
+)
+
+var controllers = []string{
+	"certificates-trigger",
+	"certificates-key-manager",
+	"certificates-request-manager",
+	"certificates-readiness",
+	"certificates-issuing",
+	"certificates-revision-manager",
+	"certificaterequests-approver",
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "cert-manager-controller:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	kubeconfig := flag.String("kubeconfig", "", "Path to the kubeconfig.")
+	namespace := flag.String("cluster-resource-namespace", "cert-manager", "cert-manager's cluster resource namespace.")
+	workers := flag.Int("workers", 5, "Workers per controller.")
+	klog.InitFlags(nil)
+	flag.Parse()
+	if *kubeconfig == "" {
+		return errors.New("--kubeconfig is required")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx = logf.NewContext(ctx, klog.Background(), "cert-manager")
+
+	factory, err := controllerpkg.NewContextFactory(ctx, controllerpkg.ContextOptions{
+		Kubeconfig:         *kubeconfig,
+		KubernetesAPIQPS:   100,
+		KubernetesAPIBurst: 200,
+		IssuerOptions:      controllerpkg.IssuerOptions{ClusterResourceNamespace: *namespace},
+		CertificateOptions: controllerpkg.CertificateOptions{
+			CertificateRequestMinimumBackoffDuration: time.Minute,
+			CertificateRequestMaximumBackoffDuration: 32 * time.Hour,
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(controllers))
+	for _, name := range controllers {
+		construct, ok := controllerpkg.Known()[name]
+		if !ok {
+			return fmt.Errorf("cert-manager has no controller %q", name)
+		}
+		c, err := construct(factory)
+		if err != nil {
+			return fmt.Errorf("constructing %s: %w", name, err)
+		}
+		wg.Go(func() {
+			if err := c.Run(*workers, ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+
+	// The controllers registered their informers while being constructed;
+	// the factories they share start them.
+	shared, err := factory.Build("informers")
+	if err != nil {
+		return err
+	}
+	shared.SharedInformerFactory.Start(ctx.Done())
+	shared.KubeSharedInformerFactory.Start(ctx.Done())
+	shared.HTTP01ResourceMetadataInformersFactory.Start(ctx.Done())
+	klog.Info("cert-manager controllers started", "controllers", controllers)
+
+	wg.Wait()
+	close(errs)
+	return errors.Join(func() []error {
+		var all []error
+		for err := range errs {
+			all = append(all, err)
+		}
+		return all
+	}()...)
+}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// TestEndToEnd issues certificates through cert-manager, our controller,
+// Pebble and an ingress gateway routed by Istio's own simulation.
+func TestEndToEnd(t *testing.T) {
+	c := startCluster(t)
+	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
+	ctx := context.Background()
+
+	names := []string{"shop.example.com", "www.shop.example.com"}
+	crt := c.certificate("shop", "pebble", names...)
+
+	t.Run("a Certificate for two names becomes Ready through Istio routes", func(t *testing.T) {
+		elapsed := c.waitReady(crt, 60*time.Second)
+		leaf := c.verifySecret(crt, names...)
+		t.Logf("issued certificate serial %s for SANs %v; Certificate creation to Ready: %s", leaf.SerialNumber, leaf.DNSNames, elapsed.Round(time.Millisecond))
+		for _, host := range names {
+			if n := c.gateway.Served(host, solver.ChallengePathPrefix); n == 0 {
+				t.Errorf("the CA never fetched a token for %s through the Istio gateway", host)
+			}
+		}
+	})
+
+	t.Run("cmctl status shows the certificate Ready", func(t *testing.T) {
+		out := c.cmctl("status", "certificate", crt.Name, "-n", crt.Namespace)
+		t.Logf("cmctl status certificate %s:\n%s", crt.Name, out)
+		for _, want := range []string{"Name: shop", "Ready: True", "shop.example.com", "Issuer:", "pebble"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("cmctl status output lacks %q", want)
+			}
+		}
+	})
+
+	t.Run("none of our Istio objects remain", func(t *testing.T) {
+		c.waitNothingLeft()
+	})
+
+	t.Run("cmctl renew issues a second certificate", func(t *testing.T) {
+		before := c.verifySecret(crt, names...)
+		c.cmctl("renew", crt.Name, "-n", crt.Namespace)
+		c.eventually("the renewed certificate", 60*time.Second, func() (bool, string) {
+			got := &cmapi.Certificate{}
+			if err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), got); err != nil {
+				return false, err.Error()
+			}
+			if got.Status.Revision == nil || *got.Status.Revision < 2 {
+				return false, c.requestState(crt)
+			}
+			return isReady(got), c.requestState(crt)
+		})
+		after := c.verifySecret(crt, names...)
+		if after.SerialNumber.Cmp(before.SerialNumber) == 0 {
+			t.Fatal("renewal left the same certificate in the Secret")
+		}
+		t.Logf("renewed: serial %s replaced %s", after.SerialNumber, before.SerialNumber)
+		c.waitNothingLeft()
+	})
+
+	t.Run("a restarted controller resumes the same ACME order", func(t *testing.T) {
+		// The issuer's gateway namespace does not exist yet, so the
+		// challenge cannot be published and the order stays pending.
+		c.clusterIssuer("late", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
+			GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+			GatewayNamespace: "late-gateways",
+			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
+		}})
+		resume := c.certificate("resume", "late", "resume.example.com")
+		var orderURL, orderName string
+		c.eventually("an order waiting for its route", 30*time.Second, func() (bool, string) {
+			var orders v1alpha1.ACMEOrderList
+			if err := c.cl.List(ctx, &orders, client.InNamespace(appNamespace)); err != nil {
+				return false, err.Error()
+			}
+			for _, o := range orders.Items {
+				if o.Spec.IssuerRef.Name == "late" && o.Status.URL != "" {
+					orderURL, orderName = o.Status.URL, o.Name
+				}
+			}
+			var chs v1alpha1.ACMEChallengeList
+			if err := c.cl.List(ctx, &chs, client.InNamespace(appNamespace)); err != nil {
+				return false, err.Error()
+			}
+			for _, ch := range chs.Items {
+				if ch.Spec.Order == orderName && strings.Contains(ch.Status.Message, "late-gateways") {
+					return orderURL != "", ch.Status.Message
+				}
+			}
+			return false, c.requestState(resume)
+		})
+		t.Logf("order %s is pending; killing the controller", orderURL)
+		c.controller.Kill()
+
+		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "late-gateways"}})
+		c.startController()
+		elapsed := c.waitReady(resume, 90*time.Second)
+		c.verifySecret(resume, "resume.example.com")
+
+		order := &v1alpha1.ACMEOrder{}
+		if err := c.cl.Get(ctx, client.ObjectKey{Namespace: appNamespace, Name: orderName}, order); err != nil {
+			t.Fatal(err)
+		}
+		if order.Status.URL != orderURL {
+			t.Fatalf("the restarted controller placed a new order %s instead of resuming %s", order.Status.URL, orderURL)
+		}
+		if n := c.countEvents(orderName, "OrderCreated"); n != 1 {
+			t.Errorf("%d OrderCreated events for the request, want 1", n)
+		}
+		t.Logf("resumed order %s; Ready %s after creation (including the restart)", orderURL, elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+
+	t.Run("a wildcard Certificate fails with a message naming HTTP-01 and the wildcard", func(t *testing.T) {
+		wild := c.certificate("wild", "pebble", "*.example.com")
+		var msg string
+		c.eventually("the wildcard request to fail", 30*time.Second, func() (bool, string) {
+			var list cmapi.CertificateRequestList
+			if err := c.cl.List(ctx, &list, client.InNamespace(appNamespace)); err != nil {
+				return false, err.Error()
+			}
+			for _, cr := range list.Items {
+				if !metav1.IsControlledBy(&cr, wild) {
+					continue
+				}
+				for _, cond := range cr.Status.Conditions {
+					if cond.Type == cmapi.CertificateRequestConditionReady && cond.Reason == cmapi.CertificateRequestReasonFailed {
+						msg = cond.Message
+						return true, msg
+					}
+				}
+			}
+			return false, c.requestState(wild)
+		})
+		t.Logf("failure message: %s", msg)
+		for _, want := range []string{"HTTP-01", "wildcard", "*.example.com"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("message lacks %q", want)
+			}
+		}
+		var orders v1alpha1.ACMEOrderList
+		if err := c.cl.List(ctx, &orders, client.InNamespace(appNamespace)); err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range orders.Items {
+			if slices.Contains(o.Spec.DNSNames, "*.example.com") {
+				t.Errorf("an ACME order %s was created for the wildcard", o.Name)
+			}
+		}
+		if left := c.ourObjectsLeft(); len(left) > 0 {
+			t.Errorf("objects were created for the wildcard: %v", left)
+		}
+	})
+}
+
+func isReady(crt *cmapi.Certificate) bool {
+	for _, cond := range crt.Status.Conditions {
+		if cond.Type == cmapi.CertificateConditionReady {
+			return cond.Status == cmmeta.ConditionTrue
+		}
+	}
+	return false
+}
+
+// countEvents counts the Events with reason on the named CertificateRequest.
+func (c *cluster) countEvents(requestName, reason string) int {
+	var events corev1.EventList
+	if err := c.cl.List(context.Background(), &events, client.InNamespace(appNamespace)); err != nil {
+		c.t.Fatal(err)
+	}
+	n := 0
+	for _, e := range events.Items {
+		if e.InvolvedObject.Name == requestName && e.Reason == reason {
+			n++
+		}
+		c.t.Logf("event %s/%s %s %s: %s", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Source.Component+e.ReportingController, e.Message)
+	}
+	return n
+}

@@ -1,0 +1,358 @@
+package e2e
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/e2e/istiogw"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+const (
+	controllerNamespace = "istio-acme-issuer" // the chart's namespace and Service
+	gatewayNamespace    = "istio-system"
+	appNamespace        = "apps"
+	tokenServicePort    = 8089
+)
+
+// binaries are built once per test process by TestMain.
+var binaries struct {
+	controller  string
+	certManager string
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "istio-acme-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binaries.controller = filepath.Join(dir, "istio-acme-issuer")
+	binaries.certManager = filepath.Join(dir, "cert-manager-controller")
+	for _, b := range []struct{ dir, out, pkg string }{
+		{"..", binaries.controller, "./cmd/istio-acme-issuer"},
+		{".", binaries.certManager, "./cmd/cert-manager-controller"},
+	} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Dir, cmd.Stdout, cmd.Stderr = b.dir, os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// cluster is everything a scenario runs against: a real API server, Pebble,
+// cert-manager's controllers, our controller as its own process, and an
+// ingress gateway whose routing is Istio's own.
+type cluster struct {
+	t          *testing.T
+	api        *testenv.APIServer
+	cl         client.Client
+	pebble     *testenv.Pebble
+	gateway    *istiogw.Gateway
+	tokenPort  int
+	controller *testenv.Process
+}
+
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{t: t}
+	c.api = testenv.StartAPIServer(t)
+	c.cl = c.api.Client
+	for _, ns := range []string{controllerNamespace, gatewayNamespace, appNamespace, "cert-manager"} {
+		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	}
+	// The token Service, as the Helm chart installs it.
+	c.create(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: controllerNamespace, Name: "istio-acme-issuer"},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app.kubernetes.io/name": "istio-acme-issuer"},
+			Ports:    []corev1.ServicePort{{Name: "http-acme", Port: tokenServicePort}},
+		},
+	})
+
+	gatewayPort := testenv.FreePort(t)
+	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: gatewayPort})
+	c.tokenPort = testenv.FreePort(t)
+	c.gateway = &istiogw.Gateway{
+		Labels:    map[string]string{"istio": "ingressgateway"},
+		Namespace: gatewayNamespace,
+		Reader:    c.cl,
+		Backends: map[string]string{
+			fmt.Sprintf("istio-acme-issuer.%s.svc.cluster.local:%d", controllerNamespace, tokenServicePort): testenv.Addr(c.tokenPort),
+		},
+	}
+	c.gateway.Start(t, testenv.Addr(gatewayPort))
+
+	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
+		"--kubeconfig", c.api.Kubeconfig, "--cluster-resource-namespace", "cert-manager", "-v", "2",
+	})
+	c.startController()
+	return c
+}
+
+// startController starts our controller as its own process and waits until
+// it is ready.
+func (c *cluster) startController() {
+	c.t.Helper()
+	probe := testenv.FreePort(c.t)
+	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, []string{
+		"--kubeconfig", c.api.Kubeconfig,
+		"--cluster-resource-namespace", controllerNamespace,
+		"--token-server-address", testenv.Addr(c.tokenPort),
+		"--metrics-bind-address", "0",
+		"--health-probe-bind-address", testenv.Addr(probe),
+		"--zap-log-level", "debug",
+	})
+	c.eventually("the controller to be ready", 30*time.Second, func() (bool, string) {
+		if exited, err := c.controller.Exited(); exited {
+			c.t.Fatalf("controller exited: %v", err)
+		}
+		res, err := http.Get(fmt.Sprintf("http://%s/readyz", testenv.Addr(probe)))
+		if err != nil {
+			return false, err.Error()
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK, res.Status
+	})
+}
+
+func (c *cluster) create(obj client.Object) {
+	c.t.Helper()
+	if err := c.cl.Create(context.Background(), obj); err != nil {
+		c.t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// eventually polls cond every 50 ms until it holds, failing the test with
+// cond's last word after timeout.
+func (c *cluster) eventually(what string, timeout time.Duration, cond func() (bool, string)) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// clusterIssuer creates an ACMEClusterIssuer for Pebble and waits until it
+// is Ready.
+func (c *cluster) clusterIssuer(name string, solverSpec v1alpha1.ACMESolver) *v1alpha1.ACMEClusterIssuer {
+	c.t.Helper()
+	iss := &v1alpha1.ACMEClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: v1alpha1.ACMEIssuerSpec{
+			Server:              c.pebble.DirectoryURL,
+			Email:               "platform@example.org",
+			CABundle:            c.pebble.ServerCAPEM,
+			PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: name + "-account"},
+			Solver:              solverSpec,
+		},
+	}
+	c.create(iss)
+	c.eventually("ACMEClusterIssuer "+name+" to be Ready", 30*time.Second, func() (bool, string) {
+		got := &v1alpha1.ACMEClusterIssuer{}
+		if err := c.cl.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == "Ready" {
+				return cond.Status == metav1.ConditionTrue && got.Status.Account != nil, cond.Message
+			}
+		}
+		return false, "no Ready condition"
+	})
+	return iss
+}
+
+// certificate creates a Certificate issued by an ACMEClusterIssuer.
+func (c *cluster) certificate(name, issuer string, dnsNames ...string) *cmapi.Certificate {
+	c.t.Helper()
+	crt := &cmapi.Certificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
+		Spec: cmapi.CertificateSpec{
+			SecretName: name + "-tls",
+			DNSNames:   dnsNames,
+			IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: issuer},
+		},
+	}
+	c.create(crt)
+	return crt
+}
+
+// waitReady waits until the Certificate is Ready and returns how long that
+// took from its creation.
+func (c *cluster) waitReady(crt *cmapi.Certificate, timeout time.Duration) time.Duration {
+	c.t.Helper()
+	start := crt.CreationTimestamp.Time
+	if start.IsZero() {
+		start = time.Now()
+	}
+	var readyAt time.Time
+	c.eventually("Certificate "+crt.Name+" to be Ready", timeout, func() (bool, string) {
+		got := &cmapi.Certificate{}
+		if err := c.cl.Get(context.Background(), client.ObjectKeyFromObject(crt), got); err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == cmapi.CertificateConditionReady {
+				if cond.Status == cmmeta.ConditionTrue {
+					readyAt = time.Now()
+					return true, ""
+				}
+				return false, c.requestState(crt) + " / Certificate: " + cond.Message
+			}
+		}
+		return false, c.requestState(crt)
+	})
+	return readyAt.Sub(start)
+}
+
+// requestState summarizes the Certificate's newest CertificateRequest.
+func (c *cluster) requestState(crt *cmapi.Certificate) string {
+	var list cmapi.CertificateRequestList
+	if err := c.cl.List(context.Background(), &list, client.InNamespace(crt.Namespace)); err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, cr := range list.Items {
+		if !metav1.IsControlledBy(&cr, crt) {
+			continue
+		}
+		for _, cond := range cr.Status.Conditions {
+			parts = append(parts, fmt.Sprintf("%s %s=%s (%s: %s)", cr.Name, cond.Type, cond.Status, cond.Reason, cond.Message))
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// verifySecret checks that the Certificate's Secret holds a chain to Pebble's
+// root for exactly dnsNames, and returns the leaf.
+func (c *cluster) verifySecret(crt *cmapi.Certificate, dnsNames ...string) *x509.Certificate {
+	c.t.Helper()
+	sec := &corev1.Secret{}
+	if err := c.cl.Get(context.Background(), client.ObjectKey{Namespace: crt.Namespace, Name: crt.Spec.SecretName}, sec); err != nil {
+		c.t.Fatalf("reading Secret %s: %v", crt.Spec.SecretName, err)
+	}
+	var chain []*x509.Certificate
+	rest := sec.Data[corev1.TLSCertKey]
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			c.t.Fatalf("Secret %s holds an unparsable certificate: %v", sec.Name, err)
+		}
+		chain = append(chain, cert)
+	}
+	if len(chain) < 2 {
+		c.t.Fatalf("Secret %s holds %d certificates, want the leaf and Pebble's intermediate", sec.Name, len(chain))
+	}
+	if len(sec.Data[corev1.TLSPrivateKeyKey]) == 0 {
+		c.t.Fatalf("Secret %s has no private key", sec.Name)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(c.pebble.RootPEM(c.t)) {
+		c.t.Fatal("Pebble's root is not PEM")
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range chain[1:] {
+		inter.AddCert(ic)
+	}
+	leaf := chain[0]
+	for _, name := range dnsNames {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter}); err != nil {
+			c.t.Fatalf("the certificate does not verify for %s against Pebble's root: %v", name, err)
+		}
+	}
+	got := slices.Sorted(slices.Values(leaf.DNSNames))
+	want := slices.Sorted(slices.Values(dnsNames))
+	if !slices.Equal(got, want) {
+		c.t.Fatalf("certificate SANs %v, want %v", got, want)
+	}
+	return leaf
+}
+
+// ourObjectsLeft lists the Istio objects and challenges we created that
+// still exist.
+func (c *cluster) ourObjectsLeft() []string {
+	var left []string
+	ctx := context.Background()
+	sel := client.MatchingLabels{solver.LabelManagedBy: solver.ManagedByValue}
+	var gws istionet.GatewayList
+	var vss istionet.VirtualServiceList
+	var chs v1alpha1.ACMEChallengeList
+	if err := c.cl.List(ctx, &gws, sel); err != nil {
+		return []string{err.Error()}
+	}
+	if err := c.cl.List(ctx, &vss, sel); err != nil {
+		return []string{err.Error()}
+	}
+	if err := c.cl.List(ctx, &chs); err != nil {
+		return []string{err.Error()}
+	}
+	for _, o := range gws.Items {
+		left = append(left, "Gateway "+o.Namespace+"/"+o.Name)
+	}
+	for _, o := range vss.Items {
+		left = append(left, "VirtualService "+o.Namespace+"/"+o.Name)
+	}
+	for _, o := range chs.Items {
+		left = append(left, "ACMEChallenge "+o.Namespace+"/"+o.Name)
+	}
+	return left
+}
+
+func (c *cluster) waitNothingLeft() {
+	c.t.Helper()
+	c.eventually("our Istio objects and challenges to be removed", 20*time.Second, func() (bool, string) {
+		left := c.ourObjectsLeft()
+		return len(left) == 0, strings.Join(left, ", ")
+	})
+}
+
+// cmctl runs cmctl against the API server.
+func (c *cluster) cmctl(args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(testenv.Tool(c.t, "cmctl"), append(args, "--kubeconfig", c.api.Kubeconfig)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("cmctl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}

@@ -1,0 +1,333 @@
+// Package istiogw is an Istio ingress gateway for tests: an HTTP server on
+// loopback that decides the route of every request with Istio's own
+// config-to-Envoy translation and request simulation, fed the Gateways,
+// VirtualServices and Services in the API server at that moment, and then
+// forwards the request to the chosen destination as Envoy would.
+package istiogw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/schema/gvk"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// Gateway simulates one ingress gateway workload.
+type Gateway struct {
+	// Labels are the gateway pods' labels that Gateway selectors match.
+	Labels map[string]string
+	// Namespace is the gateway pods' namespace.
+	Namespace string
+	// Reader lists Gateways, VirtualServices and Services.
+	Reader client.Reader
+	// Backends maps a destination "host:port" (as in a route's cluster) to
+	// the loopback address that serves it.
+	Backends map[string]string
+
+	t        *testing.T
+	mu       sync.Mutex
+	snapshot string
+	sim      *simulation.Simulation
+	failer   *failer
+	srv      *http.Server
+	// Addr is where the gateway's port 80 listens.
+	Addr string
+
+	served map[string]int // 2xx answers from a backend, by "host path"
+}
+
+// Start listens on addr (the gateway's port 80) until the test ends.
+func (g *Gateway) Start(t *testing.T, addr string) {
+	t.Helper()
+	g.t = t
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("istio gateway: %v", err)
+	}
+	g.Addr = ln.Addr().String()
+	g.srv = &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := g.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Logf("istio gateway stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = g.srv.Shutdown(ctx) // best effort at test end
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.failer != nil {
+			g.failer.cleanup()
+		}
+	})
+}
+
+// Route decides, as the gateway would, where GET http://host/path on port 80
+// goes right now.
+func (g *Gateway) Route(ctx context.Context, host, path string) (simulation.Result, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	sim, err := g.simulation(ctx)
+	if err != nil {
+		return simulation.Result{}, err
+	}
+	return g.run(sim, host, path)
+}
+
+func (g *Gateway) run(sim *simulation.Simulation, host, path string) (res simulation.Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("istio simulation failed: %v", r)
+		}
+	}()
+	return sim.Run(simulation.Call{
+		Port:       80,
+		Path:       path,
+		Protocol:   simulation.HTTP,
+		HostHeader: host,
+		CallMode:   simulation.CallModeGateway,
+	}), nil
+}
+
+// ServeHTTP routes a request with the simulation and proxies it.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h // the test listener stands for port 80
+	}
+	res, err := g.Route(r.Context(), host, r.URL.Path)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	status := g.respond(w, r, host, res)
+	if status/100 == 2 {
+		g.mu.Lock()
+		if g.served == nil {
+			g.served = map[string]int{}
+		}
+		g.served[host+" "+r.URL.Path]++
+		g.mu.Unlock()
+	}
+	g.t.Logf("istio gateway: GET http://%s%s -> route %q cluster %q error %v: %d", host, r.URL.Path, res.RouteMatched, res.ClusterMatched, res.Error, status)
+}
+
+func (g *Gateway) respond(w http.ResponseWriter, r *http.Request, host string, res simulation.Result) int {
+	switch {
+	case errors.Is(res.Error, simulation.ErrTLSRedirect):
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusMovedPermanently)
+		return http.StatusMovedPermanently
+	case res.Error != nil, res.ClusterMatched == "":
+		// Envoy answers 404 when no virtual host or route matches.
+		http.NotFound(w, r)
+		return http.StatusNotFound
+	}
+	backend, ok := g.backend(res.ClusterMatched)
+	if !ok {
+		http.Error(w, "no healthy upstream", http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.SetURL(&url.URL{Scheme: "http", Host: backend})
+		pr.Out.Host = r.Host // Envoy keeps the authority
+	}}
+	proxy.ServeHTTP(rec, r)
+	return rec.status
+}
+
+// backend maps "outbound|8089||svc.ns.svc.cluster.local" to an address.
+func (g *Gateway) backend(cluster string) (string, bool) {
+	parts := strings.Split(cluster, "|")
+	if len(parts) != 4 {
+		return "", false
+	}
+	addr, ok := g.Backends[parts[3]+":"+parts[1]]
+	return addr, ok
+}
+
+// simulation returns a simulation of the current config, rebuilt when any
+// Gateway, VirtualService or Service changed.
+func (g *Gateway) simulation(ctx context.Context) (*simulation.Simulation, error) {
+	var gws istionet.GatewayList
+	var vss istionet.VirtualServiceList
+	var svcs corev1.ServiceList
+	for _, l := range []client.ObjectList{&gws, &vss, &svcs} {
+		if err := g.Reader.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("istio gateway: listing %T: %w", l, err)
+		}
+	}
+	var configs []config.Config
+	var objects []runtime.Object
+	var keys []string
+	for _, gw := range gws.Items {
+		configs = append(configs, toConfig(gvk.Gateway, gw.ObjectMeta.Name, gw.Namespace, gw.CreationTimestamp.Time, gw.ResourceVersion, gw.Labels, &gw.Spec))
+		keys = append(keys, "gw/"+gw.Namespace+"/"+gw.Name+"/"+gw.ResourceVersion)
+	}
+	for _, vs := range vss.Items {
+		configs = append(configs, toConfig(gvk.VirtualService, vs.Name, vs.Namespace, vs.CreationTimestamp.Time, vs.ResourceVersion, vs.Labels, &vs.Spec))
+		keys = append(keys, "vs/"+vs.Namespace+"/"+vs.Name+"/"+vs.ResourceVersion)
+	}
+	for i := range svcs.Items {
+		objects = append(objects, &svcs.Items[i])
+		keys = append(keys, "svc/"+svcs.Items[i].Namespace+"/"+svcs.Items[i].Name+"/"+svcs.Items[i].ResourceVersion)
+	}
+	slices.Sort(keys)
+	snapshot := strings.Join(keys, ",")
+	if g.sim != nil && snapshot == g.snapshot {
+		return g.sim, nil
+	}
+
+	f := &failer{t: g.t}
+	sim, err := func() (sim *simulation.Simulation, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("istio config translation failed: %v (%s)", r, strings.Join(f.errors, "; "))
+			}
+		}()
+		s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{Configs: configs, KubernetesObjects: objects})
+		proxy := s.SetupProxy(&model.Proxy{
+			Type:            model.Router,
+			Labels:          g.Labels,
+			ConfigNamespace: g.Namespace,
+			Metadata:        &model.NodeMetadata{Labels: g.Labels, Namespace: g.Namespace},
+		})
+		return simulation.NewSimulation(g.t, s, proxy), nil
+	}()
+	if err != nil {
+		f.cleanup()
+		return nil, err
+	}
+	if g.failer != nil {
+		g.failer.cleanup()
+	}
+	g.sim, g.snapshot, g.failer = sim, snapshot, f
+	return sim, nil
+}
+
+func toConfig(kind config.GroupVersionKind, name, ns string, created time.Time, rv string, labels map[string]string, spec config.Spec) config.Config {
+	return config.Config{
+		Meta: config.Meta{
+			GroupVersionKind:  kind,
+			Name:              name,
+			Namespace:         ns,
+			Domain:            "cluster.local",
+			Labels:            labels,
+			ResourceVersion:   rv,
+			CreationTimestamp: created,
+		},
+		Spec: spec,
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// failer is the test.Failer of one fake discovery server: its cleanups run
+// when the server is replaced, and a fatal error panics, to be recovered by
+// the request that built it, instead of ending the test from a server
+// goroutine.
+type failer struct {
+	t        *testing.T
+	mu       sync.Mutex
+	cleanups []func()
+	errors   []string
+}
+
+func (f *failer) Fail()     { f.FailNow() }
+func (f *failer) FailNow()  { panic("fatal error in the fake discovery server") }
+func (f *failer) Helper()   {}
+func (f *failer) TempDir() string {
+	return f.t.TempDir()
+}
+func (f *failer) Fatal(args ...any) {
+	f.record(fmt.Sprint(args...))
+	f.FailNow()
+}
+func (f *failer) Fatalf(format string, args ...any) {
+	f.record(fmt.Sprintf(format, args...))
+	f.FailNow()
+}
+func (f *failer) Log(args ...any)                 {}
+func (f *failer) Logf(format string, args ...any) {}
+func (f *failer) Skip(args ...any)                { f.Fatal(append([]any{"skip: "}, args...)...) }
+func (f *failer) Cleanup(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleanups = append(f.cleanups, fn)
+}
+
+func (f *failer) record(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errors = append(f.errors, s)
+}
+
+func (f *failer) cleanup() {
+	f.mu.Lock()
+	fns := f.cleanups
+	f.cleanups = nil
+	f.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
+// Served counts the successful answers the gateway proxied for host, on
+// paths with the given prefix.
+func (g *Gateway) Served(host, pathPrefix string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for k, c := range g.served {
+		h, p, _ := strings.Cut(k, " ")
+		if h == host && strings.HasPrefix(p, pathPrefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// Get fetches http://host/path through the gateway, as a client would.
+func (g *Gateway) Get(host, path string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+g.Addr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
+	cl := &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := cl.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(res.Body, 4096))
+	return res.StatusCode, string(body), err
+}
