@@ -128,7 +128,7 @@ func (c *cluster) startController() {
 		"--token-server-address", testenv.Addr(c.tokenPort),
 		"--metrics-bind-address", "0",
 		"--health-probe-bind-address", testenv.Addr(probe),
-		"--zap-log-level", "debug",
+		"--zap-log-level", "debug", "--zap-time-encoding", "rfc3339nano",
 	})
 	c.eventually("the controller to be ready", 30*time.Second, func() (bool, string) {
 		if exited, err := c.controller.Exited(); exited {

@@ -48,6 +48,8 @@ type options struct {
 	leaderElectionID         string
 	maxRetryDuration         time.Duration
 	workers                  int
+	kubeAPIQPS               float64
+	kubeAPIBurst             int
 	zap                      zap.Options
 }
 
@@ -72,6 +74,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.maxRetryDuration, "max-retry-duration", time.Hour,
 		"How long a CertificateRequest is retried after errors that may pass (network, CA outages) before it is failed.")
 	fs.IntVar(&o.workers, "workers", 20, "CertificateRequests worked on at once.")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Requests per second to the API server (client-side limit).")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of requests to the API server (client-side limit).")
 	o.zap.BindFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
@@ -116,6 +120,9 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 	}
+	// client-go's default of 5 requests per second would queue status
+	// updates and Events behind each other while orders are in flight.
+	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
 	ours := labels.SelectorFromSet(labels.Set{solver.LabelManagedBy: solver.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,

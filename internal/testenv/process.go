@@ -55,7 +55,7 @@ func StartProcess(t testing.TB, name, bin string, args []string, env ...string) 
 	t.Cleanup(func() {
 		p.Stop()
 		if t.Failed() {
-			p.DumpLog(80)
+			p.DumpLog(200)
 		}
 	})
 	return p
