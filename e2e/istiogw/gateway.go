@@ -261,9 +261,9 @@ type failer struct {
 	errors   []string
 }
 
-func (f *failer) Fail()     { f.FailNow() }
-func (f *failer) FailNow()  { panic("fatal error in the fake discovery server") }
-func (f *failer) Helper()   {}
+func (f *failer) Fail()    { f.FailNow() }
+func (f *failer) FailNow() { panic("fatal error in the fake discovery server") }
+func (f *failer) Helper()  {}
 func (f *failer) TempDir() string {
 	return f.t.TempDir()
 }
