@@ -32,7 +32,7 @@ generate:
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/crds
 	$(CONTROLLER_GEN) rbac:roleName=istio-acme-issuer paths=./issuer/... paths=./solver/... paths=./cmd/... output:rbac:artifacts:config=deploy/rbac
-	hack/chart-crds.sh deploy/crds $(CHART)/templates/crds
+	hack/chart-generated.sh deploy/crds deploy/rbac/role.yaml $(CHART)
 
 .PHONY: verify
 verify: generate

@@ -35,8 +35,6 @@ import (
 // version is stamped at build time with -ldflags "-X main.version=...".
 var version = "dev"
 
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
-
 type options struct {
 	kubeconfig               string
 	clusterResourceNamespace string

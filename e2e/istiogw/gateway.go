@@ -26,6 +26,7 @@ import (
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/schema/gvk"
+	istiolog "istio.io/istio/pkg/log"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -59,6 +60,11 @@ type Gateway struct {
 func (g *Gateway) Start(t *testing.T, addr string) {
 	t.Helper()
 	g.t = t
+	// Istio's packages log to stdout at info level; the gateway's decisions
+	// are logged per request instead.
+	for _, scope := range istiolog.Scopes() {
+		scope.SetOutputLevel(istiolog.NoneLevel)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("istio gateway: %v", err)
