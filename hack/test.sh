@@ -12,4 +12,4 @@ echo "==> unit and integration tests"
 go test -count=1 -timeout 20m ./...
 
 echo "==> end-to-end tests"
-(cd e2e && go test -count=1 -timeout 30m -v ./...)
+(cd e2e && go test -count=1 -timeout 30m -v .)

@@ -57,6 +57,7 @@ func StartProcess(t testing.TB, name, bin string, args []string, env ...string) 
 		if t.Failed() {
 			p.DumpLog(200)
 		}
+		p.keepLog()
 	})
 	return p
 }
@@ -119,4 +120,21 @@ func (p *Process) Log() string {
 		return fmt.Sprintf("(no log: %v)", err)
 	}
 	return string(data)
+}
+
+// keepLog copies the log into $TEST_LOG_DIR, when set, before the test's
+// temporary folder is removed.
+func (p *Process) keepLog() {
+	dir := os.Getenv("TEST_LOG_DIR")
+	if dir == "" {
+		return
+	}
+	data, err := os.ReadFile(p.LogPath)
+	if err != nil {
+		return
+	}
+	name := fmt.Sprintf("%s-%d.log", p.Name, p.cmd.Process.Pid)
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+		p.t.Logf("keeping the log of %s: %v", p.Name, err)
+	}
 }
