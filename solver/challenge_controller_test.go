@@ -1,0 +1,157 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+)
+
+// TestChallengeLifecycle runs the challenge controller and the token server
+// against a real API server: a challenge gets its Gateway and VirtualService,
+// its token is served from the cache, and deleting it removes its routes.
+func TestChallengeLifecycle(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	ours := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
+	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
+		Scheme:  api.Env.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			&istionet.Gateway{}:        {Label: ours},
+			&istionet.VirtualService{}: {Label: ours},
+		}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	tokens := &TokenServer{Addr: testenv.Addr(port), Lookup: CacheLookup(mgr.GetCache()), Log: logr.Discard()}
+	if err := mgr.Add(tokens); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&ChallengeReconciler{Client: mgr.GetClient(), Events: mgr.GetEventRecorder("test")}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+
+	cl := api.Client
+	for _, ns := range []string{"apps", "istio-system"} {
+		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
+		Spec: v1alpha1.ACMEChallengeSpec{
+			Order: "shop-1", DNSName: "shop.example.com", Token: "tok-123", Key: "tok-123.thumbprint",
+			URL: "https://ca.example/chall/1", AuthorizationURL: "https://ca.example/authz/1",
+			Solver: v1alpha1.IstioHTTP01Solver{
+				GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+				GatewayNamespace: "istio-system",
+				TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+			},
+		},
+	}
+	if err := cl.Create(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	want := BuildRoutes(ch)
+
+	waitFor(t, "the challenge to be presented", func() (bool, string) {
+		got := &v1alpha1.ACMEChallenge{}
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
+			return false, err.Error()
+		}
+		return got.Status.Presented && len(got.Status.Routes) == 2, got.Status.Message
+	})
+	gw := &istionet.Gateway{}
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.Gateway), gw); err != nil {
+		t.Fatalf("Gateway: %v", err)
+	}
+	vs := &istionet.VirtualService{}
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), vs); err != nil {
+		t.Fatalf("VirtualService: %v", err)
+	}
+	if !sameRoute(want.Gateway, gw) || !sameRoute(want.VirtualService, vs) {
+		t.Fatalf("stored routes differ from the built ones:\n%v\n%v", gw.Spec.String(), vs.Spec.String())
+	}
+
+	// Every replica serves the token from the API server's state.
+	get := func(host string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s%s%s", testenv.Addr(port), ChallengePathPrefix, "tok-123"), nil)
+		req.Host = host
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(body)
+	}
+	waitFor(t, "the token to be served", func() (bool, string) {
+		code, body := get("shop.example.com")
+		return code == 200 && body == "tok-123.thumbprint", fmt.Sprint(code, body)
+	})
+	if code, _ := get("other.example.com"); code != http.StatusNotFound {
+		t.Errorf("token served for another host: %d", code)
+	}
+
+	if err := cl.Delete(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the routes and the challenge to be gone", func() (bool, string) {
+		gwErr := cl.Get(ctx, client.ObjectKeyFromObject(want.Gateway), &istionet.Gateway{})
+		vsErr := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), &istionet.VirtualService{})
+		chErr := cl.Get(ctx, client.ObjectKeyFromObject(ch), &v1alpha1.ACMEChallenge{})
+		return apierrors.IsNotFound(gwErr) && apierrors.IsNotFound(vsErr) && apierrors.IsNotFound(chErr),
+			fmt.Sprintf("gateway: %v, virtual service: %v, challenge: %v", gwErr, vsErr, chErr)
+	})
+	waitFor(t, "the token to stop being served", func() (bool, string) {
+		code, _ := get("shop.example.com")
+		return code == http.StatusNotFound, fmt.Sprint(code)
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %s", what, state)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
