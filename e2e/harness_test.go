@@ -78,11 +78,14 @@ type cluster struct {
 	gateway    *istiogw.Gateway
 	tokenPort  int
 	controller *testenv.Process
+	// created is when each Certificate was sent to the API server; its
+	// creationTimestamp has only whole seconds.
+	created map[string]time.Time
 }
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	c := &cluster{t: t, created: map[string]time.Time{}}
 	c.api = testenv.StartAPIServer(t)
 	c.cl = c.api.Client
 	for _, ns := range []string{controllerNamespace, gatewayNamespace, appNamespace, "cert-manager"} {
@@ -150,7 +153,7 @@ func (c *cluster) create(obj client.Object) {
 	}
 }
 
-// eventually polls cond every 50 ms until it holds, failing the test with
+// eventually polls cond every 20 ms until it holds, failing the test with
 // cond's last word after timeout.
 func (c *cluster) eventually(what string, timeout time.Duration, cond func() (bool, string)) {
 	c.t.Helper()
@@ -163,7 +166,7 @@ func (c *cluster) eventually(what string, timeout time.Duration, cond func() (bo
 		if time.Now().After(deadline) {
 			c.t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -208,6 +211,7 @@ func (c *cluster) certificate(name, issuer string, dnsNames ...string) *cmapi.Ce
 			IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: issuer},
 		},
 	}
+	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
 	c.create(crt)
 	return crt
 }
@@ -216,8 +220,8 @@ func (c *cluster) certificate(name, issuer string, dnsNames ...string) *cmapi.Ce
 // took from its creation.
 func (c *cluster) waitReady(crt *cmapi.Certificate, timeout time.Duration) time.Duration {
 	c.t.Helper()
-	start := crt.CreationTimestamp.Time
-	if start.IsZero() {
+	start, ok := c.created[crt.Namespace+"/"+crt.Name]
+	if !ok {
 		start = time.Now()
 	}
 	var readyAt time.Time
@@ -238,6 +242,25 @@ func (c *cluster) waitReady(crt *cmapi.Certificate, timeout time.Duration) time.
 		return false, c.requestState(crt)
 	})
 	return readyAt.Sub(start)
+}
+
+// waitReadyQuiet is waitReady for use from several goroutines: it reports
+// a timeout as a test error instead of stopping the test.
+func (c *cluster) waitReadyQuiet(crt *cmapi.Certificate, timeout time.Duration) time.Duration {
+	start, ok := c.created[crt.Namespace+"/"+crt.Name]
+	if !ok {
+		start = time.Now()
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		got := &cmapi.Certificate{}
+		if err := c.cl.Get(context.Background(), client.ObjectKeyFromObject(crt), got); err == nil && isReady(got) {
+			return time.Since(start)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Errorf("Certificate %s not Ready after %s: %s", crt.Name, timeout, c.requestState(crt))
+	return timeout
 }
 
 // requestState summarizes the Certificate's newest CertificateRequest.

@@ -295,56 +295,125 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 
 // solve publishes a challenge for each pending authorization, asks the CA to
 // validate those whose routes are in place, and returns a one-line progress
-// report per name.
+// report per name. While a validation is young it trusts the order's status
+// and asks the CA nothing more; after that it reads the authorization too,
+// so the report says which name is done and which one the CA failed.
 func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject, acct *account, order *v1alpha1.ACMEOrder, o *acme.Order) (string, error) {
+	challenges, err := s.challengesByAuthorization(ctx, order)
+	if err != nil {
+		return "", err
+	}
 	var progress []string
 	for _, authzURL := range o.AuthzURLs {
+		ch := challenges[authzURL]
+		switch {
+		case ch != nil && !ch.Status.Presented:
+			msg := ch.Spec.DNSName + ": publishing routes"
+			if ch.Status.Message != "" {
+				msg += " (" + ch.Status.Message + ")"
+			}
+			progress = append(progress, msg)
+			continue
+		case ch != nil && ch.Status.State == "":
+			if err := s.accept(ctx, cro, acct, ch); err != nil {
+				return "", err
+			}
+			progress = append(progress, ch.Spec.DNSName+": the CA is validating")
+			continue
+		case ch != nil && ch.Status.State == v1alpha1.ChallengeProcessing && s.validatingFor(ch) < quietValidation:
+			progress = append(progress, ch.Spec.DNSName+": the CA is validating")
+			continue
+		}
+
 		a, err := acct.client.GetAuthorization(ctx, authzURL)
 		if err != nil {
 			return "", caOutcome("reading authorization "+authzURL, err)
 		}
 		host := a.Identifier.Value
+		chal := http01(a)
 		switch a.Status {
 		case acme.StatusValid:
+			if ch != nil {
+				if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeValid, "validated by the CA"); err != nil {
+					return "", err
+				}
+			}
 			progress = append(progress, host+": validated")
 			continue
 		case acme.StatusPending:
 		default:
 			// invalid, deactivated, expired: the order turns invalid too,
 			// and the next pass reports why.
-			progress = append(progress, fmt.Sprintf("%s: authorization %s", host, a.Status))
+			detail := fmt.Sprintf("authorization %s", a.Status)
+			if chal != nil && chal.Error != nil {
+				detail += ": " + chal.Error.Error()
+			}
+			if ch != nil {
+				if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeInvalid, detail); err != nil {
+					return "", err
+				}
+			}
+			progress = append(progress, host+": "+detail)
 			continue
 		}
 
-		chal := http01(a)
 		if chal == nil {
 			return "", signer.PermanentError{Err: fmt.Errorf("the CA offers no http-01 challenge for %s (it offers %s); this issuer solves HTTP-01 only", host, challengeTypes(a))}
 		}
-		ch, err := s.ensureChallenge(ctx, cro, acct, order, a, chal)
-		if err != nil {
+		if ch != nil {
+			// Accepted a while ago and still pending at the CA.
+			progress = append(progress, fmt.Sprintf("%s: the CA is validating (for %s)", host, s.validatingFor(ch).Round(time.Second)))
+			continue
+		}
+		if _, err := s.ensureChallenge(ctx, cro, acct, order, a, chal); err != nil {
 			return "", err
 		}
-		switch {
-		case !ch.Status.Presented:
-			msg := host + ": publishing routes"
-			if ch.Status.Message != "" {
-				msg += " (" + ch.Status.Message + ")"
-			}
-			progress = append(progress, msg)
-		case chal.Status == acme.StatusPending && ch.Status.State == "":
-			if _, err := acct.client.Accept(ctx, chal); err != nil {
-				return "", caOutcome("asking the CA to validate "+host, err)
-			}
-			if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+chal.URI); err != nil {
-				return "", err
-			}
-			s.event(cro, corev1.EventTypeNormal, "ChallengeAccepted", "%s: asked the CA to validate http://%s/.well-known/acme-challenge/%s", host, host, chal.Token)
-			progress = append(progress, host+": the CA is validating ("+ch.Status.Message+")")
-		default:
-			progress = append(progress, host+": the CA is validating")
-		}
+		progress = append(progress, host+": publishing routes")
 	}
 	return strings.Join(progress, "; "), nil
+}
+
+// quietValidation is how long a validation is left to the order's status
+// before its authorization is read as well.
+const quietValidation = 2 * time.Second
+
+// validatingFor is how long ago the challenge was accepted; long ago when
+// that was not recorded.
+func (s *Signer) validatingFor(ch *v1alpha1.ACMEChallenge) time.Duration {
+	if ch.Status.AcceptedAt == nil {
+		return quietValidation
+	}
+	return s.clock.Since(ch.Status.AcceptedAt.Time)
+}
+
+// accept asks the CA to validate a challenge whose routes are in place.
+func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject, acct *account, ch *v1alpha1.ACMEChallenge) error {
+	host := ch.Spec.DNSName
+	if _, err := acct.client.Accept(ctx, &acme.Challenge{Type: "http-01", URI: ch.Spec.URL, Token: ch.Spec.Token}); err != nil {
+		return caOutcome("asking the CA to validate "+host, err)
+	}
+	if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
+		return err
+	}
+	s.event(cro, corev1.EventTypeNormal, "ChallengeAccepted", "%s: asked the CA to validate http://%s/.well-known/acme-challenge/%s", host, host, ch.Spec.Token)
+	return nil
+}
+
+// challengesByAuthorization returns the order's challenges (from the cache)
+// by authorization URL.
+func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.ACMEOrder) (map[string]*v1alpha1.ACMEChallenge, error) {
+	var list v1alpha1.ACMEChallengeList
+	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
+	}
+	out := map[string]*v1alpha1.ACMEChallenge{}
+	for i := range list.Items {
+		ch := &list.Items[i]
+		if ch.Spec.Order == order.Name && ch.DeletionTimestamp == nil {
+			out[ch.Spec.AuthorizationURL] = ch
+		}
+	}
+	return out, nil
 }
 
 func http01(a *acme.Authorization) *acme.Challenge {
@@ -454,9 +523,15 @@ func (s *Signer) issuerSolver(ctx context.Context, order *v1alpha1.ACMEOrder) (v
 }
 
 func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) error {
+	if ch.Status.State == state && ch.Status.Message == msg {
+		return nil
+	}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := s.client.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil {
 			return err
+		}
+		if state == v1alpha1.ChallengeProcessing && ch.Status.State == "" {
+			ch.Status.AcceptedAt = &metav1.Time{Time: s.clock.Now()}
 		}
 		ch.Status.State = state
 		ch.Status.Message = msg

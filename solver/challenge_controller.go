@@ -67,13 +67,16 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, ch))
 	}
 
-	if !controllerutil.ContainsFinalizer(ch, Finalizer) {
-		controllerutil.AddFinalizer(ch, Finalizer)
-		// The update triggers the next reconcile, which publishes the routes.
-		return reconcile.Result{}, r.Client.Update(ctx, ch)
-	}
 	if ch.Status.Presented {
 		return reconcile.Result{}, nil
+	}
+	if !controllerutil.ContainsFinalizer(ch, Finalizer) {
+		// The finalizer is in place before any route exists, so no route
+		// can outlive its challenge.
+		controllerutil.AddFinalizer(ch, Finalizer)
+		if err := r.Client.Update(ctx, ch); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 
 	routes := BuildRoutes(ch)

@@ -73,6 +73,10 @@ type ACMEChallengeStatus struct {
 	// +optional
 	State ChallengeState `json:"state,omitempty"`
 
+	// AcceptedAt is when the controller asked the CA to validate.
+	// +optional
+	AcceptedAt *metav1.Time `json:"acceptedAt,omitempty"`
+
 	// Message describes the last step taken or what went wrong.
 	// +optional
 	Message string `json:"message,omitempty"`

@@ -62,6 +62,9 @@ func StartProcess(t testing.TB, name, bin string, args []string, env ...string) 
 	return p
 }
 
+// PID is the process's ID.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Exited reports whether the process has ended, and how.
 func (p *Process) Exited() (bool, error) {
 	select {
