@@ -205,6 +205,7 @@ func (g *Gateway) simulation(ctx context.Context) (*simulation.Simulation, error
 	}
 
 	f := &failer{t: g.t}
+	buildStart := time.Now()
 	sim, err := func() (sim *simulation.Simulation, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -228,6 +229,7 @@ func (g *Gateway) simulation(ctx context.Context) (*simulation.Simulation, error
 		g.failer.cleanup()
 	}
 	g.sim, g.snapshot, g.failer = sim, snapshot, f
+	g.t.Logf("istio gateway: translated %d Gateways, %d VirtualServices and %d Services in %s", len(gws.Items), len(vss.Items), len(svcs.Items), time.Since(buildStart).Round(time.Millisecond))
 	return sim, nil
 }
 

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -225,6 +224,3 @@ func writeServingCert(t testing.TB, dir string) (caPEM []byte, certPath, keyPath
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certPath, keyPath
 }
-
-// Itoa is strconv.Itoa, for building argument lists.
-func Itoa(i int) string { return strconv.Itoa(i) }
