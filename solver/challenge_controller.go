@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -36,6 +37,8 @@ const Finalizer = "istio-acme.io/routes"
 type ChallengeReconciler struct {
 	Client client.Client
 	Events events.EventRecorder
+	// Workers is the number of challenges worked on at once.
+	Workers int
 }
 
 // SetupWithManager registers the reconciler.
@@ -43,6 +46,7 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.ACMEChallenge{}).
 		Named("acmechallenge").
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
 }
 

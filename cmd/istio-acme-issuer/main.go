@@ -71,7 +71,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "istio-acme-issuer-leader", "Name of the leader election Lease.")
 	fs.DurationVar(&o.maxRetryDuration, "max-retry-duration", time.Hour,
 		"How long a CertificateRequest is retried after errors that may pass (network, CA outages) before it is failed.")
-	fs.IntVar(&o.workers, "workers", 20, "CertificateRequests worked on at once.")
+	fs.IntVar(&o.workers, "workers", 20, "CertificateRequests, and challenges, worked on at once.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Requests per second to the API server (client-side limit).")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of requests to the API server (client-side limit).")
 	o.zap.BindFlags(fs)
@@ -161,7 +161,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
-	if err := (&solver.ChallengeReconciler{Client: mgr.GetClient(), Events: recorder}).SetupWithManager(mgr); err != nil {
+	if err := (&solver.ChallengeReconciler{Client: mgr.GetClient(), Events: recorder, Workers: o.workers}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
 	signer := issuer.NewSigner(issuer.Options{
