@@ -19,6 +19,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -78,6 +79,8 @@ type cluster struct {
 	gateway    *istiogw.Gateway
 	tokenPort  int
 	controller *testenv.Process
+	// metricsAddr serves the controller's Prometheus metrics.
+	metricsAddr string
 	// created is when each Certificate was sent to the API server; its
 	// creationTimestamp has only whole seconds.
 	created map[string]time.Time
@@ -106,7 +109,8 @@ func startCluster(t *testing.T) *cluster {
 	c.gateway = &istiogw.Gateway{
 		Labels:    map[string]string{"istio": "ingressgateway"},
 		Namespace: gatewayNamespace,
-		Reader:    c.cl,
+		Reader:    c.startCache(),
+		APIReader: c.cl,
 		Backends: map[string]string{
 			fmt.Sprintf("istio-acme-issuer.%s.svc.cluster.local:%d", controllerNamespace, tokenServicePort): testenv.Addr(c.tokenPort),
 		},
@@ -120,16 +124,49 @@ func startCluster(t *testing.T) *cluster {
 	return c
 }
 
+// startCache starts an informer cache of the API server for the test's
+// reads, stopped when the test ends.
+func (c *cluster) startCache() cache.Cache {
+	c.t.Helper()
+	informers, err := cache.New(c.api.Config, cache.Options{Scheme: c.api.Env.Scheme})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := informers.Start(ctx); err != nil {
+			c.t.Errorf("informer cache: %v", err)
+		}
+	}()
+	c.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	if !informers.WaitForCacheSync(ctx) {
+		c.t.Fatal("the informer cache did not start")
+	}
+	// Start the informers the gateway uses now, not on its first request.
+	for _, l := range []client.ObjectList{&istionet.GatewayList{}, &istionet.VirtualServiceList{}, &corev1.ServiceList{}} {
+		if err := informers.List(ctx, l); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+	return informers
+}
+
 // startController starts our controller as its own process and waits until
 // it is ready.
 func (c *cluster) startController() {
 	c.t.Helper()
 	probe := testenv.FreePort(c.t)
+	c.metricsAddr = testenv.Addr(testenv.FreePort(c.t))
 	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, []string{
 		"--kubeconfig", c.api.Kubeconfig,
 		"--cluster-resource-namespace", controllerNamespace,
 		"--token-server-address", testenv.Addr(c.tokenPort),
-		"--metrics-bind-address", "0",
+		"--metrics-bind-address", c.metricsAddr,
 		"--health-probe-bind-address", testenv.Addr(probe),
 		"--zap-log-level", "debug", "--zap-time-encoding", "rfc3339nano",
 	})

@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
 // Signer implements issuer-lib's Sign and Check for ACMEIssuer and
@@ -128,12 +129,13 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 			return signer.PEMBundle{}, err
 		}
 	}
+	var o *acme.Order
 	if order.Status.URL == "" {
-		return signer.PEMBundle{}, s.placeOrder(ctx, cro, iss, acct, order)
-	}
-
-	o, err := acct.client.GetOrder(ctx, order.Status.URL)
-	if err != nil {
+		// The new order's challenges are published in this same pass.
+		if o, err = s.placeOrder(ctx, cro, iss, acct, order); err != nil {
+			return signer.PEMBundle{}, err
+		}
+	} else if o, err = acct.client.GetOrder(ctx, order.Status.URL); err != nil {
 		if isNotFound(err) {
 			s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s is gone at the CA; placing a new order", order.Status.URL)
 			return signer.PEMBundle{}, s.resetOrder(ctx, order)
@@ -263,7 +265,7 @@ func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestO
 	return order, nil
 }
 
-func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder) error {
+func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder) (*acme.Order, error) {
 	var opts []acme.OrderOption
 	if p := iss.GetSpec().Profile; p != "" {
 		opts = append(opts, acme.WithOrderIssuanceProfile(acme.ProfileName(p)))
@@ -273,7 +275,7 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	o, err := acct.client.AuthorizeOrder(octx, acme.DomainIDs(order.Spec.DNSNames...), opts...)
 	if err != nil {
 		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
-		return s.orderFailed(ctx, cro, order, err)
+		return nil, s.orderFailed(ctx, cro, order, err)
 	}
 	msg := fmt.Sprintf("order %s created for %s", o.URI, strings.Join(order.Spec.DNSNames, ", "))
 	if err := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
@@ -286,11 +288,11 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	}); err != nil {
 		// The order exists at the CA but not here: a retry would place a
 		// second one. Say so loudly; the CA lets pending orders expire.
-		return fmt.Errorf("recording order %s in ACMEOrder %s/%s failed, a new order will be placed: %w", o.URI, order.Namespace, order.Name, err)
+		return nil, fmt.Errorf("recording order %s in ACMEOrder %s/%s failed, a new order will be placed: %w", o.URI, order.Namespace, order.Name, err)
 	}
 	log.FromContext(ctx).Info("ACME order created", "order", o.URI, "names", order.Spec.DNSNames)
 	s.event(cro, corev1.EventTypeNormal, "OrderCreated", "%s", msg)
-	return signer.PendingError{Err: errors.New(msg), RequeueAfter: minPoll}
+	return o, nil
 }
 
 // solve publishes a challenge for each pending authorization, asks the CA to
@@ -477,6 +479,9 @@ func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequ
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: key.Namespace,
 			Name:      key.Name,
+			// Set at creation, so the challenge controller need not add it
+			// before it publishes the routes.
+			Finalizers: []string{solver.Finalizer},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         v1alpha1.GroupVersion.String(),
 				Kind:               "ACMEOrder",
@@ -499,7 +504,7 @@ func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequ
 	if err := s.client.Create(ctx, ch); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("creating ACMEChallenge %s: %w", key, err)
 	}
-	s.event(cro, corev1.EventTypeNormal, "ChallengeCreated", "%s: created ACMEChallenge %s for token %s", host, key.Name, chal.Token)
+	log.FromContext(ctx).V(1).Info("created challenge", "host", host, "challenge", key.Name, "token", chal.Token)
 	return ch, nil
 }
 
@@ -603,7 +608,12 @@ func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order
 	return fmt.Sprintf("the CA marked order %s %s: %s", o.URI, o.Status, strings.Join(reasons, "; "))
 }
 
+// recordOrder records a change of the order's state at the CA, with what
+// led to it; progress within a state is reported on the request only.
 func (s *Signer) recordOrder(ctx context.Context, order *v1alpha1.ACMEOrder, o *acme.Order, msg string) error {
+	if order.Status.State == v1alpha1.OrderState(o.Status) {
+		return nil
+	}
 	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
 		st.State = v1alpha1.OrderState(o.Status)
 		st.Message = msg

@@ -107,7 +107,6 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, err
 	}
 	logger.Info("published challenge routes", "gateway", routes.Gateway.Namespace+"/"+routes.Gateway.Name, "virtualService", routes.VirtualService.Namespace+"/"+routes.VirtualService.Name)
-	r.Events.Eventf(ch, nil, corev1.EventTypeNormal, "Presented", "Present", msg)
 	return reconcile.Result{}, nil
 }
 

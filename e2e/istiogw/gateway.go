@@ -38,8 +38,20 @@ type Gateway struct {
 	Labels map[string]string
 	// Namespace is the gateway pods' namespace.
 	Namespace string
-	// Reader lists Gateways, VirtualServices and Services.
+	// Reader lists Gateways, VirtualServices and Services; normally an
+	// informer cache, so that routing a request costs no API call.
 	Reader client.Reader
+	// APIReader reads them from the API server itself. When the cache's
+	// view routes nowhere, the request is routed again from the API
+	// server's view, so the gateway never answers from a stale config: it
+	// stands for a gateway whose configuration is always up to date.
+	APIReader client.Reader
+	// Debounce, when set, lets a request that the current translation
+	// routes somewhere use it for this long after it was built, instead of
+	// translating the configuration again; istiod debounces its pushes to
+	// gateways (100 ms by default) in the same way. Requests that would not
+	// be routed are always routed again from the newest configuration.
+	Debounce time.Duration
 	// Backends maps a destination "host:port" (as in a route's cluster) to
 	// the loopback address that serves it.
 	Backends map[string]string
@@ -47,6 +59,7 @@ type Gateway struct {
 	t        *testing.T
 	mu       sync.Mutex
 	snapshot string
+	builtAt  time.Time
 	sim      *simulation.Simulation
 	failer   *failer
 	srv      *http.Server
@@ -93,7 +106,23 @@ func (g *Gateway) Start(t *testing.T, addr string) {
 func (g *Gateway) Route(ctx context.Context, host, path string) (simulation.Result, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	sim, err := g.simulation(ctx)
+	if g.Debounce > 0 && g.sim != nil && time.Since(g.builtAt) < g.Debounce {
+		// Like istiod, which pushes a new configuration at most once per
+		// debounce period: a request that the current configuration
+		// routes somewhere is served from it.
+		if res, err := g.run(g.sim, host, path); err == nil && res.ClusterMatched != "" {
+			return res, nil
+		}
+	}
+	res, err := g.routeFrom(ctx, g.Reader, host, path)
+	if err == nil && res.ClusterMatched == "" && g.APIReader != nil {
+		return g.routeFrom(ctx, g.APIReader, host, path)
+	}
+	return res, err
+}
+
+func (g *Gateway) routeFrom(ctx context.Context, r client.Reader, host, path string) (simulation.Result, error) {
+	sim, err := g.simulation(ctx, r)
 	if err != nil {
 		return simulation.Result{}, err
 	}
@@ -174,12 +203,12 @@ func (g *Gateway) backend(cluster string) (string, bool) {
 
 // simulation returns a simulation of the current config, rebuilt when any
 // Gateway, VirtualService or Service changed.
-func (g *Gateway) simulation(ctx context.Context) (*simulation.Simulation, error) {
+func (g *Gateway) simulation(ctx context.Context, r client.Reader) (*simulation.Simulation, error) {
 	var gws istionet.GatewayList
 	var vss istionet.VirtualServiceList
 	var svcs corev1.ServiceList
 	for _, l := range []client.ObjectList{&gws, &vss, &svcs} {
-		if err := g.Reader.List(ctx, l); err != nil {
+		if err := r.List(ctx, l); err != nil {
 			return nil, fmt.Errorf("istio gateway: listing %T: %w", l, err)
 		}
 	}
@@ -228,7 +257,7 @@ func (g *Gateway) simulation(ctx context.Context) (*simulation.Simulation, error
 	if g.failer != nil {
 		g.failer.cleanup()
 	}
-	g.sim, g.snapshot, g.failer = sim, snapshot, f
+	g.sim, g.snapshot, g.failer, g.builtAt = sim, snapshot, f, time.Now()
 	g.t.Logf("istio gateway: translated %d Gateways, %d VirtualServices and %d Services in %s", len(gws.Items), len(vss.Items), len(svcs.Items), time.Since(buildStart).Round(time.Millisecond))
 	return sim, nil
 }
