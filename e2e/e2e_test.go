@@ -38,6 +38,25 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("a namespaced ACMEIssuer issues with its own account Secret", func(t *testing.T) {
+		iss := &v1alpha1.ACMEIssuer{
+			ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: "team"},
+			Spec: v1alpha1.ACMEIssuerSpec{
+				Server:              c.pebble.DirectoryURL,
+				CABundle:            c.pebble.ServerCAPEM,
+				PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "team-account"},
+			},
+		}
+		c.create(iss)
+		team := c.certificateOf("team", "ACMEIssuer", "team", "team.example.com")
+		elapsed := c.waitReady(team, 60*time.Second)
+		c.verifySecret(team, "team.example.com")
+		if err := c.cl.Get(ctx, client.ObjectKey{Namespace: appNamespace, Name: "team-account"}, &corev1.Secret{}); err != nil {
+			t.Errorf("the ACMEIssuer's account key is not in its own namespace: %v", err)
+		}
+		t.Logf("ACMEIssuer apps/team: Certificate Ready after %s", elapsed.Round(time.Millisecond))
+	})
+
 	t.Run("cmctl status shows the certificate Ready", func(t *testing.T) {
 		out := c.cmctl("status", "certificate", crt.Name, "-n", crt.Namespace)
 		t.Logf("cmctl status certificate %s:\n%s", crt.Name, out)

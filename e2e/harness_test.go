@@ -240,12 +240,18 @@ func (c *cluster) clusterIssuer(name string, solverSpec v1alpha1.ACMESolver) *v1
 // certificate creates a Certificate issued by an ACMEClusterIssuer.
 func (c *cluster) certificate(name, issuer string, dnsNames ...string) *cmapi.Certificate {
 	c.t.Helper()
+	return c.certificateOf(name, "ACMEClusterIssuer", issuer, dnsNames...)
+}
+
+// certificateOf creates a Certificate issued by an issuer of the given kind.
+func (c *cluster) certificateOf(name, kind, issuer string, dnsNames ...string) *cmapi.Certificate {
+	c.t.Helper()
 	crt := &cmapi.Certificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
 		Spec: cmapi.CertificateSpec{
 			SecretName: name + "-tls",
 			DNSNames:   dnsNames,
-			IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: issuer},
+			IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: kind, Name: issuer},
 		},
 	}
 	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
