@@ -23,6 +23,7 @@ const (
 	problemUnsupportedIdentifier   = problemPrefix + "unsupportedIdentifier"
 	problemCAA                     = problemPrefix + "caa"
 	problemMalformed               = problemPrefix + "malformed"
+	problemBadCSR                  = problemPrefix + "badCSR"
 	problemExternalAccountRequired = problemPrefix + "externalAccountRequired"
 	problemInvalidContact          = problemPrefix + "invalidContact"
 	problemUnsupportedContact      = problemPrefix + "unsupportedContact"
@@ -54,7 +55,7 @@ func caOutcome(step string, err error) error {
 			Err:          fmt.Errorf("%s; retrying after %s", detail, wait.Round(time.Second)),
 			RequeueAfter: wait,
 		}
-	case problemRejectedIdentifier, problemUnsupportedIdentifier, problemCAA, problemMalformed:
+	case problemRejectedIdentifier, problemUnsupportedIdentifier, problemCAA, problemMalformed, problemBadCSR:
 		return signer.PermanentError{Err: errors.New(detail)}
 	}
 	return errors.New(detail)

@@ -30,6 +30,7 @@ func TestCAOutcome(t *testing.T) {
 		{name: "unsupported identifier", err: problem("unsupportedIdentifier", nil), wantKind: "permanent"},
 		{name: "CAA forbids", err: problem("caa", nil), wantKind: "permanent"},
 		{name: "malformed", err: problem("malformed", nil), wantKind: "permanent"},
+		{name: "CSR refused", err: problem("badCSR", nil), wantKind: "permanent"},
 		{name: "server error", err: problem("serverInternal", nil), wantKind: "retry", wantText: []string{"serverInternal"}},
 		{name: "bad nonce", err: problem("badNonce", nil), wantKind: "retry"},
 		{name: "network", err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}, wantKind: "retry", wantText: []string{"cannot reach the ACME server", "spec.server"}},

@@ -23,13 +23,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -528,19 +528,12 @@ func (s *Signer) issuerSolver(ctx context.Context, order *v1alpha1.ACMEOrder) (v
 }
 
 func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) error {
-	if ch.Status.State == state && ch.Status.Message == msg {
-		return nil
-	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := s.client.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil {
-			return err
-		}
+	return kubeutil.UpdateStatus(ctx, s.client, ch, func(ch *v1alpha1.ACMEChallenge) {
 		if state == v1alpha1.ChallengeProcessing && ch.Status.State == "" {
 			ch.Status.AcceptedAt = &metav1.Time{Time: s.clock.Now()}
 		}
 		ch.Status.State = state
 		ch.Status.Message = msg
-		return s.client.Status().Update(ctx, ch)
 	})
 }
 
@@ -621,27 +614,7 @@ func (s *Signer) recordOrder(ctx context.Context, order *v1alpha1.ACMEOrder, o *
 }
 
 func (s *Signer) updateOrderStatus(ctx context.Context, order *v1alpha1.ACMEOrder, mutate func(*v1alpha1.ACMEOrderStatus)) error {
-	before := order.Status.DeepCopy()
-	mutate(&order.Status)
-	if equalOrderStatus(before, &order.Status) {
-		return nil
-	}
-	err := s.client.Status().Update(ctx, order)
-	if apierrors.IsConflict(err) {
-		return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := s.client.Get(ctx, client.ObjectKeyFromObject(order), order); err != nil {
-				return err
-			}
-			mutate(&order.Status)
-			return s.client.Status().Update(ctx, order)
-		})
-	}
-	return err
-}
-
-func equalOrderStatus(a, b *v1alpha1.ACMEOrderStatus) bool {
-	return a.URL == b.URL && a.AccountURI == b.AccountURI && a.State == b.State &&
-		a.FinalizeURL == b.FinalizeURL && a.Message == b.Message && slices.Equal(a.Authorizations, b.Authorizations)
+	return kubeutil.UpdateStatus(ctx, s.client, order, func(o *v1alpha1.ACMEOrder) { mutate(&o.Status) })
 }
 
 // resetOrder forgets the CA order so the next pass places a new one.

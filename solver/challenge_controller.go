@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 // Finalizer keeps an ACMEChallenge until its routes are deleted, since they
@@ -167,17 +168,7 @@ func (r *ChallengeReconciler) fail(ctx context.Context, ch *v1alpha1.ACMEChallen
 }
 
 func (r *ChallengeReconciler) updateStatus(ctx context.Context, ch *v1alpha1.ACMEChallenge, mutate func(*v1alpha1.ACMEChallengeStatus)) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil {
-			return err
-		}
-		before := ch.Status.DeepCopy()
-		mutate(&ch.Status)
-		if reflect.DeepEqual(before, &ch.Status) {
-			return nil
-		}
-		return r.Client.Status().Update(ctx, ch)
-	})
+	return kubeutil.UpdateStatus(ctx, r.Client, ch, func(ch *v1alpha1.ACMEChallenge) { mutate(&ch.Status) })
 }
 
 func objectRef(obj client.Object, kind string) v1alpha1.ObjectReference {
