@@ -41,7 +41,6 @@ const (
 type account struct {
 	client *acme.Client
 	uri    string
-	dir    acme.Directory
 }
 
 // accounts builds ACME clients for issuers and keeps them between calls, so
@@ -104,37 +103,36 @@ func (a *accounts) forSigning(ctx context.Context, iss v1alpha1.ACMEIssuerObject
 	if st == nil || st.URI == "" || st.Server != iss.GetSpec().Server {
 		return a.register(ctx, iss)
 	}
-	key, err := a.loadKey(ctx, iss, false)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := a.newClient(iss, key)
+	cl, _, err := a.connect(ctx, iss, false)
 	if err != nil {
 		return nil, err
 	}
 	cl.KID = acme.KeyID(st.URI)
-	dir, err := discover(ctx, cl)
-	if err != nil {
-		return nil, err
-	}
-	acct := &account{client: cl, uri: st.URI, dir: dir}
+	acct := &account{client: cl, uri: st.URI}
 	a.store(iss, acct)
 	return acct, nil
+}
+
+// connect builds a client with the issuer's account key (generated when
+// createKey allows and it is missing) and reads the CA's directory.
+func (a *accounts) connect(ctx context.Context, iss v1alpha1.ACMEIssuerObject, createKey bool) (*acme.Client, acme.Directory, error) {
+	key, err := a.loadKey(ctx, iss, createKey)
+	if err != nil {
+		return nil, acme.Directory{}, err
+	}
+	cl, err := a.newClient(iss, key)
+	if err != nil {
+		return nil, acme.Directory{}, err
+	}
+	dir, err := discover(ctx, cl)
+	return cl, dir, err
 }
 
 // register registers the issuer's account, or recovers it when the key is
 // already registered, and updates its contact when spec.email changed.
 func (a *accounts) register(ctx context.Context, iss v1alpha1.ACMEIssuerObject) (*account, error) {
 	spec := iss.GetSpec()
-	key, err := a.loadKey(ctx, iss, true)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := a.newClient(iss, key)
-	if err != nil {
-		return nil, err
-	}
-	dir, err := discover(ctx, cl)
+	cl, dir, err := a.connect(ctx, iss, true)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +168,7 @@ func (a *accounts) register(ctx context.Context, iss v1alpha1.ACMEIssuerObject) 
 		return nil, describeRegistrationError(spec, err)
 	}
 	cl.KID = acme.KeyID(got.URI)
-	acct := &account{client: cl, uri: got.URI, dir: dir}
+	acct := &account{client: cl, uri: got.URI}
 	a.store(iss, acct)
 	return acct, nil
 }
