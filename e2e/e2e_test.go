@@ -32,8 +32,11 @@ func TestEndToEnd(t *testing.T) {
 		leaf := c.verifySecret(crt, names...)
 		t.Logf("issued certificate serial %s for SANs %v; Certificate creation to Ready: %s", leaf.SerialNumber, leaf.DNSNames, elapsed.Round(time.Millisecond))
 		for _, host := range names {
-			if n := c.gateway.Served(host, solver.ChallengePathPrefix); n == 0 {
+			if n := c.gateway.Served("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
 				t.Errorf("the CA never fetched a token for %s through the Istio gateway", host)
+			}
+			if n := c.gateway.Served(solver.SelfCheckUserAgent, host, solver.ChallengePathPrefix); n == 0 {
+				t.Errorf("the controller never checked the token for %s through the Istio gateway before the CA", host)
 			}
 		}
 	})

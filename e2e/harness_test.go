@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -103,19 +105,39 @@ func startCluster(t *testing.T) *cluster {
 		},
 	})
 
-	gatewayPort := testenv.FreePort(t)
-	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: gatewayPort})
+	// The ingress gateway: a pod that the Gateways' selector matches and
+	// the Service in front of it, as Istio installs them. The Service's
+	// cluster IP is a loopback address; the simulated gateway listens on its
+	// port 80, and Pebble's DNS resolves every name to it, as public DNS
+	// resolves to a gateway's load balancer.
+	gwLabels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+	c.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "istio-ingressgateway-0", Labels: gwLabels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
+	})
+	gwService := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "istio-ingressgateway"},
+		Spec: corev1.ServiceSpec{Selector: gwLabels, Ports: []corev1.ServicePort{
+			{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(8080)},
+			{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443)},
+		}},
+	}
+	c.create(gwService)
+	gatewayIP := gwService.Spec.ClusterIP
+
+	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
 	c.tokenPort = testenv.FreePort(t)
 	c.gateway = &istiogw.Gateway{
-		Labels:    map[string]string{"istio": "ingressgateway"},
+		Labels:    gwLabels,
 		Namespace: gatewayNamespace,
+		PodPort:   8080,
 		Reader:    c.startCache(),
 		APIReader: c.cl,
 		Backends: map[string]string{
 			fmt.Sprintf("istio-acme-issuer.%s.svc.cluster.local:%d", controllerNamespace, tokenServicePort): testenv.Addr(c.tokenPort),
 		},
 	}
-	c.gateway.Start(t, testenv.Addr(gatewayPort))
+	c.gateway.Start(t, net.JoinHostPort(gatewayIP, "80"))
 
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.Kubeconfig, "--cluster-resource-namespace", "cert-manager", "-v", "2",

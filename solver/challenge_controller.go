@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
@@ -40,6 +42,9 @@ type ChallengeReconciler struct {
 	Events events.EventRecorder
 	// Workers is the number of challenges worked on at once.
 	Workers int
+	// SelfCheck, when set, must fetch the token through the ingress gateway
+	// before the challenge counts as presented.
+	SelfCheck *SelfChecker
 }
 
 // SetupWithManager registers the reconciler.
@@ -97,18 +102,62 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		routes.Gateway.Namespace, routes.Gateway.Name,
 		routes.VirtualService.Namespace, routes.VirtualService.Name,
 		TokenServiceHost(ch.Spec.Solver.TokenService), ch.Spec.Solver.TokenService.Port)
+	refs := []v1alpha1.ObjectReference{
+		objectRef(routes.Gateway, "Gateway"),
+		objectRef(routes.VirtualService, "VirtualService"),
+	}
+
+	if r.SelfCheck != nil {
+		addrs, err := r.selfCheck(ctx, ch)
+		if err != nil {
+			failed := msg + "; self-check failed: " + err.Error()
+			if ch.Status.Message != failed {
+				logger.Info("self-check failed", "error", err.Error())
+				r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "SelfCheckFailed", "Present", "%s", err.Error())
+			}
+			if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+				st.Message = failed
+				st.Routes = refs
+			}); err != nil {
+				return reconcile.Result{}, err
+			}
+			// Istio may not have pushed the new route yet: look again soon,
+			// less often as the challenge ages.
+			return reconcile.Result{RequeueAfter: retryDelay(time.Since(ch.CreationTimestamp.Time))}, nil
+		}
+		msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
+	}
+
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = true
 		st.Message = msg
-		st.Routes = []v1alpha1.ObjectReference{
-			objectRef(routes.Gateway, "Gateway"),
-			objectRef(routes.VirtualService, "VirtualService"),
-		}
+		st.Routes = refs
 	}); err != nil {
 		return reconcile.Result{}, err
 	}
 	logger.Info("published challenge routes", "gateway", routes.Gateway.Namespace+"/"+routes.Gateway.Name, "virtualService", routes.VirtualService.Namespace+"/"+routes.VirtualService.Name)
 	return reconcile.Result{}, nil
+}
+
+// selfCheck fetches the token through every Service of the gateway
+// workload, and returns their addresses.
+func (r *ChallengeReconciler) selfCheck(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]string, error) {
+	addrs, err := r.SelfCheck.GatewayAddresses(ctx, ch.Spec.Solver.GatewaySelector)
+	if err != nil {
+		return nil, err
+	}
+	for _, addr := range addrs {
+		if err := r.SelfCheck.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
+			return nil, err
+		}
+	}
+	return addrs, nil
+}
+
+// retryDelay grows with the challenge's age: quick while a route push is
+// likely in flight, gentle once something is really wrong.
+func retryDelay(age time.Duration) time.Duration {
+	return min(max(age/5, 100*time.Millisecond), 10*time.Second)
 }
 
 // ensure creates want, or updates the existing object when a user or a

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,24 @@ func TestChallengeLifecycle(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	cl := api.Client
+	for _, ns := range []string{"apps", "istio-system"} {
+		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The ingress gateway's Service; the token server itself listens on its
+	// (loopback) cluster IP, standing for a gateway that routes every
+	// request to it.
+	gwLabels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+	gwSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway"},
+		Spec:       corev1.ServiceSpec{Selector: gwLabels, Ports: []corev1.ServicePort{{Name: "http2", Port: 80}}},
+	}
+	if err := cl.Create(ctx, gwSvc); err != nil {
+		t.Fatal(err)
+	}
+	gatewayAddr := gwSvc.Spec.ClusterIP + ":80"
 
 	ours := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
 	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
@@ -46,12 +65,15 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
 		t.Fatal(err)
 	}
-	port := testenv.FreePort(t)
-	tokens := &TokenServer{Addr: testenv.Addr(port), Lookup: CacheLookup(mgr.GetCache()), Log: logr.Discard()}
+	tokens := &TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(mgr.GetCache()), Log: logr.Discard()}
 	if err := mgr.Add(tokens); err != nil {
 		t.Fatal(err)
 	}
-	if err := (&ChallengeReconciler{Client: mgr.GetClient(), Events: mgr.GetEventRecorder("test")}).SetupWithManager(mgr); err != nil {
+	if err := (&ChallengeReconciler{
+		Client:    mgr.GetClient(),
+		Events:    mgr.GetEventRecorder("test"),
+		SelfCheck: &SelfChecker{Reader: mgr.GetAPIReader()},
+	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -63,12 +85,6 @@ func TestChallengeLifecycle(t *testing.T) {
 		}
 	})
 
-	cl := api.Client
-	for _, ns := range []string{"apps", "istio-system"} {
-		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	ch := &v1alpha1.ACMEChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
 		Spec: v1alpha1.ACMEChallengeSpec{
@@ -86,12 +102,27 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	want := BuildRoutes(ch)
 
+	// No gateway pod has the selector's labels yet: the self-check says so.
+	waitFor(t, "the self-check to report the missing gateway", func() (bool, string) {
+		got := &v1alpha1.ACMEChallenge{}
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
+			return false, err.Error()
+		}
+		return !got.Status.Presented && strings.Contains(got.Status.Message, "no pod has the labels of spec.solver.istio.gatewaySelector istio=ingressgateway"), got.Status.Message
+	})
+	if err := cl.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-1", Labels: gwLabels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	waitFor(t, "the challenge to be presented", func() (bool, string) {
 		got := &v1alpha1.ACMEChallenge{}
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
 			return false, err.Error()
 		}
-		return got.Status.Presented && len(got.Status.Routes) == 2, got.Status.Message
+		return got.Status.Presented && len(got.Status.Routes) == 2 && strings.Contains(got.Status.Message, "self-check passed through the ingress gateway at "+gatewayAddr), got.Status.Message
 	})
 	gw := &istionet.Gateway{}
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.Gateway), gw); err != nil {
@@ -107,7 +138,7 @@ func TestChallengeLifecycle(t *testing.T) {
 
 	// Every replica serves the token from the API server's state.
 	get := func(host string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s%s%s", testenv.Addr(port), ChallengePathPrefix, "tok-123"), nil)
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s%s%s", gatewayAddr, ChallengePathPrefix, "tok-123"), nil)
 		req.Host = host
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {

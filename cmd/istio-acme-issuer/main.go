@@ -161,7 +161,12 @@ func run(ctx context.Context, o options) error {
 	}
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
-	if err := (&solver.ChallengeReconciler{Client: mgr.GetClient(), Events: recorder, Workers: o.workers}).SetupWithManager(mgr); err != nil {
+	if err := (&solver.ChallengeReconciler{
+		Client:    mgr.GetClient(),
+		Events:    recorder,
+		Workers:   o.workers,
+		SelfCheck: &solver.SelfChecker{Reader: mgr.GetAPIReader()},
+	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
 	signer := issuer.NewSigner(issuer.Options{

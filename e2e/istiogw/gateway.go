@@ -52,6 +52,10 @@ type Gateway struct {
 	// gateways (100 ms by default) in the same way. Requests that would not
 	// be routed are always routed again from the newest configuration.
 	Debounce time.Duration
+	// PodPort is the gateway pod's port behind the Service's port 80: Istio
+	// binds the listener of a Gateway's port 80 server there (8080 in
+	// Istio's default install). 80 when zero.
+	PodPort int
 	// Backends maps a destination "host:port" (as in a route's cluster) to
 	// the loopback address that serves it.
 	Backends map[string]string
@@ -66,7 +70,7 @@ type Gateway struct {
 	// Addr is where the gateway's port 80 listens.
 	Addr string
 
-	served map[string]int // 2xx answers from a backend, by "host path"
+	served map[servedKey]int // 2xx answers from a backend
 }
 
 // Start listens on addr (the gateway's port 80) until the test ends.
@@ -135,8 +139,12 @@ func (g *Gateway) run(sim *simulation.Simulation, host, path string) (res simula
 			err = fmt.Errorf("istio simulation failed: %v", r)
 		}
 	}()
+	port := g.PodPort
+	if port == 0 {
+		port = 80
+	}
 	return sim.Run(simulation.Call{
-		Port:       80,
+		Port:       port,
 		Path:       path,
 		Protocol:   simulation.HTTP,
 		HostHeader: host,
@@ -159,9 +167,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if status/100 == 2 {
 		g.mu.Lock()
 		if g.served == nil {
-			g.served = map[string]int{}
+			g.served = map[servedKey]int{}
 		}
-		g.served[host+" "+r.URL.Path]++
+		g.served[servedKey{agent: r.UserAgent(), host: host, path: r.URL.Path}]++
 		g.mu.Unlock()
 	}
 	g.t.Logf("istio gateway: GET http://%s%s -> route %q cluster %q error %v: %d", host, r.URL.Path, res.RouteMatched, res.ClusterMatched, res.Error, status)
@@ -337,15 +345,17 @@ func (f *failer) cleanup() {
 	}
 }
 
+type servedKey struct{ agent, host, path string }
+
 // Served counts the successful answers the gateway proxied for host, on
-// paths with the given prefix.
-func (g *Gateway) Served(host, pathPrefix string) int {
+// paths with the given prefix, to clients whose User-Agent starts with
+// agentPrefix.
+func (g *Gateway) Served(agentPrefix, host, pathPrefix string) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n := 0
 	for k, c := range g.served {
-		h, p, _ := strings.Cut(k, " ")
-		if h == host && strings.HasPrefix(p, pathPrefix) {
+		if strings.HasPrefix(k.agent, agentPrefix) && k.host == host && strings.HasPrefix(k.path, pathPrefix) {
 			n += c
 		}
 	}

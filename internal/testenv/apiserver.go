@@ -17,6 +17,10 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
 
+// ServiceCIDR is the API server's range of Service cluster IPs: loopback
+// addresses, each unique to one Service of one test's API server.
+const ServiceCIDR = "127.96.0.0/16"
+
 // APIServer is a running kube-apiserver with etcd.
 type APIServer struct {
 	// Config connects as a cluster administrator.
@@ -63,6 +67,9 @@ func StartAPIServer(t testing.TB) *APIServer {
 		ControlPlaneStopTimeout:  time.Minute,
 	}
 	env.ControlPlane.GetAPIServer().Path = Tool(t, "kube-apiserver")
+	// Services get loopback cluster IPs, so a test can serve a Service's
+	// address itself, as kube-proxy would route it.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: Tool(t, "etcd")}
 	cfg, err := env.Start()
 	if err != nil {

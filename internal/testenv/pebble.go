@@ -32,6 +32,9 @@ type PebbleOptions struct {
 	// of ExternalAccountMACKeys (key ID to base64url HMAC key).
 	ExternalAccountBindingRequired bool
 	ExternalAccountMACKeys         map[string]string
+	// ResolveTo is the IPv4 address Pebble's DNS answers for every name;
+	// 127.0.0.1 when empty.
+	ResolveTo string
 	// DomainBlocklist names identifiers Pebble rejects (rejectedIdentifier).
 	DomainBlocklist []string
 	// Env adds variables, such as PEBBLE_VA_ALWAYS_VALID=1.
@@ -52,7 +55,7 @@ type Pebble struct {
 }
 
 // StartPebble starts pebble-challtestsrv as a DNS server that answers
-// 127.0.0.1 for every name, and Pebble using it; both stop when the test
+// o.ResolveTo for every name, and Pebble using it; both stop when the test
 // ends.
 func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	t.Helper()
@@ -60,11 +63,14 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	caPEM, certPath, keyPath := writeServingCert(t, dir)
 
 	dnsPort := FreePort(t)
+	if o.ResolveTo == "" {
+		o.ResolveTo = "127.0.0.1"
+	}
 	StartProcess(t, "pebble-challtestsrv", Tool(t, "pebble-challtestsrv"), []string{
 		"-dnsserver", Addr(dnsPort),
 		"-management", Addr(FreePort(t)),
 		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
-		"-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
+		"-defaultIPv4", o.ResolveTo, "-defaultIPv6", "",
 	})
 
 	listen, mgmt := FreePort(t), FreePort(t)
