@@ -110,20 +110,23 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if r.SelfCheck != nil {
 		addrs, err := r.selfCheck(ctx, ch)
 		if err != nil {
+			// Istio may not have pushed the new route yet: look again soon,
+			// less often as the challenge ages. Only a failure that lasts is
+			// worth a status write and an Event.
+			age := time.Since(ch.CreationTimestamp.Time)
+			logger.V(1).Info("self-check failed", "error", err.Error(), "age", age)
 			failed := msg + "; self-check failed: " + err.Error()
-			if ch.Status.Message != failed {
+			if age >= quietSelfCheck && ch.Status.Message != failed {
 				logger.Info("self-check failed", "error", err.Error())
 				r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "SelfCheckFailed", "Present", "%s", err.Error())
+				if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+					st.Message = failed
+					st.Routes = refs
+				}); err != nil {
+					return reconcile.Result{}, err
+				}
 			}
-			if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
-				st.Message = failed
-				st.Routes = refs
-			}); err != nil {
-				return reconcile.Result{}, err
-			}
-			// Istio may not have pushed the new route yet: look again soon,
-			// less often as the challenge ages.
-			return reconcile.Result{RequeueAfter: retryDelay(time.Since(ch.CreationTimestamp.Time))}, nil
+			return reconcile.Result{RequeueAfter: retryDelay(age)}, nil
 		}
 		msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
 	}
@@ -153,6 +156,10 @@ func (r *ChallengeReconciler) selfCheck(ctx context.Context, ch *v1alpha1.ACMECh
 	}
 	return addrs, nil
 }
+
+// quietSelfCheck is how long self-check failures are only logged: a route
+// push usually takes istiod well under this.
+const quietSelfCheck = 2 * time.Second
 
 // retryDelay grows with the challenge's age: quick while a route push is
 // likely in flight, gentle once something is really wrong.

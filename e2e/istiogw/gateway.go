@@ -108,12 +108,14 @@ func (g *Gateway) Start(t *testing.T, addr string) {
 // Route decides, as the gateway would, where GET http://host/path on port 80
 // goes right now.
 func (g *Gateway) Route(ctx context.Context, host, path string) (simulation.Result, error) {
+	arrived := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.Debounce > 0 && g.sim != nil && time.Since(g.builtAt) < g.Debounce {
-		// Like istiod, which pushes a new configuration at most once per
-		// debounce period: a request that the current configuration
-		// routes somewhere is served from it.
+	// A translation made after the request arrived (by a request that held
+	// the lock meanwhile) already holds every route the request may need;
+	// with Debounce, like istiod, a recent one does too for the requests it
+	// routes somewhere.
+	if g.sim != nil && (g.builtAt.After(arrived) || time.Since(g.builtAt) < g.Debounce) {
 		if res, err := g.run(g.sim, host, path); err == nil && res.ClusterMatched != "" {
 			return res, nil
 		}
