@@ -46,6 +46,7 @@ type options struct {
 	leaderElectionID         string
 	maxRetryDuration         time.Duration
 	workers                  int
+	orphanSweepInterval      time.Duration
 	kubeAPIQPS               float64
 	kubeAPIBurst             int
 	zap                      zap.Options
@@ -72,6 +73,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.maxRetryDuration, "max-retry-duration", time.Hour,
 		"How long a CertificateRequest is retried after errors that may pass (network, CA outages) before it is failed.")
 	fs.IntVar(&o.workers, "workers", 20, "CertificateRequests, and challenges, worked on at once.")
+	fs.DurationVar(&o.orphanSweepInterval, "orphan-sweep-interval", 10*time.Minute,
+		"How often the leader deletes challenge Gateways and VirtualServices whose challenge is gone.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Requests per second to the API server (client-side limit).")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of requests to the API server (client-side limit).")
 	o.zap.BindFlags(fs)
@@ -82,6 +85,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.leaderElectionNamespace == "" {
 		o.leaderElectionNamespace = o.clusterResourceNamespace
+	}
+	if o.orphanSweepInterval <= 0 {
+		return o, errors.New("--orphan-sweep-interval must be positive")
 	}
 	if o.workers < 1 {
 		return o, errors.New("--workers must be at least 1")
@@ -168,6 +174,14 @@ func run(ctx context.Context, o options) error {
 		SelfCheck: &solver.SelfChecker{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
+	}
+	if err := mgr.Add(&solver.OrphanSweeper{
+		Client:   mgr.GetClient(),
+		Interval: o.orphanSweepInterval,
+		MinAge:   time.Minute,
+		Log:      logger.WithName("orphan-sweep"),
+	}); err != nil {
+		return err
 	}
 	signer := issuer.NewSigner(issuer.Options{
 		Client:                   mgr.GetClient(),

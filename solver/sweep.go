@@ -1,0 +1,94 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// OrphanSweeper deletes Gateways and VirtualServices that carry our labels
+// but whose challenge no longer exists, which only happens when a
+// challenge's finalizer was removed by hand or an object was restored from a
+// backup. It runs on the leader, at start and then periodically.
+type OrphanSweeper struct {
+	// Client reads (from the cache, which holds only our Istio objects) and
+	// deletes.
+	Client client.Client
+	// Interval between sweeps.
+	Interval time.Duration
+	// MinAge spares objects younger than this, whatever their state.
+	MinAge time.Duration
+	Log    logr.Logger
+}
+
+// NeedLeaderElection is true: one replica sweeps.
+func (s *OrphanSweeper) NeedLeaderElection() bool { return true }
+
+// Start sweeps now and every Interval until ctx is done.
+func (s *OrphanSweeper) Start(ctx context.Context) error {
+	ticker := time.NewTicker(s.Interval)
+	defer ticker.Stop()
+	for {
+		if n, err := s.Sweep(ctx); err != nil {
+			s.Log.Error(err, "sweeping orphaned challenge routes")
+		} else if n > 0 {
+			s.Log.Info("deleted orphaned challenge routes", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// Sweep deletes our Istio objects whose challenge is gone and returns how
+// many it deleted.
+func (s *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
+	var challenges v1alpha1.ACMEChallengeList
+	if err := s.Client.List(ctx, &challenges); err != nil {
+		return 0, fmt.Errorf("listing challenges: %w", err)
+	}
+	live := map[string]bool{}
+	for _, ch := range challenges.Items {
+		live[ChallengeKey(ch.Namespace, ch.Name)] = true
+	}
+
+	var gws istionet.GatewayList
+	var vss istionet.VirtualServiceList
+	ours := client.MatchingLabels{LabelManagedBy: ManagedByValue}
+	if err := s.Client.List(ctx, &gws, ours); err != nil {
+		return 0, fmt.Errorf("listing our Gateways: %w", err)
+	}
+	if err := s.Client.List(ctx, &vss, ours); err != nil {
+		return 0, fmt.Errorf("listing our VirtualServices: %w", err)
+	}
+	var objs []client.Object
+	for i := range gws.Items {
+		objs = append(objs, gws.Items[i])
+	}
+	for i := range vss.Items {
+		objs = append(objs, vss.Items[i])
+	}
+
+	deleted := 0
+	for _, obj := range objs {
+		key, ok := obj.GetLabels()[LabelChallenge]
+		if !ok || live[key] || time.Since(obj.GetCreationTimestamp().Time) < s.MinAge {
+			continue
+		}
+		if err := s.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
+			return deleted, fmt.Errorf("deleting %T %s/%s: %w", obj, obj.GetNamespace(), obj.GetName(), err)
+		}
+		s.Log.Info("deleted orphaned challenge route", "kind", fmt.Sprintf("%T", obj), "namespace", obj.GetNamespace(), "name", obj.GetName(), "challenge", obj.GetAnnotations()[AnnotationChallenge])
+		deleted++
+	}
+	return deleted, nil
+}

@@ -1,0 +1,72 @@
+package solver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+)
+
+// TestOrphanSweep runs the sweep against a real API server: routes whose
+// challenge is gone are deleted, routes of a live challenge and objects that
+// are not ours are kept, and young objects are spared.
+func TestOrphanSweep(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	ctx := context.Background()
+	cl := api.Client
+	for _, ns := range []string{"apps", "istio-system"} {
+		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	solverSpec := v1alpha1.IstioHTTP01Solver{
+		GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+		GatewayNamespace: "istio-system",
+		TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+	}
+	live := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "live-1"},
+		Spec:       v1alpha1.ACMEChallengeSpec{Order: "live", DNSName: "live.example.com", Token: "t1", Key: "k1", URL: "u", AuthorizationURL: "a", Solver: solverSpec},
+	}
+	if err := cl.Create(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	gone := live.DeepCopy()
+	gone.Name, gone.Spec.DNSName = "gone-1", "gone.example.com" // never created
+	liveRoutes, goneRoutes := BuildRoutes(live), BuildRoutes(gone)
+	users := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "users-app"}}
+	users.Spec.Hosts = []string{"app.example.com"}
+	for _, obj := range []client.Object{liveRoutes.Gateway, liveRoutes.VirtualService, goneRoutes.Gateway, goneRoutes.VirtualService, users} {
+		if err := cl.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sweeper := &OrphanSweeper{Client: cl, MinAge: time.Hour, Log: logr.Discard()}
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 0 {
+		t.Fatalf("young objects: deleted %d (%v), want none", n, err)
+	}
+	sweeper.MinAge = 0
+	if n, err := sweeper.Sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("deleted %d (%v), want the orphaned Gateway and VirtualService", n, err)
+	}
+	for _, obj := range []client.Object{goneRoutes.Gateway, goneRoutes.VirtualService} {
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); !apierrors.IsNotFound(err) {
+			t.Errorf("orphan %s still there: %v", obj.GetName(), err)
+		}
+	}
+	for _, obj := range []client.Object{liveRoutes.Gateway, liveRoutes.VirtualService, users} {
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Errorf("%s was deleted: %v", obj.GetName(), err)
+		}
+	}
+}
