@@ -1,0 +1,102 @@
+package solver
+
+import (
+	"strings"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	istioapi "istio.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// ServingServer is a server of an existing Gateway that serves a challenged
+// host on the gateway workload: the place a challenge route can attach to
+// without creating a Gateway of its own.
+type ServingServer struct {
+	Gateway *istionet.Gateway
+	Server  *istioapi.Server
+	// Host is the host part of the server's matching host entry, as
+	// written ("shop.example.com", "*.example.com" or "*"): a VirtualService
+	// merges with the user's routes only under this exact string.
+	Host string
+}
+
+// HTTPSRedirect reports whether the server redirects plain HTTP to HTTPS,
+// before any route runs.
+func (s ServingServer) HTTPSRedirect() bool {
+	return s.Server.GetTls().GetHttpsRedirect()
+}
+
+// ServersForHost returns the servers of gateways that serve host to a
+// VirtualService in vsNamespace, on a gateway workload whose pods have one of
+// podLabels. It honours Istio's host syntax: "ns/host" (namespace "*", "."
+// for the Gateway's own, or a name), exact hosts, "*.suffix" wildcards and
+// "*". Servers on ports other than HTTP(S) protocols are ignored.
+func ServersForHost(gateways []*istionet.Gateway, podLabels []map[string]string, host, vsNamespace string) []ServingServer {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	var out []ServingServer
+	for _, gw := range gateways {
+		if !selectsAny(gw.Spec.Selector, podLabels) {
+			continue
+		}
+		for _, srv := range gw.Spec.Servers {
+			switch strings.ToUpper(srv.GetPort().GetProtocol()) {
+			case "HTTP", "HTTP2", "HTTPS":
+			default:
+				continue
+			}
+			for _, entry := range srv.Hosts {
+				ns, h := splitHostEntry(entry)
+				if !namespaceAllows(ns, gw.Namespace, vsNamespace) || !hostCovers(strings.ToLower(h), host) {
+					continue
+				}
+				out = append(out, ServingServer{Gateway: gw, Server: srv, Host: h})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// selectsAny reports whether a Gateway selector matches one of the pods; an
+// empty selector matches every gateway workload.
+func selectsAny(selector map[string]string, podLabels []map[string]string) bool {
+	if len(selector) == 0 {
+		return true
+	}
+	sel := labels.SelectorFromSet(selector)
+	for _, l := range podLabels {
+		if sel.Matches(labels.Set(l)) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitHostEntry splits "ns/host" into its parts; a bare host is "*/host".
+func splitHostEntry(entry string) (namespace, host string) {
+	if ns, h, ok := strings.Cut(entry, "/"); ok {
+		return ns, h
+	}
+	return "*", entry
+}
+
+func namespaceAllows(ns, gatewayNamespace, vsNamespace string) bool {
+	switch ns {
+	case "*":
+		return true
+	case ".":
+		return vsNamespace == gatewayNamespace
+	default:
+		return vsNamespace == ns
+	}
+}
+
+// hostCovers reports whether a server host ("*", "*.example.com" or an
+// exact name) serves the exact host name, as Istio matches them: a wildcard
+// covers every name that ends with its suffix.
+func hostCovers(serverHost, host string) bool {
+	if rest, ok := strings.CutPrefix(serverHost, "*"); ok {
+		return strings.HasSuffix(host, rest) && len(host) > len(rest)
+	}
+	return serverHost == host
+}
