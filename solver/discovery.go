@@ -3,8 +3,8 @@ package solver
 import (
 	"strings"
 
-	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
 
