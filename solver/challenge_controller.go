@@ -42,9 +42,10 @@ type ChallengeReconciler struct {
 	Events events.EventRecorder
 	// Workers is the number of challenges worked on at once.
 	Workers int
-	// SelfCheck, when set, must fetch the token through the ingress gateway
+	// Gateways, when set, finds the gateway workload and the Gateways that
+	// already serve a host, and must fetch the token through the gateway
 	// before the challenge counts as presented.
-	SelfCheck *SelfChecker
+	Gateways *IngressGateways
 }
 
 // SetupWithManager registers the reconciler.
@@ -89,46 +90,41 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 
-	routes := BuildRoutes(ch)
-	if err := r.ensure(ctx, routes.Gateway, &istionet.Gateway{}); err != nil {
-		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", routes.Gateway.Namespace, routes.Gateway.Name, err))
+	// Find the gateway workload and the Gateways that already serve the
+	// host there: the route attaches to those rather than adding a server.
+	var workload *GatewayWorkload
+	var attach []ServingServer
+	if r.Gateways != nil {
+		var err error
+		if workload, err = r.Gateways.Workload(ctx, ch.Spec.Solver.GatewaySelector); err != nil {
+			return r.notYet(ctx, ch, err.Error(), nil)
+		}
+		if attach, err = r.Gateways.ServingServers(ctx, workload, ch.Spec.DNSName, ch.Spec.Solver.GatewayNamespace); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
+
+	routes := BuildRoutes(ch, attach)
+	var refs []v1alpha1.ObjectReference
+	if routes.Gateway != nil {
+		if err := r.ensure(ctx, routes.Gateway, &istionet.Gateway{}); err != nil {
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", routes.Gateway.Namespace, routes.Gateway.Name, err))
+		}
+		refs = append(refs, objectRef(routes.Gateway, "Gateway"))
 	}
 	if err := r.ensure(ctx, routes.VirtualService, &istionet.VirtualService{}); err != nil {
 		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, err))
 	}
+	refs = append(refs, objectRef(routes.VirtualService, "VirtualService"))
+	msg := routes.Describe(ch)
 
-	msg := fmt.Sprintf("routing http://%s%s%s through Gateway %s/%s and VirtualService %s/%s to Service %s:%d",
-		ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token,
-		routes.Gateway.Namespace, routes.Gateway.Name,
-		routes.VirtualService.Namespace, routes.VirtualService.Name,
-		TokenServiceHost(ch.Spec.Solver.TokenService), ch.Spec.Solver.TokenService.Port)
-	refs := []v1alpha1.ObjectReference{
-		objectRef(routes.Gateway, "Gateway"),
-		objectRef(routes.VirtualService, "VirtualService"),
-	}
-
-	if r.SelfCheck != nil {
-		addrs, err := r.selfCheck(ctx, ch)
-		if err != nil {
-			// Istio may not have pushed the new route yet: look again soon,
-			// less often as the challenge ages. Only a failure that lasts is
-			// worth a status write and an Event.
-			age := time.Since(ch.CreationTimestamp.Time)
-			logger.V(1).Info("self-check failed", "error", err.Error(), "age", age)
-			failed := msg + "; self-check failed: " + err.Error()
-			if age >= quietSelfCheck && ch.Status.Message != failed {
-				logger.Info("self-check failed", "error", err.Error())
-				r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "SelfCheckFailed", "Present", "%s", err.Error())
-				if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
-					st.Message = failed
-					st.Routes = refs
-				}); err != nil {
-					return reconcile.Result{}, err
-				}
+	if workload != nil {
+		for _, addr := range workload.Addresses {
+			if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
+				return r.notYet(ctx, ch, msg+"; self-check failed: "+err.Error(), refs)
 			}
-			return reconcile.Result{RequeueAfter: retryDelay(age)}, nil
 		}
-		msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
+		msg += "; self-check passed through the ingress gateway at " + strings.Join(workload.Addresses, ", ")
 	}
 
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
@@ -138,28 +134,32 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}); err != nil {
 		return reconcile.Result{}, err
 	}
-	logger.Info("published challenge routes", "gateway", routes.Gateway.Namespace+"/"+routes.Gateway.Name, "virtualService", routes.VirtualService.Namespace+"/"+routes.VirtualService.Name)
+	logger.Info("published challenge routes", "routes", refs)
 	return reconcile.Result{}, nil
 }
 
-// selfCheck fetches the token through every Service of the gateway
-// workload, and returns their addresses.
-func (r *ChallengeReconciler) selfCheck(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]string, error) {
-	addrs, err := r.SelfCheck.GatewayAddresses(ctx, ch.Spec.Solver.GatewaySelector)
-	if err != nil {
-		return nil, err
-	}
-	for _, addr := range addrs {
-		if err := r.SelfCheck.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
-			return nil, err
+// notYet records why the challenge is not presented yet and looks again
+// soon, less often as the challenge ages. Istio may just not have pushed the
+// new route: only a failure that lasts is worth a status write and an Event.
+func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChallenge, why string, refs []v1alpha1.ObjectReference) (reconcile.Result, error) {
+	age := time.Since(ch.CreationTimestamp.Time)
+	log.FromContext(ctx).V(1).Info("challenge not presented yet", "reason", why, "age", age)
+	if age >= quietPresent && ch.Status.Message != why {
+		log.FromContext(ctx).Info("challenge not presented yet", "reason", why)
+		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "NotPresented", "Present", "%s", why)
+		if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+			st.Message = why
+			st.Routes = refs
+		}); err != nil {
+			return reconcile.Result{}, err
 		}
 	}
-	return addrs, nil
+	return reconcile.Result{RequeueAfter: retryDelay(age)}, nil
 }
 
-// quietSelfCheck is how long self-check failures are only logged: a route
+// quietPresent is how long presentation failures are only logged: a route
 // push usually takes istiod well under this.
-const quietSelfCheck = 2 * time.Second
+const quietPresent = 2 * time.Second
 
 // retryDelay grows with the challenge's age: quick while a route push is
 // likely in flight, gentle once something is really wrong.

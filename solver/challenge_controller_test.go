@@ -72,7 +72,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := (&ChallengeReconciler{
 		Client:    mgr.GetClient(),
 		Events:    mgr.GetEventRecorder("test"),
-		SelfCheck: &SelfChecker{Reader: mgr.GetAPIReader()},
+		Gateways: &IngressGateways{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := cl.Create(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	want := BuildRoutes(ch)
+	want := BuildRoutes(ch, nil)
 
 	// No gateway pod has the selector's labels yet: the self-check says so.
 	waitFor(t, "the self-check to report the missing gateway", func() (bool, string) {

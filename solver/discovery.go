@@ -1,12 +1,30 @@
 package solver
 
 import (
+	"context"
+	"fmt"
 	"strings"
 
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
+
+// ServingServers returns the servers of the users' Gateways (ours are left
+// out) that serve host on the workload, to a VirtualService in vsNamespace.
+func (g *IngressGateways) ServingServers(ctx context.Context, w *GatewayWorkload, host, vsNamespace string) ([]ServingServer, error) {
+	var list istionet.GatewayList
+	if err := g.Reader.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing Gateways: %w", err)
+	}
+	var users []*istionet.Gateway
+	for _, gw := range list.Items {
+		if gw.Labels[LabelManagedBy] != ManagedByValue {
+			users = append(users, gw)
+		}
+	}
+	return ServersForHost(users, w.PodLabels, host, vsNamespace), nil
+}
 
 // ServingServer is a server of an existing Gateway that serves a challenged
 // host on the gateway workload: the place a challenge route can attach to

@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
@@ -34,7 +36,8 @@ const (
 	httpPort = 80
 )
 
-// Routes are the Istio objects that route one challenge.
+// Routes are the Istio objects that route one challenge; Gateway is nil when
+// the route attaches to existing Gateways.
 type Routes struct {
 	Gateway        *istionet.Gateway
 	VirtualService *istionet.VirtualService
@@ -52,12 +55,20 @@ func TokenServiceHost(ref v1alpha1.TokenServiceReference) string {
 	return fmt.Sprintf("%s.%s.svc.cluster.local", ref.Name, ref.Namespace)
 }
 
-// BuildRoutes returns the Gateway and VirtualService that route
-// GET http://<host>/.well-known/acme-challenge/<token> on port 80 of the
-// solver's gateway workload to the token Service. The Gateway's server covers
-// only the challenged host; the VirtualService matches only the exact token
-// path, so nothing else of the host's traffic is touched.
-func BuildRoutes(ch *v1alpha1.ACMEChallenge) Routes {
+// BuildRoutes returns the objects that route
+// GET http://<host>/.well-known/acme-challenge/<token> on the solver's gateway
+// workload to the token Service, matching only that exact path so nothing
+// else of the host's traffic is touched.
+//
+// With no server serving the host yet (attach is empty) that is a Gateway
+// with a port-80 server for exactly the host, and a VirtualService bound to
+// it. Otherwise it is a VirtualService alone, bound to the Gateways that
+// serve the host, under the host strings they use: Istio merges routes only
+// under the same host string, and orders an exact path before the user's
+// catch-all, so the user's other traffic still reaches their app. Under a
+// wildcard host string the route also matches the exact authority, so it
+// answers for the challenged host only.
+func BuildRoutes(ch *v1alpha1.ACMEChallenge, attach []ServingServer) Routes {
 	sol := ch.Spec.Solver
 	key := ChallengeKey(ch.Namespace, ch.Name)
 	meta := metav1.ObjectMeta{
@@ -72,21 +83,37 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge) Routes {
 		},
 	}
 
-	gw := &istionet.Gateway{ObjectMeta: *meta.DeepCopy()}
-	gw.Spec.Selector = maps.Clone(sol.GatewaySelector)
-	gw.Spec.Servers = []*istioapi.Server{{
-		Port:  &istioapi.Port{Number: httpPort, Name: "http-acme", Protocol: "HTTP"},
-		Hosts: []string{ch.Spec.DNSName},
-	}}
-
+	match := &istioapi.HTTPMatchRequest{
+		Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ChallengePathPrefix + ch.Spec.Token}},
+	}
 	vs := &istionet.VirtualService{ObjectMeta: *meta.DeepCopy()}
-	vs.Spec.Hosts = []string{ch.Spec.DNSName}
-	vs.Spec.Gateways = []string{gw.Namespace + "/" + gw.Name}
+	var gw *istionet.Gateway
+	if len(attach) == 0 {
+		gw = &istionet.Gateway{ObjectMeta: *meta.DeepCopy()}
+		gw.Spec.Selector = maps.Clone(sol.GatewaySelector)
+		gw.Spec.Servers = []*istioapi.Server{{
+			Port:  &istioapi.Port{Number: httpPort, Name: "http-acme", Protocol: "HTTP"},
+			Hosts: []string{ch.Spec.DNSName},
+		}}
+		vs.Spec.Hosts = []string{ch.Spec.DNSName}
+		vs.Spec.Gateways = []string{gw.Namespace + "/" + gw.Name}
+	} else {
+		for _, s := range attach {
+			ref := s.Gateway.Namespace + "/" + s.Gateway.Name
+			if !slices.Contains(vs.Spec.Gateways, ref) {
+				vs.Spec.Gateways = append(vs.Spec.Gateways, ref)
+			}
+			if !slices.Contains(vs.Spec.Hosts, s.Host) {
+				vs.Spec.Hosts = append(vs.Spec.Hosts, s.Host)
+			}
+			if strings.HasPrefix(s.Host, "*") {
+				match.Authority = &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ch.Spec.DNSName}}
+			}
+		}
+	}
 	vs.Spec.Http = []*istioapi.HTTPRoute{{
-		Name: "acme-http01",
-		Match: []*istioapi.HTTPMatchRequest{{
-			Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ChallengePathPrefix + ch.Spec.Token}},
-		}},
+		Name:  "acme-http01",
+		Match: []*istioapi.HTTPMatchRequest{match},
 		Route: []*istioapi.HTTPRouteDestination{{
 			Destination: &istioapi.Destination{
 				Host: TokenServiceHost(sol.TokenService),
@@ -94,6 +121,17 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge) Routes {
 			},
 		}},
 	}}
-
 	return Routes{Gateway: gw, VirtualService: vs}
+}
+
+// Describe says, for status messages, how the challenge is routed.
+func (r Routes) Describe(ch *v1alpha1.ACMEChallenge) string {
+	vs := r.VirtualService
+	via := fmt.Sprintf("the existing Gateway(s) %s under host %s", strings.Join(vs.Spec.Gateways, ", "), strings.Join(vs.Spec.Hosts, ", "))
+	if r.Gateway != nil {
+		via = fmt.Sprintf("Gateway %s/%s", r.Gateway.Namespace, r.Gateway.Name)
+	}
+	return fmt.Sprintf("routing http://%s%s%s with VirtualService %s/%s on %s to Service %s:%d",
+		ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token, vs.Namespace, vs.Name, via,
+		TokenServiceHost(ch.Spec.Solver.TokenService), ch.Spec.Solver.TokenService.Port)
 }

@@ -1,6 +1,8 @@
 package solver
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,7 +50,7 @@ func TestBuildRoutes(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: tt.namespace, Name: "req-1-abc"},
 				Spec:       v1alpha1.ACMEChallengeSpec{DNSName: tt.host, Token: tt.token, Solver: tt.solver},
 			}
-			r := BuildRoutes(ch)
+			r := BuildRoutes(ch, nil)
 			gw, vs := r.Gateway, r.VirtualService
 			key := ChallengeKey(tt.namespace, "req-1-abc")
 
@@ -110,5 +112,57 @@ func TestChallengeKeyIsStableAndDistinct(t *testing.T) {
 	}
 	if len("acme-"+a) > 63 {
 		t.Fatalf("name %q too long for a label value", "acme-"+a)
+	}
+}
+
+func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "shop.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+			GatewaySelector: map[string]string{"istio": "ingressgateway"}, GatewayNamespace: "istio-system",
+			TokenService: v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	exact := ServingServer{Gateway: gateway("apps", "shop", nil), Host: "shop.example.com"}
+	wild := ServingServer{Gateway: gateway("edge", "wild", nil), Host: "*.example.com"}
+	wild443 := ServingServer{Gateway: gateway("edge", "wild", nil), Host: "*.example.com"}
+	tests := []struct {
+		name          string
+		attach        []ServingServer
+		wantGateways  []string
+		wantHosts     []string
+		wantAuthority string
+	}{
+		{name: "exact host: no authority match needed", attach: []ServingServer{exact},
+			wantGateways: []string{"apps/shop"}, wantHosts: []string{"shop.example.com"}},
+		{name: "wildcard host: under the same string, with an exact authority", attach: []ServingServer{wild},
+			wantGateways: []string{"edge/wild"}, wantHosts: []string{"*.example.com"}, wantAuthority: "shop.example.com"},
+		{name: "several servers and Gateways, each named once", attach: []ServingServer{exact, wild, wild443},
+			wantGateways: []string{"apps/shop", "edge/wild"}, wantHosts: []string{"shop.example.com", "*.example.com"}, wantAuthority: "shop.example.com"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := BuildRoutes(ch, tt.attach)
+			if r.Gateway != nil {
+				t.Fatalf("a Gateway %s was built although the host is served", r.Gateway.Name)
+			}
+			vs := r.VirtualService
+			if !slices.Equal(vs.Spec.Gateways, tt.wantGateways) || !slices.Equal(vs.Spec.Hosts, tt.wantHosts) {
+				t.Errorf("gateways %v hosts %v, want %v %v", vs.Spec.Gateways, vs.Spec.Hosts, tt.wantGateways, tt.wantHosts)
+			}
+			m := vs.Spec.Http[0].Match[0]
+			if m.Uri.GetExact() != "/.well-known/acme-challenge/tok" {
+				t.Errorf("path match %v", m.Uri)
+			}
+			if got := m.GetAuthority().GetExact(); got != tt.wantAuthority {
+				t.Errorf("authority match %q, want %q", got, tt.wantAuthority)
+			}
+			if vs.Namespace != "istio-system" || vs.Labels[LabelManagedBy] != ManagedByValue {
+				t.Errorf("VirtualService %s/%s labels %v", vs.Namespace, vs.Name, vs.Labels)
+			}
+			if d := r.Describe(ch); !strings.Contains(d, "existing Gateway(s) "+strings.Join(tt.wantGateways, ", ")) {
+				t.Errorf("description %q does not name the Gateways", d)
+			}
+		})
 	}
 }

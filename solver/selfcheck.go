@@ -38,12 +38,13 @@ const (
 // SelfCheckUserAgent identifies the self-check's requests in gateway logs.
 const SelfCheckUserAgent = "istio-acme-issuer-self-check"
 
-// SelfChecker fetches a challenge's token through the ingress gateway's
-// Service, with the challenged host in the Host header, before the CA is
-// asked to validate: broken routing is then reported on the request instead
-// of costing one of the CA's failed validations. It needs neither DNS nor a
-// hairpin route to the gateway's public address.
-type SelfChecker struct {
+// IngressGateways finds the ingress gateway workload an issuer targets, and
+// fetches a challenge's token through the gateway's Service, with the
+// challenged host in the Host header, before the CA is asked to validate:
+// broken routing is then reported on the request instead of costing one of
+// the CA's failed validations. It needs neither DNS nor a hairpin route to
+// the gateway's public address.
+type IngressGateways struct {
 	// Reader lists Pods and Services, normally uncached: gateways are looked
 	// up rarely and a cache of every Pod would cost memory.
 	Reader client.Reader
@@ -56,32 +57,40 @@ type SelfChecker struct {
 }
 
 type discovery struct {
-	addrs []string
-	err   error
-	at    time.Time
+	workload *GatewayWorkload
+	err      error
+	at       time.Time
 }
 
-// GatewayAddresses returns the addresses (cluster IP and port 80) of the
-// Services in front of the gateway pods that selector matches.
-func (c *SelfChecker) GatewayAddresses(ctx context.Context, selector map[string]string) ([]string, error) {
+// GatewayWorkload is the ingress gateway that a selector names: its pods'
+// labels (which Gateways' selectors are matched against) and the addresses
+// of the Services in front of it.
+type GatewayWorkload struct {
+	PodLabels []map[string]string
+	Addresses []string
+}
+
+// Workload finds the gateway pods that selector matches and the Services
+// (cluster IP and port 80) in front of them.
+func (c *IngressGateways) Workload(ctx context.Context, selector map[string]string) (*GatewayWorkload, error) {
 	key := labels.SelectorFromSet(selector).String()
 	c.mu.Lock()
 	d, ok := c.found[key]
 	c.mu.Unlock()
 	if ok && (time.Since(d.at) < discoveryErrorTTL || (d.err == nil && time.Since(d.at) < discoveryTTL)) {
-		return d.addrs, d.err
+		return d.workload, d.err
 	}
-	addrs, err := c.discover(ctx, selector)
+	w, err := c.discover(ctx, selector)
 	c.mu.Lock()
 	if c.found == nil {
 		c.found = map[string]discovery{}
 	}
-	c.found[key] = discovery{addrs: addrs, err: err, at: time.Now()}
+	c.found[key] = discovery{workload: w, err: err, at: time.Now()}
 	c.mu.Unlock()
-	return addrs, err
+	return w, err
 }
 
-func (c *SelfChecker) discover(ctx context.Context, selector map[string]string) ([]string, error) {
+func (c *IngressGateways) discover(ctx context.Context, selector map[string]string) (*GatewayWorkload, error) {
 	var pods corev1.PodList
 	if err := c.Reader.List(ctx, &pods, client.MatchingLabels(selector)); err != nil {
 		return nil, fmt.Errorf("listing the ingress gateway pods: %w", err)
@@ -102,7 +111,11 @@ func (c *SelfChecker) discover(ctx context.Context, selector map[string]string) 
 		p := pods.Items[0]
 		return nil, fmt.Errorf("no Service with a port 80 selects the ingress gateway pods (such as %s/%s) that spec.solver.istio.gatewaySelector %s matches; the CA could not reach them on port 80", p.Namespace, p.Name, labels.FormatLabels(selector))
 	}
-	return addrs, nil
+	w := &GatewayWorkload{Addresses: addrs}
+	for _, p := range pods.Items {
+		w.PodLabels = append(w.PodLabels, p.Labels)
+	}
+	return w, nil
 }
 
 // GatewayServiceAddresses returns "clusterIP:80" of every Service that has a
@@ -145,7 +158,7 @@ func podNamespaces(pods []corev1.Pod) []string {
 
 // Check fetches http://host/.well-known/acme-challenge/token through addr
 // selfCheckAttempts times and returns nil when every answer is the key.
-func (c *SelfChecker) Check(ctx context.Context, addr, host, token, key string) error {
+func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key string) error {
 	cl := c.Client
 	if cl == nil {
 		cl = &http.Client{

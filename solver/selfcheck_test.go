@@ -110,7 +110,7 @@ func TestSelfCheck(t *testing.T) {
 			srv := httptest.NewServer(tt.handler)
 			defer srv.Close()
 			addr := strings.TrimPrefix(srv.URL, "http://")
-			err := (&SelfChecker{}).Check(context.Background(), addr, "shop.example.com", "tok", key)
+			err := (&IngressGateways{}).Check(context.Background(), addr, "shop.example.com", "tok", key)
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("self-check failed: %v", err)
@@ -127,7 +127,7 @@ func TestSelfCheck(t *testing.T) {
 			}
 		})
 	}
-	if err := (&SelfChecker{}).Check(context.Background(), "127.0.0.1:1", "shop.example.com", "tok", key); err == nil || !strings.Contains(err.Error(), "failed") {
+	if err := (&IngressGateways{}).Check(context.Background(), "127.0.0.1:1", "shop.example.com", "tok", key); err == nil || !strings.Contains(err.Error(), "failed") {
 		t.Errorf("unreachable gateway: %v", err)
 	}
 }

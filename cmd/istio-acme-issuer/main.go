@@ -171,7 +171,7 @@ func run(ctx context.Context, o options) error {
 		Client:    mgr.GetClient(),
 		Events:    recorder,
 		Workers:   o.workers,
-		SelfCheck: &solver.SelfChecker{Reader: mgr.GetAPIReader()},
+		Gateways: &solver.IngressGateways{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
