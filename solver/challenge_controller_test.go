@@ -70,8 +70,8 @@ func TestChallengeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := (&ChallengeReconciler{
-		Client:    mgr.GetClient(),
-		Events:    mgr.GetEventRecorder("test"),
+		Client:   mgr.GetClient(),
+		Events:   mgr.GetEventRecorder("test"),
 		Gateways: &IngressGateways{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -168,9 +168,9 @@ func run(ctx context.Context, o options) error {
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
 	if err := (&solver.ChallengeReconciler{
-		Client:    mgr.GetClient(),
-		Events:    recorder,
-		Workers:   o.workers,
+		Client:   mgr.GetClient(),
+		Events:   recorder,
+		Workers:  o.workers,
 		Gateways: &solver.IngressGateways{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
