@@ -207,8 +207,20 @@ func (g *Gateway) backend(cluster string) (string, bool) {
 	if len(parts) != 4 {
 		return "", false
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	addr, ok := g.Backends[parts[3]+":"+parts[1]]
 	return addr, ok
+}
+
+// SetBackend makes destination "host:port" reach addr.
+func (g *Gateway) SetBackend(destination, addr string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.Backends == nil {
+		g.Backends = map[string]string{}
+	}
+	g.Backends[destination] = addr
 }
 
 // simulation returns a simulation of the current config, rebuilt when any

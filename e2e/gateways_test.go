@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// TestExistingGateways issues certificates for hosts that users' Gateways
+// already serve: the challenge route attaches to those Gateways, under
+// their host strings, and the users' traffic keeps reaching their app.
+func TestExistingGateways(t *testing.T) {
+	c := startCluster(t)
+	ctx := context.Background()
+	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
+	app := c.userApp("shop-app", appNamespace)
+
+	// A user's Gateway for an exact host, with a VirtualService whose
+	// catch-all sends everything to the app.
+	c.userGateway("exact", "app.attach.test", app)
+	// A user's wildcard Gateway with a catch-all.
+	c.userGateway("wild", "*.wild.test", app)
+
+	t.Run("a user Gateway and catch-all VirtualService for the exact host", func(t *testing.T) {
+		crt := c.certificate("attach", "pebble", "app.attach.test")
+		elapsed := c.waitReady(crt, 60*time.Second)
+		c.verifySecret(crt, "app.attach.test")
+		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "app.attach.test", solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token through the user's Gateway")
+		}
+		t.Logf("Ready after %s through the user's Gateway %s/exact", elapsed.Round(time.Millisecond), appNamespace)
+		c.waitNothingLeft()
+	})
+
+	t.Run("while a challenge is open under a wildcard Gateway, the app still gets the host's traffic", func(t *testing.T) {
+		// An issuer whose token Service does not exist: its challenge can
+		// never pass the self-check, so it stays open to be looked at.
+		c.clusterIssuer("stuck", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
+			GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+			GatewayNamespace: gatewayNamespace,
+			TokenService:     v1alpha1.TokenServiceReference{Name: "nowhere", Namespace: controllerNamespace, Port: tokenServicePort},
+		}})
+		crt := c.certificate("stuck", "stuck", "shop.wild.test")
+		var ch v1alpha1.ACMEChallenge
+		c.eventually("the open challenge to report its failing self-check", 30*time.Second, func() (bool, string) {
+			var list v1alpha1.ACMEChallengeList
+			if err := c.cl.List(ctx, &list, client.InNamespace(appNamespace)); err != nil {
+				return false, err.Error()
+			}
+			for _, x := range list.Items {
+				if x.Spec.DNSName == "shop.wild.test" {
+					ch = x
+					return strings.Contains(x.Status.Message, "self-check failed"), x.Status.Message
+				}
+			}
+			return false, c.requestState(crt)
+		})
+		t.Logf("challenge status: %s", ch.Status.Message)
+		if len(ch.Status.Routes) != 1 || ch.Status.Routes[0].Kind != "VirtualService" {
+			t.Fatalf("routes %v, want one VirtualService and no Gateway of ours", ch.Status.Routes)
+		}
+		vs := &istionet.VirtualService{}
+		if err := c.cl.Get(ctx, client.ObjectKey{Namespace: ch.Status.Routes[0].Namespace, Name: ch.Status.Routes[0].Name}, vs); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(vs.Spec.Gateways, []string{appNamespace + "/wild"}) || !slices.Equal(vs.Spec.Hosts, []string{"*.wild.test"}) {
+			t.Errorf("VirtualService bound to %v under %v, want the user's Gateway under its host string", vs.Spec.Gateways, vs.Spec.Hosts)
+		}
+		if got := vs.Spec.Http[0].Match[0].GetAuthority().GetExact(); got != "shop.wild.test" {
+			t.Errorf("authority match %q, want the challenged host only", got)
+		}
+
+		// Istio routes the token to our (missing) Service, and everything
+		// else of the host to the user's app.
+		res, err := c.gateway.Route(ctx, "shop.wild.test", solver.ChallengePathPrefix+ch.Spec.Token)
+		if err != nil || !strings.Contains(res.ClusterMatched, "nowhere."+controllerNamespace) {
+			t.Errorf("the token path goes to %q (%v), want the token Service", res.ClusterMatched, err)
+		}
+		for _, path := range []string{"/app", "/", "/.well-known/other"} {
+			code, body, err := c.gateway.Get("shop.wild.test", path)
+			if err != nil || code != http.StatusOK || !strings.HasPrefix(body, "user app") {
+				t.Errorf("GET http://shop.wild.test%s while the challenge is open: %d %q %v, want the user's app", path, code, body, err)
+			}
+		}
+
+		// Clean up: this API server runs no garbage collector, so the
+		// request, its order and its challenge are deleted by hand, the
+		// request first so that nothing places them again.
+		if err := c.cl.Delete(ctx, crt); err != nil {
+			t.Fatal(err)
+		}
+		c.deleteRequestsOf(crt)
+		for _, obj := range []client.Object{&ch, &v1alpha1.ACMEOrder{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: ch.Spec.Order}}} {
+			if err := c.cl.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+				t.Fatal(err)
+			}
+		}
+		c.waitNothingLeft()
+	})
+
+	t.Run("a certificate is issued through a user's wildcard Gateway", func(t *testing.T) {
+		crt := c.certificate("wild", "pebble", "www.wild.test")
+		elapsed := c.waitReady(crt, 60*time.Second)
+		c.verifySecret(crt, "www.wild.test")
+		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "www.wild.test", solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token through the user's wildcard Gateway")
+		}
+		if code, body, _ := c.gateway.Get("www.wild.test", "/app"); code != http.StatusOK || !strings.HasPrefix(body, "user app") {
+			t.Errorf("after issuance GET /app: %d %q, want the user's app", code, body)
+		}
+		t.Logf("Ready after %s through the user's wildcard Gateway", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+}
+
+// userApp starts a loopback HTTP server standing for a user's application,
+// and its Service; it returns the Service's host name.
+func (c *cluster) userApp(name, namespace string) string {
+	c.t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "user app %s%s", r.Host, r.URL.Path)
+	})}
+	go func() { _ = srv.Serve(ln) }() // ends with Close below
+	c.t.Cleanup(func() { _ = srv.Close() })
+	c.create(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
+	})
+	host := fmt.Sprintf("%s.%s.svc.cluster.local", name, namespace)
+	c.gateway.SetBackend(host+":8080", ln.Addr().String())
+	return host
+}
+
+// userGateway creates a user's Gateway serving host on port 80 of the
+// ingress gateway and a VirtualService sending all its traffic to app.
+func (c *cluster) userGateway(name, host, app string) {
+	c.t.Helper()
+	gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name}}
+	gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	gw.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{host}}}
+	c.create(gw)
+	vs := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name}}
+	vs.Spec.Hosts = []string{host}
+	vs.Spec.Gateways = []string{name}
+	vs.Spec.Http = []*istioapi.HTTPRoute{{
+		Name:  "catch-all",
+		Match: []*istioapi.HTTPMatchRequest{{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: "/"}}}},
+		Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: app, Port: &istioapi.PortSelector{Number: 8080}}}},
+	}}
+	c.create(vs)
+}
+
+// deleteRequestsOf deletes the Certificate's CertificateRequests.
+func (c *cluster) deleteRequestsOf(crt client.Object) {
+	c.t.Helper()
+	var list cmapi.CertificateRequestList
+	if err := c.cl.List(context.Background(), &list, client.InNamespace(crt.GetNamespace())); err != nil {
+		c.t.Fatal(err)
+	}
+	for i := range list.Items {
+		if metav1.IsControlledBy(&list.Items[i], crt) {
+			if err := c.cl.Delete(context.Background(), &list.Items[i]); client.IgnoreNotFound(err) != nil {
+				c.t.Fatal(err)
+			}
+		}
+	}
+}
