@@ -8,22 +8,22 @@ import (
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // ServingServers returns the servers of the users' Gateways (ours are left
 // out) that serve host on the workload, to a VirtualService in vsNamespace.
 func (g *IngressGateways) ServingServers(ctx context.Context, w *GatewayWorkload, host, vsNamespace string) ([]ServingServer, error) {
+	notOurs, err := labels.NewRequirement(LabelManagedBy, selection.NotEquals, []string{ManagedByValue})
+	if err != nil {
+		return nil, err
+	}
 	var list istionet.GatewayList
-	if err := g.Reader.List(ctx, &list); err != nil {
+	if err := g.Reader.List(ctx, &list, client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*notOurs)}); err != nil {
 		return nil, fmt.Errorf("listing Gateways: %w", err)
 	}
-	var users []*istionet.Gateway
-	for _, gw := range list.Items {
-		if gw.Labels[LabelManagedBy] != ManagedByValue {
-			users = append(users, gw)
-		}
-	}
-	return ServersForHost(users, w.PodLabels, host, vsNamespace), nil
+	return ServersForHost(list.Items, w.PodLabels, host, vsNamespace), nil
 }
 
 // ServingServer is a server of an existing Gateway that serves a challenged
