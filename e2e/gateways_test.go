@@ -35,6 +35,10 @@ func TestExistingGateways(t *testing.T) {
 	c.userGateway("exact", "app.attach.test", app)
 	// A user's wildcard Gateway with a catch-all.
 	c.userGateway("wild", "*.wild.test", app)
+	// A user's Gateway that redirects port 80 to its HTTPS server.
+	c.userGateway("secure", "secure.redirect.test", app, withHTTPSRedirect, withHTTPS)
+	// One that redirects, with no HTTPS server for the host anywhere.
+	c.userGateway("bare", "bare.redirect.test", app, withHTTPSRedirect)
 
 	t.Run("a user Gateway and catch-all VirtualService for the exact host", func(t *testing.T) {
 		crt := c.certificate("attach", "pebble", "app.attach.test")
@@ -98,19 +102,39 @@ func TestExistingGateways(t *testing.T) {
 			}
 		}
 
-		// Clean up: this API server runs no garbage collector, so the
-		// request, its order and its challenge are deleted by hand, the
-		// request first so that nothing places them again.
-		if err := c.cl.Delete(ctx, crt); err != nil {
-			t.Fatal(err)
+		c.abandon(crt)
+	})
+
+	t.Run("httpsRedirect on port 80 with an HTTPS server: issued through the redirect", func(t *testing.T) {
+		crt := c.certificate("secure", "pebble", "secure.redirect.test")
+		elapsed := c.waitReady(crt, 60*time.Second)
+		c.verifySecret(crt, "secure.redirect.test")
+		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", "secure.redirect.test", solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token on the gateway's HTTPS port after the redirect")
 		}
-		c.deleteRequestsOf(crt)
-		for _, obj := range []client.Object{&ch, &v1alpha1.ACMEOrder{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: ch.Spec.Order}}} {
-			if err := c.cl.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
-				t.Fatal(err)
+		if n := c.gateway.ServedTLS(solver.SelfCheckUserAgent, "secure.redirect.test", solver.ChallengePathPrefix); n == 0 {
+			t.Error("the self-check did not follow the redirect")
+		}
+		t.Logf("Ready after %s through the HTTPS redirect", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+
+	t.Run("httpsRedirect without an HTTPS server: a message naming the Gateway and the fix", func(t *testing.T) {
+		crt := c.certificate("bare", "pebble", "bare.redirect.test")
+		var state string
+		c.eventually("the request to say why", 30*time.Second, func() (bool, string) {
+			state = c.requestState(crt)
+			return strings.Contains(state, "Gateway apps/bare redirects http://bare.redirect.test to HTTPS"), state
+		})
+		for _, want := range []string{"tls.httpsRedirect", "no Gateway on the ingress gateway serves https://bare.redirect.test", "add an HTTPS server"} {
+			if !strings.Contains(state, want) {
+				t.Errorf("message lacks %q: %s", want, state)
 			}
 		}
-		c.waitNothingLeft()
+		if left := c.ourObjectsLeft(); slices.ContainsFunc(left, func(s string) bool { return !strings.HasPrefix(s, "ACMEChallenge") }) {
+			t.Errorf("routes were published for a host the CA cannot reach: %v", left)
+		}
+		c.abandon(crt)
 	})
 
 	t.Run("a certificate is issued through a user's wildcard Gateway", func(t *testing.T) {
@@ -150,13 +174,32 @@ func (c *cluster) userApp(name, namespace string) string {
 	return host
 }
 
+type gatewayOption func(*istionet.Gateway)
+
+// withHTTPSRedirect makes the port-80 server redirect to HTTPS.
+func withHTTPSRedirect(gw *istionet.Gateway) {
+	gw.Spec.Servers[0].Tls = &istioapi.ServerTLSSettings{HttpsRedirect: true}
+}
+
+// withHTTPS adds an HTTPS server for the same host.
+func withHTTPS(gw *istionet.Gateway) {
+	gw.Spec.Servers = append(gw.Spec.Servers, &istioapi.Server{
+		Port:  &istioapi.Port{Number: 443, Name: "https", Protocol: "HTTPS"},
+		Hosts: gw.Spec.Servers[0].Hosts,
+		Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: gw.Name + "-tls"},
+	})
+}
+
 // userGateway creates a user's Gateway serving host on port 80 of the
 // ingress gateway and a VirtualService sending all its traffic to app.
-func (c *cluster) userGateway(name, host, app string) {
+func (c *cluster) userGateway(name, host, app string, opts ...gatewayOption) {
 	c.t.Helper()
 	gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name}}
 	gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
 	gw.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{host}}}
+	for _, o := range opts {
+		o(gw)
+	}
 	c.create(gw)
 	vs := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name}}
 	vs.Spec.Hosts = []string{host}
@@ -167,6 +210,44 @@ func (c *cluster) userGateway(name, host, app string) {
 		Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: app, Port: &istioapi.PortSelector{Number: 8080}}}},
 	}}
 	c.create(vs)
+}
+
+// abandon deletes a Certificate that cannot be issued and, since this API
+// server runs no garbage collector, its requests, orders and challenges,
+// the requests first so that nothing places them again; then it waits until
+// none of our objects is left.
+func (c *cluster) abandon(crt *cmapi.Certificate) {
+	c.t.Helper()
+	ctx := context.Background()
+	if err := c.cl.Delete(ctx, crt); err != nil {
+		c.t.Fatal(err)
+	}
+	c.deleteRequestsOf(crt)
+	var orders v1alpha1.ACMEOrderList
+	var chs v1alpha1.ACMEChallengeList
+	if err := c.cl.List(ctx, &orders, client.InNamespace(crt.Namespace)); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.cl.List(ctx, &chs, client.InNamespace(crt.Namespace)); err != nil {
+		c.t.Fatal(err)
+	}
+	for i := range orders.Items {
+		o := &orders.Items[i]
+		if !strings.HasPrefix(o.Spec.Request, crt.Name+"-") {
+			continue
+		}
+		for j := range chs.Items {
+			if chs.Items[j].Spec.Order == o.Name {
+				if err := c.cl.Delete(ctx, &chs.Items[j]); client.IgnoreNotFound(err) != nil {
+					c.t.Fatal(err)
+				}
+			}
+		}
+		if err := c.cl.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
+			c.t.Fatal(err)
+		}
+	}
+	c.waitNothingLeft()
 }
 
 // deleteRequestsOf deletes the Certificate's CertificateRequests.

@@ -128,16 +128,18 @@ func startCluster(t *testing.T) *cluster {
 	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
 	c.tokenPort = testenv.FreePort(t)
 	c.gateway = &istiogw.Gateway{
-		Labels:    gwLabels,
-		Namespace: gatewayNamespace,
-		PodPort:   8080,
-		Reader:    c.startCache(),
-		APIReader: c.cl,
+		Labels:     gwLabels,
+		Namespace:  gatewayNamespace,
+		PodPort:    8080,
+		TLSPodPort: 8443,
+		Reader:     c.startCache(),
+		APIReader:  c.cl,
 		Backends: map[string]string{
 			fmt.Sprintf("istio-acme-issuer.%s.svc.cluster.local:%d", controllerNamespace, tokenServicePort): testenv.Addr(c.tokenPort),
 		},
 	}
 	c.gateway.Start(t, net.JoinHostPort(gatewayIP, "80"))
+	c.gateway.StartTLS(t, net.JoinHostPort(gatewayIP, "443"))
 
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.Kubeconfig, "--cluster-resource-namespace", "cert-manager", "-v", "2",

@@ -102,6 +102,9 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if attach, err = r.Gateways.ServingServers(ctx, workload, ch.Spec.DNSName, ch.Spec.Solver.GatewayNamespace); err != nil {
 			return reconcile.Result{}, err
 		}
+		if why := RedirectWithoutHTTPS(attach, ch.Spec.DNSName); why != "" {
+			return r.notYet(ctx, ch, why, nil)
+		}
 	}
 
 	routes := BuildRoutes(ch, attach)

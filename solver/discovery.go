@@ -118,3 +118,23 @@ func hostCovers(serverHost, host string) bool {
 	}
 	return serverHost == host
 }
+
+// RedirectWithoutHTTPS explains why the CA could not reach the token when a
+// server redirects the host to HTTPS (which Istio does before any route) and
+// no server serves the host over HTTPS; it is empty otherwise.
+func RedirectWithoutHTTPS(servers []ServingServer, host string) string {
+	var redirecting *ServingServer
+	for i, s := range servers {
+		if strings.EqualFold(s.Server.GetPort().GetProtocol(), "HTTPS") {
+			return ""
+		}
+		if s.HTTPSRedirect() && redirecting == nil {
+			redirecting = &servers[i]
+		}
+	}
+	if redirecting == nil {
+		return ""
+	}
+	return fmt.Sprintf("Gateway %s/%s redirects http://%s to HTTPS (tls.httpsRedirect on its port %d server) before any route runs, and no Gateway on the ingress gateway serves https://%s, so the CA would follow the redirect and fail; add an HTTPS server for %s (any certificate: the CA does not verify it) or turn httpsRedirect off",
+		redirecting.Gateway.Namespace, redirecting.Gateway.Name, host, redirecting.Server.GetPort().GetNumber(), host, host)
+}

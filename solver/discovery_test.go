@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"strings"
 	"testing"
 
 	istioapi "istio.io/api/networking/v1"
@@ -76,5 +77,26 @@ func TestServersForHost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRedirectWithoutHTTPS(t *testing.T) {
+	redirect := &istioapi.ServerTLSSettings{HttpsRedirect: true}
+	simple := &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "c"}
+	gw := gateway("apps", "web", nil)
+	plain := ServingServer{Gateway: gw, Server: server(80, "HTTP", nil, "a.example.com"), Host: "a.example.com"}
+	redirecting := ServingServer{Gateway: gw, Server: server(80, "HTTP", redirect, "a.example.com"), Host: "a.example.com"}
+	https := ServingServer{Gateway: gateway("apps", "tls", nil), Server: server(443, "HTTPS", simple, "a.example.com"), Host: "a.example.com"}
+	if got := RedirectWithoutHTTPS([]ServingServer{plain}, "a.example.com"); got != "" {
+		t.Errorf("plain HTTP: %q", got)
+	}
+	if got := RedirectWithoutHTTPS([]ServingServer{redirecting, https}, "a.example.com"); got != "" {
+		t.Errorf("redirect with an HTTPS server: %q", got)
+	}
+	got := RedirectWithoutHTTPS([]ServingServer{redirecting}, "a.example.com")
+	for _, want := range []string{"Gateway apps/web", "tls.httpsRedirect", "port 80", "https://a.example.com", "add an HTTPS server"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("message %q lacks %q", got, want)
+		}
 	}
 }

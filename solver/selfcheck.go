@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -156,44 +157,95 @@ func podNamespaces(pods []corev1.Pod) []string {
 	return slices.Sorted(maps.Keys(set))
 }
 
-// Check fetches http://host/.well-known/acme-challenge/token through addr
-// selfCheckAttempts times and returns nil when every answer is the key.
+// Check fetches http://host/.well-known/acme-challenge/token as the CA
+// would, but through the gateway Service at addr (its port 80) instead of
+// DNS, selfCheckAttempts times, and returns nil when every answer is the
+// key. Like Let's Encrypt it follows up to 10 redirects, to http or https on
+// ports 80 and 443 only, to the gateway's same address, and does not verify
+// the certificate of an HTTPS redirect target.
 func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key string) error {
+	gatewayIP, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("gateway address %q: %w", addr, err)
+	}
 	cl := c.Client
 	if cl == nil {
+		dialer := &net.Dialer{Timeout: selfCheckTimeout}
 		cl = &http.Client{
-			Timeout:       selfCheckTimeout,
-			Transport:     &http.Transport{DisableKeepAlives: true, Proxy: nil},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			Timeout: selfCheckTimeout,
+			Transport: &http.Transport{
+				DisableKeepAlives: true,
+				Proxy:             nil,
+				// Every name resolves to the gateway, as public DNS would.
+				DialContext: func(ctx context.Context, network, target string) (net.Conn, error) {
+					_, port, err := net.SplitHostPort(target)
+					if err != nil {
+						return nil, err
+					}
+					if port == "80" {
+						return dialer.DialContext(ctx, network, addr)
+					}
+					return dialer.DialContext(ctx, network, net.JoinHostPort(gatewayIP, port))
+				},
+				// The CA does not verify the certificate of an HTTPS redirect
+				// target either; only the routing is checked here.
+				TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // see above
+			},
+			CheckRedirect: followLikeTheCA(host),
 		}
 	}
-	path := ChallengePathPrefix + token
+	url := "http://" + host + ChallengePathPrefix + token
 	for range selfCheckAttempts {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
-		req.Host = host
 		req.Header.Set("User-Agent", SelfCheckUserAgent)
 		res, err := cl.Do(req)
 		if err != nil {
-			var uerr interface{ Timeout() bool }
-			if errors.As(err, &uerr) && uerr.Timeout() {
-				return fmt.Errorf("GET http://%s%s through the ingress gateway at %s timed out", host, path, addr)
+			var terr interface{ Timeout() bool }
+			if errors.As(err, &terr) && terr.Timeout() {
+				return fmt.Errorf("GET %s through the ingress gateway at %s timed out", url, addr)
 			}
-			return fmt.Errorf("GET http://%s%s through the ingress gateway at %s failed: %v", host, path, addr, err)
+			return fmt.Errorf("GET %s through the ingress gateway at %s failed: %v", url, addr, err)
 		}
 		body, err := io.ReadAll(io.LimitReader(res.Body, int64(len(key))+maxBodyPreview))
 		_ = res.Body.Close() // the body was read; a close error changes nothing
 		if err != nil {
-			return fmt.Errorf("GET http://%s%s through the ingress gateway at %s: reading the answer: %v", host, path, addr, err)
+			return fmt.Errorf("GET %s through the ingress gateway at %s: reading the answer: %v", url, addr, err)
 		}
 		if res.StatusCode == http.StatusOK && string(body) == key {
 			continue
 		}
-		return fmt.Errorf("GET http://%s%s through the ingress gateway at %s returned %s", host, path, addr, describeAnswer(res, body))
+		via := ""
+		if final := res.Request.URL.String(); final != url {
+			via = " after redirects to " + final + ","
+		}
+		return fmt.Errorf("GET %s through the ingress gateway at %s%s returned %s", url, addr, via, describeAnswer(res, body))
 	}
 	return nil
+}
+
+// followLikeTheCA allows the redirects Let's Encrypt follows for HTTP-01:
+// at most 10, to http or https on ports 80 and 443. Only the challenged
+// host is followed, since only it is known to resolve to the gateway.
+func followLikeTheCA(host string) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return fmt.Errorf("more than 10 redirects")
+		}
+		u := req.URL
+		if u.Scheme != "http" && u.Scheme != "https" {
+			return fmt.Errorf("redirect to %s: the CA follows only http and https", u)
+		}
+		if p := u.Port(); p != "" && p != "80" && p != "443" {
+			return fmt.Errorf("redirect to %s: the CA follows only ports 80 and 443", u)
+		}
+		if !strings.EqualFold(u.Hostname(), host) {
+			return fmt.Errorf("redirect to %s: another host than %s", u, host)
+		}
+		return nil
+	}
 }
 
 func describeAnswer(res *http.Response, body []byte) string {

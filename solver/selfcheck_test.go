@@ -89,7 +89,13 @@ func TestSelfCheck(t *testing.T) {
 		{name: "no route", handler: http.NotFound, want: []string{"returned 404", "404 page not found", "shop.example.com"}},
 		{name: "an https redirect", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "https://shop.example.com"+r.URL.Path, http.StatusMovedPermanently)
-		}, want: []string{"301 redirecting to https://shop.example.com/.well-known/acme-challenge/tok"}},
+		}, want: []string{"https://shop.example.com/.well-known/acme-challenge/tok", ":443"}},
+		{name: "a redirect to another host is not followed", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://elsewhere.example.org/", http.StatusFound)
+		}, want: []string{"redirect to http://elsewhere.example.org/", "another host"}},
+		{name: "a redirect to another port is not followed", handler: func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://shop.example.com:8080/x", http.StatusFound)
+		}, want: []string{"only ports 80 and 443"}},
 		{name: "the user's app answers", handler: func(w http.ResponseWriter, _ *http.Request) {
 			_, _ = w.Write([]byte("<html>shop</html>"))
 		}, want: []string{"200", "<html>shop</html>", "not this challenge's key authorization"}},

@@ -6,10 +6,18 @@
 package istiogw
 
 import (
+	"cmp"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -56,6 +64,9 @@ type Gateway struct {
 	// binds the listener of a Gateway's port 80 server there (8080 in
 	// Istio's default install). 80 when zero.
 	PodPort int
+	// TLSPodPort is the pod's port behind the Service's port 443 (8443 in
+	// Istio's default install). 443 when zero.
+	TLSPodPort int
 	// Backends maps a destination "host:port" (as in a route's cluster) to
 	// the loopback address that serves it.
 	Backends map[string]string
@@ -105,9 +116,58 @@ func (g *Gateway) Start(t *testing.T, addr string) {
 	})
 }
 
+// call is one request as the gateway sees it.
+type call struct {
+	host, path string
+	tls        bool // arrived on the HTTPS port
+}
+
+// StartTLS also listens with TLS on addr (the gateway's port 443), with a
+// self-signed certificate: neither the CA nor the self-check verifies it.
+func (g *Gateway) StartTLS(t *testing.T, addr string) {
+	t.Helper()
+	cert, err := selfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatalf("istio gateway: %v", err)
+	}
+	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			t.Logf("istio gateway (TLS) stopped: %v", err)
+		}
+	}()
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "istio ingress gateway (test)"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
+}
+
 // Route decides, as the gateway would, where GET http://host/path on port 80
 // goes right now.
 func (g *Gateway) Route(ctx context.Context, host, path string) (simulation.Result, error) {
+	return g.route(ctx, call{host: host, path: path})
+}
+
+func (g *Gateway) route(ctx context.Context, c call) (simulation.Result, error) {
 	arrived := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -116,42 +176,42 @@ func (g *Gateway) Route(ctx context.Context, host, path string) (simulation.Resu
 	// with Debounce, like istiod, a recent one does too for the requests it
 	// routes somewhere.
 	if g.sim != nil && (g.builtAt.After(arrived) || time.Since(g.builtAt) < g.Debounce) {
-		if res, err := g.run(g.sim, host, path); err == nil && res.ClusterMatched != "" {
+		if res, err := g.run(g.sim, c); err == nil && res.ClusterMatched != "" {
 			return res, nil
 		}
 	}
-	res, err := g.routeFrom(ctx, g.Reader, host, path)
+	res, err := g.routeFrom(ctx, g.Reader, c)
 	if err == nil && res.ClusterMatched == "" && g.APIReader != nil {
-		return g.routeFrom(ctx, g.APIReader, host, path)
+		return g.routeFrom(ctx, g.APIReader, c)
 	}
 	return res, err
 }
 
-func (g *Gateway) routeFrom(ctx context.Context, r client.Reader, host, path string) (simulation.Result, error) {
+func (g *Gateway) routeFrom(ctx context.Context, r client.Reader, c call) (simulation.Result, error) {
 	sim, err := g.simulation(ctx, r)
 	if err != nil {
 		return simulation.Result{}, err
 	}
-	return g.run(sim, host, path)
+	return g.run(sim, c)
 }
 
-func (g *Gateway) run(sim *simulation.Simulation, host, path string) (res simulation.Result, err error) {
+func (g *Gateway) run(sim *simulation.Simulation, c call) (res simulation.Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("istio simulation failed: %v", r)
 		}
 	}()
-	port := g.PodPort
-	if port == 0 {
-		port = 80
-	}
-	return sim.Run(simulation.Call{
-		Port:       port,
-		Path:       path,
+	in := simulation.Call{
+		Port:       cmp.Or(g.PodPort, 80),
+		Path:       c.path,
 		Protocol:   simulation.HTTP,
-		HostHeader: host,
+		HostHeader: c.host,
 		CallMode:   simulation.CallModeGateway,
-	}), nil
+	}
+	if c.tls {
+		in.Port, in.TLS, in.Sni = cmp.Or(g.TLSPodPort, 443), simulation.TLS, c.host
+	}
+	return sim.Run(in), nil
 }
 
 // ServeHTTP routes a request with the simulation and proxies it.
@@ -160,7 +220,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h // the test listener stands for port 80
 	}
-	res, err := g.Route(r.Context(), host, r.URL.Path)
+	res, err := g.route(r.Context(), call{host: host, path: r.URL.Path, tls: r.TLS != nil})
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -171,10 +231,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if g.served == nil {
 			g.served = map[servedKey]int{}
 		}
-		g.served[servedKey{agent: r.UserAgent(), host: host, path: r.URL.Path}]++
+		g.served[servedKey{agent: r.UserAgent(), host: host, path: r.URL.Path, tls: r.TLS != nil}]++
 		g.mu.Unlock()
 	}
-	g.t.Logf("istio gateway: GET http://%s%s -> route %q cluster %q error %v: %d", host, r.URL.Path, res.RouteMatched, res.ClusterMatched, res.Error, status)
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	g.t.Logf("istio gateway: GET %s://%s%s -> route %q cluster %q error %v: %d", scheme, host, r.URL.Path, res.RouteMatched, res.ClusterMatched, res.Error, status)
 }
 
 func (g *Gateway) respond(w http.ResponseWriter, r *http.Request, host string, res simulation.Result) int {
@@ -359,17 +423,29 @@ func (f *failer) cleanup() {
 	}
 }
 
-type servedKey struct{ agent, host, path string }
+type servedKey struct {
+	agent, host, path string
+	tls               bool
+}
 
 // Served counts the successful answers the gateway proxied for host, on
 // paths with the given prefix, to clients whose User-Agent starts with
-// agentPrefix.
+// agentPrefix, on either port.
 func (g *Gateway) Served(agentPrefix, host, pathPrefix string) int {
+	return g.servedWhere(agentPrefix, host, pathPrefix, func(bool) bool { return true })
+}
+
+// ServedTLS is Served for the HTTPS port only.
+func (g *Gateway) ServedTLS(agentPrefix, host, pathPrefix string) int {
+	return g.servedWhere(agentPrefix, host, pathPrefix, func(tls bool) bool { return tls })
+}
+
+func (g *Gateway) servedWhere(agentPrefix, host, pathPrefix string, port func(tls bool) bool) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n := 0
 	for k, c := range g.served {
-		if strings.HasPrefix(k.agent, agentPrefix) && k.host == host && strings.HasPrefix(k.path, pathPrefix) {
+		if strings.HasPrefix(k.agent, agentPrefix) && k.host == host && strings.HasPrefix(k.path, pathPrefix) && port(k.tls) {
 			n += c
 		}
 	}
