@@ -39,6 +39,10 @@ func TestExistingGateways(t *testing.T) {
 	c.userGateway("secure", "secure.redirect.test", app, withHTTPSRedirect, withHTTPS)
 	// One that redirects, with no HTTPS server for the host anywhere.
 	c.userGateway("bare", "bare.redirect.test", app, withHTTPSRedirect)
+	// A user's Gateway whose older VirtualService sends /.well-known to the
+	// app, ahead of any challenge route.
+	c.userGateway("shadow", "shadow.attach.test", app)
+	c.userRoute("shadow-wellknown", "shadow", "shadow.attach.test", app, "/.well-known")
 
 	t.Run("a user Gateway and catch-all VirtualService for the exact host", func(t *testing.T) {
 		crt := c.certificate("attach", "pebble", "app.attach.test")
@@ -133,6 +137,33 @@ func TestExistingGateways(t *testing.T) {
 		}
 		if left := c.ourObjectsLeft(); slices.ContainsFunc(left, func(s string) bool { return !strings.HasPrefix(s, "ACMEChallenge") }) {
 			t.Errorf("routes were published for a host the CA cannot reach: %v", left)
+		}
+		c.abandon(crt)
+	})
+
+	t.Run("an older route for /.well-known is reported as shadowing, before any CA validation", func(t *testing.T) {
+		crt := c.certificate("shadow", "pebble", "shadow.attach.test")
+		var state string
+		c.eventually("the request to name the shadowing route", 30*time.Second, func() (bool, string) {
+			state = c.requestState(crt)
+			return strings.Contains(state, "VirtualService apps/shadow-wellknown"), state
+		})
+		for _, want := range []string{"prefix /.well-known", "Istio tries it before the challenge route", "exclude /.well-known/acme-challenge/"} {
+			if !strings.Contains(state, want) {
+				t.Errorf("message lacks %q: %s", want, state)
+			}
+		}
+		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "shadow.attach.test", "/"); n != 0 {
+			t.Errorf("the CA was asked to validate %d times through a shadowed route", n)
+		}
+		var chs v1alpha1.ACMEChallengeList
+		if err := c.cl.List(ctx, &chs, client.InNamespace(appNamespace)); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chs.Items {
+			if ch.Spec.DNSName == "shadow.attach.test" && ch.Status.State != "" {
+				t.Errorf("the challenge was accepted at the CA (state %s)", ch.Status.State)
+			}
 		}
 		c.abandon(crt)
 	})
@@ -248,6 +279,21 @@ func (c *cluster) abandon(crt *cmapi.Certificate) {
 		}
 	}
 	c.waitNothingLeft()
+}
+
+// userRoute adds a user's VirtualService on gateway for host that sends
+// paths under prefix to app.
+func (c *cluster) userRoute(name, gateway, host, app, prefix string) {
+	c.t.Helper()
+	vs := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name}}
+	vs.Spec.Hosts = []string{host}
+	vs.Spec.Gateways = []string{gateway}
+	vs.Spec.Http = []*istioapi.HTTPRoute{{
+		Name:  "well-known",
+		Match: []*istioapi.HTTPMatchRequest{{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: prefix}}}},
+		Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: app, Port: &istioapi.PortSelector{Number: 8080}}}},
+	}}
+	c.create(vs)
 }
 
 // deleteRequestsOf deletes the Certificate's CertificateRequests.

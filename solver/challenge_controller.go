@@ -105,6 +105,13 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if why := RedirectWithoutHTTPS(attach, ch.Spec.DNSName); why != "" {
 			return r.notYet(ctx, ch, why, nil)
 		}
+		shadows, err := r.Gateways.Shadows(ctx, attach, ChallengePathPrefix+ch.Spec.Token)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if len(shadows) > 0 {
+			return r.notYet(ctx, ch, shadowMessage(ch, shadows), nil)
+		}
 	}
 
 	routes := BuildRoutes(ch, attach)
@@ -139,6 +146,15 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	logger.Info("published challenge routes", "routes", refs)
 	return reconcile.Result{}, nil
+}
+
+func shadowMessage(ch *v1alpha1.ACMEChallenge, shadows []Shadow) string {
+	var parts []string
+	for _, sh := range shadows {
+		parts = append(parts, sh.String())
+	}
+	return fmt.Sprintf("%s matches http://%s%s%s and Istio tries it before the challenge route, so the CA would not reach the token; exclude /.well-known/acme-challenge/ from that route (or give it a more specific match)",
+		strings.Join(parts, "; "), ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token)
 }
 
 // notYet records why the challenge is not presented yet and looks again

@@ -3,6 +3,8 @@ package solver
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 
 	istioapi "istio.io/api/networking/v1"
@@ -12,15 +14,41 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// notOurs selects objects that this controller did not create.
+func notOurs() (client.MatchingLabelsSelector, error) {
+	req, err := labels.NewRequirement(LabelManagedBy, selection.NotEquals, []string{ManagedByValue})
+	if err != nil {
+		return client.MatchingLabelsSelector{}, err
+	}
+	return client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*req)}, nil
+}
+
+// Shadows returns the users' routes that would shadow the challenge path on
+// the attach servers.
+func (g *IngressGateways) Shadows(ctx context.Context, attach []ServingServer, path string) ([]Shadow, error) {
+	if len(attach) == 0 {
+		return nil, nil // our own Gateway: no user route binds to it
+	}
+	sel, err := notOurs()
+	if err != nil {
+		return nil, err
+	}
+	var list istionet.VirtualServiceList
+	if err := g.Reader.List(ctx, &list, sel); err != nil {
+		return nil, fmt.Errorf("listing VirtualServices: %w", err)
+	}
+	return ShadowingRoutes(list.Items, attach, path), nil
+}
+
 // ServingServers returns the servers of the users' Gateways (ours are left
 // out) that serve host on the workload, to a VirtualService in vsNamespace.
 func (g *IngressGateways) ServingServers(ctx context.Context, w *GatewayWorkload, host, vsNamespace string) ([]ServingServer, error) {
-	notOurs, err := labels.NewRequirement(LabelManagedBy, selection.NotEquals, []string{ManagedByValue})
+	sel, err := notOurs()
 	if err != nil {
 		return nil, err
 	}
 	var list istionet.GatewayList
-	if err := g.Reader.List(ctx, &list, client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*notOurs)}); err != nil {
+	if err := g.Reader.List(ctx, &list, sel); err != nil {
 		return nil, fmt.Errorf("listing Gateways: %w", err)
 	}
 	return ServersForHost(list.Items, w.PodLabels, host, vsNamespace), nil
@@ -137,4 +165,101 @@ func RedirectWithoutHTTPS(servers []ServingServer, host string) string {
 	}
 	return fmt.Sprintf("Gateway %s/%s redirects http://%s to HTTPS (tls.httpsRedirect on its port %d server) before any route runs, and no Gateway on the ingress gateway serves https://%s, so the CA would follow the redirect and fail; add an HTTPS server for %s (any certificate: the CA does not verify it) or turn httpsRedirect off",
 		redirecting.Gateway.Namespace, redirecting.Gateway.Name, host, redirecting.Server.GetPort().GetNumber(), host, host)
+}
+
+// Shadow is a user's route that Istio tries before the challenge route and
+// that matches the challenge path, so the CA would never reach the token.
+type Shadow struct {
+	VirtualService *istionet.VirtualService
+	Route          string // the route's name, or its position
+	Match          string // what matches, for the message
+}
+
+func (s Shadow) String() string {
+	return fmt.Sprintf("route %s of VirtualService %s/%s (%s)", s.Route, s.VirtualService.Namespace, s.VirtualService.Name, s.Match)
+}
+
+// ShadowingRoutes returns the routes of users' VirtualServices that merge
+// with the challenge route (bound to a Gateway it attaches to, under the
+// same host string) and match path before it. Istio puts the routes of older
+// VirtualServices first (every existing one is older than the challenge
+// route, which is created after this check) and moves pure catch-alls
+// (prefix "/", regex ".*", no match) last, behind the challenge's exact
+// path; anything else that matches the path wins.
+func ShadowingRoutes(vss []*istionet.VirtualService, attach []ServingServer, path string) []Shadow {
+	var out []Shadow
+	for _, vs := range vss {
+		if !mergesWith(vs, attach) {
+			continue
+		}
+		for i, route := range vs.Spec.Http {
+			name := route.Name
+			if name == "" {
+				name = fmt.Sprintf("#%d", i+1)
+			}
+			if m, ok := shadows(route, path); ok {
+				out = append(out, Shadow{VirtualService: vs, Route: name, Match: m})
+			}
+		}
+	}
+	return out
+}
+
+// mergesWith reports whether vs is bound to one of the attach Gateways
+// under the host string used there.
+func mergesWith(vs *istionet.VirtualService, attach []ServingServer) bool {
+	for _, s := range attach {
+		bound := false
+		for _, ref := range vs.Spec.Gateways {
+			ns, name, ok := strings.Cut(ref, "/")
+			if !ok {
+				ns, name = vs.Namespace, ref
+			}
+			if ns == s.Gateway.Namespace && name == s.Gateway.Name {
+				bound = true
+			}
+		}
+		if bound && slices.Contains(vs.Spec.Hosts, s.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// shadows reports whether a route matches path without being a pure
+// catch-all, and how.
+func shadows(route *istioapi.HTTPRoute, path string) (string, bool) {
+	if len(route.Match) == 0 {
+		return "", false // no match: a catch-all, moved last
+	}
+	for _, m := range route.Match {
+		uri := m.GetUri()
+		p := path
+		if m.GetIgnoreUriCase() {
+			p = strings.ToLower(p)
+		}
+		switch {
+		case uri == nil:
+			if len(m.GetHeaders()) == 0 && m.GetAuthority() == nil && m.GetMethod() == nil && len(m.GetQueryParams()) == 0 && m.GetScheme() == nil && m.GetPort() == 0 {
+				return "", false // an empty match: a catch-all
+			}
+			return "a match without a path condition", true
+		case uri.GetExact() != "":
+			if uri.GetExact() == p {
+				return "exact " + uri.GetExact(), true
+			}
+		case uri.GetPrefix() != "":
+			if uri.GetPrefix() != "/" && strings.HasPrefix(p, uri.GetPrefix()) {
+				return "prefix " + uri.GetPrefix(), true
+			}
+		case uri.GetRegex() != "":
+			if uri.GetRegex() == ".*" {
+				continue
+			}
+			if re, err := regexp.Compile("^(?:" + uri.GetRegex() + ")$"); err == nil && re.MatchString(p) {
+				return "regex " + uri.GetRegex(), true
+			}
+		}
+	}
+	return "", false
 }

@@ -100,3 +100,56 @@ func TestRedirectWithoutHTTPS(t *testing.T) {
 		}
 	}
 }
+
+func TestShadowingRoutes(t *testing.T) {
+	const path = "/.well-known/acme-challenge/tok"
+	gw := gateway("apps", "web", nil)
+	attach := []ServingServer{{Gateway: gw, Server: server(80, "HTTP", nil, "*.example.com"), Host: "*.example.com"}}
+	vs := func(name string, gateways, hosts []string, matches ...*istioapi.HTTPMatchRequest) *istionet.VirtualService {
+		v := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name}}
+		v.Spec.Gateways, v.Spec.Hosts = gateways, hosts
+		v.Spec.Http = []*istioapi.HTTPRoute{{Name: "r", Match: matches}}
+		return v
+	}
+	prefix := func(p string) *istioapi.HTTPMatchRequest {
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: p}}}
+	}
+	regex := func(r string) *istioapi.HTTPMatchRequest {
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: r}}}
+	}
+	exact := func(e string) *istioapi.HTTPMatchRequest {
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: e}}}
+	}
+	header := &istioapi.HTTPMatchRequest{Headers: map[string]*istioapi.StringMatch{"x-user": {MatchType: &istioapi.StringMatch_Exact{Exact: "a"}}}}
+	bound, host := []string{"web"}, []string{"*.example.com"}
+	tests := []struct {
+		name string
+		vs   *istionet.VirtualService
+		want string
+	}{
+		{name: "prefix /.well-known shadows", vs: vs("wk", bound, host, prefix("/.well-known")), want: "prefix /.well-known"},
+		{name: "a regex that matches shadows", vs: vs("re", bound, host, regex("/\\.well-known/.*")), want: "regex"},
+		{name: "exact other path does not", vs: vs("ex", bound, host, exact("/app"))},
+		{name: "prefix / is a catch-all, moved last", vs: vs("all", bound, host, prefix("/"))},
+		{name: "regex .* is a catch-all", vs: vs("all", bound, host, regex(".*"))},
+		{name: "no match is a catch-all", vs: vs("all", bound, host)},
+		{name: "a header-only match may win", vs: vs("hdr", bound, host, header), want: "without a path condition"},
+		{name: "another host string does not merge", vs: vs("other", bound, []string{"shop.example.com"}, prefix("/.well-known"))},
+		{name: "another Gateway does not merge", vs: vs("other", []string{"edge/web"}, host, prefix("/.well-known"))},
+		{name: "a namespace-qualified reference to the Gateway merges", vs: vs("ns", []string{"apps/web"}, host, prefix("/.well")), want: "prefix /.well"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := ShadowingRoutes([]*istionet.VirtualService{tt.vs}, attach, path)
+			if tt.want == "" {
+				if len(got) != 0 {
+					t.Fatalf("reported %v", got)
+				}
+				return
+			}
+			if len(got) != 1 || !strings.Contains(got[0].String(), tt.want) || !strings.Contains(got[0].String(), "VirtualService apps/"+tt.vs.Name) {
+				t.Fatalf("got %v, want one naming %q", got, tt.want)
+			}
+		})
+	}
+}
