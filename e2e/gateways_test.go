@@ -141,6 +141,32 @@ func TestExistingGateways(t *testing.T) {
 		c.abandon(crt)
 	})
 
+	t.Run("with temporaryHTTPSServer, a redirect without HTTPS is served by a temporary HTTPS server", func(t *testing.T) {
+		c.clusterIssuer("temp-https", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
+			GatewaySelector:      map[string]string{"istio": "ingressgateway"},
+			GatewayNamespace:     gatewayNamespace,
+			TokenService:         v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
+			TemporaryHTTPSServer: true,
+		}})
+		crt := c.certificate("bare-temp", "temp-https", "bare.redirect.test")
+		elapsed := c.waitReady(crt, 60*time.Second)
+		c.verifySecret(crt, "bare.redirect.test")
+		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", "bare.redirect.test", solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token on the temporary HTTPS server")
+		}
+		t.Logf("Ready after %s through a temporary HTTPS server", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+		var secrets corev1.SecretList
+		if err := c.cl.List(ctx, &secrets, client.MatchingLabels{solver.LabelManagedBy: solver.ManagedByValue}); err != nil {
+			t.Fatal(err)
+		}
+		for _, sec := range secrets.Items {
+			if sec.Type == corev1.SecretTypeTLS {
+				t.Errorf("the temporary server's Secret %s/%s is left behind", sec.Namespace, sec.Name)
+			}
+		}
+	})
+
 	t.Run("an older route for /.well-known is reported as shadowing, before any CA validation", func(t *testing.T) {
 		crt := c.certificate("shadow", "pebble", "shadow.attach.test")
 		var state string

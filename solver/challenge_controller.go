@@ -11,6 +11,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -34,6 +35,7 @@ const Finalizer = "istio-acme.io/routes"
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=get;list;watch;create;update;patch;delete;deletecollection
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete
 
 // ChallengeReconciler publishes the routes of each ACMEChallenge and removes
 // them when the challenge is deleted.
@@ -94,6 +96,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	// host there: the route attaches to those rather than adding a server.
 	var workload *GatewayWorkload
 	var attach []ServingServer
+	var temp *TemporaryHTTPS
 	if r.Gateways != nil {
 		var err error
 		if workload, err = r.Gateways.Workload(ctx, ch.Spec.Solver.GatewaySelector); err != nil {
@@ -103,7 +106,12 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{}, err
 		}
 		if why := RedirectWithoutHTTPS(attach, ch.Spec.DNSName); why != "" {
-			return r.notYet(ctx, ch, why, nil)
+			if !ch.Spec.Solver.TemporaryHTTPSServer {
+				return r.notYet(ctx, ch, why+", or set spec.solver.istio.temporaryHTTPSServer: true on the issuer to publish a temporary one", nil)
+			}
+			if temp, err = r.temporaryHTTPS(ctx, ch, workload.Namespace); err != nil {
+				return reconcile.Result{}, err
+			}
 		}
 		shadows, err := r.Gateways.Shadows(ctx, attach, ChallengePathPrefix+ch.Spec.Token)
 		if err != nil {
@@ -114,8 +122,14 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 
-	routes := BuildRoutes(ch, attach)
+	routes := BuildRoutes(ch, attach, temp)
 	var refs []v1alpha1.ObjectReference
+	if routes.Secret != nil {
+		if err := r.ensure(ctx, routes.Secret, &corev1.Secret{}); err != nil {
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Secret %s/%s: %w", routes.Secret.Namespace, routes.Secret.Name, err))
+		}
+		refs = append(refs, v1alpha1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: routes.Secret.Namespace, Name: routes.Secret.Name})
+	}
 	if routes.Gateway != nil {
 		if err := r.ensure(ctx, routes.Gateway, &istionet.Gateway{}); err != nil {
 			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", routes.Gateway.Namespace, routes.Gateway.Name, err))
@@ -155,6 +169,25 @@ func shadowMessage(ch *v1alpha1.ACMEChallenge, shadows []Shadow) string {
 	}
 	return fmt.Sprintf("%s matches http://%s%s%s and Istio tries it before the challenge route, so the CA would not reach the token; exclude /.well-known/acme-challenge/ from that route (or give it a more specific match)",
 		strings.Join(parts, "; "), ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token)
+}
+
+// temporaryHTTPS returns the certificate of the challenge's temporary HTTPS
+// server: the one already stored, or a new self-signed one for the host.
+func (r *ChallengeReconciler) temporaryHTTPS(ctx context.Context, ch *v1alpha1.ACMEChallenge, namespace string) (*TemporaryHTTPS, error) {
+	existing := &corev1.Secret{}
+	name := "acme-" + ChallengeKey(ch.Namespace, ch.Name) + "-tls"
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, existing)
+	if err == nil {
+		return &TemporaryHTTPS{Namespace: namespace, CertPEM: existing.Data[corev1.TLSCertKey], KeyPEM: existing.Data[corev1.TLSPrivateKeyKey]}, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	certPEM, keyPEM, err := selfSignedCertificate(ch.Spec.DNSName)
+	if err != nil {
+		return nil, err
+	}
+	return &TemporaryHTTPS{Namespace: namespace, CertPEM: certPEM, KeyPEM: keyPEM}, nil
 }
 
 // notYet records why the challenge is not presented yet and looks again
@@ -210,6 +243,8 @@ func sameRoute(want, existing client.Object) bool {
 		return false
 	}
 	switch w := want.(type) {
+	case *corev1.Secret:
+		return true // written once: its certificate must not change under the gateway
 	case *istionet.Gateway:
 		e := existing.(*istionet.Gateway)
 		return proto.Equal(&w.Spec, &e.Spec)
@@ -224,6 +259,15 @@ func sameRoute(want, existing client.Object) bool {
 // not its status recorded it (a crash may have come between create and
 // status update).
 func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) error {
+	for _, ref := range ch.Status.Routes {
+		if ref.Kind != "Secret" {
+			continue
+		}
+		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name}}
+		if err := r.Client.Delete(ctx, sec); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting Secret %s/%s of challenge %s/%s: %w", ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
+		}
+	}
 	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
 	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
 	for _, obj := range []client.Object{&istionet.VirtualService{}, &istionet.Gateway{}} {

@@ -100,7 +100,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := cl.Create(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	want := BuildRoutes(ch, nil)
+	want := BuildRoutes(ch, nil, nil)
 
 	// No gateway pod has the selector's labels yet: the self-check says so.
 	waitFor(t, "the self-check to report the missing gateway", func() (bool, string) {

@@ -14,6 +14,7 @@ import (
 
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -33,14 +34,24 @@ const (
 	// ChallengePathPrefix is the path under which HTTP-01 tokens are fetched.
 	ChallengePathPrefix = "/.well-known/acme-challenge/"
 
-	httpPort = 80
+	httpPort  = 80
+	httpsPort = 443
 )
 
-// Routes are the Istio objects that route one challenge; Gateway is nil when
-// the route attaches to existing Gateways.
+// Routes are the objects that route one challenge. Gateway is nil when the
+// route attaches to existing Gateways only; Secret is set with a temporary
+// HTTPS server.
 type Routes struct {
 	Gateway        *istionet.Gateway
 	VirtualService *istionet.VirtualService
+	Secret         *corev1.Secret
+}
+
+// TemporaryHTTPS is the self-signed certificate of a temporary HTTPS server
+// and the namespace of the gateway pods, where Istio reads credentialName.
+type TemporaryHTTPS struct {
+	Namespace       string
+	CertPEM, KeyPEM []byte
 }
 
 // ChallengeKey identifies a challenge in label values and object names: a
@@ -68,7 +79,12 @@ func TokenServiceHost(ref v1alpha1.TokenServiceReference) string {
 // catch-all, so the user's other traffic still reaches their app. Under a
 // wildcard host string the route also matches the exact authority, so it
 // answers for the challenged host only.
-func BuildRoutes(ch *v1alpha1.ACMEChallenge, attach []ServingServer) Routes {
+//
+// With temp, the host's port-80 server redirects to HTTPS and nothing serves
+// it there: the objects then also include a Gateway with an HTTPS server for
+// exactly the host, using temp's certificate in a Secret, and the
+// VirtualService binds to it as well, so the CA can follow the redirect.
+func BuildRoutes(ch *v1alpha1.ACMEChallenge, attach []ServingServer, temp *TemporaryHTTPS) Routes {
 	sol := ch.Spec.Solver
 	key := ChallengeKey(ch.Namespace, ch.Name)
 	meta := metav1.ObjectMeta{
@@ -88,6 +104,20 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, attach []ServingServer) Routes {
 	}
 	vs := &istionet.VirtualService{ObjectMeta: *meta.DeepCopy()}
 	var gw *istionet.Gateway
+	var secret *corev1.Secret
+	if temp != nil {
+		secret = &corev1.Secret{ObjectMeta: *meta.DeepCopy(), Type: corev1.SecretTypeTLS,
+			Data: map[string][]byte{corev1.TLSCertKey: temp.CertPEM, corev1.TLSPrivateKeyKey: temp.KeyPEM}}
+		secret.Name, secret.Namespace = meta.Name+"-tls", temp.Namespace
+		gw = &istionet.Gateway{ObjectMeta: *meta.DeepCopy()}
+		gw.Spec.Selector = maps.Clone(sol.GatewaySelector)
+		gw.Spec.Servers = []*istioapi.Server{{
+			Port:  &istioapi.Port{Number: httpsPort, Name: "https-acme", Protocol: "HTTPS"},
+			Hosts: []string{ch.Spec.DNSName},
+			Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: secret.Name},
+		}}
+		attach = append(slices.Clone(attach), ServingServer{Gateway: gw, Host: ch.Spec.DNSName})
+	}
 	if len(attach) == 0 {
 		gw = &istionet.Gateway{ObjectMeta: *meta.DeepCopy()}
 		gw.Spec.Selector = maps.Clone(sol.GatewaySelector)
@@ -121,14 +151,18 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, attach []ServingServer) Routes {
 			},
 		}},
 	}}
-	return Routes{Gateway: gw, VirtualService: vs}
+	return Routes{Gateway: gw, VirtualService: vs, Secret: secret}
 }
 
 // Describe says, for status messages, how the challenge is routed.
 func (r Routes) Describe(ch *v1alpha1.ACMEChallenge) string {
 	vs := r.VirtualService
 	via := fmt.Sprintf("the existing Gateway(s) %s under host %s", strings.Join(vs.Spec.Gateways, ", "), strings.Join(vs.Spec.Hosts, ", "))
-	if r.Gateway != nil {
+	switch {
+	case r.Secret != nil:
+		via = fmt.Sprintf("the Gateway(s) %s under host %s, with a temporary HTTPS server in Gateway %s/%s (self-signed certificate in Secret %s/%s)",
+			strings.Join(vs.Spec.Gateways, ", "), strings.Join(vs.Spec.Hosts, ", "), r.Gateway.Namespace, r.Gateway.Name, r.Secret.Namespace, r.Secret.Name)
+	case r.Gateway != nil:
 		via = fmt.Sprintf("Gateway %s/%s", r.Gateway.Namespace, r.Gateway.Name)
 	}
 	return fmt.Sprintf("routing http://%s%s%s with VirtualService %s/%s on %s to Service %s:%d",

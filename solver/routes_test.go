@@ -50,7 +50,7 @@ func TestBuildRoutes(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: tt.namespace, Name: "req-1-abc"},
 				Spec:       v1alpha1.ACMEChallengeSpec{DNSName: tt.host, Token: tt.token, Solver: tt.solver},
 			}
-			r := BuildRoutes(ch, nil)
+			r := BuildRoutes(ch, nil, nil)
 			gw, vs := r.Gateway, r.VirtualService
 			key := ChallengeKey(tt.namespace, "req-1-abc")
 
@@ -142,7 +142,7 @@ func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := BuildRoutes(ch, tt.attach)
+			r := BuildRoutes(ch, tt.attach, nil)
 			if r.Gateway != nil {
 				t.Fatalf("a Gateway %s was built although the host is served", r.Gateway.Name)
 			}
@@ -164,5 +164,34 @@ func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
 				t.Errorf("description %q does not name the Gateways", d)
 			}
 		})
+	}
+}
+
+func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "bare.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+			GatewaySelector: map[string]string{"istio": "ingressgateway"}, GatewayNamespace: "istio-system", TemporaryHTTPSServer: true,
+			TokenService: v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	redirecting := ServingServer{Gateway: gateway("apps", "bare", nil), Host: "bare.example.com"}
+	r := BuildRoutes(ch, []ServingServer{redirecting}, &TemporaryHTTPS{Namespace: "istio-ingress", CertPEM: []byte("cert"), KeyPEM: []byte("key")})
+	if r.Secret == nil || r.Secret.Namespace != "istio-ingress" || r.Secret.Type != "kubernetes.io/tls" || string(r.Secret.Data["tls.crt"]) != "cert" {
+		t.Fatalf("secret %+v, want a TLS Secret in the gateway pods' namespace", r.Secret)
+	}
+	if r.Secret.Labels[LabelManagedBy] != ManagedByValue {
+		t.Error("the Secret is not labelled as ours")
+	}
+	srv := r.Gateway.Spec.Servers
+	if len(srv) != 1 || srv[0].Port.Number != 443 || srv[0].Port.Protocol != "HTTPS" || srv[0].Tls.GetCredentialName() != r.Secret.Name || !slices.Equal(srv[0].Hosts, []string{"bare.example.com"}) {
+		t.Fatalf("temporary server %v, want HTTPS on 443 for exactly the host with our Secret", srv)
+	}
+	vs := r.VirtualService
+	if !slices.Equal(vs.Spec.Gateways, []string{"apps/bare", "istio-system/" + r.Gateway.Name}) {
+		t.Errorf("VirtualService gateways %v, want the redirecting Gateway and the temporary one", vs.Spec.Gateways)
+	}
+	if !strings.Contains(r.Describe(ch), "temporary HTTPS server") {
+		t.Errorf("description %q does not mention the temporary server", r.Describe(ch))
 	}
 }

@@ -67,6 +67,8 @@ type discovery struct {
 // labels (which Gateways' selectors are matched against) and the addresses
 // of the Services in front of it.
 type GatewayWorkload struct {
+	// Namespace of the gateway pods, where Istio reads credentialName.
+	Namespace string
 	PodLabels []map[string]string
 	Addresses []string
 }
@@ -112,7 +114,7 @@ func (c *IngressGateways) discover(ctx context.Context, selector map[string]stri
 		p := pods.Items[0]
 		return nil, fmt.Errorf("no Service with a port 80 selects the ingress gateway pods (such as %s/%s) that spec.solver.istio.gatewaySelector %s matches; the CA could not reach them on port 80", p.Namespace, p.Name, labels.FormatLabels(selector))
 	}
-	w := &GatewayWorkload{Addresses: addrs}
+	w := &GatewayWorkload{Addresses: addrs, Namespace: pods.Items[0].Namespace}
 	for _, p := range pods.Items {
 		w.PodLabels = append(w.PodLabels, p.Labels)
 	}

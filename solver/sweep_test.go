@@ -42,7 +42,7 @@ func TestOrphanSweep(t *testing.T) {
 	}
 	gone := live.DeepCopy()
 	gone.Name, gone.Spec.DNSName = "gone-1", "gone.example.com" // never created
-	liveRoutes, goneRoutes := BuildRoutes(live, nil), BuildRoutes(gone, nil)
+	liveRoutes, goneRoutes := BuildRoutes(live, nil, nil), BuildRoutes(gone, nil, nil)
 	users := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "users-app"}}
 	users.Spec.Hosts = []string{"app.example.com"}
 	for _, obj := range []client.Object{liveRoutes.Gateway, liveRoutes.VirtualService, goneRoutes.Gateway, goneRoutes.VirtualService, users} {

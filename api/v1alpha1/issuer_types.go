@@ -120,6 +120,15 @@ type IstioHTTP01Solver struct {
 	// +optional
 	// +kubebuilder:default={}
 	TokenService TokenServiceReference `json:"tokenService,omitzero"`
+
+	// TemporaryHTTPSServer, when a Gateway redirects the challenged host to
+	// HTTPS (tls.httpsRedirect) and no Gateway serves the host over HTTPS,
+	// publishes an HTTPS server for the host with a self-signed certificate
+	// (the CA does not verify it) for as long as the challenge lasts, so the
+	// CA can follow the redirect. Default false: the request then reports
+	// the redirect and waits.
+	// +optional
+	TemporaryHTTPSServer bool `json:"temporaryHTTPSServer,omitempty"`
 }
 
 // TokenServiceReference names the Service that fronts the token server.
