@@ -125,16 +125,8 @@ func TestExistingGateways(t *testing.T) {
 
 	t.Run("httpsRedirect without an HTTPS server: a message naming the Gateway and the fix", func(t *testing.T) {
 		crt := c.certificate("bare", "pebble", "bare.redirect.test")
-		var state string
-		c.eventually("the request to say why", 30*time.Second, func() (bool, string) {
-			state = c.requestState(crt)
-			return strings.Contains(state, "Gateway apps/bare redirects http://bare.redirect.test to HTTPS"), state
-		})
-		for _, want := range []string{"tls.httpsRedirect", "no Gateway on the ingress gateway serves https://bare.redirect.test", "add an HTTPS server"} {
-			if !strings.Contains(state, want) {
-				t.Errorf("message lacks %q: %s", want, state)
-			}
-		}
+		c.waitRequestMessage(crt, "Gateway apps/bare redirects http://bare.redirect.test to HTTPS",
+			"tls.httpsRedirect", "no Gateway on the ingress gateway serves https://bare.redirect.test", "add an HTTPS server", "temporaryHTTPSServer")
 		if left := c.ourObjectsLeft(); slices.ContainsFunc(left, func(s string) bool { return !strings.HasPrefix(s, "ACMEChallenge") }) {
 			t.Errorf("routes were published for a host the CA cannot reach: %v", left)
 		}
@@ -169,16 +161,8 @@ func TestExistingGateways(t *testing.T) {
 
 	t.Run("an older route for /.well-known is reported as shadowing, before any CA validation", func(t *testing.T) {
 		crt := c.certificate("shadow", "pebble", "shadow.attach.test")
-		var state string
-		c.eventually("the request to name the shadowing route", 30*time.Second, func() (bool, string) {
-			state = c.requestState(crt)
-			return strings.Contains(state, "VirtualService apps/shadow-wellknown"), state
-		})
-		for _, want := range []string{"prefix /.well-known", "Istio tries it before the challenge route", "exclude /.well-known/acme-challenge/"} {
-			if !strings.Contains(state, want) {
-				t.Errorf("message lacks %q: %s", want, state)
-			}
-		}
+		c.waitRequestMessage(crt, "VirtualService apps/shadow-wellknown",
+			"prefix /.well-known", "Istio tries it before the challenge route", "exclude /.well-known/acme-challenge/")
 		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "shadow.attach.test", "/"); n != 0 {
 			t.Errorf("the CA was asked to validate %d times through a shadowed route", n)
 		}
@@ -267,6 +251,23 @@ func (c *cluster) userGateway(name, host, app string, opts ...gatewayOption) {
 		Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: app, Port: &istioapi.PortSelector{Number: 8080}}}},
 	}}
 	c.create(vs)
+}
+
+// waitRequestMessage waits until the Certificate's request says first, then
+// checks that it also says the rest.
+func (c *cluster) waitRequestMessage(crt *cmapi.Certificate, first string, rest ...string) {
+	c.t.Helper()
+	var state string
+	c.eventually("the request to say "+first, 30*time.Second, func() (bool, string) {
+		state = c.requestState(crt)
+		return strings.Contains(state, first), state
+	})
+	c.t.Logf("request message: %s", state)
+	for _, want := range rest {
+		if !strings.Contains(state, want) {
+			c.t.Errorf("message lacks %q: %s", want, state)
+		}
+	}
 }
 
 // abandon deletes a Certificate that cannot be issued and, since this API
