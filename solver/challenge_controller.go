@@ -201,7 +201,11 @@ func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChall
 		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "NotPresented", "Present", "%s", why)
 		if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 			st.Message = why
-			st.Routes = refs
+			if refs != nil {
+				// Without new routes the recorded ones stay: they are what
+				// the finalizer deletes.
+				st.Routes = refs
+			}
 		}); err != nil {
 			return reconcile.Result{}, err
 		}
