@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -154,7 +155,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = true
 		st.Message = msg
-		st.Routes = refs
+		st.Routes = withRecordedSecrets(st.Routes, refs)
 	}); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -169,6 +170,19 @@ func shadowMessage(ch *v1alpha1.ACMEChallenge, shadows []Shadow) string {
 	}
 	return fmt.Sprintf("%s matches http://%s%s%s and Istio tries it before the challenge route, so the CA would not reach the token; exclude /.well-known/acme-challenge/ from that route (or give it a more specific match)",
 		strings.Join(parts, "; "), ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token)
+}
+
+// withRecordedSecrets returns refs plus the Secrets recorded before: Secrets
+// live outside the labelled Istio objects the finalizer finds by label, so a
+// recorded one is kept until the challenge ends.
+func withRecordedSecrets(recorded, refs []v1alpha1.ObjectReference) []v1alpha1.ObjectReference {
+	out := slices.Clone(refs)
+	for _, r := range recorded {
+		if r.Kind == "Secret" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // temporaryHTTPS returns the certificate of the challenge's temporary HTTPS
@@ -204,7 +218,7 @@ func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChall
 			if refs != nil {
 				// Without new routes the recorded ones stay: they are what
 				// the finalizer deletes.
-				st.Routes = refs
+				st.Routes = withRecordedSecrets(st.Routes, refs)
 			}
 		}); err != nil {
 			return reconcile.Result{}, err
