@@ -195,3 +195,16 @@ func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
 		t.Errorf("description %q does not mention the temporary server", r.Describe(ch))
 	}
 }
+
+func TestWithRecordedSecrets(t *testing.T) {
+	secret := v1alpha1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: "istio-system", Name: "acme-x-tls"}
+	gw := v1alpha1.ObjectReference{Kind: "Gateway", Namespace: "istio-system", Name: "acme-x"}
+	vs := v1alpha1.ObjectReference{Kind: "VirtualService", Namespace: "istio-system", Name: "acme-x"}
+	got := withRecordedSecrets([]v1alpha1.ObjectReference{secret, gw, vs}, []v1alpha1.ObjectReference{vs})
+	if !slices.Equal(got, []v1alpha1.ObjectReference{vs, secret}) {
+		t.Errorf("got %v, want the new routes and the recorded Secret", got)
+	}
+	if got := withRecordedSecrets([]v1alpha1.ObjectReference{secret}, []v1alpha1.ObjectReference{secret, vs}); len(got) != 2 {
+		t.Errorf("the Secret is listed twice: %v", got)
+	}
+}
