@@ -45,12 +45,7 @@ func TestExistingGateways(t *testing.T) {
 	c.userRoute("shadow-wellknown", "shadow", "shadow.attach.test", app, "/.well-known")
 
 	t.Run("a user Gateway and catch-all VirtualService for the exact host", func(t *testing.T) {
-		crt := c.certificate("attach", "pebble", "app.attach.test")
-		elapsed := c.waitReady(crt, 60*time.Second)
-		c.verifySecret(crt, "app.attach.test")
-		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "app.attach.test", solver.ChallengePathPrefix); n == 0 {
-			t.Error("the CA never fetched the token through the user's Gateway")
-		}
+		elapsed := c.issue("attach", "pebble", "app.attach.test")
 		t.Logf("Ready after %s through the user's Gateway %s/exact", elapsed.Round(time.Millisecond), appNamespace)
 		c.waitNothingLeft()
 	})
@@ -110,9 +105,7 @@ func TestExistingGateways(t *testing.T) {
 	})
 
 	t.Run("httpsRedirect on port 80 with an HTTPS server: issued through the redirect", func(t *testing.T) {
-		crt := c.certificate("secure", "pebble", "secure.redirect.test")
-		elapsed := c.waitReady(crt, 60*time.Second)
-		c.verifySecret(crt, "secure.redirect.test")
+		elapsed := c.issue("secure", "pebble", "secure.redirect.test")
 		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", "secure.redirect.test", solver.ChallengePathPrefix); n == 0 {
 			t.Error("the CA never fetched the token on the gateway's HTTPS port after the redirect")
 		}
@@ -140,9 +133,7 @@ func TestExistingGateways(t *testing.T) {
 			TokenService:         v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
 			TemporaryHTTPSServer: true,
 		}})
-		crt := c.certificate("bare-temp", "temp-https", "bare.redirect.test")
-		elapsed := c.waitReady(crt, 60*time.Second)
-		c.verifySecret(crt, "bare.redirect.test")
+		elapsed := c.issue("bare-temp", "temp-https", "bare.redirect.test")
 		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", "bare.redirect.test", solver.ChallengePathPrefix); n == 0 {
 			t.Error("the CA never fetched the token on the temporary HTTPS server")
 		}
@@ -179,12 +170,7 @@ func TestExistingGateways(t *testing.T) {
 	})
 
 	t.Run("a certificate is issued through a user's wildcard Gateway", func(t *testing.T) {
-		crt := c.certificate("wild", "pebble", "www.wild.test")
-		elapsed := c.waitReady(crt, 60*time.Second)
-		c.verifySecret(crt, "www.wild.test")
-		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "www.wild.test", solver.ChallengePathPrefix); n == 0 {
-			t.Error("the CA never fetched the token through the user's wildcard Gateway")
-		}
+		elapsed := c.issue("wild", "pebble", "www.wild.test")
 		if code, body, _ := c.gateway.Get("www.wild.test", "/app"); code != http.StatusOK || !strings.HasPrefix(body, "user app") {
 			t.Errorf("after issuance GET /app: %d %q, want the user's app", code, body)
 		}
@@ -251,6 +237,19 @@ func (c *cluster) userGateway(name, host, app string, opts ...gatewayOption) {
 		Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: app, Port: &istioapi.PortSelector{Number: 8080}}}},
 	}}
 	c.create(vs)
+}
+
+// issue has a Certificate for host issued, checks its Secret and that the CA
+// fetched the token through the gateway, and returns the time to Ready.
+func (c *cluster) issue(name, issuer, host string) time.Duration {
+	c.t.Helper()
+	crt := c.certificate(name, issuer, host)
+	elapsed := c.waitReady(crt, 60*time.Second)
+	c.verifySecret(crt, host)
+	if n := c.gateway.Served("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
+		c.t.Errorf("the CA never fetched the token for %s through the ingress gateway", host)
+	}
+	return elapsed
 }
 
 // waitRequestMessage waits until the Certificate's request says first, then
