@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -133,9 +131,7 @@ func TestChartRenders(t *testing.T) {
 func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
-	if err := api.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		t.Fatal(err)
-	}
+	api.CreateNamespaces(t, namespace)
 	for _, o := range render(t) {
 		if o.GetNamespace() == "" && o.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(o.GetKind(), "Cluster") {
 			o.SetNamespace(namespace)

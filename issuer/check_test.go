@@ -32,7 +32,7 @@ func TestCheck(t *testing.T) {
 	})
 	ctx := context.Background()
 	const ns = "istio-acme-issuer"
-	mustCreate(t, api.Client, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
+	api.CreateNamespaces(t, ns)
 	mustCreate(t, api.Client, &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "eab"},
 		Data:       map[string][]byte{"secret": []byte(base64.RawURLEncoding.EncodeToString(eabKey))},

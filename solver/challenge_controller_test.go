@@ -32,11 +32,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cl := api.Client
-	for _, ns := range []string{"apps", "istio-system"} {
-		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	api.CreateNamespaces(t, "apps", "istio-system")
 	// The ingress gateway's Service; the token server itself listens on its
 	// (loopback) cluster IP, standing for a gateway that routes every
 	// request to it.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/go-logr/logr"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,11 +22,7 @@ func TestOrphanSweep(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
 	cl := api.Client
-	for _, ns := range []string{"apps", "istio-system"} {
-		if err := cl.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	api.CreateNamespaces(t, "apps", "istio-system")
 	solverSpec := v1alpha1.IstioHTTP01Solver{
 		GatewaySelector:  map[string]string{"istio": "ingressgateway"},
 		GatewayNamespace: "istio-system",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -18,9 +17,7 @@ import (
 func TestUpdateStatus(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
-	if err := api.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "apps"}}); err != nil {
-		t.Fatal(err)
-	}
+	api.CreateNamespaces(t, "apps")
 	order := &v1alpha1.ACMEOrder{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1"},
 		Spec:       v1alpha1.ACMEOrderSpec{Request: "req-1", IssuerRef: v1alpha1.IssuerReference{Kind: "ACMEClusterIssuer", Name: "x"}, DNSNames: []string{"a.example.com"}},

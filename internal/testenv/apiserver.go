@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
@@ -8,6 +9,8 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -99,4 +102,14 @@ func StartAPIServer(t testing.TB) *APIServer {
 		t.Fatal(err)
 	}
 	return &APIServer{Config: cfg, Kubeconfig: path, Client: cl, Env: env}
+}
+
+// CreateNamespaces creates namespaces in the API server.
+func (a *APIServer) CreateNamespaces(t testing.TB, names ...string) {
+	t.Helper()
+	for _, ns := range names {
+		if err := a.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			t.Fatalf("creating namespace %s: %v", ns, err)
+		}
+	}
 }
