@@ -32,6 +32,9 @@ func TestEndToEnd(t *testing.T) {
 		leaf := c.verifySecret(crt, names...)
 		t.Logf("issued certificate serial %s for SANs %v; Certificate creation to Ready: %s", leaf.SerialNumber, leaf.DNSNames, elapsed.Round(time.Millisecond))
 		for _, host := range names {
+			if !c.createdGatewayFor(host) {
+				t.Errorf("no Gateway of ours was created for %s, which nothing else serves", host)
+			}
 			if n := c.gateway.Served("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
 				t.Errorf("the CA never fetched a token for %s through the Istio gateway", host)
 			}

@@ -46,6 +46,9 @@ func TestExistingGateways(t *testing.T) {
 
 	t.Run("a user Gateway and catch-all VirtualService for the exact host", func(t *testing.T) {
 		elapsed := c.issue("attach", "pebble", "app.attach.test")
+		if c.createdGatewayFor("app.attach.test") {
+			t.Error("the controller created a Gateway of its own for a host the user's Gateway serves")
+		}
 		t.Logf("Ready after %s through the user's Gateway %s/exact", elapsed.Round(time.Millisecond), appNamespace)
 		c.waitNothingLeft()
 	})
@@ -171,6 +174,9 @@ func TestExistingGateways(t *testing.T) {
 
 	t.Run("a certificate is issued through a user's wildcard Gateway", func(t *testing.T) {
 		elapsed := c.issue("wild", "pebble", "www.wild.test")
+		if c.createdGatewayFor("www.wild.test") {
+			t.Error("the controller created a Gateway of its own for a host the user's wildcard Gateway serves")
+		}
 		if code, body, _ := c.gateway.Get("www.wild.test", "/app"); code != http.StatusOK || !strings.HasPrefix(body, "user app") {
 			t.Errorf("after issuance GET /app: %d %q, want the user's app", code, body)
 		}

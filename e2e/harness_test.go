@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -82,7 +84,9 @@ type cluster struct {
 	tokenPort  int
 	controller *testenv.Process
 	// metricsAddr serves the controller's Prometheus metrics.
-	metricsAddr string
+	metricsAddr     string
+	mu              sync.Mutex
+	ourGatewayHosts []string // server hosts of every Gateway the controller created
 	// created is when each Certificate was sent to the API server; its
 	// creationTimestamp has only whole seconds.
 	created map[string]time.Time
@@ -177,7 +181,34 @@ func (c *cluster) startCache() cache.Cache {
 			c.t.Fatal(err)
 		}
 	}
+	// Remember every Gateway the controller creates, however briefly it
+	// lives, to tell attaching to a user's Gateway from adding our own.
+	gwInformer, err := informers.GetInformer(ctx, &istionet.Gateway{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if _, err := gwInformer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+		gw, ok := obj.(*istionet.Gateway)
+		if !ok || gw.Labels[solver.LabelManagedBy] != solver.ManagedByValue {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, srv := range gw.Spec.Servers {
+			c.ourGatewayHosts = append(c.ourGatewayHosts, srv.Hosts...)
+		}
+	}}); err != nil {
+		c.t.Fatal(err)
+	}
 	return informers
+}
+
+// createdGatewayFor reports whether the controller ever created a Gateway
+// of its own with a server for host.
+func (c *cluster) createdGatewayFor(host string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Contains(c.ourGatewayHosts, host)
 }
 
 // startController starts our controller as its own process and waits until
