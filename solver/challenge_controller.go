@@ -93,49 +93,38 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 
-	// Find the gateway workload and the Gateways that already serve the
+	// Find the gateway workloads and the Gateways that already serve the
 	// host there: the route attaches to those rather than adding a server.
-	var workload *GatewayWorkload
-	var attach []ServingServer
-	var temp *TemporaryHTTPS
+	var targets []RouteTarget
+	var routed []*GatewayWorkload
 	if r.Gateways != nil {
+		var why string
 		var err error
-		if workload, err = r.Gateways.Workload(ctx, ch.Spec.Solver.GatewaySelector); err != nil {
-			return r.notYet(ctx, ch, err.Error(), nil)
-		}
-		if attach, err = r.Gateways.ServingServers(ctx, workload, ch.Spec.DNSName, ch.Spec.Solver.GatewayNamespace); err != nil {
+		if targets, routed, why, err = r.plan(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}
-		if why := RedirectWithoutHTTPS(attach, ch.Spec.DNSName); why != "" {
-			if !ch.Spec.Solver.TemporaryHTTPSServer {
-				return r.notYet(ctx, ch, why+", or set spec.solver.istio.temporaryHTTPSServer: true on the issuer to publish a temporary one", nil)
-			}
-			if temp, err = r.temporaryHTTPS(ctx, ch, workload.Namespace); err != nil {
-				return reconcile.Result{}, err
-			}
+		if why != "" {
+			return r.notYet(ctx, ch, why, nil)
 		}
-		shadows, err := r.Gateways.Shadows(ctx, attach, ChallengePathPrefix+ch.Spec.Token)
-		if err != nil {
-			return reconcile.Result{}, err
-		}
-		if len(shadows) > 0 {
-			return r.notYet(ctx, ch, shadowMessage(ch, shadows), nil)
+	} else {
+		for i := range ch.Spec.Solver.Gateways {
+			targets = append(targets, RouteTarget{Index: i})
 		}
 	}
 
-	routes := BuildRoutes(ch, attach, temp)
+	routes := BuildRoutes(ch, targets)
 	var refs []v1alpha1.ObjectReference
-	if routes.Secret != nil {
-		if err := r.ensure(ctx, routes.Secret, &corev1.Secret{}); err != nil {
-			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Secret %s/%s: %w", routes.Secret.Namespace, routes.Secret.Name, err))
+	for _, sec := range routes.Secrets {
+		if err := r.ensure(ctx, sec, &corev1.Secret{}); err != nil {
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Secret %s/%s: %w", sec.Namespace, sec.Name, err))
 		}
-		refs = append(refs, v1alpha1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: routes.Secret.Namespace, Name: routes.Secret.Name})
+		refs = append(refs, v1alpha1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: sec.Namespace, Name: sec.Name})
 	}
-	if routes.Gateway != nil {
-		if err := r.ensure(ctx, routes.Gateway, &istionet.Gateway{}); err != nil {
-			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", routes.Gateway.Namespace, routes.Gateway.Name, err))
+	for _, gw := range routes.Gateways {
+		if err := r.ensure(ctx, gw, &istionet.Gateway{}); err != nil {
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", gw.Namespace, gw.Name, err))
 		}
-		refs = append(refs, objectRef(routes.Gateway, "Gateway"))
+		refs = append(refs, objectRef(gw, "Gateway"))
 	}
 	if err := r.ensure(ctx, routes.VirtualService, &istionet.VirtualService{}); err != nil {
 		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, err))
@@ -143,13 +132,24 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	refs = append(refs, objectRef(routes.VirtualService, "VirtualService"))
 	msg := routes.Describe(ch)
 
-	if workload != nil {
-		for _, addr := range workload.Addresses {
-			if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
-				return r.notYet(ctx, ch, msg+"; self-check failed: "+err.Error(), refs)
+	if len(routed) > 0 {
+		var addrs []string
+		for _, w := range routed {
+			for _, addr := range w.Addresses {
+				if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
+					return r.notYet(ctx, ch, msg+"; self-check failed: "+err.Error(), refs)
+				}
+				addrs = append(addrs, addr)
 			}
 		}
-		msg += "; self-check passed through the ingress gateway at " + strings.Join(workload.Addresses, ", ")
+		msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
+		if ch.Spec.Solver.SelfCheckThroughDNS {
+			ips, err := r.Gateways.CheckThroughDNS(ctx, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key)
+			if err != nil {
+				return r.notYet(ctx, ch, msg+"; self-check through DNS failed: "+err.Error(), refs)
+			}
+			msg += " and through DNS (" + ch.Spec.DNSName + " resolves to " + strings.Join(ips, ", ") + ")"
+		}
 	}
 
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
@@ -161,6 +161,70 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	logger.Info("published challenge routes", "routes", refs)
 	return reconcile.Result{}, nil
+}
+
+// plan finds the gateway workloads the challenge is routed on: those where
+// users' Gateways already serve the host, or every workload of the solver
+// when none does. It returns why the challenge cannot be routed yet, if so.
+func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]RouteTarget, []*GatewayWorkload, string, error) {
+	sol := ch.Spec.Solver
+	if len(sol.Gateways) == 0 {
+		return nil, nil, "the issuer's spec.solver.istio.gateways is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway", nil
+	}
+	gateways, err := r.Gateways.UserGateways(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	workloads := make([]*GatewayWorkload, len(sol.Gateways))
+	attach := make([][]ServingServer, len(sol.Gateways))
+	var serving []int
+	for i, target := range sol.Gateways {
+		w, err := r.Gateways.Workload(ctx, target)
+		if err != nil {
+			return nil, nil, fmt.Sprintf("the issuer's spec.solver.istio.gateways[%d]: %v", i, err), nil
+		}
+		workloads[i] = w
+		attach[i] = ServersForHost(gateways, w, ch.Spec.DNSName, sol.GatewayNamespace)
+		if len(attach[i]) > 0 {
+			serving = append(serving, i)
+		}
+	}
+	if len(serving) == 0 {
+		// Nothing serves the host yet: DNS may send it to any of them.
+		for i := range workloads {
+			serving = append(serving, i)
+		}
+	}
+
+	var targets []RouteTarget
+	var routed []*GatewayWorkload
+	var allAttach []ServingServer
+	for _, i := range serving {
+		t := RouteTarget{Index: i, Attach: attach[i]}
+		w := workloads[i]
+		if why := RedirectWithoutHTTPS(t.Attach, ch.Spec.DNSName); why != "" {
+			switch {
+			case len(w.HTTPSPorts) == 0:
+				return nil, nil, why + "; besides, no Service in front of " + w.Describe() + " has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off", nil
+			case !sol.TemporaryHTTPSServer:
+				return nil, nil, why + ", or set spec.solver.istio.temporaryHTTPSServer: true on the issuer to publish a temporary one", nil
+			}
+			if t.Temp, err = r.temporaryHTTPS(ctx, ch, i, w.Namespace); err != nil {
+				return nil, nil, "", err
+			}
+		}
+		targets = append(targets, t)
+		routed = append(routed, w)
+		allAttach = append(allAttach, t.Attach...)
+	}
+	shadows, err := r.Gateways.Shadows(ctx, allAttach, ChallengePathPrefix+ch.Spec.Token)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if len(shadows) > 0 {
+		return nil, nil, shadowMessage(ch, shadows), nil
+	}
+	return targets, routed, "", nil
 }
 
 func shadowMessage(ch *v1alpha1.ACMEChallenge, shadows []Shadow) string {
@@ -187,9 +251,9 @@ func withRecordedSecrets(recorded, refs []v1alpha1.ObjectReference) []v1alpha1.O
 
 // temporaryHTTPS returns the certificate of the challenge's temporary HTTPS
 // server: the one already stored, or a new self-signed one for the host.
-func (r *ChallengeReconciler) temporaryHTTPS(ctx context.Context, ch *v1alpha1.ACMEChallenge, namespace string) (*TemporaryHTTPS, error) {
+func (r *ChallengeReconciler) temporaryHTTPS(ctx context.Context, ch *v1alpha1.ACMEChallenge, index int, namespace string) (*TemporaryHTTPS, error) {
 	existing := &corev1.Secret{}
-	name := "acme-" + ChallengeKey(ch.Namespace, ch.Name) + "-tls"
+	name := TemporaryHTTPSSecretName(ch, index)
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, existing)
 	if err == nil {
 		return &TemporaryHTTPS{Namespace: namespace, CertPEM: existing.Data[corev1.TLSCertKey], KeyPEM: existing.Data[corev1.TLSPrivateKeyKey]}, nil

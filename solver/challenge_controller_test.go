@@ -87,7 +87,7 @@ func TestChallengeLifecycle(t *testing.T) {
 			Order: "shop-1", DNSName: "shop.example.com", Token: "tok-123", Key: "tok-123.thumbprint",
 			URL: "https://ca.example/chall/1", AuthorizationURL: "https://ca.example/authz/1",
 			Solver: v1alpha1.IstioHTTP01Solver{
-				GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+				Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 				GatewayNamespace: "istio-system",
 				TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 			},
@@ -96,7 +96,8 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := cl.Create(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	want := BuildRoutes(ch, nil, nil)
+	want := BuildRoutes(ch, []RouteTarget{{Index: 0}})
+	wantGateway := want.Gateways[0]
 
 	// No gateway pod has the selector's labels yet: the self-check says so.
 	waitFor(t, "the self-check to report the missing gateway", func() (bool, string) {
@@ -104,7 +105,7 @@ func TestChallengeLifecycle(t *testing.T) {
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
 			return false, err.Error()
 		}
-		return !got.Status.Presented && strings.Contains(got.Status.Message, "no pod has the labels of spec.solver.istio.gatewaySelector istio=ingressgateway"), got.Status.Message
+		return !got.Status.Presented && strings.Contains(got.Status.Message, "the issuer's spec.solver.istio.gateways[0]: no pod has the labels istio=ingressgateway"), got.Status.Message
 	})
 	if err := cl.Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-1", Labels: gwLabels},
@@ -121,14 +122,14 @@ func TestChallengeLifecycle(t *testing.T) {
 		return got.Status.Presented && len(got.Status.Routes) == 2 && strings.Contains(got.Status.Message, "self-check passed through the ingress gateway at "+gatewayAddr), got.Status.Message
 	})
 	gw := &istionet.Gateway{}
-	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.Gateway), gw); err != nil {
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(wantGateway), gw); err != nil {
 		t.Fatalf("Gateway: %v", err)
 	}
 	vs := &istionet.VirtualService{}
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), vs); err != nil {
 		t.Fatalf("VirtualService: %v", err)
 	}
-	if !sameRoute(want.Gateway, gw) || !sameRoute(want.VirtualService, vs) {
+	if !sameRoute(wantGateway, gw) || !sameRoute(want.VirtualService, vs) {
 		t.Fatalf("stored routes differ from the built ones:\n%v\n%v", gw.Spec.String(), vs.Spec.String())
 	}
 
@@ -156,7 +157,7 @@ func TestChallengeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the routes and the challenge to be gone", func() (bool, string) {
-		gwErr := cl.Get(ctx, client.ObjectKeyFromObject(want.Gateway), &istionet.Gateway{})
+		gwErr := cl.Get(ctx, client.ObjectKeyFromObject(wantGateway), &istionet.Gateway{})
 		vsErr := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), &istionet.VirtualService{})
 		chErr := cl.Get(ctx, client.ObjectKeyFromObject(ch), &v1alpha1.ACMEChallenge{})
 		return apierrors.IsNotFound(gwErr) && apierrors.IsNotFound(vsErr) && apierrors.IsNotFound(chErr),

@@ -40,9 +40,8 @@ func (g *IngressGateways) Shadows(ctx context.Context, attach []ServingServer, p
 	return ShadowingRoutes(list.Items, attach, path), nil
 }
 
-// ServingServers returns the servers of the users' Gateways (ours are left
-// out) that serve host on the workload, to a VirtualService in vsNamespace.
-func (g *IngressGateways) ServingServers(ctx context.Context, w *GatewayWorkload, host, vsNamespace string) ([]ServingServer, error) {
+// UserGateways lists the Gateways this controller did not create.
+func (g *IngressGateways) UserGateways(ctx context.Context) ([]*istionet.Gateway, error) {
 	sel, err := notOurs()
 	if err != nil {
 		return nil, err
@@ -51,7 +50,7 @@ func (g *IngressGateways) ServingServers(ctx context.Context, w *GatewayWorkload
 	if err := g.Reader.List(ctx, &list, sel); err != nil {
 		return nil, fmt.Errorf("listing Gateways: %w", err)
 	}
-	return ServersForHost(list.Items, w.PodLabels, host, vsNamespace), nil
+	return list.Items, nil
 }
 
 // ServingServer is a server of an existing Gateway that serves a challenged
@@ -73,22 +72,32 @@ func (s ServingServer) HTTPSRedirect() bool {
 }
 
 // ServersForHost returns the servers of gateways that serve host to a
-// VirtualService in vsNamespace, on a gateway workload whose pods have one of
-// podLabels. It honours Istio's host syntax: "ns/host" (namespace "*", "."
-// for the Gateway's own, or a name), exact hosts, "*.suffix" wildcards and
-// "*". Servers on ports other than HTTP(S) protocols are ignored.
-func ServersForHost(gateways []*istionet.Gateway, podLabels []map[string]string, host, vsNamespace string) []ServingServer {
+// VirtualService in vsNamespace where the CA's requests arrive on the
+// workload: HTTP servers bound to the pod port behind the gateway Services'
+// port 80, HTTPS servers to the one behind port 443 (Istio binds a server
+// whose port number is a Service port to that Service's target port, any
+// other number as is). It honours Istio's host syntax: "ns/host" (namespace
+// "*", "." for the Gateway's own, or a name), exact hosts, "*.suffix"
+// wildcards and "*".
+func ServersForHost(gateways []*istionet.Gateway, w *GatewayWorkload, host, vsNamespace string) []ServingServer {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	var out []ServingServer
 	for _, gw := range gateways {
-		if !selectsAny(gw.Spec.Selector, podLabels) {
+		if !selectsAny(gw.Spec.Selector, w.PodLabels) {
 			continue
 		}
 		for _, srv := range gw.Spec.Servers {
+			var reached []uint32
 			switch strings.ToUpper(srv.GetPort().GetProtocol()) {
-			case "HTTP", "HTTP2", "HTTPS":
+			case "HTTP", "HTTP2":
+				reached = w.HTTPPorts
+			case "HTTPS":
+				reached = w.HTTPSPorts
 			default:
 				continue
+			}
+			if !slices.ContainsFunc(w.ListenPorts(srv.GetPort().GetNumber()), func(p uint32) bool { return slices.Contains(reached, p) }) {
+				continue // a port the CA's requests do not arrive on
 			}
 			for _, entry := range srv.Hosts {
 				ns, h := splitHostEntry(entry)

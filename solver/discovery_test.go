@@ -22,7 +22,13 @@ func server(port uint32, protocol string, tls *istioapi.ServerTLSSettings, hosts
 
 func TestServersForHost(t *testing.T) {
 	ingress := map[string]string{"istio": "ingressgateway"}
-	pods := []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}}
+	// Istio's default ingress gateway: Service ports 80 -> 8080, 443 -> 8443.
+	w := &GatewayWorkload{
+		PodLabels:    []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}},
+		HTTPPorts:    []uint32{8080},
+		HTTPSPorts:   []uint32{8443},
+		servicePorts: map[uint32][]uint32{80: {8080}, 443: {8443}, 15021: {15021}},
+	}
 	redirect := &istioapi.ServerTLSSettings{HttpsRedirect: true}
 	simple := &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "c"}
 	tests := []struct {
@@ -58,13 +64,21 @@ func TestServersForHost(t *testing.T) {
 		{name: "httpsRedirect and HTTPS servers are both reported", gateways: []*istionet.Gateway{gateway("apps", "shop", ingress,
 			server(80, "HTTP", redirect, "shop.example.com"), server(443, "HTTPS", simple, "shop.example.com"))},
 			host: "SHOP.example.com.", vsNS: "istio-system", want: []string{"apps/shop shop.example.com", "apps/shop shop.example.com"}, redirects: []bool{true, false}},
+		{name: "a server on the container port behind the Service's port 80 serves too", gateways: []*istionet.Gateway{gateway("apps", "shop", ingress,
+			server(8080, "HTTP", nil, "shop.example.com"), server(8443, "HTTPS", simple, "shop.example.com"))},
+			host: "shop.example.com", vsNS: "istio-system", want: []string{"apps/shop shop.example.com", "apps/shop shop.example.com"}},
+		{name: "servers on ports the CA does not reach are ignored", gateways: []*istionet.Gateway{gateway("apps", "shop", ingress,
+			server(8081, "HTTP", nil, "shop.example.com"), server(15021, "HTTP", nil, "shop.example.com"), server(9443, "HTTPS", simple, "shop.example.com"))},
+			host: "shop.example.com", vsNS: "istio-system"},
+		{name: "an HTTP server on the HTTPS port is not where the CA arrives", gateways: []*istionet.Gateway{gateway("apps", "shop", ingress, server(443, "HTTP", nil, "shop.example.com"))},
+			host: "shop.example.com", vsNS: "istio-system"},
 		{name: "TCP and TLS passthrough servers are not HTTP routes", gateways: []*istionet.Gateway{gateway("apps", "db", ingress,
 			server(5432, "TCP", nil, "shop.example.com"), server(443, "TLS", nil, "shop.example.com"))},
 			host: "shop.example.com", vsNS: "istio-system"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := ServersForHost(tt.gateways, pods, tt.host, tt.vsNS)
+			got := ServersForHost(tt.gateways, w, tt.host, tt.vsNS)
 			if len(got) != len(tt.want) {
 				t.Fatalf("got %d servers, want %v", len(got), tt.want)
 			}

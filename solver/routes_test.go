@@ -1,6 +1,7 @@
 package solver
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -12,12 +13,12 @@ import (
 
 func TestBuildRoutes(t *testing.T) {
 	defaultSolver := v1alpha1.IstioHTTP01Solver{
-		GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+		Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 		GatewayNamespace: "istio-system",
 		TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 	}
 	customSolver := v1alpha1.IstioHTTP01Solver{
-		GatewaySelector:  map[string]string{"app": "edge", "istio.io/rev": "canary"},
+		Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"app": "edge", "istio.io/rev": "canary"}}},
 		GatewayNamespace: "edge",
 		TokenService:     v1alpha1.TokenServiceReference{Name: "acme", Namespace: "certs", Port: 9000},
 	}
@@ -50,8 +51,11 @@ func TestBuildRoutes(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: tt.namespace, Name: "req-1-abc"},
 				Spec:       v1alpha1.ACMEChallengeSpec{DNSName: tt.host, Token: tt.token, Solver: tt.solver},
 			}
-			r := BuildRoutes(ch, nil, nil)
-			gw, vs := r.Gateway, r.VirtualService
+			r := BuildRoutes(ch, []RouteTarget{{Index: 0}})
+			if len(r.Gateways) != 1 || len(r.Secrets) != 0 {
+				t.Fatalf("built %d Gateways and %d Secrets, want one Gateway", len(r.Gateways), len(r.Secrets))
+			}
+			gw, vs := r.Gateways[0], r.VirtualService
 			key := ChallengeKey(tt.namespace, "req-1-abc")
 
 			for _, m := range []metav1.Object{gw, vs} {
@@ -119,7 +123,7 @@ func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
 	ch := &v1alpha1.ACMEChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
 		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "shop.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
-			GatewaySelector: map[string]string{"istio": "ingressgateway"}, GatewayNamespace: "istio-system",
+			Gateways: []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}}, GatewayNamespace: "istio-system",
 			TokenService: v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 		}},
 	}
@@ -142,9 +146,9 @@ func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := BuildRoutes(ch, tt.attach, nil)
-			if r.Gateway != nil {
-				t.Fatalf("a Gateway %s was built although the host is served", r.Gateway.Name)
+			r := BuildRoutes(ch, []RouteTarget{{Index: 0, Attach: tt.attach}})
+			if len(r.Gateways) != 0 {
+				t.Fatalf("a Gateway %s was built although the host is served", r.Gateways[0].Name)
 			}
 			vs := r.VirtualService
 			if !slices.Equal(vs.Spec.Gateways, tt.wantGateways) || !slices.Equal(vs.Spec.Hosts, tt.wantHosts) {
@@ -171,29 +175,93 @@ func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
 	ch := &v1alpha1.ACMEChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
 		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "bare.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
-			GatewaySelector: map[string]string{"istio": "ingressgateway"}, GatewayNamespace: "istio-system", TemporaryHTTPSServer: true,
+			Gateways: []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}}, GatewayNamespace: "istio-system", TemporaryHTTPSServer: true,
 			TokenService: v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 		}},
 	}
 	redirecting := ServingServer{Gateway: gateway("apps", "bare", nil), Host: "bare.example.com"}
-	r := BuildRoutes(ch, []ServingServer{redirecting}, &TemporaryHTTPS{Namespace: "istio-ingress", CertPEM: []byte("cert"), KeyPEM: []byte("key")})
-	if r.Secret == nil || r.Secret.Namespace != "istio-ingress" || r.Secret.Type != "kubernetes.io/tls" || string(r.Secret.Data["tls.crt"]) != "cert" {
-		t.Fatalf("secret %+v, want a TLS Secret in the gateway pods' namespace", r.Secret)
+	r := BuildRoutes(ch, []RouteTarget{{Index: 0, Attach: []ServingServer{redirecting}, Temp: &TemporaryHTTPS{Namespace: "istio-ingress", CertPEM: []byte("cert"), KeyPEM: []byte("key")}}})
+	if len(r.Secrets) != 1 || len(r.Gateways) != 1 {
+		t.Fatalf("built %d Secrets and %d Gateways, want one of each", len(r.Secrets), len(r.Gateways))
 	}
-	if r.Secret.Labels[LabelManagedBy] != ManagedByValue {
+	sec, gw := r.Secrets[0], r.Gateways[0]
+	if sec.Namespace != "istio-ingress" || sec.Type != "kubernetes.io/tls" || string(sec.Data["tls.crt"]) != "cert" {
+		t.Fatalf("secret %+v, want a TLS Secret in the gateway pods' namespace", sec)
+	}
+	if sec.Labels[LabelManagedBy] != ManagedByValue {
 		t.Error("the Secret is not labelled as ours")
 	}
-	srv := r.Gateway.Spec.Servers
-	if len(srv) != 1 || srv[0].Port.Number != 443 || srv[0].Port.Protocol != "HTTPS" || srv[0].Tls.GetCredentialName() != r.Secret.Name || !slices.Equal(srv[0].Hosts, []string{"bare.example.com"}) {
+	srv := gw.Spec.Servers
+	if len(srv) != 1 || srv[0].Port.Number != 443 || srv[0].Port.Protocol != "HTTPS" || srv[0].Tls.GetCredentialName() != sec.Name || !slices.Equal(srv[0].Hosts, []string{"bare.example.com"}) {
 		t.Fatalf("temporary server %v, want HTTPS on 443 for exactly the host with our Secret", srv)
 	}
 	vs := r.VirtualService
-	if !slices.Equal(vs.Spec.Gateways, []string{"apps/bare", "istio-system/" + r.Gateway.Name}) {
+	if !slices.Equal(vs.Spec.Gateways, []string{"apps/bare", "istio-system/" + gw.Name}) {
 		t.Errorf("VirtualService gateways %v, want the redirecting Gateway and the temporary one", vs.Spec.Gateways)
 	}
 	if !strings.Contains(r.Describe(ch), "temporary HTTPS server") {
 		t.Errorf("description %q does not mention the temporary server", r.Describe(ch))
 	}
+}
+
+func TestBuildRoutesOnSeveralWorkloads(t *testing.T) {
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "shop.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+			Gateways: []v1alpha1.GatewayWorkloadSelector{
+				{Selector: map[string]string{"istio": "ingressgateway"}},
+				{Selector: map[string]string{"istio": "ingressgateway", "istio.io/rev": "canary"}},
+				{Selector: map[string]string{"app": "internal-gateway"}, Namespace: "internal"},
+			},
+			GatewayNamespace: "istio-system",
+			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	key := ChallengeKey("apps", "req-1-abc")
+
+	t.Run("nothing serves the host: a Gateway of our own on each workload", func(t *testing.T) {
+		r := BuildRoutes(ch, []RouteTarget{{Index: 0}, {Index: 1}, {Index: 2}})
+		var names []string
+		for i, gw := range r.Gateways {
+			names = append(names, gw.Namespace+"/"+gw.Name)
+			if want := ch.Spec.Solver.Gateways[i].Selector; !maps.Equal(gw.Spec.Selector, want) {
+				t.Errorf("Gateway %s selects %v, want %v", gw.Name, gw.Spec.Selector, want)
+			}
+		}
+		want := []string{"istio-system/acme-" + key, "istio-system/acme-" + key + "-1", "istio-system/acme-" + key + "-2"}
+		if !slices.Equal(names, want) || !slices.Equal(r.VirtualService.Spec.Gateways, want) {
+			t.Errorf("Gateways %v, VirtualService bound to %v, want %v", names, r.VirtualService.Spec.Gateways, want)
+		}
+		if !slices.Equal(r.VirtualService.Spec.Hosts, []string{"shop.example.com"}) {
+			t.Errorf("hosts %v", r.VirtualService.Spec.Hosts)
+		}
+	})
+
+	t.Run("a user's Gateway on the second workload only", func(t *testing.T) {
+		internal := ServingServer{Gateway: gateway("internal", "shop", nil), Host: "*.example.com"}
+		r := BuildRoutes(ch, []RouteTarget{{Index: 2, Attach: []ServingServer{internal}}})
+		if len(r.Gateways) != 0 {
+			t.Fatalf("built Gateway %s although the host is served", r.Gateways[0].Name)
+		}
+		if vs := r.VirtualService; !slices.Equal(vs.Spec.Gateways, []string{"internal/shop"}) || vs.Name != "acme-"+key {
+			t.Errorf("VirtualService %s bound to %v, want acme-%s on internal/shop", vs.Name, vs.Spec.Gateways, key)
+		}
+	})
+
+	t.Run("temporary HTTPS servers on two workloads have their own Secrets", func(t *testing.T) {
+		redirecting := ServingServer{Gateway: gateway("apps", "web", nil), Host: "shop.example.com"}
+		temp := &TemporaryHTTPS{Namespace: "istio-system", CertPEM: []byte("c"), KeyPEM: []byte("k")}
+		r := BuildRoutes(ch, []RouteTarget{{Index: 0, Attach: []ServingServer{redirecting}, Temp: temp}, {Index: 1, Attach: []ServingServer{redirecting}, Temp: temp}})
+		if len(r.Secrets) != 2 || r.Secrets[0].Name == r.Secrets[1].Name {
+			t.Fatalf("Secrets %v, want two distinct", r.Secrets)
+		}
+		if r.Secrets[1].Name != TemporaryHTTPSSecretName(ch, 1) || r.Gateways[1].Spec.Servers[0].Tls.GetCredentialName() != r.Secrets[1].Name {
+			t.Errorf("the second workload's server uses %q, want its own Secret %q", r.Gateways[1].Spec.Servers[0].Tls.GetCredentialName(), r.Secrets[1].Name)
+		}
+		if want := []string{"apps/web", "istio-system/acme-" + key, "istio-system/acme-" + key + "-1"}; !slices.Equal(r.VirtualService.Spec.Gateways, want) {
+			t.Errorf("VirtualService bound to %v, want %v", r.VirtualService.Spec.Gateways, want)
+		}
+	})
 }
 
 func TestWithRecordedSecrets(t *testing.T) {

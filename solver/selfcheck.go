@@ -17,7 +17,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
 
 // +kubebuilder:rbac:groups="",resources=pods;services,verbs=get;list
@@ -49,9 +52,12 @@ type IngressGateways struct {
 	// Reader lists Pods and Services, normally uncached: gateways are looked
 	// up rarely and a cache of every Pod would cost memory.
 	Reader client.Reader
-	// Client defaults to one that does not follow redirects and does not
-	// reuse connections.
+	// Client, when set, makes every request of Check (tests); by default
+	// each check dials the gateway Service as described on Check.
 	Client *http.Client
+	// Resolver resolves challenged hosts for CheckThroughDNS; nil is the
+	// system's resolver.
+	Resolver *net.Resolver
 
 	mu    sync.Mutex
 	found map[string]discovery // by selector
@@ -64,26 +70,60 @@ type discovery struct {
 }
 
 // GatewayWorkload is the ingress gateway that a selector names: its pods'
-// labels (which Gateways' selectors are matched against) and the addresses
-// of the Services in front of it.
+// labels (which Gateways' selectors are matched against), the addresses of
+// the Services in front of it, and which of its ports the CA's requests
+// reach.
 type GatewayWorkload struct {
+	// Target is the issuer's entry that names this workload.
+	Target v1alpha1.GatewayWorkloadSelector
 	// Namespace of the gateway pods, where Istio reads credentialName.
 	Namespace string
 	PodLabels []map[string]string
+	// Addresses are "clusterIP:80" of the Services in front of the pods.
 	Addresses []string
+	// HTTPPorts and HTTPSPorts are the pod ports behind the Services' ports
+	// 80 and 443, where the CA's requests (and its redirects to HTTPS)
+	// arrive.
+	HTTPPorts, HTTPSPorts []uint32
+	// servicePorts maps each Service port number to the pod ports behind
+	// it: Istio binds a Gateway server whose port number is a Service port
+	// to that Service's target port, and any other number as is.
+	servicePorts map[uint32][]uint32
 }
 
-// Workload finds the gateway pods that selector matches and the Services
-// (cluster IP and port 80) in front of them.
-func (c *IngressGateways) Workload(ctx context.Context, selector map[string]string) (*GatewayWorkload, error) {
-	key := labels.SelectorFromSet(selector).String()
+// ListenPorts returns the pod ports on which Istio binds a Gateway server
+// with this port number on the workload.
+func (w *GatewayWorkload) ListenPorts(number uint32) []uint32 {
+	if ports, ok := w.servicePorts[number]; ok {
+		return ports
+	}
+	return []uint32{number}
+}
+
+// Describe names the workload in messages.
+func (w *GatewayWorkload) Describe() string {
+	return describeTarget(w.Target)
+}
+
+func describeTarget(t v1alpha1.GatewayWorkloadSelector) string {
+	s := "the ingress gateway pods with labels " + labels.FormatLabels(t.Selector)
+	if t.Namespace != "" {
+		s += " in namespace " + t.Namespace
+	}
+	return s
+}
+
+// Workload finds the gateway pods that target names and the Services in
+// front of them (their cluster IPs and port mappings).
+func (c *IngressGateways) Workload(ctx context.Context, target v1alpha1.GatewayWorkloadSelector) (*GatewayWorkload, error) {
+	key := target.Namespace + "/" + labels.SelectorFromSet(target.Selector).String()
 	c.mu.Lock()
 	d, ok := c.found[key]
 	c.mu.Unlock()
 	if ok && (time.Since(d.at) < discoveryErrorTTL || (d.err == nil && time.Since(d.at) < discoveryTTL)) {
 		return d.workload, d.err
 	}
-	w, err := c.discover(ctx, selector)
+	w, err := c.discover(ctx, target)
 	c.mu.Lock()
 	if c.found == nil {
 		c.found = map[string]discovery{}
@@ -93,13 +133,18 @@ func (c *IngressGateways) Workload(ctx context.Context, selector map[string]stri
 	return w, err
 }
 
-func (c *IngressGateways) discover(ctx context.Context, selector map[string]string) (*GatewayWorkload, error) {
+func (c *IngressGateways) discover(ctx context.Context, target v1alpha1.GatewayWorkloadSelector) (*GatewayWorkload, error) {
 	var pods corev1.PodList
-	if err := c.Reader.List(ctx, &pods, client.MatchingLabels(selector)); err != nil {
-		return nil, fmt.Errorf("listing the ingress gateway pods: %w", err)
+	opts := []client.ListOption{client.MatchingLabels(target.Selector)}
+	if target.Namespace != "" {
+		opts = append(opts, client.InNamespace(target.Namespace))
+	}
+	if err := c.Reader.List(ctx, &pods, opts...); err != nil {
+		return nil, fmt.Errorf("listing %s: %w", describeTarget(target), err)
 	}
 	if len(pods.Items) == 0 {
-		return nil, fmt.Errorf("no pod has the labels of spec.solver.istio.gatewaySelector %s, so no ingress gateway would serve the challenge; set it to the labels of your ingress gateway pods (kubectl get pods -A --show-labels)", labels.FormatLabels(selector))
+		return nil, fmt.Errorf("no pod has the labels %s%s, so no ingress gateway would serve the challenge; set the selector to the labels of your ingress gateway pods (kubectl get pods -A --show-labels)",
+			labels.FormatLabels(target.Selector), inNamespace(target.Namespace))
 	}
 	var services []corev1.Service
 	for _, ns := range podNamespaces(pods.Items) {
@@ -109,46 +154,108 @@ func (c *IngressGateways) discover(ctx context.Context, selector map[string]stri
 		}
 		services = append(services, list.Items...)
 	}
-	addrs := GatewayServiceAddresses(pods.Items, services)
-	if len(addrs) == 0 {
+	w := NewGatewayWorkload(target, pods.Items, services)
+	if len(w.Addresses) == 0 {
 		p := pods.Items[0]
-		return nil, fmt.Errorf("no Service with a port 80 selects the ingress gateway pods (such as %s/%s) that spec.solver.istio.gatewaySelector %s matches; the CA could not reach them on port 80", p.Namespace, p.Name, labels.FormatLabels(selector))
-	}
-	w := &GatewayWorkload{Addresses: addrs, Namespace: pods.Items[0].Namespace}
-	for _, p := range pods.Items {
-		w.PodLabels = append(w.PodLabels, p.Labels)
+		return nil, fmt.Errorf("no Service with a port 80 selects the ingress gateway pods (such as %s/%s) with labels %s, so the CA could not reach them on port 80; expose port 80 on the gateway's Service",
+			p.Namespace, p.Name, labels.FormatLabels(target.Selector))
 	}
 	return w, nil
 }
 
-// GatewayServiceAddresses returns "clusterIP:80" of every Service that has a
-// port 80 and whose selector matches one of the pods.
-func GatewayServiceAddresses(pods []corev1.Pod, services []corev1.Service) []string {
-	var addrs []string
+func inNamespace(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return " in namespace " + ns
+}
+
+// NewGatewayWorkload describes the workload made of pods from the Services
+// that select them.
+func NewGatewayWorkload(target v1alpha1.GatewayWorkloadSelector, pods []corev1.Pod, services []corev1.Service) *GatewayWorkload {
+	w := &GatewayWorkload{Target: target, servicePorts: map[uint32][]uint32{}}
+	if len(pods) > 0 {
+		w.Namespace = pods[0].Namespace
+	}
+	for _, p := range pods {
+		w.PodLabels = append(w.PodLabels, p.Labels)
+	}
 	for _, svc := range services {
 		ip := svc.Spec.ClusterIP
-		if len(svc.Spec.Selector) == 0 || ip == "" || ip == corev1.ClusterIPNone || !hasPort(svc, 80) {
+		selected := selectedPods(svc, pods)
+		if len(selected) == 0 {
 			continue
 		}
-		sel := labels.SelectorFromSet(svc.Spec.Selector)
-		for _, p := range pods {
-			if p.Namespace == svc.Namespace && sel.Matches(labels.Set(p.Labels)) {
-				addrs = append(addrs, net.JoinHostPort(ip, "80"))
-				break
+		_, noTranslation := svc.Labels[disablePortTranslationLabel]
+		for _, sp := range svc.Spec.Ports {
+			if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			target := targetPort(sp, selected)
+			if !noTranslation {
+				w.servicePorts[uint32(sp.Port)] = appendNew(w.servicePorts[uint32(sp.Port)], target)
+			}
+			switch sp.Port {
+			case httpPort:
+				w.HTTPPorts = appendNew(w.HTTPPorts, target)
+				if ip != "" && ip != corev1.ClusterIPNone {
+					w.Addresses = append(w.Addresses, net.JoinHostPort(ip, "80"))
+				}
+			case httpsPort:
+				w.HTTPSPorts = appendNew(w.HTTPSPorts, target)
 			}
 		}
 	}
-	slices.Sort(addrs)
-	return slices.Compact(addrs)
+	slices.Sort(w.Addresses)
+	w.Addresses = slices.Compact(w.Addresses)
+	return w
 }
 
-func hasPort(svc corev1.Service, port int32) bool {
-	for _, p := range svc.Spec.Ports {
-		if p.Port == port && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
-			return true
+// disablePortTranslationLabel on a gateway Service makes Istio bind Gateway
+// servers to their port numbers as written.
+const disablePortTranslationLabel = "experimental.istio.io/disable-gateway-port-translation"
+
+func selectedPods(svc corev1.Service, pods []corev1.Pod) []corev1.Pod {
+	if len(svc.Spec.Selector) == 0 {
+		return nil
+	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
+	var out []corev1.Pod
+	for _, p := range pods {
+		if p.Namespace == svc.Namespace && sel.Matches(labels.Set(p.Labels)) {
+			out = append(out, p)
 		}
 	}
-	return false
+	return out
+}
+
+// targetPort is the pod port behind a Service port; a named target port is
+// looked up in the pods' containers.
+func targetPort(sp corev1.ServicePort, pods []corev1.Pod) uint32 {
+	switch {
+	case sp.TargetPort.Type == intstr.String:
+		for _, p := range pods {
+			for _, c := range p.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.Name == sp.TargetPort.StrVal {
+						return uint32(cp.ContainerPort)
+					}
+				}
+			}
+		}
+		return uint32(sp.Port)
+	case sp.TargetPort.IntVal != 0:
+		return uint32(sp.TargetPort.IntVal)
+	default:
+		return uint32(sp.Port)
+	}
+}
+
+func appendNew(ports []uint32, p uint32) []uint32 {
+	if slices.Contains(ports, p) {
+		return ports
+	}
+	return append(ports, p)
 }
 
 func podNamespaces(pods []corev1.Pod) []string {
@@ -173,29 +280,62 @@ func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key stri
 	cl := c.Client
 	if cl == nil {
 		dialer := &net.Dialer{Timeout: selfCheckTimeout}
-		cl = &http.Client{
-			Timeout: selfCheckTimeout,
-			Transport: &http.Transport{
-				DisableKeepAlives: true,
-				Proxy:             nil,
-				// Every name resolves to the gateway, as public DNS would.
-				DialContext: func(ctx context.Context, network, target string) (net.Conn, error) {
-					_, port, err := net.SplitHostPort(target)
-					if err != nil {
-						return nil, err
-					}
-					if port == "80" {
-						return dialer.DialContext(ctx, network, addr)
-					}
-					return dialer.DialContext(ctx, network, net.JoinHostPort(gatewayIP, port))
-				},
-				// The CA does not verify the certificate of an HTTPS redirect
-				// target either; only the routing is checked here.
-				TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // see above
-			},
-			CheckRedirect: followLikeTheCA(host),
-		}
+		// Every name resolves to the gateway, as public DNS would.
+		cl = selfCheckClient(host, func(ctx context.Context, network, target string) (net.Conn, error) {
+			_, port, err := net.SplitHostPort(target)
+			if err != nil {
+				return nil, err
+			}
+			if port == "80" {
+				return dialer.DialContext(ctx, network, addr)
+			}
+			return dialer.DialContext(ctx, network, net.JoinHostPort(gatewayIP, port))
+		})
 	}
+	return fetchToken(ctx, cl, "through the ingress gateway at "+addr, host, token, key)
+}
+
+// CheckThroughDNS fetches the token as the CA will, resolving host through
+// DNS (Resolver) and connecting to the address it returns, and returns the
+// addresses the host resolved to.
+func (c *IngressGateways) CheckThroughDNS(ctx context.Context, host, token, key string) ([]string, error) {
+	resolver := c.Resolver
+	if resolver == nil {
+		resolver = net.DefaultResolver
+	}
+	ips, err := resolver.LookupHost(ctx, host)
+	if err != nil {
+		return nil, fmt.Errorf("resolving %s: %v; the CA could not reach it either unless public DNS differs from the cluster's", host, err)
+	}
+	dialer := &net.Dialer{Timeout: selfCheckTimeout, Resolver: resolver}
+	cl := selfCheckClient(host, dialer.DialContext)
+	if err := fetchToken(ctx, cl, "through DNS ("+host+" resolves to "+strings.Join(ips, ", ")+")", host, token, key); err != nil {
+		return nil, err
+	}
+	return ips, nil
+}
+
+// selfCheckClient fetches like the CA: no connection reuse (each GET may
+// reach another gateway replica), no proxy, redirects as the CA follows
+// them, and no verification of an HTTPS redirect target's certificate.
+func selfCheckClient(host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	return &http.Client{
+		Timeout: selfCheckTimeout,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			Proxy:             nil,
+			DialContext:       dial,
+			// The CA does not verify the certificate of an HTTPS redirect
+			// target either; only the routing is checked here.
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12}, //nolint:gosec // see above
+		},
+		CheckRedirect: followLikeTheCA(host),
+	}
+}
+
+// fetchToken GETs the token selfCheckAttempts times and returns nil when
+// every answer is the key; where says how the request travelled.
+func fetchToken(ctx context.Context, cl *http.Client, where, host, token, key string) error {
 	url := "http://" + host + ChallengePathPrefix + token
 	for range selfCheckAttempts {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -207,14 +347,14 @@ func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key stri
 		if err != nil {
 			var terr interface{ Timeout() bool }
 			if errors.As(err, &terr) && terr.Timeout() {
-				return fmt.Errorf("GET %s through the ingress gateway at %s timed out", url, addr)
+				return fmt.Errorf("GET %s %s timed out", url, where)
 			}
-			return fmt.Errorf("GET %s through the ingress gateway at %s failed: %v", url, addr, err)
+			return fmt.Errorf("GET %s %s failed: %v", url, where, err)
 		}
 		body, err := io.ReadAll(io.LimitReader(res.Body, int64(len(key))+maxBodyPreview))
 		_ = res.Body.Close() // the body was read; a close error changes nothing
 		if err != nil {
-			return fmt.Errorf("GET %s through the ingress gateway at %s: reading the answer: %v", url, addr, err)
+			return fmt.Errorf("GET %s %s: reading the answer: %v", url, where, err)
 		}
 		if res.StatusCode == http.StatusOK && string(body) == key {
 			continue
@@ -223,7 +363,7 @@ func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key stri
 		if final := res.Request.URL.String(); final != url {
 			via = " after redirects to " + final + ","
 		}
-		return fmt.Errorf("GET %s through the ingress gateway at %s%s returned %s", url, addr, via, describeAnswer(res, body))
+		return fmt.Errorf("GET %s %s%s returned %s", url, where, via, describeAnswer(res, body))
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ func TestOrphanSweep(t *testing.T) {
 	cl := api.Client
 	api.CreateNamespaces(t, "apps", "istio-system")
 	solverSpec := v1alpha1.IstioHTTP01Solver{
-		GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+		Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 		GatewayNamespace: "istio-system",
 		TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 	}
@@ -37,10 +37,10 @@ func TestOrphanSweep(t *testing.T) {
 	}
 	gone := live.DeepCopy()
 	gone.Name, gone.Spec.DNSName = "gone-1", "gone.example.com" // never created
-	liveRoutes, goneRoutes := BuildRoutes(live, nil, nil), BuildRoutes(gone, nil, nil)
+	liveRoutes, goneRoutes := BuildRoutes(live, []RouteTarget{{Index: 0}}), BuildRoutes(gone, []RouteTarget{{Index: 0}})
 	users := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "users-app"}}
 	users.Spec.Hosts = []string{"app.example.com"}
-	for _, obj := range []client.Object{liveRoutes.Gateway, liveRoutes.VirtualService, goneRoutes.Gateway, goneRoutes.VirtualService, users} {
+	for _, obj := range []client.Object{liveRoutes.Gateways[0], liveRoutes.VirtualService, goneRoutes.Gateways[0], goneRoutes.VirtualService, users} {
 		if err := cl.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -54,12 +54,12 @@ func TestOrphanSweep(t *testing.T) {
 	if n, err := sweeper.Sweep(ctx); err != nil || n != 2 {
 		t.Fatalf("deleted %d (%v), want the orphaned Gateway and VirtualService", n, err)
 	}
-	for _, obj := range []client.Object{goneRoutes.Gateway, goneRoutes.VirtualService} {
+	for _, obj := range []client.Object{goneRoutes.Gateways[0], goneRoutes.VirtualService} {
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); !apierrors.IsNotFound(err) {
 			t.Errorf("orphan %s still there: %v", obj.GetName(), err)
 		}
 	}
-	for _, obj := range []client.Object{liveRoutes.Gateway, liveRoutes.VirtualService, users} {
+	for _, obj := range []client.Object{liveRoutes.Gateways[0], liveRoutes.VirtualService, users} {
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			t.Errorf("%s was deleted: %v", obj.GetName(), err)
 		}

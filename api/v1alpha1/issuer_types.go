@@ -96,14 +96,19 @@ type ACMESolver struct {
 
 // IstioHTTP01Solver places the routes that answer an HTTP-01 challenge.
 type IstioHTTP01Solver struct {
-	// GatewaySelector is the label selector of the ingress gateway pods that
-	// receive the CA's requests on port 80. It becomes the selector of the
-	// Gateway created for a challenged host. Defaults to
-	// {"istio": "ingressgateway"}, the label of Istio's default ingress gateway.
+	// Gateways are the ingress gateway workloads that receive the CA's
+	// requests. For each challenged host the token is routed on every one
+	// whose Gateways already serve the host; when none does, a Gateway for
+	// exactly the host is created on each of them. List one entry per
+	// gateway Deployment (or per Istio revision of it) that public DNS may
+	// send a challenged host to. Defaults to Istio's default ingress
+	// gateway, the pods labelled istio=ingressgateway.
 	// +optional
-	// +kubebuilder:default={"istio":"ingressgateway"}
-	// +kubebuilder:validation:MinProperties=1
-	GatewaySelector map[string]string `json:"gatewaySelector,omitempty"`
+	// +kubebuilder:default={{selector:{"istio":"ingressgateway"}}}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	Gateways []GatewayWorkloadSelector `json:"gateways,omitempty"`
 
 	// GatewayNamespace is the namespace in which the Gateway and
 	// VirtualService for a challenge are created. Defaults to "istio-system".
@@ -129,6 +134,32 @@ type IstioHTTP01Solver struct {
 	// the redirect and waits.
 	// +optional
 	TemporaryHTTPSServer bool `json:"temporaryHTTPSServer,omitempty"`
+
+	// SelfCheckThroughDNS, when true, also fetches the token the way the CA
+	// will before the CA is asked: the challenged host is resolved through
+	// DNS (the controller's resolver, or --self-check-nameservers) and the
+	// request goes to the address it returns. This catches DNS that does
+	// not point at the gateway, but needs the cluster to reach its own
+	// public address (some load balancers do not hairpin). The check
+	// through the gateway Services always runs.
+	// +optional
+	SelfCheckThroughDNS bool `json:"selfCheckThroughDNS,omitempty"`
+}
+
+// GatewayWorkloadSelector names one ingress gateway workload: its pods.
+type GatewayWorkloadSelector struct {
+	// Selector is the gateway pods' labels, as a Gateway's spec.selector
+	// would name them (for example {"istio": "ingressgateway"}, or
+	// {"istio": "ingressgateway", "istio.io/rev": "canary"} for one
+	// revision). It becomes the selector of a Gateway created for a host.
+	// +kubebuilder:validation:MinProperties=1
+	Selector map[string]string `json:"selector"`
+
+	// Namespace, when set, counts only the gateway pods in this namespace,
+	// for when the same labels are used by gateways in several namespaces.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // TokenServiceReference names the Service that fronts the token server.

@@ -8,7 +8,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -49,6 +52,7 @@ type options struct {
 	orphanSweepInterval      time.Duration
 	kubeAPIQPS               float64
 	kubeAPIBurst             int
+	selfCheckNameservers     []string
 	zap                      zap.Options
 }
 
@@ -77,6 +81,18 @@ func parseFlags(args []string) (options, error) {
 		"How often the leader deletes challenge Gateways and VirtualServices whose challenge is gone.")
 	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Requests per second to the API server (client-side limit).")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of requests to the API server (client-side limit).")
+	fs.Func("self-check-nameservers",
+		"Comma-separated DNS servers (host:port) that the self-check through DNS (selfCheckThroughDNS on an issuer) resolves challenged hosts with, instead of the system's resolver; for clusters whose DNS answers differently than public DNS.",
+		func(v string) error {
+			for _, ns := range strings.Split(v, ",") {
+				ns = strings.TrimSpace(ns)
+				if _, _, err := net.SplitHostPort(ns); err != nil {
+					return fmt.Errorf("%q is not host:port (for example 1.1.1.1:53): %w", ns, err)
+				}
+				o.selfCheckNameservers = append(o.selfCheckNameservers, ns)
+			}
+			return nil
+		})
 	o.zap.BindFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
@@ -93,6 +109,23 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--workers must be at least 1")
 	}
 	return o, nil
+}
+
+// resolver asks the given DNS servers in turn, or is nil (the system's
+// resolver) without any.
+func resolver(nameservers []string) *net.Resolver {
+	if len(nameservers) == 0 {
+		return nil
+	}
+	var next atomic.Uint32
+	return &net.Resolver{
+		PreferGo: true,
+		Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			ns := nameservers[int(next.Add(1)-1)%len(nameservers)]
+			var d net.Dialer
+			return d.DialContext(ctx, network, ns)
+		},
+	}
 }
 
 func newScheme() (*runtime.Scheme, error) {
@@ -171,7 +204,7 @@ func run(ctx context.Context, o options) error {
 		Client:   mgr.GetClient(),
 		Events:   recorder,
 		Workers:  o.workers,
-		Gateways: &solver.IngressGateways{Reader: mgr.GetAPIReader()},
+		Gateways: &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
