@@ -102,7 +102,7 @@ func TestEndToEnd(t *testing.T) {
 		// The issuer's gateway namespace does not exist yet, so the
 		// challenge cannot be published and the order stays pending.
 		c.clusterIssuer("late", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
-			GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+			Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 			GatewayNamespace: "late-gateways",
 			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
 		}})

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/e2e/istiogw"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -43,6 +44,10 @@ func TestExistingGateways(t *testing.T) {
 	// app, ahead of any challenge route.
 	c.userGateway("shadow", "shadow.attach.test", app)
 	c.userRoute("shadow-wellknown", "shadow", "shadow.attach.test", app, "/.well-known")
+	// A user's Gateway written with the gateway pod's port (8080, behind
+	// the Service's port 80), and one on a port the Service does not expose.
+	c.userGateway("container-port", "container.port.test", app, onPort(8080))
+	c.userGateway("unexposed", "unexposed.port.test", app, onPort(8081))
 
 	t.Run("a user Gateway and catch-all VirtualService for the exact host", func(t *testing.T) {
 		elapsed := c.issue("attach", "pebble", "app.attach.test")
@@ -57,7 +62,7 @@ func TestExistingGateways(t *testing.T) {
 		// An issuer whose token Service does not exist: its challenge can
 		// never pass the self-check, so it stays open to be looked at.
 		c.clusterIssuer("stuck", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
-			GatewaySelector:  map[string]string{"istio": "ingressgateway"},
+			Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 			GatewayNamespace: gatewayNamespace,
 			TokenService:     v1alpha1.TokenServiceReference{Name: "nowhere", Namespace: controllerNamespace, Port: tokenServicePort},
 		}})
@@ -131,7 +136,7 @@ func TestExistingGateways(t *testing.T) {
 
 	t.Run("with temporaryHTTPSServer, a redirect without HTTPS is served by a temporary HTTPS server", func(t *testing.T) {
 		c.clusterIssuer("temp-https", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
-			GatewaySelector:      map[string]string{"istio": "ingressgateway"},
+			Gateways:             []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 			GatewayNamespace:     gatewayNamespace,
 			TokenService:         v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
 			TemporaryHTTPSServer: true,
@@ -172,6 +177,24 @@ func TestExistingGateways(t *testing.T) {
 		c.abandon(crt)
 	})
 
+	t.Run("a user Gateway on the pod port behind the Service's port 80 is attached to", func(t *testing.T) {
+		elapsed := c.issue("container-port", "pebble", "container.port.test")
+		if c.createdGatewayFor("container.port.test") {
+			t.Error("the controller created a Gateway of its own although the user's port-8080 server receives port 80")
+		}
+		t.Logf("Ready after %s through the user's Gateway on port 8080", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+
+	t.Run("a user Gateway on a port the CA does not reach is not attached to", func(t *testing.T) {
+		elapsed := c.issue("unexposed", "pebble", "unexposed.port.test")
+		if !c.createdGatewayFor("unexposed.port.test") {
+			t.Error("the route was attached to a server on port 8081, which the CA never reaches")
+		}
+		t.Logf("Ready after %s through a Gateway of our own", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+
 	t.Run("a certificate is issued through a user's wildcard Gateway", func(t *testing.T) {
 		elapsed := c.issue("wild", "pebble", "www.wild.test")
 		if c.createdGatewayFor("www.wild.test") {
@@ -203,7 +226,7 @@ func (c *cluster) userApp(name, namespace string) string {
 		Spec:       corev1.ServiceSpec{Selector: map[string]string{"app": name}, Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}},
 	})
 	host := fmt.Sprintf("%s.%s.svc.cluster.local", name, namespace)
-	c.gateway.SetBackend(host+":8080", ln.Addr().String())
+	c.setBackend(host+":8080", ln.Addr().String())
 	return host
 }
 
@@ -212,6 +235,16 @@ type gatewayOption func(*istionet.Gateway)
 // withHTTPSRedirect makes the port-80 server redirect to HTTPS.
 func withHTTPSRedirect(gw *istionet.Gateway) {
 	gw.Spec.Servers[0].Tls = &istioapi.ServerTLSSettings{HttpsRedirect: true}
+}
+
+// onPort moves the first server to another port number.
+func onPort(port uint32) gatewayOption {
+	return func(gw *istionet.Gateway) { gw.Spec.Servers[0].Port.Number = port }
+}
+
+// withSelector makes the Gateway select another gateway workload.
+func withSelector(selector map[string]string) gatewayOption {
+	return func(gw *istionet.Gateway) { gw.Spec.Selector = selector }
 }
 
 // withHTTPS adds an HTTPS server for the same host.
@@ -249,10 +282,16 @@ func (c *cluster) userGateway(name, host, app string, opts ...gatewayOption) {
 // fetched the token through the gateway, and returns the time to Ready.
 func (c *cluster) issue(name, issuer, host string) time.Duration {
 	c.t.Helper()
+	return c.issueVia(c.gateway, name, issuer, host)
+}
+
+// issueVia is issue for a host that DNS sends to gateway.
+func (c *cluster) issueVia(gateway *istiogw.Gateway, name, issuer, host string) time.Duration {
+	c.t.Helper()
 	crt := c.certificate(name, issuer, host)
 	elapsed := c.waitReady(crt, 60*time.Second)
 	c.verifySecret(crt, host)
-	if n := c.gateway.Served("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
+	if n := gateway.Served("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
 		c.t.Errorf("the CA never fetched the token for %s through the ingress gateway", host)
 	}
 	return elapsed

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -18,9 +19,11 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -76,17 +79,21 @@ func runTests(m *testing.M) int {
 // cert-manager's controllers, our controller as its own process, and an
 // ingress gateway whose routing is Istio's own.
 type cluster struct {
-	t          *testing.T
-	api        *testenv.APIServer
-	cl         client.Client
-	pebble     *testenv.Pebble
+	t         *testing.T
+	api       *testenv.APIServer
+	cl        client.Client
+	pebble    *testenv.Pebble
+	informers cache.Cache
+	// gateway is Istio's default ingress gateway; gateways are all of them.
 	gateway    *istiogw.Gateway
+	gateways   []*istiogw.Gateway
+	backends   map[string]string // destination host:port -> loopback address
 	tokenPort  int
 	controller *testenv.Process
 	// metricsAddr serves the controller's Prometheus metrics.
-	metricsAddr     string
-	mu              sync.Mutex
-	ourGatewayHosts []string // server hosts of every Gateway the controller created
+	metricsAddr string
+	mu          sync.Mutex
+	ourGateways []*istionet.Gateway // every Gateway the controller created
 	// created is when each Certificate was sent to the API server; its
 	// creationTimestamp has only whole seconds.
 	created map[string]time.Time
@@ -109,47 +116,65 @@ func startCluster(t *testing.T) *cluster {
 		},
 	})
 
-	// The ingress gateway: a pod that the Gateways' selector matches and
-	// the Service in front of it, as Istio installs them. The Service's
-	// cluster IP is a loopback address; the simulated gateway listens on its
-	// port 80, and Pebble's DNS resolves every name to it, as public DNS
+	// The ingress gateway, as Istio installs it. Its Service's cluster IP
+	// is a loopback address; the simulated gateway listens on its ports 80
+	// and 443, and Pebble's DNS resolves every name to it, as public DNS
 	// resolves to a gateway's load balancer.
-	gwLabels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
-	c.create(&corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "istio-ingressgateway-0", Labels: gwLabels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
-	})
-	gwService := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "istio-ingressgateway"},
-		Spec: corev1.ServiceSpec{Selector: gwLabels, Ports: []corev1.ServicePort{
-			{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(8080)},
-			{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443)},
-		}},
-	}
-	c.create(gwService)
-	gatewayIP := gwService.Spec.ClusterIP
-
-	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
+	c.informers = c.startCache()
 	c.tokenPort = testenv.FreePort(t)
-	c.gateway = &istiogw.Gateway{
-		Labels:     gwLabels,
-		Namespace:  gatewayNamespace,
-		PodPort:    8080,
-		TLSPodPort: 8443,
-		Reader:     c.startCache(),
-		APIReader:  c.cl,
-		Backends: map[string]string{
-			fmt.Sprintf("istio-acme-issuer.%s.svc.cluster.local:%d", controllerNamespace, tokenServicePort): testenv.Addr(c.tokenPort),
-		},
+	c.backends = map[string]string{
+		fmt.Sprintf("istio-acme-issuer.%s.svc.cluster.local:%d", controllerNamespace, tokenServicePort): testenv.Addr(c.tokenPort),
 	}
-	c.gateway.Start(t, net.JoinHostPort(gatewayIP, "80"))
-	c.gateway.StartTLS(t, net.JoinHostPort(gatewayIP, "443"))
+	var gatewayIP string
+	c.gateway, gatewayIP = c.startGateway(gatewayNamespace, "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"})
+	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
 
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.Kubeconfig, "--cluster-resource-namespace", "cert-manager", "-v", "2",
 	})
 	c.startController()
 	return c
+}
+
+// startGateway adds an ingress gateway workload: a pod with the labels, the
+// Service in front of it (ports 80 and 443 to the pod's 8080 and 8443, as
+// in Istio's default install), and a gateway simulating Istio's routing for
+// that pod on the Service's cluster IP. It returns the gateway and the IP.
+func (c *cluster) startGateway(namespace, name string, labels map[string]string) (*istiogw.Gateway, string) {
+	c.t.Helper()
+	c.create(&corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-0", Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
+	})
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{
+			{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(8080)},
+			{Name: "https", Port: 443, TargetPort: intstr.FromInt32(8443)},
+		}},
+	}
+	c.create(svc)
+	gw := &istiogw.Gateway{
+		Labels:     labels,
+		Namespace:  namespace,
+		PodPort:    8080,
+		TLSPodPort: 8443,
+		Reader:     c.informers,
+		APIReader:  c.cl,
+		Backends:   maps.Clone(c.backends),
+	}
+	gw.Start(c.t, net.JoinHostPort(svc.Spec.ClusterIP, "80"))
+	gw.StartTLS(c.t, net.JoinHostPort(svc.Spec.ClusterIP, "443"))
+	c.gateways = append(c.gateways, gw)
+	return gw, svc.Spec.ClusterIP
+}
+
+// setBackend makes every gateway forward destination to addr.
+func (c *cluster) setBackend(destination, addr string) {
+	c.backends[destination] = addr
+	for _, gw := range c.gateways {
+		gw.SetBackend(destination, addr)
+	}
 }
 
 // startCache starts an informer cache of the API server for the test's
@@ -194,9 +219,7 @@ func (c *cluster) startCache() cache.Cache {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		for _, srv := range gw.Spec.Servers {
-			c.ourGatewayHosts = append(c.ourGatewayHosts, srv.Hosts...)
-		}
+		c.ourGateways = append(c.ourGateways, gw.DeepCopy())
 	}}); err != nil {
 		c.t.Fatal(err)
 	}
@@ -206,9 +229,22 @@ func (c *cluster) startCache() cache.Cache {
 // createdGatewayFor reports whether the controller ever created a Gateway
 // of its own with a server for host.
 func (c *cluster) createdGatewayFor(host string) bool {
+	return len(c.ourGatewaySelectorsFor(host)) > 0
+}
+
+// ourGatewaySelectorsFor returns the selectors of the Gateways the
+// controller created with a server for host, as "k=v" strings.
+func (c *cluster) ourGatewaySelectorsFor(host string) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Contains(c.ourGatewayHosts, host)
+	var out []string
+	for _, gw := range c.ourGateways {
+		if slices.ContainsFunc(gw.Spec.Servers, func(s *istioapi.Server) bool { return slices.Contains(s.Hosts, host) }) {
+			out = append(out, labels.FormatLabels(gw.Spec.Selector))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // startController starts our controller as its own process and waits until
@@ -224,6 +260,8 @@ func (c *cluster) startController() {
 		"--metrics-bind-address", c.metricsAddr,
 		"--health-probe-bind-address", testenv.Addr(probe),
 		"--zap-log-level", "debug", "--zap-time-encoding", "rfc3339nano",
+		// For issuers with selfCheckThroughDNS: the names the CA resolves.
+		"--self-check-nameservers", c.pebble.DNSAddr,
 	})
 	c.eventually("the controller to be ready", 30*time.Second, func() (bool, string) {
 		if exited, err := c.controller.Exited(); exited {

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -50,8 +51,12 @@ type Pebble struct {
 	// ServerCAPEM signs Pebble's own HTTPS certificate: the caBundle an
 	// issuer needs to trust the directory.
 	ServerCAPEM []byte
+	// DNSAddr is the DNS server (host:port) Pebble resolves names with.
+	DNSAddr string
 
 	Process *Process
+	// dnsManagementURL is challtestsrv's plain-HTTP management API.
+	dnsManagementURL string
 }
 
 // StartPebble starts pebble-challtestsrv as a DNS server that answers
@@ -62,13 +67,13 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 	dir := t.TempDir()
 	caPEM, certPath, keyPath := writeServingCert(t, dir)
 
-	dnsPort := FreePort(t)
+	dnsPort, dnsMgmtPort := FreePort(t), FreePort(t)
 	if o.ResolveTo == "" {
 		o.ResolveTo = "127.0.0.1"
 	}
 	StartProcess(t, "pebble-challtestsrv", Tool(t, "pebble-challtestsrv"), []string{
 		"-dnsserver", Addr(dnsPort),
-		"-management", Addr(FreePort(t)),
+		"-management", Addr(dnsMgmtPort),
 		"-http01", "", "-https01", "", "-tlsalpn01", "", "-doh", "",
 		"-defaultIPv4", o.ResolveTo, "-defaultIPv6", "",
 	})
@@ -121,10 +126,33 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 		DirectoryURL:  fmt.Sprintf("https://%s/dir", Addr(listen)),
 		ManagementURL: fmt.Sprintf("https://%s", Addr(mgmt)),
 		ServerCAPEM:   caPEM,
+		DNSAddr:       Addr(dnsPort),
 		Process:       proc,
+
+		dnsManagementURL: "http://" + Addr(dnsMgmtPort),
 	}
 	p.waitReady(t)
 	return p
+}
+
+// AddA makes Pebble's DNS answer host with the IPv4 address ip (besides any
+// added before) instead of the default address.
+func (p *Pebble) AddA(t testing.TB, host, ip string) {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"host": host, "addresses": []string{ip}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &http.Client{Timeout: 10 * time.Second}
+	res, err := cl.Post(p.dnsManagementURL+"/add-a", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("adding an A record for %s: %v", host, err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(res.Body)
+		t.Fatalf("adding an A record for %s: %s %s", host, res.Status, msg)
+	}
 }
 
 // HTTPClient trusts Pebble's serving certificate.
