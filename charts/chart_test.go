@@ -4,65 +4,35 @@
 package charts
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
-const (
-	kubeVersion = "1.36.2"
-	namespace   = "istio-acme-issuer"
-)
+const namespace = "istio-acme-issuer"
 
 func chartDir(t *testing.T) string {
 	return filepath.Join(testenv.RepoRoot(t), "charts/istio-acme-issuer")
 }
 
-func helm(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(testenv.Tool(t, "helm"), args...)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), stderr.String())
-	}
-	return out.String()
-}
-
 func render(t *testing.T, set ...string) []*unstructured.Unstructured {
 	t.Helper()
-	args := []string{"template", "istio-acme-issuer", chartDir(t), "--namespace", namespace, "--kube-version", kubeVersion}
-	for _, s := range set {
-		args = append(args, "--set", s)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(helm(t, args...)), 4096)
-	var objs []*unstructured.Unstructured
-	for {
-		u := &unstructured.Unstructured{}
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			t.Fatalf("rendered chart is not YAML: %v", err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
-	return objs
+	return testenv.RenderChart(t, chartDir(t), "istio-acme-issuer", namespace, set...)
 }
 
 func kinds(objs []*unstructured.Unstructured) []string {
@@ -75,7 +45,7 @@ func kinds(objs []*unstructured.Unstructured) []string {
 }
 
 func TestChartLints(t *testing.T) {
-	out := helm(t, "lint", chartDir(t), "--kube-version", kubeVersion)
+	out := testenv.Helm(t, "lint", chartDir(t), "--kube-version", testenv.KubeVersion)
 	if !strings.Contains(out, "0 chart(s) failed") {
 		t.Fatalf("helm lint:\n%s", out)
 	}
@@ -125,20 +95,99 @@ func TestChartRenders(t *testing.T) {
 	}
 }
 
-// TestChartIsAcceptedByTheAPIServer applies every rendered object with a
-// server-side dry-run to a real API server that has cert-manager's and
-// Istio's CRDs.
+// TestChartIsAcceptedByTheAPIServer applies every rendered object, with
+// default and non-default values, with a server-side dry-run to a real API
+// server that has cert-manager's and Istio's CRDs.
 func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
-	api.CreateNamespaces(t, namespace)
-	for _, o := range render(t) {
-		if o.GetNamespace() == "" && o.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(o.GetKind(), "Cluster") {
-			o.SetNamespace(namespace)
+	api.CreateNamespaces(t, namespace, "istio-system", "istio-ingress", "team-a")
+	for _, values := range [][]string{
+		nil,
+		{"rbac.issuerNamespaces={team-a}", "rbac.gatewayNamespaces={istio-system,istio-ingress}", "rbac.temporaryHTTPSNamespaces={istio-ingress}"},
+		{"rbac.secretsClusterWide=true", "crds.enabled=false"},
+	} {
+		for _, o := range render(t, values...) {
+			if o.GetNamespace() == "" && !strings.HasPrefix(o.GetKind(), "Cluster") && o.GetKind() != "CustomResourceDefinition" {
+				o.SetNamespace(namespace)
+			}
+			err := api.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.FieldOwner("helm"), client.ForceOwnership)
+			if err != nil {
+				t.Errorf("with %v the API server rejects %s %s: %v", values, o.GetKind(), o.GetName(), err)
+			}
 		}
-		err := api.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.FieldOwner("helm"), client.ForceOwnership)
-		if err != nil {
-			t.Errorf("the API server rejects %s %s: %v", o.GetKind(), o.GetName(), err)
+	}
+}
+
+// TestChartRBACIsLeastPrivilege installs the chart's RBAC and checks, as
+// the controller's ServiceAccount, what it may and may not do.
+func TestChartRBACIsLeastPrivilege(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	ctx := context.Background()
+	api.CreateNamespaces(t, namespace, "istio-system", "istio-ingress", "team-a", "team-b")
+	var rbac []*unstructured.Unstructured
+	for _, o := range render(t, "rbac.issuerNamespaces={team-a}", "rbac.temporaryHTTPSNamespaces={istio-ingress}") {
+		switch o.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			rbac = append(rbac, o)
+		}
+	}
+	api.Apply(t, namespace, rbac)
+	as := rest.CopyConfig(api.Config)
+	as.Impersonate = rest.ImpersonationConfig{
+		UserName: testenv.ServiceAccountUser(namespace, "istio-acme-issuer"),
+		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
+	}
+	cl, err := client.New(as, client.Options{Scheme: api.Env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := func(ns string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}}
+	}
+	gateway := func(ns string) *istionet.Gateway {
+		return &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "probe"}}
+	}
+	tests := []struct {
+		what    string
+		do      func() error
+		allowed bool
+	}{
+		{"create an account key Secret in the cluster resource namespace", func() error { return cl.Create(ctx, secret(namespace)) }, true},
+		{"read it back", func() error {
+			return cl.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "probe"}, &corev1.Secret{})
+		}, true},
+		{"create an account key Secret in an issuer namespace (rbac.issuerNamespaces)", func() error { return cl.Create(ctx, secret("team-a")) }, true},
+		{"create a temporary HTTPS Secret in a gateway namespace (rbac.temporaryHTTPSNamespaces)", func() error { return cl.Create(ctx, secret("istio-ingress")) }, true},
+		{"create a challenge Gateway in istio-system (rbac.gatewayNamespaces)", func() error { return cl.Create(ctx, gateway("istio-system")) }, true},
+		{"delete it", func() error { return cl.Delete(ctx, gateway("istio-system")) }, true},
+		{"list Gateways everywhere (discovery)", func() error { return cl.List(ctx, &istionet.GatewayList{}) }, true},
+		{"list Pods everywhere (gateway discovery)", func() error { return cl.List(ctx, &corev1.PodList{}) }, true},
+
+		{"read Secrets in an unrelated namespace", func() error {
+			return cl.Get(ctx, client.ObjectKey{Namespace: "team-b", Name: "probe"}, &corev1.Secret{})
+		}, false},
+		{"list Secrets anywhere", func() error { return cl.List(ctx, &corev1.SecretList{}, client.InNamespace(namespace)) }, false},
+		{"delete an account key Secret", func() error { return cl.Delete(ctx, secret(namespace)) }, false},
+		{"create Secrets in istio-system without rbac.temporaryHTTPSNamespaces", func() error { return cl.Create(ctx, secret("istio-system")) }, false},
+		{"create a Gateway outside rbac.gatewayNamespaces", func() error { return cl.Create(ctx, gateway("team-b")) }, false},
+		{"delete Pods", func() error {
+			return cl.DeleteAllOf(ctx, &corev1.Pod{}, client.InNamespace("istio-system"))
+		}, false},
+		{"create CertificateRequests", func() error {
+			return cl.Create(ctx, &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "probe"}})
+		}, false},
+		{"edit an issuer's spec", func() error {
+			return cl.Create(ctx, &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "probe"}})
+		}, false},
+	}
+	for _, tt := range tests {
+		err := tt.do()
+		switch {
+		case tt.allowed && err != nil:
+			t.Errorf("the controller may not %s: %v", tt.what, err)
+		case !tt.allowed && !apierrors.IsForbidden(err):
+			t.Errorf("the controller may %s (got %v, want Forbidden)", tt.what, err)
 		}
 	}
 }

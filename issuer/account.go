@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 const (
@@ -275,7 +276,7 @@ func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, c
 	case apierrors.IsNotFound(err):
 		secret = nil
 	case err != nil:
-		return nil, fmt.Errorf("reading the account key, %s: %w", where, err)
+		return nil, fmt.Errorf("reading the account key, %s: %w", where, kubeutil.ForbiddenHint(err, kubeutil.SecretsHint))
 	}
 	if secret != nil {
 		if pemBytes, ok := secret.Data[dataKey]; ok {
@@ -308,7 +309,7 @@ func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, c
 		// Create fails if another replica created it meanwhile; the retry
 		// then reads that key instead of replacing it.
 		if err := a.secrets.Create(ctx, secret); err != nil {
-			return nil, fmt.Errorf("storing a new account key in %s: %w", where, err)
+			return nil, fmt.Errorf("storing a new account key in %s: %w", where, kubeutil.ForbiddenHint(err, kubeutil.SecretsHint))
 		}
 		return key, nil
 	}
@@ -319,7 +320,7 @@ func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, c
 	// Update carries the resourceVersion read above, so a concurrent write
 	// makes this fail rather than overwrite a key.
 	if err := a.secrets.Update(ctx, secret); err != nil {
-		return nil, fmt.Errorf("storing a new account key in %s: %w", where, err)
+		return nil, fmt.Errorf("storing a new account key in %s: %w", where, kubeutil.ForbiddenHint(err, kubeutil.SecretsHint))
 	}
 	return key, nil
 }
@@ -336,7 +337,7 @@ func (a *accounts) loadEABKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("the external account binding key, %s, does not exist: create the Secret with the HMAC key your CA gave you", where)
 		}
-		return nil, fmt.Errorf("reading the external account binding key, %s: %w", where, err)
+		return nil, fmt.Errorf("reading the external account binding key, %s: %w", where, kubeutil.ForbiddenHint(err, kubeutil.SecretsHint))
 	}
 	raw, ok := secret.Data[dataKey]
 	if !ok || len(strings.TrimSpace(string(raw))) == 0 {

@@ -87,7 +87,7 @@ const (
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmeorders,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmeorders/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges,verbs=get;list;watch;create;update;patch;delete;deletecollection
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update,namespace=issuer-secrets
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // Sign moves the request's ACME order one step forward and returns the

@@ -34,9 +34,10 @@ const Finalizer = "istio-acme.io/routes"
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/finalizers,verbs=update
-// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=get;list;watch;create;update;patch;delete;deletecollection
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=create;update;patch;delete;deletecollection,namespace=challenge-routes
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete,namespace=temporary-https
 
 // ChallengeReconciler publishes the routes of each ACMEChallenge and removes
 // them when the challenge is deleted.
@@ -116,18 +117,18 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var refs []v1alpha1.ObjectReference
 	for _, sec := range routes.Secrets {
 		if err := r.ensure(ctx, sec, &corev1.Secret{}); err != nil {
-			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Secret %s/%s: %w", sec.Namespace, sec.Name, err))
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Secret %s/%s: %w", sec.Namespace, sec.Name, kubeutil.ForbiddenHint(err, kubeutil.TemporaryHTTPSHint)))
 		}
 		refs = append(refs, v1alpha1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: sec.Namespace, Name: sec.Name})
 	}
 	for _, gw := range routes.Gateways {
 		if err := r.ensure(ctx, gw, &istionet.Gateway{}); err != nil {
-			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", gw.Namespace, gw.Name, err))
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", gw.Namespace, gw.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
 		}
 		refs = append(refs, objectRef(gw, "Gateway"))
 	}
 	if err := r.ensure(ctx, routes.VirtualService, &istionet.VirtualService{}); err != nil {
-		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, err))
+		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
 	}
 	refs = append(refs, objectRef(routes.VirtualService, "VirtualService"))
 	msg := routes.Describe(ch)
@@ -259,7 +260,7 @@ func (r *ChallengeReconciler) temporaryHTTPS(ctx context.Context, ch *v1alpha1.A
 		return &TemporaryHTTPS{Namespace: namespace, CertPEM: existing.Data[corev1.TLSCertKey], KeyPEM: existing.Data[corev1.TLSPrivateKeyKey]}, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, kubeutil.ForbiddenHint(err, kubeutil.TemporaryHTTPSHint))
 	}
 	certPEM, keyPEM, err := selfSignedCertificate(ch.Spec.DNSName)
 	if err != nil {

@@ -28,3 +28,25 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- define "istio-acme-issuer.clusterResourceNamespace" -}}
 {{- default .Release.Namespace .Values.clusterResourceNamespace -}}
 {{- end -}}
+
+{{- /*
+The namespaces in which a namespaced Role of the controller (a kubebuilder
+RBAC marker with namespace=ROLE) is granted, as a YAML list; ["*"] grants it
+cluster-wide.
+*/ -}}
+{{- define "istio-acme-issuer.roleNamespaces" -}}
+{{- $v := .ctx.Values.rbac -}}
+{{- if eq .role "issuer-secrets" -}}
+{{- if $v.secretsClusterWide -}}
+{{- list "*" | toYaml -}}
+{{- else -}}
+{{- prepend $v.issuerNamespaces (include "istio-acme-issuer.clusterResourceNamespace" .ctx) | uniq | toYaml -}}
+{{- end -}}
+{{- else if eq .role "challenge-routes" -}}
+{{- $v.gatewayNamespaces | uniq | toYaml -}}
+{{- else if eq .role "temporary-https" -}}
+{{- $v.temporaryHTTPSNamespaces | default list | uniq | toYaml -}}
+{{- else -}}
+{{- fail (printf "no namespaces are configured for the controller's Role %q: add it to istio-acme-issuer.roleNamespaces" .role) -}}
+{{- end -}}
+{{- end -}}
