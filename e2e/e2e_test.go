@@ -99,8 +99,9 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a restarted controller resumes the same ACME order", func(t *testing.T) {
-		// The issuer's gateway namespace does not exist yet, so the
-		// challenge cannot be published and the order stays pending.
+		// The issuer's gateway namespace does not exist yet and the
+		// controller may not write there, so the challenge cannot be
+		// published and the order stays pending.
 		c.clusterIssuer("late", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
 			Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
 			GatewayNamespace: "late-gateways",
@@ -132,7 +133,7 @@ func TestEndToEnd(t *testing.T) {
 		// While the order is stuck, cmctl shows why, from the request.
 		status := c.cmctl("status", "certificate", resume.Name, "-n", resume.Namespace)
 		t.Logf("cmctl status certificate %s while its route cannot be published:\n%s", resume.Name, status)
-		for _, want := range []string{"CertificateRequest:", "Ready: False", "resume.example.com: publishing routes", `namespaces "late-gateways" not found`, "OrderCreated"} {
+		for _, want := range []string{"CertificateRequest:", "Ready: False", "resume.example.com: publishing routes", "creating Gateway late-gateways/", "rbac.gatewayNamespaces", "OrderCreated"} {
 			if !strings.Contains(status, want) {
 				t.Errorf("cmctl status output lacks %q", want)
 			}
@@ -142,7 +143,11 @@ func TestEndToEnd(t *testing.T) {
 		first := c.controller
 		first.Kill()
 
+		// The platform team creates the namespace and lets the
+		// controller write challenge routes there (helm upgrade with the
+		// namespace added to rbac.gatewayNamespaces).
 		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "late-gateways"}})
+		c.applyChartRBAC("rbac.gatewayNamespaces={" + gatewayNamespace + ",late-gateways}")
 		c.startController()
 		elapsed := c.waitReady(resume, 90*time.Second)
 		c.verifySecret(resume, "resume.example.com")

@@ -23,6 +23,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	toolscache "k8s.io/client-go/tools/cache"
@@ -129,6 +130,7 @@ func startCluster(t *testing.T) *cluster {
 	c.gateway, gatewayIP = c.startGateway(gatewayNamespace, "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"})
 	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
 
+	c.applyChartRBAC()
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.Kubeconfig, "--cluster-resource-namespace", "cert-manager", "-v", "2",
 	})
@@ -247,14 +249,48 @@ func (c *cluster) ourGatewaySelectorsFor(host string) []string {
 	return slices.Compact(out)
 }
 
-// startController starts our controller as its own process and waits until
-// it is ready.
+// chartValues are the Helm values the tests install the chart's RBAC with:
+// the namespaced ACMEIssuers live in apps, and temporary HTTPS servers'
+// Secrets go to the gateway's namespace.
+var chartValues = []string{
+	"rbac.issuerNamespaces={" + appNamespace + "}",
+	"rbac.temporaryHTTPSNamespaces={" + gatewayNamespace + "}",
+}
+
+// applyChartRBAC installs the ServiceAccount, roles and bindings of the
+// Helm chart, rendered with chartValues and then set, in the namespaces
+// that exist; the controller runs as that ServiceAccount.
+func (c *cluster) applyChartRBAC(set ...string) {
+	c.t.Helper()
+	chart := filepath.Join(testenv.RepoRoot(c.t), "charts/istio-acme-issuer")
+	var namespaces corev1.NamespaceList
+	if err := c.cl.List(context.Background(), &namespaces); err != nil {
+		c.t.Fatal(err)
+	}
+	exists := map[string]bool{"": true}
+	for _, ns := range namespaces.Items {
+		exists[ns.Name] = true
+	}
+	var rbac []*unstructured.Unstructured
+	for _, o := range testenv.RenderChart(c.t, chart, "istio-acme-issuer", controllerNamespace, append(slices.Clone(chartValues), set...)...) {
+		switch o.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			if exists[o.GetNamespace()] {
+				rbac = append(rbac, o)
+			}
+		}
+	}
+	c.api.Apply(c.t, controllerNamespace, rbac)
+}
+
+// startController starts our controller as its own process, as the
+// chart's ServiceAccount, and waits until it is ready.
 func (c *cluster) startController() {
 	c.t.Helper()
 	probe := testenv.FreePort(c.t)
 	c.metricsAddr = testenv.Addr(testenv.FreePort(c.t))
 	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, []string{
-		"--kubeconfig", c.api.Kubeconfig,
+		"--kubeconfig", c.api.KubeconfigAs(c.t, controllerNamespace, "istio-acme-issuer"),
 		"--cluster-resource-namespace", controllerNamespace,
 		"--token-server-address", testenv.Addr(c.tokenPort),
 		"--metrics-bind-address", c.metricsAddr,
