@@ -13,6 +13,7 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -125,14 +126,7 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
 	api.CreateNamespaces(t, namespace, "istio-system", "istio-ingress", "team-a", "team-b")
-	var rbac []*unstructured.Unstructured
-	for _, o := range render(t, "rbac.issuerNamespaces={team-a}", "rbac.temporaryHTTPSNamespaces={istio-ingress}") {
-		switch o.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			rbac = append(rbac, o)
-		}
-	}
-	api.Apply(t, namespace, rbac)
+	api.Apply(t, namespace, testenv.RBACObjects(render(t, "rbac.issuerNamespaces={team-a}", "rbac.temporaryHTTPSNamespaces={istio-ingress}")))
 	as := rest.CopyConfig(api.Config)
 	as.Impersonate = rest.ImpersonationConfig{
 		UserName: testenv.ServiceAccountUser(namespace, "istio-acme-issuer"),
@@ -189,5 +183,51 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 		case !tt.allowed && !apierrors.IsForbidden(err):
 			t.Errorf("the controller may %s (got %v, want Forbidden)", tt.what, err)
 		}
+	}
+}
+
+// TestCertManagerMayApproveOurRequests asks the API server the question
+// cert-manager's webhook asks before it lets its approver approve a
+// CertificateRequest (may the approver "approve" the "signers" resource
+// named <resource>.<group>/*), with cert-manager's own chart RBAC installed:
+// denied for our issuers until this chart is installed, allowed after.
+func TestCertManagerMayApproveOurRequests(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	ctx := context.Background()
+	api.CreateNamespaces(t, namespace, "cert-manager", "istio-system")
+	certManagerChart := filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager")
+	api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t, certManagerChart, "cert-manager", "cert-manager")))
+
+	mayApprove := func(signer string) bool {
+		t.Helper()
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   testenv.ServiceAccountUser("cert-manager", "cert-manager"),
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:cert-manager", "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Group: "cert-manager.io", Resource: "signers", Verb: "approve", Name: signer,
+			},
+		}}
+		if err := api.Client.Create(ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		return sar.Status.Allowed
+	}
+	signers := []string{"acmeclusterissuers.istio-acme.io/*", "acmeissuers.istio-acme.io/*"}
+	if !mayApprove("clusterissuers.cert-manager.io/*") {
+		t.Fatal("cert-manager's chart RBAC does not let it approve its own issuers' requests: the test setup is wrong")
+	}
+	for _, s := range signers {
+		if mayApprove(s) {
+			t.Errorf("cert-manager may approve %s before this chart is installed: the check proves nothing", s)
+		}
+	}
+	api.Apply(t, namespace, testenv.RBACObjects(render(t)))
+	for _, s := range signers {
+		if !mayApprove(s) {
+			t.Errorf("with this chart installed cert-manager may still not approve requests for %s", s)
+		}
+	}
+	if mayApprove("acmeclusterissuers.other.example/*") {
+		t.Error("the chart lets cert-manager approve requests of other signers")
 	}
 }

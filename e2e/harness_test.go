@@ -131,8 +131,16 @@ func startCluster(t *testing.T) *cluster {
 	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
 
 	c.applyChartRBAC()
+	// cert-manager runs as its own ServiceAccount with the RBAC of its own
+	// Helm chart plus ours, so it does nothing here it could not do in a
+	// cluster. (Whether it may approve our requests is enforced by its
+	// webhook, which does not run here; the chart tests ask the API server
+	// the webhook's question.)
+	c.api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t,
+		filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager"),
+		"cert-manager", "cert-manager")))
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
-		"--kubeconfig", c.api.Kubeconfig, "--cluster-resource-namespace", "cert-manager", "-v", "2",
+		"--kubeconfig", c.api.KubeconfigAs(t, "cert-manager", "cert-manager"), "--cluster-resource-namespace", "cert-manager", "-v", "2",
 	})
 	c.startController()
 	return c
@@ -271,16 +279,19 @@ func (c *cluster) applyChartRBAC(set ...string) {
 	for _, ns := range namespaces.Items {
 		exists[ns.Name] = true
 	}
-	var rbac []*unstructured.Unstructured
-	for _, o := range testenv.RenderChart(c.t, chart, "istio-acme-issuer", controllerNamespace, append(slices.Clone(chartValues), set...)...) {
-		switch o.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			if exists[o.GetNamespace()] {
-				rbac = append(rbac, o)
-			}
+	objs := testenv.RenderChart(c.t, chart, "istio-acme-issuer", controllerNamespace, append(slices.Clone(chartValues), set...)...)
+	c.api.Apply(c.t, controllerNamespace, inExistingNamespaces(testenv.RBACObjects(objs), exists))
+}
+
+// inExistingNamespaces leaves out the objects in namespaces not in exists.
+func inExistingNamespaces(objs []*unstructured.Unstructured, exists map[string]bool) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		if exists[o.GetNamespace()] {
+			out = append(out, o)
 		}
 	}
-	c.api.Apply(c.t, controllerNamespace, rbac)
+	return out
 }
 
 // startController starts our controller as its own process, as the

@@ -109,3 +109,15 @@ func (a *APIServer) KubeconfigAs(t testing.TB, namespace, serviceAccount string)
 func ServiceAccountUser(namespace, serviceAccount string) string {
 	return "system:serviceaccount:" + namespace + ":" + serviceAccount
 }
+
+// RBACObjects returns the ServiceAccounts, roles and bindings among objs.
+func RBACObjects(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+			out = append(out, o)
+		}
+	}
+	return out
+}
