@@ -4,9 +4,7 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
@@ -97,30 +95,13 @@ func peakRSS(pid int) string {
 
 // apiRequests scrapes the controller's client-go request counter by method.
 func (c *cluster) apiRequests() map[string]float64 {
-	res, err := http.Get("http://" + c.metricsAddr + "/metrics")
-	if err != nil {
-		c.t.Fatalf("scraping metrics: %v", err)
-	}
-	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
 	out := map[string]float64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "rest_client_requests_total{") {
-			continue
-		}
-		_, labels, _ := strings.Cut(line, "{")
-		labels, value, _ := strings.Cut(labels, "} ")
-		method := ""
+	for labels, n := range c.metric("rest_client_requests_total") {
 		for _, kv := range strings.Split(labels, ",") {
 			if v, ok := strings.CutPrefix(kv, "method="); ok {
-				method = strings.Trim(v, `"`)
+				out[strings.Trim(v, `"`)] += n
 			}
 		}
-		n, _ := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		out[method] += n
 	}
 	return out
 }

@@ -44,6 +44,27 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("the metrics count the order, its challenges and the time to issue", func(t *testing.T) {
+		issuer := `issuer="pebble",issuer_kind="ACMEClusterIssuer"`
+		for _, m := range []struct {
+			name   string
+			labels []string
+			want   float64
+		}{
+			{"istio_acme_orders_total", []string{issuer, `outcome="created"`}, 1},
+			{"istio_acme_orders_total", []string{issuer, `outcome="valid"`}, 1},
+			{"istio_acme_orders_total", []string{`outcome="invalid"`}, 0},
+			{"istio_acme_challenges_total", []string{`outcome="accepted"`}, 2},
+			{"istio_acme_challenges_total", []string{`outcome="valid"`}, 2},
+			{"istio_acme_time_to_issue_seconds_count", []string{issuer}, 1},
+		} {
+			if got := c.metricSum(m.name, m.labels...); got != m.want {
+				t.Errorf("%s{%s} = %v, want %v", m.name, strings.Join(m.labels, ","), got, m.want)
+			}
+		}
+		t.Logf("time to issue: sum %vs over %v certificate(s)", c.metricSum("istio_acme_time_to_issue_seconds_sum"), c.metricSum("istio_acme_time_to_issue_seconds_count"))
+	})
+
 	t.Run("a namespaced ACMEIssuer issues with its own account Secret", func(t *testing.T) {
 		iss := &v1alpha1.ACMEIssuer{
 			ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: "team"},

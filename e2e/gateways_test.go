@@ -128,6 +128,9 @@ func TestExistingGateways(t *testing.T) {
 		crt := c.certificate("bare", "pebble", "bare.redirect.test")
 		c.waitRequestMessage(crt, "Gateway apps/bare redirects http://bare.redirect.test to HTTPS",
 			"tls.httpsRedirect", "no Gateway on the ingress gateway serves https://bare.redirect.test", "add an HTTPS server", "temporaryHTTPSServer")
+		if n := c.metricSum("istio_acme_challenge_not_presented_total", `reason="https_redirect"`); n < 1 {
+			t.Errorf("istio_acme_challenge_not_presented_total{reason=\"https_redirect\"} = %v, want at least 1", n)
+		}
 		if left := c.ourObjectsLeft(); slices.ContainsFunc(left, func(s string) bool { return !strings.HasPrefix(s, "ACMEChallenge") }) {
 			t.Errorf("routes were published for a host the CA cannot reach: %v", left)
 		}
@@ -162,6 +165,9 @@ func TestExistingGateways(t *testing.T) {
 		crt := c.certificate("shadow", "pebble", "shadow.attach.test")
 		c.waitRequestMessage(crt, "VirtualService apps/shadow-wellknown",
 			"prefix /.well-known", "Istio tries it before the challenge route", "exclude /.well-known/acme-challenge/")
+		if n := c.metricSum("istio_acme_challenge_not_presented_total", `reason="shadowed"`); n < 1 {
+			t.Errorf("istio_acme_challenge_not_presented_total{reason=\"shadowed\"} = %v, want at least 1", n)
+		}
 		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "shadow.attach.test", "/"); n != 0 {
 			t.Errorf("the CA was asked to validate %d times through a shadowed route", n)
 		}

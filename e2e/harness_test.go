@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -550,6 +552,51 @@ func (c *cluster) waitNothingLeft() {
 		left := c.ourObjectsLeft()
 		return len(left) == 0, strings.Join(left, ", ")
 	})
+}
+
+// metric scrapes the controller's metrics endpoint and returns the samples
+// of one metric by their label string (`outcome="valid",...`).
+func (c *cluster) metric(name string) map[string]float64 {
+	c.t.Helper()
+	res, err := http.Get("http://" + c.metricsAddr + "/metrics")
+	if err != nil {
+		c.t.Fatalf("scraping metrics: %v", err)
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		labels, value := "", rest
+		if strings.HasPrefix(rest, "{") {
+			labels, value, _ = strings.Cut(rest[1:], "} ")
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if err != nil {
+			c.t.Fatalf("metric line %q: %v", line, err)
+		}
+		out[labels] += n
+	}
+	return out
+}
+
+// metricSum adds the samples of a metric whose labels contain every one of
+// want (such as `outcome="valid"`).
+func (c *cluster) metricSum(name string, want ...string) float64 {
+	c.t.Helper()
+	var sum float64
+	for labels, n := range c.metric(name) {
+		if !slices.ContainsFunc(want, func(w string) bool { return !strings.Contains(labels, w) }) {
+			sum += n
+		}
+	}
+	return sum
 }
 
 // cmctl runs cmctl against the API server.

@@ -88,6 +88,9 @@ func TestSeveralGatewayWorkloads(t *testing.T) {
 		crt := c.certificate("lost", "two", "lost.two.test")
 		c.waitRequestMessage(crt, "self-check through DNS failed", "lost.two.test resolves to 127.95.0.1",
 			"self-check passed through the ingress gateway at")
+		if n := c.metricSum("istio_acme_challenge_not_presented_total", `reason="self_check_dns"`); n < 1 {
+			t.Errorf("istio_acme_challenge_not_presented_total{reason=\"self_check_dns\"} = %v, want at least 1", n)
+		}
 		var chs v1alpha1.ACMEChallengeList
 		if err := c.cl.List(ctx, &chs, client.InNamespace(appNamespace)); err != nil {
 			t.Fatal(err)

@@ -13,6 +13,8 @@ import (
 
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	"golang.org/x/crypto/acme"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
 // ACME problem types (RFC 8555 section 6.7) that decide what happens next.
@@ -42,8 +44,10 @@ const defaultRateLimitWait = time.Minute
 func caOutcome(step string, err error) error {
 	var ae *acme.Error
 	if !errors.As(err, &ae) {
+		metrics.CAErrors.WithLabelValues("transport").Inc()
 		return fmt.Errorf("%s: %w", step, describeTransport(err))
 	}
+	metrics.CAErrors.WithLabelValues(metrics.ProblemType(ae.ProblemType)).Inc()
 	detail := fmt.Sprintf("%s: the CA answered %s", step, problemText(ae))
 	switch ae.ProblemType {
 	case problemRateLimited:

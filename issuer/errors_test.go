@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/cert-manager/issuer-lib/controllers/signer"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/acme"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
 func TestCAOutcome(t *testing.T) {
@@ -86,5 +89,19 @@ func TestRetryAfter(t *testing.T) {
 	}
 	if _, ok := retryAfter(http.Header{"Retry-After": {"soon"}}); ok {
 		t.Error("garbage parsed")
+	}
+}
+
+func TestCAOutcomeCountsCAErrorsByType(t *testing.T) {
+	before := func(kind string) float64 { return testutil.ToFloat64(metrics.CAErrors.WithLabelValues(kind)) }
+	rate, nonce, transport := before("rateLimited"), before("badNonce"), before("transport")
+	_ = caOutcome("creating an order", &acme.Error{StatusCode: 429, ProblemType: problemRateLimited})
+	_ = caOutcome("creating an order", &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "badNonce"})
+	_ = caOutcome("creating an order", &acme.Error{StatusCode: 400, ProblemType: problemPrefix + "badNonce"})
+	_ = caOutcome("creating an order", &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")})
+	for kind, want := range map[string]float64{"rateLimited": rate + 1, "badNonce": nonce + 2, "transport": transport + 1} {
+		if got := before(kind); got != want {
+			t.Errorf("istio_acme_ca_errors_total{type=%q} = %v, want %v", kind, got, want)
+		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -125,6 +126,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	if order.Status.URL != "" && order.Status.AccountURI != acct.uri {
 		// The issuer now uses another account, which cannot see this order.
 		s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s belongs to account %s but the issuer now uses %s; placing a new order", order.Status.URL, order.Status.AccountURI, acct.uri)
+		countOrder(order, metrics.OrderReset)
 		if err := s.resetOrder(ctx, order); err != nil {
 			return signer.PEMBundle{}, err
 		}
@@ -138,6 +140,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	} else if o, err = acct.client.GetOrder(ctx, order.Status.URL); err != nil {
 		if isNotFound(err) {
 			s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s is gone at the CA; placing a new order", order.Status.URL)
+			countOrder(order, metrics.OrderReset)
 			return signer.PEMBundle{}, s.resetOrder(ctx, order)
 		}
 		return signer.PEMBundle{}, caOutcome("reading order "+order.Status.URL, err)
@@ -181,14 +184,20 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 		return s.issued(ctx, cro, order, o, der)
 
 	default: // invalid, or expired and deactivated
-		reason := s.failureReason(ctx, acct, o)
+		reason, invalid := s.failureReason(ctx, acct, o)
 		if err := s.recordOrder(ctx, order, o, reason); err != nil {
 			return signer.PEMBundle{}, err
 		}
-		if err := s.deleteChallenges(ctx, order); err != nil {
+		if err := s.deleteChallenges(ctx, order, func(host string) string {
+			if slices.Contains(invalid, host) {
+				return metrics.ChallengeInvalid
+			}
+			return metrics.ChallengeValid
+		}); err != nil {
 			return signer.PEMBundle{}, err
 		}
 		s.event(cro, corev1.EventTypeWarning, "OrderFailed", "%s", reason)
+		countOrder(order, metrics.OrderInvalid)
 		return signer.PEMBundle{}, signer.PermanentError{Err: errors.New(reason)}
 	}
 }
@@ -292,6 +301,7 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	}
 	log.FromContext(ctx).Info("ACME order created", "order", o.URI, "names", order.Spec.DNSNames)
 	s.event(cro, corev1.EventTypeNormal, "OrderCreated", "%s", msg)
+	countOrder(order, metrics.OrderCreated)
 	return o, nil
 }
 
@@ -397,6 +407,7 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 	if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
 		return err
 	}
+	metrics.Challenges.WithLabelValues(metrics.ChallengeAccepted).Inc()
 	s.event(cro, corev1.EventTypeNormal, "ChallengeAccepted", "%s: asked the CA to validate http://%s/.well-known/acme-challenge/%s", host, host, ch.Spec.Token)
 	return nil
 }
@@ -528,6 +539,13 @@ func (s *Signer) issuerSolver(ctx context.Context, order *v1alpha1.ACMEOrder) (v
 }
 
 func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) error {
+	switch {
+	case ch.Status.State == state:
+	case state == v1alpha1.ChallengeValid:
+		metrics.Challenges.WithLabelValues(metrics.ChallengeValid).Inc()
+	case state == v1alpha1.ChallengeInvalid:
+		metrics.Challenges.WithLabelValues(metrics.ChallengeInvalid).Inc()
+	}
 	return kubeutil.UpdateStatus(ctx, s.client, ch, func(ch *v1alpha1.ACMEChallenge) {
 		if state == v1alpha1.ChallengeProcessing && ch.Status.State == "" {
 			ch.Status.AcceptedAt = &metav1.Time{Time: s.clock.Now()}
@@ -546,12 +564,18 @@ func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject
 	if err != nil {
 		return signer.PEMBundle{}, fmt.Errorf("the CA returned an unusable chain for order %s: %w", order.Status.URL, err)
 	}
-	if err := s.deleteChallenges(ctx, order); err != nil {
+	if err := s.deleteChallenges(ctx, order, func(string) string { return metrics.ChallengeValid }); err != nil {
 		return signer.PEMBundle{}, err
 	}
+	// A retry after the certificate was stored must not count it twice.
+	first := order.Status.State != v1alpha1.OrderState(acme.StatusValid)
 	o.Status = acme.StatusValid
 	if err := s.recordOrder(ctx, order, o, "certificate issued"); err != nil {
 		return signer.PEMBundle{}, err
+	}
+	if first {
+		countOrder(order, metrics.OrderValid)
+		metrics.TimeToIssue.WithLabelValues(order.Spec.IssuerRef.Kind, issuerLabel(order)).Observe(s.clock.Since(cro.GetCreationTimestamp().Time).Seconds())
 	}
 	log.FromContext(ctx).Info("certificate issued", "order", order.Status.URL, "names", order.Spec.DNSNames)
 	s.event(cro, corev1.EventTypeNormal, "Issued", "certificate for %s issued by order %s", strings.Join(order.Spec.DNSNames, ", "), order.Status.URL)
@@ -565,16 +589,17 @@ func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestO
 		log.FromContext(ctx).Error(uerr, "recording the order's failure")
 	}
 	if errors.As(err, &signer.PermanentError{}) {
-		if derr := s.deleteChallenges(ctx, order); derr != nil {
+		if derr := s.deleteChallenges(ctx, order, nil); derr != nil {
 			return derr
 		}
 		s.event(cro, corev1.EventTypeWarning, "OrderFailed", "%s", err.Error())
+		countOrder(order, metrics.OrderInvalid)
 	}
 	return err
 }
 
 // failureReason explains an invalid order from its failed authorizations.
-func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order) string {
+func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order) (reason string, invalidHosts []string) {
 	var reasons []string
 	if o.Error != nil {
 		reasons = append(reasons, problemText(o.Error))
@@ -584,6 +609,7 @@ func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order
 		if err != nil || a.Status == acme.StatusValid {
 			continue
 		}
+		invalidHosts = append(invalidHosts, a.Identifier.Value)
 		for _, c := range a.Challenges {
 			if c.Error != nil {
 				var ae *acme.Error
@@ -598,7 +624,7 @@ func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order
 	if len(reasons) == 0 {
 		reasons = append(reasons, "no reason given")
 	}
-	return fmt.Sprintf("the CA marked order %s %s: %s", o.URI, o.Status, strings.Join(reasons, "; "))
+	return fmt.Sprintf("the CA marked order %s %s: %s", o.URI, o.Status, strings.Join(reasons, "; ")), invalidHosts
 }
 
 // recordOrder records a change of the order's state at the CA, with what
@@ -619,7 +645,7 @@ func (s *Signer) updateOrderStatus(ctx context.Context, order *v1alpha1.ACMEOrde
 
 // resetOrder forgets the CA order so the next pass places a new one.
 func (s *Signer) resetOrder(ctx context.Context, order *v1alpha1.ACMEOrder) error {
-	if err := s.deleteChallenges(ctx, order); err != nil {
+	if err := s.deleteChallenges(ctx, order, nil); err != nil {
 		return err
 	}
 	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
@@ -629,7 +655,11 @@ func (s *Signer) resetOrder(ctx context.Context, order *v1alpha1.ACMEOrder) erro
 
 // deleteChallenges removes the order's challenges; their finalizer removes
 // the routes.
-func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder) error {
+//
+// With settled, the order has ended at the CA: each challenge the CA was
+// asked to validate and whose outcome was not seen is counted with the
+// outcome settled gives for its host.
+func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder, settled func(host string) string) error {
 	var list v1alpha1.ACMEChallengeList
 	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
 		return fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
@@ -638,6 +668,9 @@ func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder
 		ch := &list.Items[i]
 		if ch.Spec.Order != order.Name || ch.DeletionTimestamp != nil {
 			continue
+		}
+		if settled != nil && ch.Status.State == v1alpha1.ChallengeProcessing {
+			metrics.Challenges.WithLabelValues(settled(ch.Spec.DNSName)).Inc()
 		}
 		if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting ACMEChallenge %s/%s: %w", ch.Namespace, ch.Name, err)
@@ -663,6 +696,18 @@ func (s *Signer) event(cro signer.CertificateRequestObject, eventType, reason, f
 func isNotFound(err error) bool {
 	var ae *acme.Error
 	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
+}
+
+func countOrder(order *v1alpha1.ACMEOrder, outcome string) {
+	metrics.Orders.WithLabelValues(order.Spec.IssuerRef.Kind, issuerLabel(order), outcome).Inc()
+}
+
+// issuerLabel names the order's issuer: namespace/name for an ACMEIssuer.
+func issuerLabel(order *v1alpha1.ACMEOrder) string {
+	if order.Spec.IssuerRef.Kind == "ACMEIssuer" {
+		return order.Namespace + "/" + order.Spec.IssuerRef.Name
+	}
+	return order.Spec.IssuerRef.Name
 }
 
 func issuerKind(iss v1alpha1.ACMEIssuerObject) string {

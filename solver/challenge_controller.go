@@ -25,6 +25,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
 // Finalizer keeps an ACMEChallenge until its routes are deleted, since they
@@ -99,13 +100,13 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	var targets []RouteTarget
 	var routed []*GatewayWorkload
 	if r.Gateways != nil {
-		var why string
+		var blocked *notPresented
 		var err error
-		if targets, routed, why, err = r.plan(ctx, ch); err != nil {
+		if targets, routed, blocked, err = r.plan(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}
-		if why != "" {
-			return r.notYet(ctx, ch, why, nil)
+		if blocked != nil {
+			return r.notYet(ctx, ch, *blocked, nil)
 		}
 	} else {
 		for i := range ch.Spec.Solver.Gateways {
@@ -138,7 +139,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		for _, w := range routed {
 			for _, addr := range w.Addresses {
 				if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
-					return r.notYet(ctx, ch, msg+"; self-check failed: "+err.Error(), refs)
+					return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheck, msg + "; self-check failed: " + err.Error()}, refs)
 				}
 				addrs = append(addrs, addr)
 			}
@@ -147,7 +148,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if ch.Spec.Solver.SelfCheckThroughDNS {
 			ips, err := r.Gateways.CheckThroughDNS(ctx, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key)
 			if err != nil {
-				return r.notYet(ctx, ch, msg+"; self-check through DNS failed: "+err.Error(), refs)
+				return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheckDNS, msg + "; self-check through DNS failed: " + err.Error()}, refs)
 			}
 			msg += " and through DNS (" + ch.Spec.DNSName + " resolves to " + strings.Join(ips, ", ") + ")"
 		}
@@ -167,14 +168,14 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 // plan finds the gateway workloads the challenge is routed on: those where
 // users' Gateways already serve the host, or every workload of the solver
 // when none does. It returns why the challenge cannot be routed yet, if so.
-func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]RouteTarget, []*GatewayWorkload, string, error) {
+func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]RouteTarget, []*GatewayWorkload, *notPresented, error) {
 	sol := ch.Spec.Solver
 	if len(sol.Gateways) == 0 {
-		return nil, nil, "the issuer's spec.solver.istio.gateways is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway", nil
+		return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, "the issuer's spec.solver.istio.gateways is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway"}, nil
 	}
 	gateways, err := r.Gateways.UserGateways(ctx)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, nil, err
 	}
 	workloads := make([]*GatewayWorkload, len(sol.Gateways))
 	attach := make([][]ServingServer, len(sol.Gateways))
@@ -182,7 +183,7 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 	for i, target := range sol.Gateways {
 		w, err := r.Gateways.Workload(ctx, target)
 		if err != nil {
-			return nil, nil, fmt.Sprintf("the issuer's spec.solver.istio.gateways[%d]: %v", i, err), nil
+			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("the issuer's spec.solver.istio.gateways[%d]: %v", i, err)}, nil
 		}
 		workloads[i] = w
 		attach[i] = ServersForHost(gateways, w, ch.Spec.DNSName, sol.GatewayNamespace)
@@ -206,12 +207,12 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 		if why := RedirectWithoutHTTPS(t.Attach, ch.Spec.DNSName); why != "" {
 			switch {
 			case len(w.HTTPSPorts) == 0:
-				return nil, nil, why + "; besides, no Service in front of " + w.Describe() + " has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off", nil
+				return nil, nil, &notPresented{metrics.NotPresentedHTTPSRedirect, why + "; besides, no Service in front of " + w.Describe() + " has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off"}, nil
 			case !sol.TemporaryHTTPSServer:
-				return nil, nil, why + ", or set spec.solver.istio.temporaryHTTPSServer: true on the issuer to publish a temporary one", nil
+				return nil, nil, &notPresented{metrics.NotPresentedHTTPSRedirect, why + ", or set spec.solver.istio.temporaryHTTPSServer: true on the issuer to publish a temporary one"}, nil
 			}
 			if t.Temp, err = r.temporaryHTTPS(ctx, ch, i, w.Namespace); err != nil {
-				return nil, nil, "", err
+				return nil, nil, nil, err
 			}
 		}
 		targets = append(targets, t)
@@ -220,12 +221,12 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 	}
 	shadows, err := r.Gateways.Shadows(ctx, allAttach, ChallengePathPrefix+ch.Spec.Token)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, nil, err
 	}
 	if len(shadows) > 0 {
-		return nil, nil, shadowMessage(ch, shadows), nil
+		return nil, nil, &notPresented{metrics.NotPresentedShadowed, shadowMessage(ch, shadows)}, nil
 	}
-	return targets, routed, "", nil
+	return targets, routed, nil, nil
 }
 
 func shadowMessage(ch *v1alpha1.ACMEChallenge, shadows []Shadow) string {
@@ -269,15 +270,23 @@ func (r *ChallengeReconciler) temporaryHTTPS(ctx context.Context, ch *v1alpha1.A
 	return &TemporaryHTTPS{Namespace: namespace, CertPEM: certPEM, KeyPEM: keyPEM}, nil
 }
 
+// notPresented is why a challenge's routes are not published or do not
+// work yet: a metrics reason and the message for its status.
+type notPresented struct {
+	reason, message string
+}
+
 // notYet records why the challenge is not presented yet and looks again
 // soon, less often as the challenge ages. Istio may just not have pushed the
 // new route: only a failure that lasts is worth a status write and an Event.
-func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChallenge, why string, refs []v1alpha1.ObjectReference) (reconcile.Result, error) {
+func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChallenge, np notPresented, refs []v1alpha1.ObjectReference) (reconcile.Result, error) {
+	why := np.message
 	age := time.Since(ch.CreationTimestamp.Time)
 	log.FromContext(ctx).V(1).Info("challenge not presented yet", "reason", why, "age", age)
 	if age >= quietPresent && ch.Status.Message != why {
 		log.FromContext(ctx).Info("challenge not presented yet", "reason", why)
 		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "NotPresented", "Present", "%s", why)
+		metrics.NotPresented.WithLabelValues(np.reason).Inc()
 		if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 			st.Message = why
 			if refs != nil {
@@ -362,6 +371,9 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 }
 
 func (r *ChallengeReconciler) fail(ctx context.Context, ch *v1alpha1.ACMEChallenge, cause error) error {
+	if ch.Status.Message != cause.Error() {
+		metrics.NotPresented.WithLabelValues(metrics.NotPresentedPublish).Inc()
+	}
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) { st.Message = cause.Error() }); err != nil {
 		return fmt.Errorf("%w (and recording it failed: %v)", cause, err)
 	}

@@ -1,0 +1,84 @@
+// Package metrics defines the controller's Prometheus metrics, served on its
+// metrics endpoint with controller-runtime's own.
+package metrics
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Order outcomes.
+const (
+	OrderCreated = "created"
+	OrderValid   = "valid"   // the certificate was issued
+	OrderInvalid = "invalid" // the CA refused it, or it failed for good
+	OrderReset   = "reset"   // replaced by a new order (gone at the CA, or another account)
+)
+
+// Challenge outcomes.
+const (
+	ChallengeAccepted = "accepted" // the CA was asked to validate
+	ChallengeValid    = "valid"
+	ChallengeInvalid  = "invalid"
+)
+
+// Reasons a challenge could not be presented (its routes published and
+// self-checked); each is counted once per distinct message reported.
+const (
+	NotPresentedGatewayDiscovery = "gateway_discovery"
+	NotPresentedHTTPSRedirect    = "https_redirect"
+	NotPresentedShadowed         = "shadowed"
+	NotPresentedPublish          = "publish"
+	NotPresentedSelfCheck        = "self_check"
+	NotPresentedSelfCheckDNS     = "self_check_dns"
+)
+
+var (
+	// Orders counts ACME orders by issuer and outcome.
+	Orders = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_orders_total",
+		Help: "ACME orders by issuer and outcome: created, valid (certificate issued), invalid (refused by the CA or failed for good), reset (replaced by a new order).",
+	}, []string{"issuer_kind", "issuer", "outcome"})
+
+	// Challenges counts HTTP-01 challenges by outcome at the CA.
+	Challenges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_challenges_total",
+		Help: "HTTP-01 challenges by outcome: accepted (the CA was asked to validate), valid, invalid (the CA's validation failed).",
+	}, []string{"outcome"})
+
+	// NotPresented counts the problems that kept a challenge's routes from
+	// being published or self-checked, before the CA was asked.
+	NotPresented = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_challenge_not_presented_total",
+		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, publish, self_check, self_check_dns.",
+	}, []string{"reason"})
+
+	// CAErrors counts errors from the ACME server by ACME problem type
+	// (rateLimited, badNonce, serverInternal, ...) or "transport".
+	CAErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_ca_errors_total",
+		Help: "Errors answered by the ACME server, by ACME problem type without its URN prefix, or transport for network and TLS failures.",
+	}, []string{"type"})
+
+	// TimeToIssue observes the time from a CertificateRequest's creation to
+	// its certificate.
+	TimeToIssue = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "istio_acme_time_to_issue_seconds",
+		Help:    "Time from a CertificateRequest's creation to its certificate being issued.",
+		Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600},
+	}, []string{"issuer_kind", "issuer"})
+)
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(Orders, Challenges, NotPresented, CAErrors, TimeToIssue)
+}
+
+// ProblemType is the label value for an ACME problem type URN.
+func ProblemType(urn string) string {
+	if t := strings.TrimPrefix(urn, "urn:ietf:params:acme:error:"); t != "" {
+		return t
+	}
+	return "unknown"
+}
