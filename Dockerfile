@@ -5,6 +5,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY api/ api/
 COPY cmd/ cmd/
+COPY internal/ internal/
 COPY issuer/ issuer/
 COPY solver/ solver/
 ARG VERSION=dev

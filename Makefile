@@ -5,6 +5,7 @@
 #   make generate  regenerate deepcopy, CRDs, RBAC and the chart's CRDs
 #   make verify    fail if generated files are out of date, or gofmt/vet complain
 #   make tools     build the pinned test and generation tools into the cache
+#   make docker-build  build the controller image (IMAGE=..., VERSION=...)
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -33,14 +34,29 @@ generate:
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/crds
 	$(CONTROLLER_GEN) rbac:roleName=istio-acme-issuer paths=./issuer/... paths=./solver/... paths=./cmd/... output:rbac:artifacts:config=deploy/rbac
 	hack/chart-generated.sh deploy/crds deploy/rbac/role.yaml $(CHART)
+	$(MAKE) --no-print-directory install-yaml
+	go run ./hack/valuestable $(CHART)/values.yaml README.md
+
+# deploy/install.yaml: the chart rendered with its defaults, for kubectl apply.
+.PHONY: install-yaml
+install-yaml:
+	$(TOOLS) helm
+	hack/render-install.sh $(CHART) deploy/install.yaml
+
+IMAGE ?= ghcr.io/istio-acme/istio-acme-issuer:$(VERSION)
+
+# Builds the controller image (needs a Docker engine; none runs in CI here).
+.PHONY: docker-build
+docker-build:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 .PHONY: verify
 verify: generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	cd e2e && go vet ./...
-	@git diff --exit-code -- api deploy $(CHART) || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api deploy $(CHART))" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART); exit 1; }
+	@git diff --exit-code -- api deploy $(CHART) README.md || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api deploy $(CHART) README.md)" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART) README.md; exit 1; }
 
 .PHONY: test
 test: tools

@@ -6,6 +6,7 @@ package charts
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -84,6 +85,38 @@ func TestChartRenders(t *testing.T) {
 		}
 	}
 
+	// Production shape: a PodDisruptionBudget, spread over nodes, no
+	// sidecar; a ServiceMonitor only when asked for.
+	for _, want := range []string{"PodDisruptionBudget/istio-acme-issuer"} {
+		if !slices.Contains(defaults, want) {
+			t.Errorf("default render lacks %s", want)
+		}
+	}
+	if slices.Contains(defaults, "ServiceMonitor/istio-acme-issuer") {
+		t.Error("a ServiceMonitor is rendered by default; it needs prometheus-operator's CRDs")
+	}
+	for _, o := range render(t) {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		if v, _, _ := unstructured.NestedString(o.Object, "spec", "template", "metadata", "labels", "sidecar.istio.io/inject"); v != "false" {
+			t.Errorf("sidecar injection label %q, want \"false\" by default", v)
+		}
+		spread, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "topologySpreadConstraints")
+		if len(spread) != 1 || fmt.Sprint(spread[0].(map[string]any)["labelSelector"]) != "map[matchLabels:map[app.kubernetes.io/instance:istio-acme-issuer app.kubernetes.io/name:istio-acme-issuer]]" {
+			t.Errorf("topology spread %v, want one constraint selecting the controller's pods", spread)
+		}
+	}
+	monitored := kinds(render(t, "metrics.serviceMonitor.enabled=true", "replicaCount=1", "sidecarInjection=true", "extraArgs={--workers=40}"))
+	for _, want := range []string{"ServiceMonitor/istio-acme-issuer", "Service/istio-acme-issuer-metrics"} {
+		if !slices.Contains(monitored, want) {
+			t.Errorf("metrics.serviceMonitor.enabled=true does not render %s", want)
+		}
+	}
+	if slices.Contains(monitored, "PodDisruptionBudget/istio-acme-issuer") {
+		t.Error("a PodDisruptionBudget with a single replica would block node drains")
+	}
+
 	for _, o := range render(t, "crds.keep=false") {
 		if o.GetKind() == "CustomResourceDefinition" && o.GetAnnotations()["helm.sh/resource-policy"] != "" {
 			t.Errorf("crds.keep=false still keeps %s", o.GetName())
@@ -96,6 +129,23 @@ func TestChartRenders(t *testing.T) {
 	}
 }
 
+// TestValuesSchemaRejectsTypos checks that values.schema.json turns a
+// misspelled or mistyped value into an error instead of a silent default.
+func TestValuesSchemaRejectsTypos(t *testing.T) {
+	for set, want := range map[string]string{
+		"replicaCont=3":                  "additional properties 'replicaCont' not allowed",
+		"rbac.gatewayNamespace={a}":      "additional properties 'gatewayNamespace' not allowed",
+		"image.pullPolicy=Sometimes":     "pullPolicy",
+		"tokenServer.port=80000":         "port",
+		"rbac.issuerNamespaces={Team_A}": "issuerNamespaces",
+	} {
+		_, err := testenv.HelmResult(t, "template", "istio-acme-issuer", chartDir(t), "--kube-version", testenv.KubeVersion, "--set", set)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--set %s: got %v, want an error mentioning %q", set, err, want)
+		}
+	}
+}
+
 // TestChartIsAcceptedByTheAPIServer applies every rendered object, with
 // default and non-default values, with a server-side dry-run to a real API
 // server that has cert-manager's and Istio's CRDs.
@@ -103,9 +153,19 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
 	api.CreateNamespaces(t, namespace, "istio-system", "istio-ingress", "team-a")
+	install, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy/install.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range testenv.DecodeObjects(t, string(install)) {
+		if err := api.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+			t.Errorf("the API server rejects %s %s from deploy/install.yaml: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
 	for _, values := range [][]string{
 		nil,
-		{"rbac.issuerNamespaces={team-a}", "rbac.gatewayNamespaces={istio-system,istio-ingress}", "rbac.temporaryHTTPSNamespaces={istio-ingress}"},
+		{"rbac.issuerNamespaces={team-a}", "rbac.gatewayNamespaces={istio-system,istio-ingress}", "rbac.temporaryHTTPSNamespaces={istio-ingress}",
+			"podLabels.team=platform", "extraArgs={--workers=40}", "selfCheckNameservers={10.0.0.10:53}", "sidecarInjection=true", "podDisruptionBudget.minAvailable=50%"},
 		{"rbac.secretsClusterWide=true", "crds.enabled=false"},
 	} {
 		for _, o := range render(t, values...) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -24,13 +25,24 @@ const KubeVersion = "1.36.2"
 // Helm runs the pinned helm and returns its standard output.
 func Helm(t testing.TB, args ...string) string {
 	t.Helper()
+	out, err := HelmResult(t, args...)
+	if err != nil {
+		t.Fatalf("helm %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
+
+// HelmResult runs the pinned helm and returns its standard output, or an
+// error carrying what it printed.
+func HelmResult(t testing.TB, args ...string) (string, error) {
+	t.Helper()
 	cmd := exec.Command(Tool(t, "helm"), args...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), stderr.String())
+		return out.String(), fmt.Errorf("%w\n%s%s", err, out.String(), stderr.String())
 	}
-	return out.String()
+	return out.String(), nil
 }
 
 // RenderChart renders the chart in dir as release name in namespace, with
