@@ -132,6 +132,9 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
 	}
 	refs = append(refs, objectRef(routes.VirtualService, "VirtualService"))
+	if err := r.deleteStaleGateways(ctx, ch, routes.Gateways); err != nil {
+		return reconcile.Result{}, err
+	}
 	msg := routes.Describe(ch)
 
 	if len(routed) > 0 {
@@ -365,6 +368,26 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 	for _, obj := range []client.Object{&istionet.VirtualService{}, &istionet.Gateway{}} {
 		if err := r.Client.DeleteAllOf(ctx, obj, ns, sel); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("deleting %T for challenge %s/%s: %w", obj, ch.Namespace, ch.Name, err)
+		}
+	}
+	return nil
+}
+
+// deleteStaleGateways removes the challenge's own Gateways that the current
+// routes no longer use, say after a user's Gateway started serving the host
+// on a workload where ours did: two servers for one host must not linger.
+func (r *ChallengeReconciler) deleteStaleGateways(ctx context.Context, ch *v1alpha1.ACMEChallenge, keep []*istionet.Gateway) error {
+	var list istionet.GatewayList
+	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
+	if err := r.Client.List(ctx, &list, client.InNamespace(ch.Spec.Solver.GatewayNamespace), sel); err != nil {
+		return fmt.Errorf("listing the Gateways of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	for _, gw := range list.Items {
+		if slices.ContainsFunc(keep, func(k *istionet.Gateway) bool { return k.Name == gw.Name }) {
+			continue
+		}
+		if err := r.Client.Delete(ctx, gw); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting Gateway %s/%s, which challenge %s/%s no longer uses: %w", gw.Namespace, gw.Name, ch.Namespace, ch.Name, err)
 		}
 	}
 	return nil

@@ -98,6 +98,12 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	want := BuildRoutes(ch, []RouteTarget{{Index: 0}})
 	wantGateway := want.Gateways[0]
+	// A Gateway this challenge had on a second workload before (a user's
+	// Gateway has since taken over there): it must go.
+	stale := BuildRoutes(ch, []RouteTarget{{Index: 1}}).Gateways[0]
+	if err := cl.Create(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
 
 	// No gateway pod has the selector's labels yet: the self-check says so.
 	waitFor(t, "the self-check to report the missing gateway", func() (bool, string) {
@@ -131,6 +137,9 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	if !sameRoute(wantGateway, gw) || !sameRoute(want.VirtualService, vs) {
 		t.Fatalf("stored routes differ from the built ones:\n%v\n%v", gw.Spec.String(), vs.Spec.String())
+	}
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(stale), &istionet.Gateway{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the challenge's stale Gateway %s is still there: %v", stale.Name, err)
 	}
 
 	// Every replica serves the token from the API server's state.
