@@ -13,14 +13,18 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -47,6 +51,9 @@ type ChallengeReconciler struct {
 	Events events.EventRecorder
 	// Workers is the number of challenges worked on at once.
 	Workers int
+	// APIReader, when set, confirms with the API server a route the cache
+	// does not have before it is published again.
+	APIReader client.Reader
 	// Gateways, when set, finds the gateway workload and the Gateways that
 	// already serve a host, and must fetch the token through the gateway
 	// before the challenge counts as presented.
@@ -55,8 +62,24 @@ type ChallengeReconciler struct {
 
 // SetupWithManager registers the reconciler.
 func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
+	// A deleted route of an open challenge wakes the challenge, which
+	// publishes it again.
+	deleted := builder.WithPredicates(predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	})
+	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		ns, name, ok := strings.Cut(obj.GetAnnotations()[AnnotationChallenge], "/")
+		if !ok {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	})
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.ACMEChallenge{}).
+		Watches(&istionet.VirtualService{}, owner, deleted).
+		Watches(&istionet.Gateway{}, owner, deleted).
 		Named("acmechallenge").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
@@ -84,7 +107,14 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 
 	if ch.Status.Presented {
-		return reconcile.Result{}, nil
+		gone, err := r.missingRoute(ctx, ch)
+		if err != nil || gone == "" {
+			return reconcile.Result{}, err
+		}
+		// Someone deleted a route while the CA may still be validating:
+		// publish it again rather than let the validation fail.
+		logger.Info("a route of the open challenge was deleted; publishing it again", "object", gone)
+		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "RouteDeleted", "Present", "%s was deleted while the challenge is open; publishing it again", gone)
 	}
 	if !controllerutil.ContainsFinalizer(ch, Finalizer) {
 		// The finalizer is in place before any route exists, so no route
@@ -371,6 +401,35 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 		}
 	}
 	return nil
+}
+
+// missingRoute names a recorded Gateway or VirtualService of the challenge
+// that no longer exists, or is empty.
+func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
+	for _, ref := range ch.Status.Routes {
+		var obj client.Object
+		switch ref.Kind {
+		case "Gateway":
+			obj = &istionet.Gateway{}
+		case "VirtualService":
+			obj = &istionet.VirtualService{}
+		default:
+			continue
+		}
+		key := client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}
+		err := r.Client.Get(ctx, key, obj)
+		if apierrors.IsNotFound(err) && r.APIReader != nil {
+			// The cache may just not have seen a route created a moment ago.
+			err = r.APIReader.Get(ctx, key, obj)
+		}
+		switch {
+		case apierrors.IsNotFound(err):
+			return ref.Kind + " " + ref.Namespace + "/" + ref.Name, nil
+		case err != nil:
+			return "", fmt.Errorf("reading %s %s/%s of challenge %s/%s: %w", ref.Kind, ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
+		}
+	}
+	return "", nil
 }
 
 // deleteStaleGateways removes the challenge's own Gateways that the current

@@ -66,9 +66,10 @@ func TestChallengeLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := (&ChallengeReconciler{
-		Client:   mgr.GetClient(),
-		Events:   mgr.GetEventRecorder("test"),
-		Gateways: &IngressGateways{Reader: mgr.GetAPIReader()},
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Events:    mgr.GetEventRecorder("test"),
+		Gateways:  &IngressGateways{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +142,16 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(stale), &istionet.Gateway{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the challenge's stale Gateway %s is still there: %v", stale.Name, err)
 	}
+
+	// Someone deletes the route while the CA may be validating: it comes back.
+	if err := cl.Delete(ctx, vs); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deleted VirtualService to be published again", func() (bool, string) {
+		again := &istionet.VirtualService{}
+		err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), again)
+		return err == nil && again.UID != vs.UID && sameRoute(want.VirtualService, again), fmt.Sprint(err)
+	})
 
 	// Every replica serves the token from the API server's state.
 	get := func(host string) (int, string) {

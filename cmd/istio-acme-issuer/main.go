@@ -201,10 +201,11 @@ func run(ctx context.Context, o options) error {
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
 	if err := (&solver.ChallengeReconciler{
-		Client:   mgr.GetClient(),
-		Events:   recorder,
-		Workers:  o.workers,
-		Gateways: &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)},
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Events:    recorder,
+		Workers:   o.workers,
+		Gateways:  &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
