@@ -54,9 +54,9 @@ type ChallengeReconciler struct {
 	// APIReader, when set, confirms with the API server a route the cache
 	// does not have before it is published again.
 	APIReader client.Reader
-	// Gateways, when set, finds the gateway workload and the Gateways that
-	// already serve a host, and must fetch the token through the gateway
-	// before the challenge counts as presented.
+	// Gateways finds the gateway workloads and the Gateways that already
+	// serve a host, and fetches the token through the gateways before the
+	// challenge counts as presented.
 	Gateways *IngressGateways
 }
 
@@ -127,21 +127,12 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 
 	// Find the gateway workloads and the Gateways that already serve the
 	// host there: the route attaches to those rather than adding a server.
-	var targets []RouteTarget
-	var routed []*GatewayWorkload
-	if r.Gateways != nil {
-		var blocked *notPresented
-		var err error
-		if targets, routed, blocked, err = r.plan(ctx, ch); err != nil {
-			return reconcile.Result{}, err
-		}
-		if blocked != nil {
-			return r.notYet(ctx, ch, *blocked, nil)
-		}
-	} else {
-		for i := range ch.Spec.Solver.Gateways {
-			targets = append(targets, RouteTarget{Index: i})
-		}
+	targets, routed, blocked, err := r.plan(ctx, ch)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if blocked != nil {
+		return r.notYet(ctx, ch, *blocked, nil)
 	}
 
 	routes := BuildRoutes(ch, targets)
@@ -167,24 +158,22 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	msg := routes.Describe(ch)
 
-	if len(routed) > 0 {
-		var addrs []string
-		for _, w := range routed {
-			for _, addr := range w.Addresses {
-				if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
-					return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheck, msg + "; self-check failed: " + err.Error()}, refs)
-				}
-				addrs = append(addrs, addr)
+	var addrs []string
+	for _, w := range routed {
+		for _, addr := range w.Addresses {
+			if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
+				return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheck, msg + "; self-check failed: " + err.Error()}, refs)
 			}
+			addrs = append(addrs, addr)
 		}
-		msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
-		if ch.Spec.Solver.SelfCheckThroughDNS {
-			ips, err := r.Gateways.CheckThroughDNS(ctx, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key)
-			if err != nil {
-				return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheckDNS, msg + "; self-check through DNS failed: " + err.Error()}, refs)
-			}
-			msg += " and through DNS (" + ch.Spec.DNSName + " resolves to " + strings.Join(ips, ", ") + ")"
+	}
+	msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
+	if ch.Spec.Solver.SelfCheckThroughDNS {
+		ips, err := r.Gateways.CheckThroughDNS(ctx, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key)
+		if err != nil {
+			return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheckDNS, msg + "; self-check through DNS failed: " + err.Error()}, refs)
 		}
+		msg += " and through DNS (" + ch.Spec.DNSName + " resolves to " + strings.Join(ips, ", ") + ")"
 	}
 
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
