@@ -19,7 +19,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -151,15 +150,14 @@ func TestValuesSchemaRejectsTypos(t *testing.T) {
 // server that has cert-manager's and Istio's CRDs.
 func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 	api := testenv.StartAPIServer(t)
-	ctx := context.Background()
 	api.CreateNamespaces(t, namespace, "istio-system", "istio-ingress", "team-a")
 	install, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "deploy/install.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range testenv.DecodeObjects(t, string(install)) {
-		if err := api.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
-			t.Errorf("the API server rejects %s %s from deploy/install.yaml: %v", o.GetKind(), o.GetName(), err)
+		if err := api.ApplyObject(namespace, o, client.DryRunAll); err != nil {
+			t.Errorf("deploy/install.yaml: %v", err)
 		}
 	}
 	for _, values := range [][]string{
@@ -169,12 +167,8 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 		{"rbac.secretsClusterWide=true", "crds.enabled=false"},
 	} {
 		for _, o := range render(t, values...) {
-			if o.GetNamespace() == "" && !strings.HasPrefix(o.GetKind(), "Cluster") && o.GetKind() != "CustomResourceDefinition" {
-				o.SetNamespace(namespace)
-			}
-			err := api.Client.Patch(ctx, o, client.Apply, client.DryRunAll, client.FieldOwner("helm"), client.ForceOwnership)
-			if err != nil {
-				t.Errorf("with %v the API server rejects %s %s: %v", values, o.GetKind(), o.GetName(), err)
+			if err := api.ApplyObject(namespace, o, client.DryRunAll); err != nil {
+				t.Errorf("with %v: %v", values, err)
 			}
 		}
 	}
@@ -187,12 +181,7 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
 	api.CreateNamespaces(t, namespace, "istio-system", "istio-ingress", "team-a", "team-b")
 	api.Apply(t, namespace, testenv.RBACObjects(render(t, "rbac.issuerNamespaces={team-a}", "rbac.temporaryHTTPSNamespaces={istio-ingress}")))
-	as := rest.CopyConfig(api.Config)
-	as.Impersonate = rest.ImpersonationConfig{
-		UserName: testenv.ServiceAccountUser(namespace, "istio-acme-issuer"),
-		Groups:   []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
-	}
-	cl, err := client.New(as, client.Options{Scheme: api.Env.Scheme})
+	cl, err := client.New(api.ConfigAs(namespace, "istio-acme-issuer"), client.Options{Scheme: api.Env.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +251,7 @@ func TestCertManagerMayApproveOurRequests(t *testing.T) {
 		t.Helper()
 		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 			User:   testenv.ServiceAccountUser("cert-manager", "cert-manager"),
-			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:cert-manager", "system:authenticated"},
+			Groups: testenv.ServiceAccountGroups("cert-manager"),
 			ResourceAttributes: &authorizationv1.ResourceAttributes{
 				Group: "cert-manager.io", Resource: "signers", Verb: "approve", Name: signer,
 			},

@@ -14,6 +14,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -76,36 +77,64 @@ func DecodeObjects(t testing.TB, manifests string) []*unstructured.Unstructured 
 	return objs
 }
 
-// Apply server-side applies objs as a cluster administrator; objects
-// without a namespace get namespace unless they are cluster-scoped kinds.
+// Apply server-side applies objs as a cluster administrator, stopping the
+// test at the first object the API server rejects.
 func (a *APIServer) Apply(t testing.TB, namespace string, objs []*unstructured.Unstructured) {
 	t.Helper()
 	for _, o := range objs {
-		if o.GetNamespace() == "" && !clusterScoped(o.GetKind()) {
-			o.SetNamespace(namespace)
-		}
-		if err := a.Client.Patch(context.Background(), o, client.Apply, client.FieldOwner("test"), client.ForceOwnership); err != nil {
-			t.Fatalf("applying %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+		if err := a.ApplyObject(namespace, o); err != nil {
+			t.Fatal(err)
 		}
 	}
+}
+
+// ApplyObject server-side applies one object as a cluster administrator
+// (opts such as client.DryRunAll added); an object without a namespace
+// gets namespace unless its kind is cluster-scoped.
+func (a *APIServer) ApplyObject(namespace string, o *unstructured.Unstructured, opts ...client.PatchOption) error {
+	if o.GetNamespace() == "" && !clusterScoped(o.GetKind()) {
+		o.SetNamespace(namespace)
+	}
+	opts = append([]client.PatchOption{client.FieldOwner("test"), client.ForceOwnership}, opts...)
+	if err := a.Client.Patch(context.Background(), o, client.Apply, opts...); err != nil {
+		return fmt.Errorf("the API server rejects %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
+	}
+	return nil
 }
 
 func clusterScoped(kind string) bool {
 	return kind == "CustomResourceDefinition" || kind == "Namespace" || strings.HasPrefix(kind, "Cluster")
 }
 
-// KubeconfigAs writes a kubeconfig that acts as the ServiceAccount (the
-// administrator impersonating it, with its groups), so a process using it
-// has exactly the ServiceAccount's RBAC permissions.
+// ServiceAccountUser is the user name of a ServiceAccount.
+func ServiceAccountUser(namespace, serviceAccount string) string {
+	return "system:serviceaccount:" + namespace + ":" + serviceAccount
+}
+
+// ServiceAccountGroups are the groups the API server puts a ServiceAccount
+// in.
+func ServiceAccountGroups(namespace string) []string {
+	return []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+}
+
+// ConfigAs connects as the ServiceAccount (the administrator impersonating
+// it, with its groups), with exactly the ServiceAccount's RBAC permissions.
+func (a *APIServer) ConfigAs(namespace, serviceAccount string) *rest.Config {
+	cfg := rest.CopyConfig(a.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: ServiceAccountUser(namespace, serviceAccount), Groups: ServiceAccountGroups(namespace)}
+	return cfg
+}
+
+// KubeconfigAs writes a kubeconfig for ConfigAs, for processes.
 func (a *APIServer) KubeconfigAs(t testing.TB, namespace, serviceAccount string) string {
 	t.Helper()
 	cfg, err := clientcmd.LoadFromFile(a.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)
 	}
+	as := a.ConfigAs(namespace, serviceAccount).Impersonate
 	for _, auth := range cfg.AuthInfos {
-		auth.Impersonate = ServiceAccountUser(namespace, serviceAccount)
-		auth.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+		auth.Impersonate, auth.ImpersonateGroups = as.UserName, as.Groups
 	}
 	path := filepath.Join(t.TempDir(), "kubeconfig-"+namespace+"-"+serviceAccount)
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
@@ -115,11 +144,6 @@ func (a *APIServer) KubeconfigAs(t testing.TB, namespace, serviceAccount string)
 		t.Fatal(err)
 	}
 	return path
-}
-
-// ServiceAccountUser is the user name of a ServiceAccount.
-func ServiceAccountUser(namespace, serviceAccount string) string {
-	return "system:serviceaccount:" + namespace + ":" + serviceAccount
 }
 
 // RBACObjects returns the ServiceAccounts, roles and bindings among objs.
