@@ -52,9 +52,6 @@ type IngressGateways struct {
 	// Reader lists Pods and Services, normally uncached: gateways are looked
 	// up rarely and a cache of every Pod would cost memory.
 	Reader client.Reader
-	// Client, when set, makes every request of Check (tests); by default
-	// each check dials the gateway Service as described on Check.
-	Client *http.Client
 	// Resolver resolves challenged hosts for CheckThroughDNS; nil is the
 	// system's resolver.
 	Resolver *net.Resolver
@@ -277,21 +274,18 @@ func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key stri
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", addr, err)
 	}
-	cl := c.Client
-	if cl == nil {
-		dialer := &net.Dialer{Timeout: selfCheckTimeout}
-		// Every name resolves to the gateway, as public DNS would.
-		cl = selfCheckClient(host, func(ctx context.Context, network, target string) (net.Conn, error) {
-			_, port, err := net.SplitHostPort(target)
-			if err != nil {
-				return nil, err
-			}
-			if port == "80" {
-				return dialer.DialContext(ctx, network, addr)
-			}
-			return dialer.DialContext(ctx, network, net.JoinHostPort(gatewayIP, port))
-		})
-	}
+	dialer := &net.Dialer{Timeout: selfCheckTimeout}
+	// Every name resolves to the gateway, as public DNS would.
+	cl := selfCheckClient(host, func(ctx context.Context, network, target string) (net.Conn, error) {
+		_, port, err := net.SplitHostPort(target)
+		if err != nil {
+			return nil, err
+		}
+		if port == "80" {
+			return dialer.DialContext(ctx, network, addr)
+		}
+		return dialer.DialContext(ctx, network, net.JoinHostPort(gatewayIP, port))
+	})
 	return fetchToken(ctx, cl, "through the ingress gateway at "+addr, host, token, key)
 }
 
