@@ -528,10 +528,7 @@ func (s *Signer) issuerSolver(ctx context.Context, order *v1alpha1.ACMEOrder) (v
 	default:
 		iss = &v1alpha1.ACMEIssuer{}
 	}
-	key := client.ObjectKey{Name: order.Spec.IssuerRef.Name}
-	if _, namespaced := iss.(*v1alpha1.ACMEIssuer); namespaced {
-		key.Namespace = order.Namespace
-	}
+	key := issuerKey(order)
 	if err := s.client.Get(ctx, key, iss); err != nil {
 		return v1alpha1.IstioHTTP01Solver{}, fmt.Errorf("reading %s %s: %w", order.Spec.IssuerRef.Kind, key, err)
 	}
@@ -702,12 +699,20 @@ func countOrder(order *v1alpha1.ACMEOrder, outcome string) {
 	metrics.Orders.WithLabelValues(order.Spec.IssuerRef.Kind, issuerLabel(order), outcome).Inc()
 }
 
-// issuerLabel names the order's issuer: namespace/name for an ACMEIssuer.
-func issuerLabel(order *v1alpha1.ACMEOrder) string {
-	if order.Spec.IssuerRef.Kind == "ACMEIssuer" {
-		return order.Namespace + "/" + order.Spec.IssuerRef.Name
+// issuerKey is the order's issuer: in the order's namespace unless it is
+// an ACMEClusterIssuer.
+func issuerKey(order *v1alpha1.ACMEOrder) client.ObjectKey {
+	key := client.ObjectKey{Name: order.Spec.IssuerRef.Name}
+	if order.Spec.IssuerRef.Kind != "ACMEClusterIssuer" {
+		key.Namespace = order.Namespace
 	}
-	return order.Spec.IssuerRef.Name
+	return key
+}
+
+// issuerLabel names the order's issuer in metrics: namespace/name for an
+// ACMEIssuer, the name for an ACMEClusterIssuer.
+func issuerLabel(order *v1alpha1.ACMEOrder) string {
+	return strings.TrimPrefix(issuerKey(order).String(), "/")
 }
 
 func issuerKind(iss v1alpha1.ACMEIssuerObject) string {
