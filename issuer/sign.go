@@ -31,7 +31,6 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
-	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
 // Signer implements issuer-lib's Sign and Check for ACMEIssuer and
@@ -492,7 +491,7 @@ func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequ
 			Name:      key.Name,
 			// Set at creation, so the challenge controller need not add it
 			// before it publishes the routes.
-			Finalizers: []string{solver.Finalizer},
+			Finalizers: []string{v1alpha1.ChallengeRoutesFinalizer},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         v1alpha1.GroupVersion.String(),
 				Kind:               "ACMEOrder",

@@ -32,10 +32,6 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
-// Finalizer keeps an ACMEChallenge until its routes are deleted, since they
-// live in another namespace and cannot be owned by it.
-const Finalizer = "istio-acme.io/routes"
-
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/finalizers,verbs=update
@@ -95,14 +91,14 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	logger := log.FromContext(ctx).WithValues("host", ch.Spec.DNSName)
 
 	if ch.DeletionTimestamp != nil {
-		if !controllerutil.ContainsFinalizer(ch, Finalizer) {
+		if !controllerutil.ContainsFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer) {
 			return reconcile.Result{}, nil
 		}
 		if err := r.deleteRoutes(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}
 		logger.V(1).Info("removed challenge routes")
-		controllerutil.RemoveFinalizer(ch, Finalizer)
+		controllerutil.RemoveFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer)
 		return reconcile.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, ch))
 	}
 
@@ -116,26 +112,33 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		logger.Info("a route of the open challenge was deleted; publishing it again", "object", gone)
 		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "RouteDeleted", "Present", "%s was deleted while the challenge is open; publishing it again", gone)
 	}
-	if !controllerutil.ContainsFinalizer(ch, Finalizer) {
+	if !controllerutil.ContainsFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer) {
 		// The finalizer is in place before any route exists, so no route
 		// can outlive its challenge.
-		controllerutil.AddFinalizer(ch, Finalizer)
+		controllerutil.AddFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer)
 		if err := r.Client.Update(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
 
-	// Find the gateway workloads and the Gateways that already serve the
-	// host there: the route attaches to those rather than adding a server.
-	targets, routed, blocked, err := r.plan(ctx, ch)
+	// Plan where the route goes from the users' Gateways and
+	// VirtualServices as Istio would translate them, then publish it.
+	plan, workloads, blocked, err := r.plan(ctx, ch)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	if blocked != nil {
 		return r.notYet(ctx, ch, *blocked, nil)
 	}
-
-	routes := BuildRoutes(ch, targets)
+	temp := map[int]*TemporaryHTTPS{}
+	for _, w := range plan.Workloads {
+		if w.OwnHTTPS {
+			if temp[w.Index], err = r.temporaryHTTPS(ctx, ch, w.Index, workloads[w.Index].Namespace); err != nil {
+				return reconcile.Result{}, err
+			}
+		}
+	}
+	routes := BuildRoutes(ch, plan.Workloads, plan.Split, temp)
 	var refs []v1alpha1.ObjectReference
 	for _, sec := range routes.Secrets {
 		if err := r.ensure(ctx, sec, &corev1.Secret{}); err != nil {
@@ -149,18 +152,20 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 		refs = append(refs, objectRef(gw, "Gateway"))
 	}
-	if err := r.ensure(ctx, routes.VirtualService, &istionet.VirtualService{}); err != nil {
-		return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", routes.VirtualService.Namespace, routes.VirtualService.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
+	for _, vs := range routes.VirtualServices {
+		if err := r.ensure(ctx, vs, &istionet.VirtualService{}); err != nil {
+			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", vs.Namespace, vs.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
+		}
+		refs = append(refs, objectRef(vs, "VirtualService"))
 	}
-	refs = append(refs, objectRef(routes.VirtualService, "VirtualService"))
-	if err := r.deleteStaleGateways(ctx, ch, routes.Gateways); err != nil {
+	if err := r.deleteStale(ctx, ch, routes); err != nil {
 		return reconcile.Result{}, err
 	}
-	msg := routes.Describe(ch)
+	msg := plan.Describe(ch, workloads)
 
 	var addrs []string
-	for _, w := range routed {
-		for _, addr := range w.Addresses {
+	for _, pw := range plan.Workloads {
+		for _, addr := range workloads[pw.Index].Addresses {
 			if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
 				return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheck, msg + "; self-check failed: " + err.Error()}, refs)
 			}
@@ -187,77 +192,60 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	return reconcile.Result{}, nil
 }
 
-// plan finds the gateway workloads the challenge is routed on: those where
-// users' Gateways already serve the host, or every workload of the solver
-// when none does. It returns why the challenge cannot be routed yet, if so.
-func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]RouteTarget, []*GatewayWorkload, *notPresented, error) {
+// plan discovers the solver's gateway workloads and plans the challenge's
+// routes on them from the users' Gateways and VirtualServices. It returns
+// why the challenge cannot be routed yet, if so.
+func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) (*Plan, []*GatewayWorkload, *notPresented, error) {
 	sol := ch.Spec.Solver
 	if len(sol.Gateways) == 0 {
 		return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, "the issuer's spec.solver.istio.gateways is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway"}, nil
 	}
-	gateways, err := r.Gateways.UserGateways(ctx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	workloads := make([]*GatewayWorkload, len(sol.Gateways))
-	attach := make([][]ServingServer, len(sol.Gateways))
-	var serving []int
 	for i, target := range sol.Gateways {
 		w, err := r.Gateways.Workload(ctx, target)
 		if err != nil {
 			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("the issuer's spec.solver.istio.gateways[%d]: %v", i, err)}, nil
 		}
 		workloads[i] = w
-		attach[i] = ServersForHost(gateways, w, ch.Spec.DNSName, sol.GatewayNamespace)
-		if len(attach[i]) > 0 {
-			serving = append(serving, i)
-		}
 	}
-	if len(serving) == 0 {
-		// Nothing serves the host yet: DNS may send it to any of them.
-		for i := range workloads {
-			serving = append(serving, i)
-		}
-	}
-
-	var targets []RouteTarget
-	var routed []*GatewayWorkload
-	var allAttach []ServingServer
-	for _, i := range serving {
-		t := RouteTarget{Index: i, Attach: attach[i]}
-		w := workloads[i]
-		if why := RedirectWithoutHTTPS(t.Attach, ch.Spec.DNSName); why != "" {
-			switch {
-			case len(w.HTTPSPorts) == 0:
-				return nil, nil, &notPresented{metrics.NotPresentedHTTPSRedirect, why + "; besides, no Service in front of " + w.Describe() + " has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off"}, nil
-			case !sol.TemporaryHTTPSServer:
-				return nil, nil, &notPresented{metrics.NotPresentedHTTPSRedirect, why + ", or set spec.solver.istio.temporaryHTTPSServer: true on the issuer to publish a temporary one"}, nil
-			}
-			if t.Temp, err = r.temporaryHTTPS(ctx, ch, i, w.Namespace); err != nil {
-				return nil, nil, nil, err
-			}
-		}
-		targets = append(targets, t)
-		routed = append(routed, w)
-		allAttach = append(allAttach, t.Attach...)
-	}
-	shadows, err := r.Gateways.Shadows(ctx, allAttach, ChallengePathPrefix+ch.Spec.Token)
+	gateways, virtualServices, err := r.usersIstioObjects(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if len(shadows) > 0 {
-		return nil, nil, &notPresented{metrics.NotPresentedShadowed, shadowMessage(ch, shadows)}, nil
+	creds := SecretCredentials{Reader: r.Client}
+	plan, refusal := PlanRoutes(PlanInput{
+		Challenge:       ch,
+		Gateways:        gateways,
+		VirtualServices: virtualServices,
+		Workloads:       workloads,
+		Credential: func(namespace, name string) CredentialState {
+			return creds.State(ctx, namespace, name)
+		},
+		Now: time.Now(),
+	})
+	if refusal != nil {
+		return nil, nil, &notPresented{refusal.Reason, refusal.Message}, nil
 	}
-	return targets, routed, nil, nil
+	return plan, workloads, nil, nil
 }
 
-func shadowMessage(ch *v1alpha1.ACMEChallenge, shadows []Shadow) string {
-	var parts []string
-	for _, sh := range shadows {
-		parts = append(parts, sh.String())
+// usersIstioObjects lists the Gateways and VirtualServices this controller
+// did not create, from the informer cache and without copies: the planner
+// only reads them.
+func (r *ChallengeReconciler) usersIstioObjects(ctx context.Context) ([]*istionet.Gateway, []*istionet.VirtualService, error) {
+	sel, err := notOurs()
+	if err != nil {
+		return nil, nil, err
 	}
-	return fmt.Sprintf("%s matches http://%s%s%s and Istio tries it before the challenge route, so the CA would not reach the token; exclude /.well-known/acme-challenge/ from that route (or give it a more specific match)",
-		strings.Join(parts, "; "), ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token)
+	var gws istionet.GatewayList
+	if err := r.Client.List(ctx, &gws, sel, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, fmt.Errorf("listing Gateways: %w", err)
+	}
+	var vss istionet.VirtualServiceList
+	if err := r.Client.List(ctx, &vss, sel, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, fmt.Errorf("listing VirtualServices: %w", err)
+	}
+	return gws.Items, vss.Items, nil
 }
 
 // withRecordedSecrets returns refs plus the Secrets recorded before: Secrets
@@ -421,21 +409,35 @@ func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACM
 	return "", nil
 }
 
-// deleteStaleGateways removes the challenge's own Gateways that the current
-// routes no longer use, say after a user's Gateway started serving the host
-// on a workload where ours did: two servers for one host must not linger.
-func (r *ChallengeReconciler) deleteStaleGateways(ctx context.Context, ch *v1alpha1.ACMEChallenge, keep []*istionet.Gateway) error {
-	var list istionet.GatewayList
+// deleteStale removes the challenge's own Gateways and VirtualServices that
+// the current routes no longer use, say after a user's Gateway started
+// serving the host on a workload where ours did: two servers for one host
+// must not linger.
+func (r *ChallengeReconciler) deleteStale(ctx context.Context, ch *v1alpha1.ACMEChallenge, keep Routes) error {
 	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
-	if err := r.Client.List(ctx, &list, client.InNamespace(ch.Spec.Solver.GatewayNamespace), sel); err != nil {
+	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
+	var gws istionet.GatewayList
+	if err := r.Client.List(ctx, &gws, ns, sel); err != nil {
 		return fmt.Errorf("listing the Gateways of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
 	}
-	for _, gw := range list.Items {
-		if slices.ContainsFunc(keep, func(k *istionet.Gateway) bool { return k.Name == gw.Name }) {
-			continue
+	var vss istionet.VirtualServiceList
+	if err := r.Client.List(ctx, &vss, ns, sel); err != nil {
+		return fmt.Errorf("listing the VirtualServices of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	var stale []client.Object
+	for _, gw := range gws.Items {
+		if !slices.ContainsFunc(keep.Gateways, func(k *istionet.Gateway) bool { return k.Name == gw.Name }) {
+			stale = append(stale, gw)
 		}
-		if err := r.Client.Delete(ctx, gw); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting Gateway %s/%s, which challenge %s/%s no longer uses: %w", gw.Namespace, gw.Name, ch.Namespace, ch.Name, err)
+	}
+	for _, vs := range vss.Items {
+		if !slices.ContainsFunc(keep.VirtualServices, func(k *istionet.VirtualService) bool { return k.Name == vs.Name }) {
+			stale = append(stale, vs)
+		}
+	}
+	for _, obj := range stale {
+		if err := r.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting %s/%s, which challenge %s/%s no longer uses: %w", obj.GetNamespace(), obj.GetName(), ch.Namespace, ch.Name, err)
 		}
 	}
 	return nil
@@ -448,7 +450,7 @@ func (r *ChallengeReconciler) fail(ctx context.Context, ch *v1alpha1.ACMEChallen
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) { st.Message = cause.Error() }); err != nil {
 		return fmt.Errorf("%w (and recording it failed: %v)", cause, err)
 	}
-	r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "PresentFailed", "Present", cause.Error())
+	r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "PresentFailed", "Present", "%s", cause.Error())
 	return cause
 }
 

@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,14 +45,10 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	gatewayAddr := gwSvc.Spec.ClusterIP + ":80"
 
-	ours := labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByValue})
 	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
 		Scheme:  api.Env.Scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			&istionet.Gateway{}:        {Label: ours},
-			&istionet.VirtualService{}: {Label: ours},
-		}},
+		Cache:   cache.Options{ByObject: IstioCacheOptions()},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -97,11 +92,11 @@ func TestChallengeLifecycle(t *testing.T) {
 	if err := cl.Create(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	want := BuildRoutes(ch, []RouteTarget{{Index: 0}})
+	want := BuildRoutes(ch, []WorkloadRoute{{Index: 0, OwnHTTP: true}}, false, nil)
 	wantGateway := want.Gateways[0]
 	// A Gateway this challenge had on a second workload before (a user's
 	// Gateway has since taken over there): it must go.
-	stale := BuildRoutes(ch, []RouteTarget{{Index: 1}}).Gateways[0]
+	stale := BuildRoutes(ch, []WorkloadRoute{{Index: 1, OwnHTTP: true}}, false, nil).Gateways[0]
 	if err := cl.Create(ctx, stale); err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +128,10 @@ func TestChallengeLifecycle(t *testing.T) {
 		t.Fatalf("Gateway: %v", err)
 	}
 	vs := &istionet.VirtualService{}
-	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), vs); err != nil {
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualServices[0]), vs); err != nil {
 		t.Fatalf("VirtualService: %v", err)
 	}
-	if !sameRoute(wantGateway, gw) || !sameRoute(want.VirtualService, vs) {
+	if !sameRoute(wantGateway, gw) || !sameRoute(want.VirtualServices[0], vs) {
 		t.Fatalf("stored routes differ from the built ones:\n%v\n%v", gw.Spec.String(), vs.Spec.String())
 	}
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(stale), &istionet.Gateway{}); !apierrors.IsNotFound(err) {
@@ -149,8 +144,8 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	waitFor(t, "the deleted VirtualService to be published again", func() (bool, string) {
 		again := &istionet.VirtualService{}
-		err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), again)
-		return err == nil && again.UID != vs.UID && sameRoute(want.VirtualService, again), fmt.Sprint(err)
+		err := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualServices[0]), again)
+		return err == nil && again.UID != vs.UID && sameRoute(want.VirtualServices[0], again), fmt.Sprint(err)
 	})
 
 	// Every replica serves the token from the API server's state.
@@ -178,7 +173,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	waitFor(t, "the routes and the challenge to be gone", func() (bool, string) {
 		gwErr := cl.Get(ctx, client.ObjectKeyFromObject(wantGateway), &istionet.Gateway{})
-		vsErr := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualService), &istionet.VirtualService{})
+		vsErr := cl.Get(ctx, client.ObjectKeyFromObject(want.VirtualServices[0]), &istionet.VirtualService{})
 		chErr := cl.Get(ctx, client.ObjectKeyFromObject(ch), &v1alpha1.ACMEChallenge{})
 		return apierrors.IsNotFound(gwErr) && apierrors.IsNotFound(vsErr) && apierrors.IsNotFound(chErr),
 			fmt.Sprintf("gateway: %v, virtual service: %v, challenge: %v", gwErr, vsErr, chErr)

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -38,24 +39,13 @@ const (
 	httpsPort = 443
 )
 
-// Routes are the objects that route one challenge: one VirtualService, and
-// the Gateways (and temporary certificates) the challenge needs of its own.
+// Routes are the objects that route one challenge: its VirtualServices,
+// the Gateways it needs of its own, and the certificates of its temporary
+// HTTPS servers.
 type Routes struct {
-	Gateways       []*istionet.Gateway
-	VirtualService *istionet.VirtualService
-	Secrets        []*corev1.Secret
-}
-
-// RouteTarget is one gateway workload the challenge is routed on: the
-// servers of users' Gateways that serve the host there (none: a Gateway of
-// our own is created), and, when those redirect to HTTPS with nothing
-// serving it, the certificate of a temporary HTTPS server.
-type RouteTarget struct {
-	// Index of the workload in the solver's gateways; it names the objects
-	// created for it.
-	Index  int
-	Attach []ServingServer
-	Temp   *TemporaryHTTPS
+	Gateways        []*istionet.Gateway
+	VirtualServices []*istionet.VirtualService
+	Secrets         []*corev1.Secret
 }
 
 // TemporaryHTTPS is the self-signed certificate of a temporary HTTPS server
@@ -93,28 +83,27 @@ func TokenServiceHost(ref v1alpha1.TokenServiceReference) string {
 }
 
 // BuildRoutes returns the objects that route
-// GET http://<host>/.well-known/acme-challenge/<token> on each target
-// gateway workload to the token Service, matching only that exact path so
-// nothing else of the host's traffic is touched.
+// GET http://<host>/.well-known/acme-challenge/<token> on each planned
+// gateway workload to the token Service. The route matches only that exact
+// path, for that exact host (its authority), so whichever virtual host it
+// joins, nothing else of anybody's traffic is touched.
 //
-// On a target where no server serves the host yet (no Attach) that is a
-// Gateway with a port-80 server for exactly the host, selecting the
-// workload. Otherwise the route binds to the Gateways that serve the host,
-// under the host strings they use: Istio merges routes only under the same
-// host string, and orders an exact path before the user's catch-all, so the
-// user's other traffic still reaches their app. Under a wildcard host
-// string the route also matches the exact authority, so it answers for the
-// challenged host only.
+// Each binding puts the route into an existing virtual host: the
+// VirtualService binds to the Gateway under the virtual host's name. A
+// workload that needs servers of our own gets one Gateway selecting its
+// pods: a port-80 server for exactly the host (nothing serves it there),
+// and/or an HTTPS server for exactly the host with a temporary self-signed
+// certificate in a Secret in the gateway pods' namespace (the host is
+// redirected to HTTPS where nothing can complete its handshake yet).
 //
-// With Temp, the host's port-80 server redirects to HTTPS and nothing serves
-// it there: the objects then also include a Gateway with an HTTPS server for
-// exactly the host, using Temp's certificate in a Secret, so the CA can
-// follow the redirect.
-//
-// One VirtualService carries the route for every target.
-func BuildRoutes(ch *v1alpha1.ACMEChallenge, targets []RouteTarget) Routes {
+// One VirtualService carries every binding, unless split: then one per
+// binding, for layouts where binding every Gateway under every name would
+// reach virtual hosts it must not. temp holds the certificates by workload
+// index; without one the Secret is built empty (for planning).
+func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bool, temp map[int]*TemporaryHTTPS) Routes {
 	sol := ch.Spec.Solver
 	key := ChallengeKey(ch.Namespace, ch.Name)
+	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
 	meta := func(name, namespace string) metav1.ObjectMeta {
 		return metav1.ObjectMeta{
 			Name:        name,
@@ -123,107 +112,113 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, targets []RouteTarget) Routes {
 			Annotations: map[string]string{AnnotationChallenge: ch.Namespace + "/" + ch.Name},
 		}
 	}
-	selector := func(index int) map[string]string {
-		if index < len(sol.Gateways) {
-			return maps.Clone(sol.Gateways[index].Selector)
-		}
-		return nil
-	}
-
-	match := &istioapi.HTTPMatchRequest{
-		Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ChallengePathPrefix + ch.Spec.Token}},
-	}
-	out := Routes{VirtualService: &istionet.VirtualService{ObjectMeta: meta(objectName(ch, 0), sol.GatewayNamespace)}}
-	vs := out.VirtualService
-	bind := func(gw *istionet.Gateway, host string) {
-		ref := gw.Namespace + "/" + gw.Name
-		if !slices.Contains(vs.Spec.Gateways, ref) {
-			vs.Spec.Gateways = append(vs.Spec.Gateways, ref)
-		}
-		if !slices.Contains(vs.Spec.Hosts, host) {
-			vs.Spec.Hosts = append(vs.Spec.Hosts, host)
-		}
-		if strings.HasPrefix(host, "*") {
-			match.Authority = &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ch.Spec.DNSName}}
-		}
-	}
-	for _, t := range targets {
-		if len(t.Attach) == 0 {
-			gw := &istionet.Gateway{ObjectMeta: meta(objectName(ch, t.Index), sol.GatewayNamespace)}
-			gw.Spec.Selector = selector(t.Index)
-			gw.Spec.Servers = []*istioapi.Server{{
-				Port:  &istioapi.Port{Number: httpPort, Name: "http-acme", Protocol: "HTTP"},
-				Hosts: []string{ch.Spec.DNSName},
-			}}
-			out.Gateways = append(out.Gateways, gw)
-			bind(gw, ch.Spec.DNSName)
+	var out Routes
+	var bindings []Binding
+	for _, w := range workloads {
+		bindings = appendNewBinding(bindings, w.Bindings...)
+		if !w.OwnHTTP && !w.OwnHTTPS {
 			continue
 		}
-		for _, s := range t.Attach {
-			bind(s.Gateway, s.Host)
+		gw := &istionet.Gateway{ObjectMeta: meta(objectName(ch, w.Index), sol.GatewayNamespace)}
+		if w.Index < len(sol.Gateways) {
+			gw.Spec.Selector = maps.Clone(sol.Gateways[w.Index].Selector)
 		}
-		if t.Temp != nil {
-			secret := &corev1.Secret{ObjectMeta: meta(TemporaryHTTPSSecretName(ch, t.Index), t.Temp.Namespace), Type: corev1.SecretTypeTLS,
-				Data: map[string][]byte{corev1.TLSCertKey: t.Temp.CertPEM, corev1.TLSPrivateKeyKey: t.Temp.KeyPEM}}
-			gw := &istionet.Gateway{ObjectMeta: meta(objectName(ch, t.Index), sol.GatewayNamespace)}
-			gw.Spec.Selector = selector(t.Index)
-			gw.Spec.Servers = []*istioapi.Server{{
-				Port:  &istioapi.Port{Number: httpsPort, Name: "https-acme", Protocol: "HTTPS"},
-				Hosts: []string{ch.Spec.DNSName},
-				Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: secret.Name},
-			}}
+		if w.OwnHTTP {
+			gw.Spec.Servers = append(gw.Spec.Servers, &istioapi.Server{
+				Port:  &istioapi.Port{Number: httpPort, Name: "http-acme", Protocol: "HTTP"},
+				Hosts: []string{host},
+			})
+		}
+		if w.OwnHTTPS {
+			t := temp[w.Index]
+			if t == nil {
+				t = &TemporaryHTTPS{}
+			}
+			secret := &corev1.Secret{ObjectMeta: meta(TemporaryHTTPSSecretName(ch, w.Index), t.Namespace), Type: corev1.SecretTypeTLS,
+				Data: map[string][]byte{corev1.TLSCertKey: t.CertPEM, corev1.TLSPrivateKeyKey: t.KeyPEM}}
 			out.Secrets = append(out.Secrets, secret)
-			out.Gateways = append(out.Gateways, gw)
-			bind(gw, ch.Spec.DNSName)
+			gw.Spec.Servers = append(gw.Spec.Servers, &istioapi.Server{
+				Port:  &istioapi.Port{Number: httpsPort, Name: "https-acme", Protocol: "HTTPS"},
+				Hosts: []string{host},
+				Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: secret.Name},
+			})
+		}
+		out.Gateways = append(out.Gateways, gw)
+		bindings = appendNewBinding(bindings, Binding{Gateway: gw.Namespace + "/" + gw.Name, Host: host})
+	}
+
+	vs := func(name string) *istionet.VirtualService {
+		v := &istionet.VirtualService{ObjectMeta: meta(name, sol.GatewayNamespace)}
+		// Visible to every gateway, whatever the mesh's default exportTo.
+		v.Spec.ExportTo = []string{"*"}
+		v.Spec.Http = []*istioapi.HTTPRoute{challengeRoute(ch, host)}
+		return v
+	}
+	if !split {
+		v := vs(objectName(ch, 0))
+		for _, b := range bindings {
+			if !slices.Contains(v.Spec.Gateways, b.Gateway) {
+				v.Spec.Gateways = append(v.Spec.Gateways, b.Gateway)
+			}
+			if !slices.Contains(v.Spec.Hosts, b.Host) {
+				v.Spec.Hosts = append(v.Spec.Hosts, b.Host)
+			}
+		}
+		out.VirtualServices = []*istionet.VirtualService{v}
+		return out
+	}
+	for i, b := range bindings {
+		name := objectName(ch, 0)
+		if i > 0 {
+			name += fmt.Sprintf("-v%d", i)
+		}
+		v := vs(name)
+		v.Spec.Gateways, v.Spec.Hosts = []string{b.Gateway}, []string{b.Host}
+		out.VirtualServices = append(out.VirtualServices, v)
+	}
+	return out
+}
+
+func appendNewBinding(list []Binding, bs ...Binding) []Binding {
+	for _, b := range bs {
+		if !slices.Contains(list, b) {
+			list = append(list, b)
 		}
 	}
-	vs.Spec.Http = []*istioapi.HTTPRoute{{
-		Name:  "acme-http01",
-		Match: []*istioapi.HTTPMatchRequest{match},
+	return list
+}
+
+// challengeRoute answers the token path for the host only: an exact path,
+// and an authority of exactly the host (with any port), so that in a
+// virtual host shared with other names it catches nothing of theirs.
+func challengeRoute(ch *v1alpha1.ACMEChallenge, host string) *istioapi.HTTPRoute {
+	sol := ch.Spec.Solver
+	return &istioapi.HTTPRoute{
+		Name: "acme-http01",
+		Match: []*istioapi.HTTPMatchRequest{{
+			Uri:       &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ChallengePathPrefix + ch.Spec.Token}},
+			Authority: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: regexp.QuoteMeta(host) + "(:[0-9]+)?"}},
+		}},
 		Route: []*istioapi.HTTPRouteDestination{{
 			Destination: &istioapi.Destination{
 				Host: TokenServiceHost(sol.TokenService),
 				Port: &istioapi.PortSelector{Number: uint32(sol.TokenService.Port)},
 			},
 		}},
-	}}
-	return out
+	}
 }
 
 // Describe says, for status messages, how the challenge is routed.
-func (r Routes) Describe(ch *v1alpha1.ACMEChallenge) string {
-	vs := r.VirtualService
-	var own, users []string
-	for _, ref := range vs.Spec.Gateways {
-		if slices.ContainsFunc(r.Gateways, func(g *istionet.Gateway) bool { return g.Namespace+"/"+g.Name == ref }) {
-			own = append(own, ref)
-		} else {
-			users = append(users, ref)
-		}
-	}
+func (p *Plan) Describe(ch *v1alpha1.ACMEChallenge, workloads []*GatewayWorkload) string {
 	var via []string
-	if len(users) > 0 {
-		via = append(via, fmt.Sprintf("the existing Gateway(s) %s under host %s", strings.Join(users, ", "), strings.Join(vs.Spec.Hosts, ", ")))
-	}
-	for _, gw := range r.Gateways {
-		srv := gw.Spec.Servers[0]
-		if srv.GetTls().GetCredentialName() != "" {
-			via = append(via, fmt.Sprintf("a temporary HTTPS server in Gateway %s/%s (self-signed certificate in Secret %s/%s)",
-				gw.Namespace, gw.Name, r.secretNamespace(srv.GetTls().GetCredentialName()), srv.GetTls().GetCredentialName()))
-		} else {
-			via = append(via, fmt.Sprintf("Gateway %s/%s", gw.Namespace, gw.Name))
+	for _, w := range p.Workloads {
+		where := w.Path
+		if w.Index < len(workloads) && workloads[w.Index] != nil {
+			where += " on " + workloads[w.Index].Describe()
 		}
+		via = append(via, where)
 	}
-	return fmt.Sprintf("routing http://%s%s%s with VirtualService %s/%s on %s to Service %s:%d",
-		ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token, vs.Namespace, vs.Name, strings.Join(via, " and "),
+	return fmt.Sprintf("routing http://%s%s%s through %s to Service %s:%d",
+		ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token, strings.Join(via, "; "),
 		TokenServiceHost(ch.Spec.Solver.TokenService), ch.Spec.Solver.TokenService.Port)
-}
-
-func (r Routes) secretNamespace(name string) string {
-	for _, s := range r.Secrets {
-		if s.Name == name {
-			return s.Namespace
-		}
-	}
-	return ""
 }

@@ -51,11 +51,11 @@ func TestBuildRoutes(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: tt.namespace, Name: "req-1-abc"},
 				Spec:       v1alpha1.ACMEChallengeSpec{DNSName: tt.host, Token: tt.token, Solver: tt.solver},
 			}
-			r := BuildRoutes(ch, []RouteTarget{{Index: 0}})
+			r := BuildRoutes(ch, []WorkloadRoute{{Index: 0, OwnHTTP: true}}, false, nil)
 			if len(r.Gateways) != 1 || len(r.Secrets) != 0 {
 				t.Fatalf("built %d Gateways and %d Secrets, want one Gateway", len(r.Gateways), len(r.Secrets))
 			}
-			gw, vs := r.Gateways[0], r.VirtualService
+			gw, vs := r.Gateways[0], r.VirtualServices[0]
 			key := ChallengeKey(tt.namespace, "req-1-abc")
 
 			for _, m := range []metav1.Object{gw, vs} {
@@ -119,7 +119,7 @@ func TestChallengeKeyIsStableAndDistinct(t *testing.T) {
 	}
 }
 
-func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
+func TestBuildRoutesBindsToVirtualHosts(t *testing.T) {
 	ch := &v1alpha1.ACMEChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
 		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "shop.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
@@ -127,45 +127,57 @@ func TestBuildRoutesAttachesToServingGateways(t *testing.T) {
 			TokenService: v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 		}},
 	}
-	exact := ServingServer{Gateway: gateway("apps", "shop", nil), Host: "shop.example.com"}
-	wild := ServingServer{Gateway: gateway("edge", "wild", nil), Host: "*.example.com"}
-	wild443 := ServingServer{Gateway: gateway("edge", "wild", nil), Host: "*.example.com"}
+	exact := Binding{Gateway: "istio-system/public", Host: "shop.example.com"}
+	wild := Binding{Gateway: "edge/wild", Host: "*.example.com"}
 	tests := []struct {
-		name          string
-		attach        []ServingServer
-		wantGateways  []string
-		wantHosts     []string
-		wantAuthority string
+		name         string
+		bindings     []Binding
+		split        bool
+		wantGateways [][]string
+		wantHosts    [][]string
 	}{
-		{name: "exact host: no authority match needed", attach: []ServingServer{exact},
-			wantGateways: []string{"apps/shop"}, wantHosts: []string{"shop.example.com"}},
-		{name: "wildcard host: under the same string, with an exact authority", attach: []ServingServer{wild},
-			wantGateways: []string{"edge/wild"}, wantHosts: []string{"*.example.com"}, wantAuthority: "shop.example.com"},
-		{name: "several servers and Gateways, each named once", attach: []ServingServer{exact, wild, wild443},
-			wantGateways: []string{"apps/shop", "edge/wild"}, wantHosts: []string{"shop.example.com", "*.example.com"}, wantAuthority: "shop.example.com"},
+		{name: "the virtual host of the app's exact host", bindings: []Binding{exact},
+			wantGateways: [][]string{{"istio-system/public"}}, wantHosts: [][]string{{"shop.example.com"}}},
+		{name: "a wildcard virtual host, under its own name", bindings: []Binding{wild},
+			wantGateways: [][]string{{"edge/wild"}}, wantHosts: [][]string{{"*.example.com"}}},
+		{name: "several bindings in one VirtualService", bindings: []Binding{exact, wild, exact},
+			wantGateways: [][]string{{"istio-system/public", "edge/wild"}}, wantHosts: [][]string{{"shop.example.com", "*.example.com"}}},
+		{name: "split: one VirtualService per binding", bindings: []Binding{exact, wild}, split: true,
+			wantGateways: [][]string{{"istio-system/public"}, {"edge/wild"}}, wantHosts: [][]string{{"shop.example.com"}, {"*.example.com"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := BuildRoutes(ch, []RouteTarget{{Index: 0, Attach: tt.attach}})
-			if len(r.Gateways) != 0 {
-				t.Fatalf("a Gateway %s was built although the host is served", r.Gateways[0].Name)
+			r := BuildRoutes(ch, []WorkloadRoute{{Index: 0, Bindings: tt.bindings}}, tt.split, nil)
+			if len(r.Gateways) != 0 || len(r.Secrets) != 0 {
+				t.Fatalf("built %d Gateways and %d Secrets for bindings only", len(r.Gateways), len(r.Secrets))
 			}
-			vs := r.VirtualService
-			if !slices.Equal(vs.Spec.Gateways, tt.wantGateways) || !slices.Equal(vs.Spec.Hosts, tt.wantHosts) {
-				t.Errorf("gateways %v hosts %v, want %v %v", vs.Spec.Gateways, vs.Spec.Hosts, tt.wantGateways, tt.wantHosts)
+			if len(r.VirtualServices) != len(tt.wantGateways) {
+				t.Fatalf("built %d VirtualServices, want %d", len(r.VirtualServices), len(tt.wantGateways))
 			}
-			m := vs.Spec.Http[0].Match[0]
-			if m.Uri.GetExact() != "/.well-known/acme-challenge/tok" {
-				t.Errorf("path match %v", m.Uri)
+			names := map[string]bool{}
+			for i, vs := range r.VirtualServices {
+				names[vs.Name] = true
+				if !slices.Equal(vs.Spec.Gateways, tt.wantGateways[i]) || !slices.Equal(vs.Spec.Hosts, tt.wantHosts[i]) {
+					t.Errorf("VirtualService %d: gateways %v hosts %v, want %v %v", i, vs.Spec.Gateways, vs.Spec.Hosts, tt.wantGateways[i], tt.wantHosts[i])
+				}
+				if !slices.Equal(vs.Spec.ExportTo, []string{"*"}) {
+					t.Errorf("exportTo %v, want every namespace whatever the mesh default", vs.Spec.ExportTo)
+				}
+				m := vs.Spec.Http[0].Match[0]
+				if m.Uri.GetExact() != "/.well-known/acme-challenge/tok" {
+					t.Errorf("path match %v", m.Uri)
+				}
+				// The authority keeps the route to the challenged host in a
+				// virtual host shared with other names.
+				if got := m.GetAuthority().GetRegex(); got != `shop\.example\.com(:[0-9]+)?` {
+					t.Errorf("authority match %q", got)
+				}
+				if vs.Namespace != "istio-system" || vs.Labels[LabelManagedBy] != ManagedByValue {
+					t.Errorf("VirtualService %s/%s labels %v", vs.Namespace, vs.Name, vs.Labels)
+				}
 			}
-			if got := m.GetAuthority().GetExact(); got != tt.wantAuthority {
-				t.Errorf("authority match %q, want %q", got, tt.wantAuthority)
-			}
-			if vs.Namespace != "istio-system" || vs.Labels[LabelManagedBy] != ManagedByValue {
-				t.Errorf("VirtualService %s/%s labels %v", vs.Namespace, vs.Name, vs.Labels)
-			}
-			if d := r.Describe(ch); !strings.Contains(d, "existing Gateway(s) "+strings.Join(tt.wantGateways, ", ")) {
-				t.Errorf("description %q does not name the Gateways", d)
+			if len(names) != len(r.VirtualServices) {
+				t.Errorf("VirtualService names repeat: %v", names)
 			}
 		})
 	}
@@ -175,12 +187,13 @@ func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
 	ch := &v1alpha1.ACMEChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1-abc"},
 		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "bare.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
-			Gateways: []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}}, GatewayNamespace: "istio-system", TemporaryHTTPSServer: true,
+			Gateways: []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}}, GatewayNamespace: "istio-system",
 			TokenService: v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
 		}},
 	}
-	redirecting := ServingServer{Gateway: gateway("apps", "bare", nil), Host: "bare.example.com"}
-	r := BuildRoutes(ch, []RouteTarget{{Index: 0, Attach: []ServingServer{redirecting}, Temp: &TemporaryHTTPS{Namespace: "istio-ingress", CertPEM: []byte("cert"), KeyPEM: []byte("key")}}})
+	redirecting := Binding{Gateway: "apps/bare", Host: "bare.example.com"}
+	temp := map[int]*TemporaryHTTPS{0: {Namespace: "istio-ingress", CertPEM: []byte("cert"), KeyPEM: []byte("key")}}
+	r := BuildRoutes(ch, []WorkloadRoute{{Index: 0, Bindings: []Binding{redirecting}, OwnHTTPS: true}}, false, temp)
 	if len(r.Secrets) != 1 || len(r.Gateways) != 1 {
 		t.Fatalf("built %d Secrets and %d Gateways, want one of each", len(r.Secrets), len(r.Gateways))
 	}
@@ -195,12 +208,13 @@ func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
 	if len(srv) != 1 || srv[0].Port.Number != 443 || srv[0].Port.Protocol != "HTTPS" || srv[0].Tls.GetCredentialName() != sec.Name || !slices.Equal(srv[0].Hosts, []string{"bare.example.com"}) {
 		t.Fatalf("temporary server %v, want HTTPS on 443 for exactly the host with our Secret", srv)
 	}
-	vs := r.VirtualService
+	vs := r.VirtualServices[0]
 	if !slices.Equal(vs.Spec.Gateways, []string{"apps/bare", "istio-system/" + gw.Name}) {
 		t.Errorf("VirtualService gateways %v, want the redirecting Gateway and the temporary one", vs.Spec.Gateways)
 	}
-	if !strings.Contains(r.Describe(ch), "temporary HTTPS server") {
-		t.Errorf("description %q does not mention the temporary server", r.Describe(ch))
+	plan := &Plan{Workloads: []WorkloadRoute{{Index: 0, Path: describePath(WorkloadRoute{Bindings: []Binding{redirecting}, OwnHTTPS: true}, "bare.example.com")}}}
+	if d := plan.Describe(ch, nil); !strings.Contains(d, "temporary HTTPS server") || !strings.Contains(d, "apps/bare") {
+		t.Errorf("description %q does not name the Gateway and the temporary server", d)
 	}
 }
 
@@ -220,7 +234,7 @@ func TestBuildRoutesOnSeveralWorkloads(t *testing.T) {
 	key := ChallengeKey("apps", "req-1-abc")
 
 	t.Run("nothing serves the host: a Gateway of our own on each workload", func(t *testing.T) {
-		r := BuildRoutes(ch, []RouteTarget{{Index: 0}, {Index: 1}, {Index: 2}})
+		r := BuildRoutes(ch, []WorkloadRoute{{Index: 0, OwnHTTP: true}, {Index: 1, OwnHTTP: true}, {Index: 2, OwnHTTP: true}}, false, nil)
 		var names []string
 		for i, gw := range r.Gateways {
 			names = append(names, gw.Namespace+"/"+gw.Name)
@@ -229,37 +243,27 @@ func TestBuildRoutesOnSeveralWorkloads(t *testing.T) {
 			}
 		}
 		want := []string{"istio-system/acme-" + key, "istio-system/acme-" + key + "-1", "istio-system/acme-" + key + "-2"}
-		if !slices.Equal(names, want) || !slices.Equal(r.VirtualService.Spec.Gateways, want) {
-			t.Errorf("Gateways %v, VirtualService bound to %v, want %v", names, r.VirtualService.Spec.Gateways, want)
+		if !slices.Equal(names, want) || !slices.Equal(r.VirtualServices[0].Spec.Gateways, want) {
+			t.Errorf("Gateways %v, VirtualService bound to %v, want %v", names, r.VirtualServices[0].Spec.Gateways, want)
 		}
-		if !slices.Equal(r.VirtualService.Spec.Hosts, []string{"shop.example.com"}) {
-			t.Errorf("hosts %v", r.VirtualService.Spec.Hosts)
-		}
-	})
-
-	t.Run("a user's Gateway on the second workload only", func(t *testing.T) {
-		internal := ServingServer{Gateway: gateway("internal", "shop", nil), Host: "*.example.com"}
-		r := BuildRoutes(ch, []RouteTarget{{Index: 2, Attach: []ServingServer{internal}}})
-		if len(r.Gateways) != 0 {
-			t.Fatalf("built Gateway %s although the host is served", r.Gateways[0].Name)
-		}
-		if vs := r.VirtualService; !slices.Equal(vs.Spec.Gateways, []string{"internal/shop"}) || vs.Name != "acme-"+key {
-			t.Errorf("VirtualService %s bound to %v, want acme-%s on internal/shop", vs.Name, vs.Spec.Gateways, key)
+		if !slices.Equal(r.VirtualServices[0].Spec.Hosts, []string{"shop.example.com"}) {
+			t.Errorf("hosts %v", r.VirtualServices[0].Spec.Hosts)
 		}
 	})
 
 	t.Run("temporary HTTPS servers on two workloads have their own Secrets", func(t *testing.T) {
-		redirecting := ServingServer{Gateway: gateway("apps", "web", nil), Host: "shop.example.com"}
+		redirecting := Binding{Gateway: "apps/web", Host: "shop.example.com"}
 		temp := &TemporaryHTTPS{Namespace: "istio-system", CertPEM: []byte("c"), KeyPEM: []byte("k")}
-		r := BuildRoutes(ch, []RouteTarget{{Index: 0, Attach: []ServingServer{redirecting}, Temp: temp}, {Index: 1, Attach: []ServingServer{redirecting}, Temp: temp}})
+		r := BuildRoutes(ch, []WorkloadRoute{{Index: 0, Bindings: []Binding{redirecting}, OwnHTTPS: true}, {Index: 1, Bindings: []Binding{redirecting}, OwnHTTPS: true}},
+			false, map[int]*TemporaryHTTPS{0: temp, 1: temp})
 		if len(r.Secrets) != 2 || r.Secrets[0].Name == r.Secrets[1].Name {
 			t.Fatalf("Secrets %v, want two distinct", r.Secrets)
 		}
 		if r.Secrets[1].Name != TemporaryHTTPSSecretName(ch, 1) || r.Gateways[1].Spec.Servers[0].Tls.GetCredentialName() != r.Secrets[1].Name {
 			t.Errorf("the second workload's server uses %q, want its own Secret %q", r.Gateways[1].Spec.Servers[0].Tls.GetCredentialName(), r.Secrets[1].Name)
 		}
-		if want := []string{"apps/web", "istio-system/acme-" + key, "istio-system/acme-" + key + "-1"}; !slices.Equal(r.VirtualService.Spec.Gateways, want) {
-			t.Errorf("VirtualService bound to %v, want %v", r.VirtualService.Spec.Gateways, want)
+		if want := []string{"apps/web", "istio-system/acme-" + key, "istio-system/acme-" + key + "-1"}; !slices.Equal(r.VirtualServices[0].Spec.Gateways, want) {
+			t.Errorf("VirtualService bound to %v, want %v", r.VirtualServices[0].Spec.Gateways, want)
 		}
 	})
 }

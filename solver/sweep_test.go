@@ -37,10 +37,10 @@ func TestOrphanSweep(t *testing.T) {
 	}
 	gone := live.DeepCopy()
 	gone.Name, gone.Spec.DNSName = "gone-1", "gone.example.com" // never created
-	liveRoutes, goneRoutes := BuildRoutes(live, []RouteTarget{{Index: 0}}), BuildRoutes(gone, []RouteTarget{{Index: 0}})
+	liveRoutes, goneRoutes := BuildRoutes(live, []WorkloadRoute{{Index: 0, OwnHTTP: true}}, false, nil), BuildRoutes(gone, []WorkloadRoute{{Index: 0, OwnHTTP: true}}, false, nil)
 	users := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "users-app"}}
 	users.Spec.Hosts = []string{"app.example.com"}
-	for _, obj := range []client.Object{liveRoutes.Gateways[0], liveRoutes.VirtualService, goneRoutes.Gateways[0], goneRoutes.VirtualService, users} {
+	for _, obj := range []client.Object{liveRoutes.Gateways[0], liveRoutes.VirtualServices[0], goneRoutes.Gateways[0], goneRoutes.VirtualServices[0], users} {
 		if err := cl.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -54,12 +54,12 @@ func TestOrphanSweep(t *testing.T) {
 	if n, err := sweeper.Sweep(ctx); err != nil || n != 2 {
 		t.Fatalf("deleted %d (%v), want the orphaned Gateway and VirtualService", n, err)
 	}
-	for _, obj := range []client.Object{goneRoutes.Gateways[0], goneRoutes.VirtualService} {
+	for _, obj := range []client.Object{goneRoutes.Gateways[0], goneRoutes.VirtualServices[0]} {
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); !apierrors.IsNotFound(err) {
 			t.Errorf("orphan %s still there: %v", obj.GetName(), err)
 		}
 	}
-	for _, obj := range []client.Object{liveRoutes.Gateways[0], liveRoutes.VirtualService, users} {
+	for _, obj := range []client.Object{liveRoutes.Gateways[0], liveRoutes.VirtualServices[0], users} {
 		if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			t.Errorf("%s was deleted: %v", obj.GetName(), err)
 		}

@@ -9,6 +9,11 @@ import (
 // +kubebuilder:validation:Enum=pending;processing;valid;invalid
 type ChallengeState string
 
+// ChallengeRoutesFinalizer keeps an ACMEChallenge until the controller has
+// deleted its routes, which live in the gateway namespace and cannot be
+// owned by it.
+const ChallengeRoutesFinalizer = "istio-acme.io/routes"
+
 // The states of an ACME challenge.
 const (
 	ChallengePending    ChallengeState = "pending"

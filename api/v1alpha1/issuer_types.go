@@ -126,14 +126,20 @@ type IstioHTTP01Solver struct {
 	// +kubebuilder:default={}
 	TokenService TokenServiceReference `json:"tokenService,omitzero"`
 
-	// TemporaryHTTPSServer, when a Gateway redirects the challenged host to
-	// HTTPS (tls.httpsRedirect) and no Gateway serves the host over HTTPS,
-	// publishes an HTTPS server for the host with a self-signed certificate
-	// (the CA does not verify it) for as long as the challenge lasts, so the
-	// CA can follow the redirect. Default false: the request then reports
-	// the redirect and waits.
+	// TemporaryHTTPSServer lets a challenge publish, while it lasts, an
+	// HTTPS server for exactly the challenged host with a self-signed
+	// certificate (the CA does not verify it), when the host's port-80
+	// server redirects to HTTPS (tls.httpsRedirect) and no server can
+	// complete a TLS handshake for the host there: none serves it, or its
+	// credentialName Secret does not exist yet or holds no certificate,
+	// which is the case on a host's first issuance when that Secret is the
+	// one being issued. It changes nothing for anybody's traffic: the
+	// host's HTTPS does not work until then anyway. Its Secret is created
+	// in the gateway pods' namespace. Defaults to true; set false to have
+	// the request report the redirect instead.
 	// +optional
-	TemporaryHTTPSServer bool `json:"temporaryHTTPSServer,omitempty"`
+	// +kubebuilder:default=true
+	TemporaryHTTPSServer *bool `json:"temporaryHTTPSServer,omitempty"`
 
 	// SelfCheckThroughDNS, when true, also fetches the token the way the CA
 	// will before the CA is asked: the challenged host is resolved through

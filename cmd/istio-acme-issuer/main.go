@@ -17,7 +17,6 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -160,7 +159,6 @@ func run(ctx context.Context, o options) error {
 	// client-go's default of 5 requests per second would queue status
 	// updates and Events behind each other while orders are in flight.
 	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
-	ours := labels.SelectorFromSet(labels.Set{solver.LabelManagedBy: solver.ManagedByValue})
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddress},
@@ -170,12 +168,9 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
-			// Only our own Istio objects are cached: a cluster's other
-			// Gateways and VirtualServices must not grow our memory.
-			ByObject: map[client.Object]cache.ByObject{
-				&istionet.Gateway{}:        {Label: ours},
-				&istionet.VirtualService{}: {Label: ours},
-			},
+			// Gateways and VirtualServices are cached trimmed: the route
+			// planner reads users' ones for every challenge.
+			ByObject: solver.IstioCacheOptions(),
 		},
 		Client: client.Options{
 			// Account keys are read rarely and directly: no informer on

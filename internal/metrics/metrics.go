@@ -30,6 +30,7 @@ const (
 	NotPresentedGatewayDiscovery = "gateway_discovery"
 	NotPresentedHTTPSRedirect    = "https_redirect"
 	NotPresentedShadowed         = "shadowed"
+	NotPresentedUsersTraffic     = "users_traffic"
 	NotPresentedPublish          = "publish"
 	NotPresentedSelfCheck        = "self_check"
 	NotPresentedSelfCheckDNS     = "self_check_dns"

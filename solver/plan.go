@@ -1,0 +1,544 @@
+package solver
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
+)
+
+// PlanInput is everything the route planner reads.
+type PlanInput struct {
+	Challenge *v1alpha1.ACMEChallenge
+	// Gateways and VirtualServices are the cluster's objects that this
+	// controller did not create.
+	Gateways        []*istionet.Gateway
+	VirtualServices []*istionet.VirtualService
+	// Workloads are the gateway workloads of the solver, by index in its
+	// spec.solver.istio.gateways.
+	Workloads []*GatewayWorkload
+	// Credential tells whether an HTTPS server's certificate Secret can
+	// serve a TLS handshake.
+	Credential func(namespace, name string) CredentialState
+	// Now is when the challenge's objects are created: istiod orders
+	// objects by creation time.
+	Now time.Time
+}
+
+// Plan is how a challenge is routed: the objects to publish and, per
+// routed workload, how the CA's request reaches the token.
+type Plan struct {
+	Workloads []WorkloadRoute
+	// Split publishes one VirtualService per binding, where a single one
+	// bound to every Gateway would add the route where it must not go.
+	Split bool
+}
+
+// WorkloadRoute says how the challenge is routed on one gateway workload.
+type WorkloadRoute struct {
+	// Index of the workload in the solver's gateways.
+	Index int
+	// Bindings put the challenge route into virtual hosts that users'
+	// Gateways (or our own) already build.
+	Bindings []Binding
+	// OwnHTTP adds a port-80 server for exactly the host, in a Gateway of
+	// our own: nothing serves the host where the CA arrives.
+	OwnHTTP bool
+	// OwnHTTPS adds an HTTPS server for exactly the host with a temporary
+	// self-signed certificate: the host's port-80 server redirects to HTTPS
+	// and no server can complete a handshake for the host there yet.
+	OwnHTTPS bool
+	// Path tells how the CA's request travels, for messages.
+	Path string
+}
+
+// Binding binds the challenge VirtualService to Gateway ("namespace/name")
+// under Host, the name of the virtual host it joins.
+type Binding struct {
+	Gateway, Host string
+}
+
+// Refusal says why the challenge cannot be routed: the metrics reason and
+// the message for the request.
+type Refusal struct {
+	Reason, Message string
+}
+
+// PlanRoutes decides where the challenge route goes, from the CA's path:
+// plain HTTP on the port behind each gateway Service's port 80, then, if
+// the host is redirected, HTTPS on the port behind 443. On each workload
+// that serves the host (every workload when none does), the route joins the
+// virtual host Envoy picks for the host there, bound through a server that
+// builds it; where no virtual host serves the host, it gets a virtual host
+// for exactly the host, through a user's server that covers it or a Gateway
+// of our own. Every candidate is checked on the model of every workload:
+// the CA's request must reach the token, and no other request may change
+// where it goes. The first candidate that passes is the plan; when none
+// does, the refusal explains the first one's problem.
+func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
+	ch := in.Challenge
+	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
+	p := &planner{in: in, host: host, path: ChallengePathPrefix + ch.Spec.Token, creds: map[string]CredentialState{}}
+	p.before = make([]*proxyModel, len(in.Workloads))
+	for i, w := range in.Workloads {
+		p.before[i] = buildProxyModel(modelInput{gateways: in.Gateways, virtualServices: in.VirtualServices, workload: w})
+	}
+
+	var serving []int
+	for i, w := range in.Workloads {
+		if p.serves(i, w) {
+			serving = append(serving, i)
+		}
+	}
+	if len(serving) == 0 {
+		// Nothing serves the host yet: DNS may send it to any workload.
+		for i := range in.Workloads {
+			serving = append(serving, i)
+		}
+	}
+
+	plan := &Plan{}
+	for _, i := range serving {
+		wr, refusal := p.planWorkload(i)
+		if refusal != nil {
+			return nil, refusal
+		}
+		plan.Workloads = append(plan.Workloads, wr)
+	}
+	// All workloads together: one VirtualService when that changes nothing
+	// else, else one per binding.
+	plan.Split = false
+	if why := p.evaluate(plan, plan.Workloads); why == nil {
+		return plan, nil
+	}
+	plan.Split = true
+	if why := p.evaluate(plan, plan.Workloads); why != nil {
+		return nil, why
+	}
+	return plan, nil
+}
+
+// CredentialState says whether a certificate Secret can serve a handshake.
+type CredentialState struct {
+	// Usable is true when the Secret holds a certificate and key, or when
+	// it cannot be told (then the user's server is trusted to work).
+	Usable bool
+	// Problem says why it cannot serve, for messages.
+	Problem string
+}
+
+type planner struct {
+	in     PlanInput
+	host   string
+	path   string
+	before []*proxyModel
+	creds  map[string]CredentialState
+}
+
+// serves reports whether the workload's Gateways serve the host at all
+// where the CA's requests arrive: a port-80 server or an HTTPS server on
+// the port behind 443 whose hosts cover it. DNS then points the host there.
+func (p *planner) serves(i int, w *GatewayWorkload) bool {
+	m := p.before[i]
+	for _, port := range w.HTTPPorts {
+		if rc := m.http[port]; rc != nil {
+			for _, s := range rc.servers {
+				if coversHost(s.hosts, p.host) {
+					return true
+				}
+			}
+		}
+	}
+	for _, port := range w.HTTPSPorts {
+		for _, c := range m.tls[port] {
+			if coversHost(sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace), p.host) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// coversHost reports whether one of the (sanitized) server hosts covers the
+// host, whatever namespace it admits.
+func coversHost(hosts []string, host string) bool {
+	for _, h := range hosts {
+		if _, name, ok := strings.Cut(h, "/"); ok {
+			h = name
+		}
+		if hostSubsetOf(host, strings.ToLower(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// planWorkload returns the first candidate for workload i that routes the
+// CA's request to the token and moves nothing else.
+func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
+	httpOpts, noHTTP := p.httpOptions(i)
+	if len(httpOpts) == 0 {
+		return WorkloadRoute{}, noHTTP
+	}
+	var candidates []WorkloadRoute
+	candidates = append(candidates, httpOpts...)
+	httpsOpts, noHTTPS := p.httpsOptions(i)
+	for _, h := range httpOpts {
+		for _, s := range httpsOpts {
+			c := h
+			c.Bindings = append(slices.Clone(h.Bindings), s.Bindings...)
+			c.OwnHTTPS = s.OwnHTTPS
+			c.Path = s.Path
+			candidates = append(candidates, c)
+		}
+	}
+	var first, firstCA *Refusal
+	for _, c := range candidates {
+		why := p.evaluate(&Plan{}, []WorkloadRoute{c})
+		if why == nil {
+			c.Path = describePath(c, p.host)
+			return c, nil
+		}
+		switch {
+		case why.Reason == metrics.NotPresentedUsersTraffic:
+			if first == nil {
+				first = why
+			}
+		case firstCA == nil:
+			firstCA = why
+			if why.Reason == metrics.NotPresentedHTTPSRedirect && len(httpsOpts) == 0 && noHTTPS != nil {
+				firstCA = noHTTPS
+			}
+		}
+	}
+	if firstCA != nil {
+		return WorkloadRoute{}, firstCA
+	}
+	return WorkloadRoute{}, first
+}
+
+// httpOptions are the ways to put the route where the CA's plain HTTP
+// request arrives on workload i.
+func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
+	w := p.in.Workloads[i]
+	m := p.before[i]
+	ns := p.in.Challenge.Spec.Solver.GatewayNamespace
+	var out []WorkloadRoute
+	seen := map[Binding]bool{}
+	add := func(b Binding) {
+		if !seen[b] {
+			seen[b] = true
+			out = append(out, WorkloadRoute{Index: i, Bindings: []Binding{b}})
+		}
+	}
+	var joined *vhost
+	var refused []string
+	for _, port := range w.HTTPPorts {
+		rc := m.http[port]
+		vh := rc.selectVhost(p.host)
+		if vh == nil {
+			continue
+		}
+		joined = vh
+		for _, s := range rc.servers {
+			if admits(s.hosts, ns, vh.name) {
+				add(Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: vh.name})
+			} else if coversHost(s.hosts, vh.name) {
+				refused = append(refused, fmt.Sprintf("Gateway %s/%s (hosts %s)", s.gateway.Namespace, s.gateway.Name, strings.Join(s.server.Hosts, ", ")))
+			}
+		}
+	}
+	if joined == nil {
+		for _, port := range w.HTTPPorts {
+			if rc := m.http[port]; rc != nil {
+				for _, s := range rc.servers {
+					if admits(s.hosts, ns, p.host) {
+						add(Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: p.host})
+					}
+				}
+			}
+		}
+		out = append(out, WorkloadRoute{Index: i, OwnHTTP: true})
+		return out, nil
+	}
+	if len(out) == 0 {
+		return nil, &Refusal{Reason: metrics.NotPresentedUsersTraffic, Message: fmt.Sprintf(
+			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s (or */%s) to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
+			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name, joined.name)}
+	}
+	return out, nil
+}
+
+// admits reports whether a server with these (sanitized) hosts lets a
+// VirtualService in namespace bind the virtual host name through it.
+func admits(hosts []string, namespace, name string) bool {
+	for _, h := range hostsForNamespace(hosts, namespace) {
+		if hostSubsetOf(name, strings.ToLower(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// httpsOptions are the ways to put the route where the CA arrives after a
+// redirect to HTTPS on workload i; the refusal explains an empty list.
+func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
+	w := p.in.Workloads[i]
+	m := p.before[i]
+	ns := p.in.Challenge.Spec.Solver.GatewayNamespace
+	if len(w.HTTPSPorts) == 0 {
+		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
+			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and no Service in front of %s has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off", p.host, w.Describe())}
+	}
+	port := w.HTTPSPorts[0]
+	chain, ambiguous := selectChain(m.tls[port], p.host)
+	if chain != nil && !ambiguous && chain.terminates {
+		if problem := p.handshakeProblem(chain, w); problem == "" {
+			name := p.host
+			if vh := chain.routes.selectVhost(p.host); vh != nil {
+				name = vh.name
+			}
+			hosts := sanitizeServerHosts(chain.server.Hosts, chain.gateway.Namespace)
+			if !admits(hosts, ns, name) {
+				return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
+					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
+					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name)}
+			}
+			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: chain.gateway.Namespace + "/" + chain.gateway.Name, Host: name}}}}, nil
+		}
+	}
+	// Nothing answers the host's TLS handshake: a server of our own for
+	// exactly the host takes only what fails today.
+	why := p.tlsProblem(chain, ambiguous, w)
+	if chain != nil && (!chain.terminates || ambiguous) {
+		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
+			"http://%s is redirected to HTTPS (tls.httpsRedirect), and %s; the CA would follow the redirect and fail: turn httpsRedirect off for the host until the certificate is issued", p.host, why)}
+	}
+	if t := p.in.Challenge.Spec.Solver.TemporaryHTTPSServer; t != nil && !*t {
+		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
+			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s, so the CA would follow the redirect and fail; remove spec.solver.istio.temporaryHTTPSServer: false from the issuer to let the challenge publish a temporary HTTPS server for the host, add an HTTPS server for %s with a certificate (any: the CA does not verify it), or turn httpsRedirect off", p.host, why, p.host)}
+	}
+	if dup := duplicateTLSHost(m.tls[port], p.host); dup != nil {
+		msg := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s; a temporary HTTPS server cannot take over, since the server of Gateway %s/%s already claims exactly %s there",
+			p.host, why, dup.gateway.Namespace, dup.gateway.Name, p.host)
+		if dup == chain {
+			msg += fmt.Sprintf(". When that Secret is the one this certificate fills, annotate the Certificate with cert-manager.io/issue-temporary-certificate: \"true\" (cert-manager then stores a temporary certificate there first, so the server can answer the CA), or turn httpsRedirect off until the first certificate is issued")
+		}
+		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: msg}
+	}
+	return []WorkloadRoute{{Index: i, OwnHTTPS: true}}, nil
+}
+
+// duplicateTLSHost returns the TLS server on the port that lists exactly
+// host: istiod would drop a newer server for the same host.
+func duplicateTLSHost(chains []*tlsChain, host string) *tlsChain {
+	for _, c := range chains {
+		for _, h := range sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace) {
+			if strings.EqualFold(h, host) {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// tlsProblem says why the host's TLS handshake fails on the workload.
+func (p *planner) tlsProblem(chain *tlsChain, ambiguous bool, w *GatewayWorkload) string {
+	switch {
+	case chain == nil:
+		return fmt.Sprintf("no HTTPS server of %s serves %s", w.Describe(), p.host)
+	case ambiguous:
+		return fmt.Sprintf("several HTTPS servers of %s claim %s equally (Envoy rejects such a listener)", w.Describe(), p.host)
+	case !chain.terminates:
+		return fmt.Sprintf("the server of Gateway %s/%s for %s passes TLS through instead of terminating it", chain.gateway.Namespace, chain.gateway.Name, p.host)
+	}
+	return p.handshakeProblem(chain, w)
+}
+
+// handshakeProblem says why a terminating HTTPS server cannot complete the
+// CA's TLS handshake, or is empty.
+func (p *planner) handshakeProblem(chain *tlsChain, w *GatewayWorkload) string {
+	tls := chain.server.GetTls()
+	where := fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s", chain.gateway.Namespace, chain.gateway.Name, p.host)
+	switch tls.GetMode() {
+	case istioapi.ServerTLSSettings_MUTUAL, istioapi.ServerTLSSettings_ISTIO_MUTUAL:
+		return where + " requires a client certificate (tls.mode " + tls.GetMode().String() + "), which the CA does not present"
+	}
+	ref, ok := credentialRef(tls, w.Namespace)
+	if !ok || isOurGateway(chain) {
+		return "" // ours: its Secret is created with it
+	}
+	key := ref.Namespace + "/" + ref.Name
+	st, seen := p.creds[key]
+	if !seen {
+		st = CredentialState{Usable: true}
+		if p.in.Credential != nil {
+			st = p.in.Credential(ref.Namespace, ref.Name)
+		}
+		p.creds[key] = st
+	}
+	if st.Usable {
+		return ""
+	}
+	return fmt.Sprintf("%s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", where, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+}
+
+// after models workload i with the plan's objects added.
+func (p *planner) after(plan *Plan, routes []WorkloadRoute, i int) *proxyModel {
+	objs := BuildRoutes(p.in.Challenge, routes, plan.Split, nil)
+	gws := append(slices.Clone(p.in.Gateways), p.stamp(objs.Gateways)...)
+	vss := append(slices.Clone(p.in.VirtualServices), p.stampVS(objs.VirtualServices)...)
+	return buildProxyModel(modelInput{gateways: gws, virtualServices: vss, workload: p.in.Workloads[i]})
+}
+
+// stamp gives our objects the creation time they will get.
+func (p *planner) stamp(gws []*istionet.Gateway) []*istionet.Gateway {
+	for _, g := range gws {
+		g.CreationTimestamp = metav1.NewTime(p.in.Now)
+	}
+	return gws
+}
+
+func (p *planner) stampVS(vss []*istionet.VirtualService) []*istionet.VirtualService {
+	for _, v := range vss {
+		v.CreationTimestamp = metav1.NewTime(p.in.Now)
+	}
+	return vss
+}
+
+// evaluate checks the objects of routes on the model of every workload:
+// no request but the CA's may change where it goes, and on each routed
+// workload the CA's request must reach the token.
+func (p *planner) evaluate(plan *Plan, routes []WorkloadRoute) *Refusal {
+	after := make([]*proxyModel, len(p.in.Workloads))
+	for i, w := range p.in.Workloads {
+		after[i] = p.after(plan, routes, i)
+		broken := func(c *tlsChain) bool { return !c.terminates || p.handshakeProblem(c, w) != "" }
+		if err := unchangedForUsers(p.before[i], after[i], p.host, w, broken); err != nil {
+			return &Refusal{Reason: metrics.NotPresentedUsersTraffic, Message: err.Error() +
+				"; the challenge is not published rather than move a request of yours: serve the host through a Gateway whose virtual host for it the challenge route can join, or report this layout"}
+		}
+	}
+	for _, r := range routes {
+		if ok, why := p.caReaches(after[r.Index], p.in.Workloads[r.Index]); !ok {
+			return why
+		}
+	}
+	return nil
+}
+
+// caReaches follows the CA's request through the model of a workload.
+func (p *planner) caReaches(m *proxyModel, w *GatewayWorkload) (bool, *Refusal) {
+	for _, port := range w.HTTPPorts {
+		vh := m.http[port].selectVhost(p.host)
+		if vh == nil {
+			return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: fmt.Sprintf("no virtual host of %s serves http://%s", w.Describe(), p.host)}
+		}
+		if vh.requireTLS {
+			if ok, why := p.caReachesTLS(m, w); !ok {
+				return false, why
+			}
+			continue
+		}
+		if ok, why := p.routeReaches(vh, "http", "port 80 of "+w.Describe()); !ok {
+			return false, why
+		}
+	}
+	return true, nil
+}
+
+func (p *planner) caReachesTLS(m *proxyModel, w *GatewayWorkload) (bool, *Refusal) {
+	redirected := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs", p.host)
+	if len(w.HTTPSPorts) == 0 {
+		_, why := p.httpsOptions(slices.Index(p.in.Workloads, w))
+		return false, why
+	}
+	for _, port := range w.HTTPSPorts {
+		chain, ambiguous := selectChain(m.tls[port], p.host)
+		if chain == nil || ambiguous || !chain.terminates {
+			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: redirected + ", and " + p.tlsProblem(chain, ambiguous, w)}
+		}
+		if problem := p.handshakeProblem(chain, w); problem != "" {
+			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: redirected + ", and " + problem}
+		}
+		vh := chain.routes.selectVhost(p.host)
+		if vh == nil {
+			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf("%s, and no virtual host of the HTTPS server of Gateway %s/%s serves it", redirected, chain.gateway.Namespace, chain.gateway.Name)}
+		}
+		if ok, why := p.routeReaches(vh, "https", fmt.Sprintf("the HTTPS server of Gateway %s/%s", chain.gateway.Namespace, chain.gateway.Name)); !ok {
+			return false, why
+		}
+	}
+	return true, nil
+}
+
+// routeReaches walks the virtual host's routes in Envoy's order: the first
+// that catches the CA's request must be the challenge route.
+func (p *planner) routeReaches(vh *vhost, scheme, where string) (bool, *Refusal) {
+	req := caRequest{host: p.host, path: p.path, scheme: scheme}
+	for _, r := range vh.routes {
+		if !r.matchesCA(req) {
+			continue
+		}
+		if isChallengeRoute(r) {
+			return true, nil
+		}
+		return false, &Refusal{Reason: metrics.NotPresentedShadowed, Message: fmt.Sprintf(
+			"route %s of VirtualService %s/%s (%s) matches %s://%s%s and Istio tries it before the challenge route in the virtual host %s on %s, so the CA would not reach the token; exclude /.well-known/acme-challenge/ from that route (or give it a more specific match)",
+			r.name(), r.vs.Namespace, r.vs.Name, describeMatch(r.match), scheme, p.host, p.path, vh.name, where)}
+	}
+	return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: fmt.Sprintf("no route of the virtual host %s on %s matches %s://%s%s", vh.name, where, scheme, p.host, p.path)}
+}
+
+// isChallengeRoute tells our route from users' ones.
+func isChallengeRoute(r *modelRoute) bool {
+	return r.vs.Labels[LabelManagedBy] == ManagedByValue
+}
+
+// describeMatch says what a route matches, for messages.
+func describeMatch(m *istioapi.HTTPMatchRequest) string {
+	if m == nil {
+		return "no match: every request"
+	}
+	var parts []string
+	switch uri := m.GetUri(); {
+	case uri.GetExact() != "":
+		parts = append(parts, "exact "+uri.GetExact())
+	case uri.GetPrefix() != "":
+		parts = append(parts, "prefix "+uri.GetPrefix())
+	case uri.GetRegex() != "":
+		parts = append(parts, "regex "+uri.GetRegex())
+	}
+	if len(m.GetHeaders()) > 0 || len(m.GetWithoutHeaders()) > 0 {
+		parts = append(parts, "header conditions the CA's request may meet")
+	}
+	if m.GetMethod() != nil || m.GetAuthority() != nil || m.GetScheme() != nil {
+		parts = append(parts, "method, authority or scheme conditions the CA's request meets")
+	}
+	if len(parts) == 0 {
+		return "a match without a path condition"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// describePath tells how the CA's request reaches the token on a workload.
+func describePath(r WorkloadRoute, host string) string {
+	var parts []string
+	for _, b := range r.Bindings {
+		parts = append(parts, fmt.Sprintf("the virtual host %s of Gateway %s", b.Host, b.Gateway))
+	}
+	if r.OwnHTTP {
+		parts = append(parts, "a port-80 server for "+host+" in a Gateway of its own")
+	}
+	if r.OwnHTTPS {
+		parts = append(parts, "a temporary HTTPS server for "+host+" in a Gateway of its own")
+	}
+	return strings.Join(parts, " and ")
+}

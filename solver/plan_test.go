@@ -1,0 +1,232 @@
+package solver
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+var ingressLabels = map[string]string{"istio": "ingressgateway"}
+
+// defaultWorkload is Istio's default ingress gateway: Service ports 80 ->
+// 8080 and 443 -> 8443, pods in istio-system.
+func defaultWorkload() *GatewayWorkload {
+	return &GatewayWorkload{
+		Target:       v1alpha1.GatewayWorkloadSelector{Selector: ingressLabels},
+		Namespace:    "istio-system",
+		PodLabels:    []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}},
+		HTTPPorts:    []uint32{8080},
+		HTTPSPorts:   []uint32{8443},
+		servicePorts: map[uint32][]uint32{80: {8080}, 443: {8443}},
+	}
+}
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func gateway(ns, name string, selector map[string]string, servers ...*istioapi.Server) *istionet.Gateway {
+	gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(epoch)}}
+	gw.Spec.Selector = selector
+	gw.Spec.Servers = servers
+	return gw
+}
+
+func server(port uint32, protocol string, tls *istioapi.ServerTLSSettings, hosts ...string) *istioapi.Server {
+	return &istioapi.Server{Port: &istioapi.Port{Number: port, Name: strings.ToLower(protocol) + "-" + strconv.Itoa(int(port)), Protocol: protocol}, Hosts: hosts, Tls: tls}
+}
+
+func virtualService(ns, name string, age int, gateways, hosts []string, routes ...*istioapi.HTTPRoute) *istionet.VirtualService {
+	vs := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(epoch.Add(time.Duration(age) * time.Second))}}
+	vs.Spec.Gateways, vs.Spec.Hosts, vs.Spec.Http = gateways, hosts, routes
+	return vs
+}
+
+func route(name string, matches ...*istioapi.HTTPMatchRequest) *istioapi.HTTPRoute {
+	return &istioapi.HTTPRoute{Name: name, Match: matches, Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: "app"}}}}
+}
+
+func prefix(p string) *istioapi.HTTPMatchRequest {
+	return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: p}}}
+}
+
+func TestPlanRoutes(t *testing.T) {
+	redirect := &istioapi.ServerTLSSettings{HttpsRedirect: true}
+	simple := func(cred string) *istioapi.ServerTLSSettings {
+		return &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: cred}
+	}
+	public := "istio-system/public"
+	existing := map[string]bool{"istio-system/wild-tls": true, "istio-system/shop-tls": true}
+	tests := []struct {
+		name     string
+		host     string
+		gateways []*istionet.Gateway
+		vss      []*istionet.VirtualService
+		noTemp   bool
+		// want: the bindings, OwnHTTP, OwnHTTPS of the one routed workload.
+		want        []Binding
+		ownHTTP     bool
+		ownHTTPS    bool
+		wantRefusal string
+	}{
+		{
+			name:     "shared wildcard Gateway, per-app VirtualService: joins the app's exact virtual host",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"))},
+			vss:      []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			want:     []Binding{{Gateway: public, Host: "shop.example.com"}},
+		},
+		{
+			name:     "Gateway for * with per-team wildcard VirtualServices: joins the team's wildcard virtual host",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*"))},
+			vss: []*istionet.VirtualService{
+				virtualService("team-a", "a", 0, []string{public}, []string{"*.example.com"}, route("a")),
+				virtualService("team-b", "b", 1, []string{public}, []string{"*.example.org"}, route("b")),
+			},
+			want: []Binding{{Gateway: public, Host: "*.example.com"}},
+		},
+		{
+			name:     "a server covers the host but no VirtualService: a virtual host for exactly the host",
+			host:     "new.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"))},
+			want:     []Binding{{Gateway: public, Host: "new.example.com"}},
+		},
+		{
+			name:     "nothing serves the host: a Gateway of our own",
+			host:     "new.example.net",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"))},
+			ownHTTP:  true,
+		},
+		{
+			name:     "HTTPS only on 443: port 80 needs a server of our own",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "tls", ingressLabels, server(443, "HTTPS", simple("shop-tls"), "shop.example.com"))},
+			vss:      []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{"istio-system/tls"}, []string{"shop.example.com"}, route("app"))},
+			ownHTTP:  true,
+		},
+		{
+			name:     "an older prefix route on the app's virtual host shadows the token",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"))},
+			vss: []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"},
+				route("well-known", prefix("/.well-known")), route("app"))},
+			wantRefusal: "route well-known of VirtualService apps/shop (prefix /.well-known)",
+		},
+		{
+			name:     "a shadowing route on another virtual host does not count",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"))},
+			vss: []*istionet.VirtualService{
+				virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app")),
+				virtualService("apps", "rest", 1, []string{public}, []string{"*.example.com"}, route("well-known", prefix("/.well-known"))),
+			},
+			want: []Binding{{Gateway: public, Host: "shop.example.com"}},
+		},
+		{
+			name: "redirect to an HTTPS server whose credential exists: both virtual hosts",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"), server(443, "HTTPS", simple("wild-tls"), "*.example.com")),
+			},
+			vss:  []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			want: []Binding{{Gateway: public, Host: "shop.example.com"}},
+		},
+		{
+			name: "first issuance behind a redirect: the wildcard HTTPS server's Secret does not exist, a temporary server takes exactly the host",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"), server(443, "HTTPS", simple("missing-tls"), "*.example.com")),
+			},
+			vss:      []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			want:     []Binding{{Gateway: public, Host: "shop.example.com"}},
+			ownHTTPS: true,
+		},
+		{
+			name: "first issuance behind a redirect to an exact-host server: explained, with issue-temporary-certificate",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "shop", ingressLabels, server(80, "HTTP", redirect, "shop.example.com"), server(443, "HTTPS", simple("missing-tls"), "shop.example.com")),
+			},
+			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{"istio-system/shop"}, []string{"shop.example.com"}, route("app"))},
+			wantRefusal: "cert-manager.io/issue-temporary-certificate",
+		},
+		{
+			name:        "redirect without any HTTPS server, temporary servers turned off",
+			host:        "shop.example.com",
+			gateways:    []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"))},
+			noTemp:      true,
+			wantRefusal: "temporaryHTTPSServer: false",
+		},
+		{
+			name:        "a server that admits only the app's namespace",
+			host:        "shop.example.com",
+			gateways:    []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "apps/*.example.com"))},
+			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			wantRefusal: "do not admit VirtualServices from namespace istio-system",
+		},
+		{
+			name:     "a Gateway of another workload is not ours to use",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "egress", map[string]string{"istio": "egressgateway"}, server(80, "HTTP", nil, "*.example.com"))},
+			ownHTTP:  true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := &v1alpha1.ACMEChallenge{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1"},
+				Spec: v1alpha1.ACMEChallengeSpec{DNSName: tt.host, Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+					Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: ingressLabels}},
+					GatewayNamespace: "istio-system",
+					TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+				}},
+			}
+			if tt.noTemp {
+				ch.Spec.Solver.TemporaryHTTPSServer = ptr.To(false)
+			}
+			plan, refusal := PlanRoutes(PlanInput{
+				Challenge: ch, Gateways: tt.gateways, VirtualServices: tt.vss, Workloads: []*GatewayWorkload{defaultWorkload()},
+				Credential: func(ns, name string) CredentialState {
+					if existing[ns+"/"+name] {
+						return CredentialState{Usable: true}
+					}
+					return CredentialState{Problem: "Secret " + ns + "/" + name + " does not exist yet"}
+				},
+				Now: epoch.Add(time.Hour),
+			})
+			if tt.wantRefusal != "" {
+				if refusal == nil {
+					t.Fatalf("planned %+v, want a refusal mentioning %q", plan, tt.wantRefusal)
+				}
+				if !strings.Contains(refusal.Message, tt.wantRefusal) {
+					t.Fatalf("refusal %q does not mention %q", refusal.Message, tt.wantRefusal)
+				}
+				return
+			}
+			if refusal != nil {
+				t.Fatalf("refused: %s", refusal.Message)
+			}
+			if len(plan.Workloads) != 1 {
+				t.Fatalf("routed on %d workloads", len(plan.Workloads))
+			}
+			w := plan.Workloads[0]
+			var httpBindings []Binding
+			for _, b := range w.Bindings {
+				if !slices.Contains(httpBindings, b) {
+					httpBindings = append(httpBindings, b)
+				}
+			}
+			if !slices.Equal(httpBindings, tt.want) || w.OwnHTTP != tt.ownHTTP || w.OwnHTTPS != tt.ownHTTPS {
+				t.Errorf("planned bindings %v own HTTP %v own HTTPS %v, want %v %v %v", w.Bindings, w.OwnHTTP, w.OwnHTTPS, tt.want, tt.ownHTTP, tt.ownHTTPS)
+			}
+		})
+	}
+}

@@ -1,0 +1,663 @@
+package solver
+
+import (
+	"cmp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// This file models what istiod (checked against Istio 1.31's own
+// translation, pilot/pkg/networking/core/gateway.go and pilot/pkg/model) builds
+// for one ingress gateway workload from Gateways and VirtualServices: the
+// listeners the CA's requests reach, and on them the virtual hosts and the
+// order of their routes. It is pure: objects in, model out. The rules it
+// follows:
+//
+//   - Gateways apply to the workload when their selector is a subset of a pod's
+//     labels (an empty selector applies everywhere); they are merged in order
+//     of creation time, then name, then namespace.
+//   - A server binds to the pod port behind a gateway Service port of the same
+//     number, or to its own number (ListenPorts). All plain HTTP servers on
+//     one pod port share one route configuration; a server whose protocol
+//     cannot merge with the first server on its port is dropped, and so is a
+//     server with TLS settings (HTTPS, or HTTP with httpsRedirect) whose host
+//     strings repeat one already bound on that port. Each HTTPS server has a
+//     route configuration of its own.
+//   - Server hosts: "./h" is the Gateway's namespace, "*/h" is "h", "ns/h"
+//     admits only VirtualServices from ns.
+//   - VirtualServices: a VirtualService without hosts is a delegate and is
+//     never bound itself; short host names become name.ns.svc.cluster.local;
+//     gateway references are "ns/name", "name" (own namespace) or the legacy
+//     "name.ns.svc.cluster.local"; exportTo decides which gateway pods see it
+//     (listed in this order: exported only to its own namespace, exported to
+//     the pods' namespace, exported everywhere; each by creation time).
+//   - For each server in merge order and each VirtualService bound to its
+//     Gateway, every host in the intersection of server hosts and
+//     VirtualService hosts (the narrower of each pair) names a virtual host;
+//     the VirtualService's routes are appended to it. Routes are translated
+//     per match; a match that names other gateways, another port, other source
+//     labels or namespace is dropped; a VirtualService stops at its first
+//     catch-all route and is skipped entirely when no route is left. Delegates
+//     are expanded into their root as istiod merges them.
+//   - A server with httpsRedirect marks every virtual host reached through it,
+//     and the virtual host of each of its own host strings, as TLS-only.
+//   - In each virtual host, catch-all routes (prefix "/" or regex ".*" without
+//     header or query conditions) are moved last, keeping their order.
+//   - Envoy picks the virtual host by the request's host: an exact domain,
+//     then the longest "*.suffix", then "*". An HTTPS listener picks the
+//     server by SNI: exact host, then the longest wildcard, then a server
+//     for "*".
+
+// istioDomain is the cluster's DNS domain Istio completes short names with.
+const istioDomain = "cluster.local"
+
+// proxyModel is the translation of one gateway workload.
+type proxyModel struct {
+	// http is the shared route configuration of plain HTTP servers, by pod
+	// port.
+	http map[uint32]*routeConfig
+	// tls lists the TLS filter chains (HTTPS and other TLS servers) of each
+	// pod port, in merge order.
+	tls map[uint32][]*tlsChain
+}
+
+// routeConfig is one route configuration: its virtual hosts by name.
+type routeConfig struct {
+	name    string
+	servers []boundServer
+	vhosts  map[string]*vhost
+}
+
+// vhost is a virtual host with its routes in Envoy's order.
+type vhost struct {
+	name       string
+	requireTLS bool
+	routes     []*modelRoute
+}
+
+// modelRoute is one translated route: one match of one HTTP route of a
+// VirtualService (after delegate expansion).
+type modelRoute struct {
+	vs       *istionet.VirtualService
+	http     *istioapi.HTTPRoute
+	index    int // of the HTTP route in the (merged) VirtualService
+	match    *istioapi.HTTPMatchRequest
+	catchAll bool
+}
+
+// key identifies the route across models built from the same objects.
+func (r *modelRoute) key() string {
+	m := -1
+	if r.match != nil {
+		for i, x := range r.http.Match {
+			if x == r.match {
+				m = i
+			}
+		}
+	}
+	return r.vs.Namespace + "/" + r.vs.Name + "#" + strconv.Itoa(r.index) + "." + strconv.Itoa(m)
+}
+
+// name describes the route for messages.
+func (r *modelRoute) name() string {
+	if r.http.Name != "" {
+		return r.http.Name
+	}
+	return "#" + strconv.Itoa(r.index+1)
+}
+
+// tlsChain is one TLS server on a pod port.
+type tlsChain struct {
+	gateway *istionet.Gateway
+	server  *istioapi.Server
+	// sni are the server names it answers; empty for a server of "*".
+	sni []string
+	// terminates is true for HTTPS servers that terminate TLS; they have a
+	// route configuration.
+	terminates bool
+	routes     *routeConfig
+}
+
+// boundServer is a server of an applied Gateway, with its hosts sanitized
+// as istiod does.
+type boundServer struct {
+	gateway *istionet.Gateway
+	server  *istioapi.Server
+	hosts   []string
+}
+
+// modelInput is what the model reads.
+type modelInput struct {
+	gateways        []*istionet.Gateway
+	virtualServices []*istionet.VirtualService
+	workload        *GatewayWorkload
+}
+
+// buildProxyModel translates the objects for the workload.
+func buildProxyModel(in modelInput) *proxyModel {
+	w := in.workload
+	podLabels := w.proxyLabels()
+	gws := slices.Clone(in.gateways)
+	slices.SortStableFunc(gws, func(a, b *istionet.Gateway) int {
+		return compareCreation(a.CreationTimestamp.Time, b.CreationTimestamp.Time, a.Name, b.Name, a.Namespace, b.Namespace)
+	})
+
+	type portState struct {
+		plainProtocol string // protocol of the plain-text servers on the port
+		seen          bool
+	}
+	ports := map[uint32]*portState{}
+	tlsHosts := map[uint32]map[string]bool{}
+	httpServers := map[uint32][]boundServer{}
+	tlsChains := map[uint32][]*tlsChain{}
+	httpsRouteNames := map[string]bool{}
+
+	for _, gw := range gws {
+		if !selectsAny(gw.Spec.Selector, w.PodLabels) {
+			continue
+		}
+		for _, srv := range gw.Spec.Servers {
+			if srv.GetPort() == nil || srv.GetBind() != "" {
+				// Servers bound to an address get listeners of their own,
+				// which the CA's requests to the Service do not reach.
+				continue
+			}
+			bs := boundServer{gateway: gw, server: srv, hosts: sanitizeServerHosts(srv.Hosts, gw.Namespace)}
+			proto := strings.ToUpper(srv.GetPort().GetProtocol())
+			isHTTP := isHTTPProtocol(proto)
+			isTLS := srv.GetTls() != nil && !isHTTP
+			for _, port := range w.ListenPorts(srv.GetPort().GetNumber()) {
+				if srv.GetTls() != nil {
+					if tlsHosts[port] == nil {
+						tlsHosts[port] = map[string]bool{}
+					}
+					if slices.ContainsFunc(bs.hosts, func(h string) bool { return tlsHosts[port][h] }) {
+						continue // istiod skips a server whose hosts repeat on the port
+					}
+					for _, h := range bs.hosts {
+						tlsHosts[port][h] = true
+					}
+				}
+				st := ports[port]
+				if st == nil {
+					st = &portState{}
+					ports[port] = st
+				}
+				switch {
+				case !st.seen:
+					st.seen = true
+					if !isTLS {
+						st.plainProtocol = proto
+					}
+				case st.plainProtocol != "":
+					if !isHTTPProtocol(st.plainProtocol) || !isHTTP {
+						continue // cannot merge with the plain-text servers there
+					}
+				default:
+					if !isTLS {
+						st.plainProtocol = proto
+						httpServers[port] = nil // the first plain server starts the route configuration
+					}
+				}
+				switch {
+				case isHTTP:
+					httpServers[port] = append(httpServers[port], bs)
+				case isTLS:
+					terminates := proto == "HTTPS" && !isPassthrough(srv)
+					if terminates {
+						rn := httpsRouteName(gw, srv)
+						if httpsRouteNames[rn] {
+							continue // a second HTTPS server with the same port name
+						}
+						httpsRouteNames[rn] = true
+					}
+					tlsChains[port] = append(tlsChains[port], &tlsChain{gateway: gw, server: srv, sni: sniHosts(srv.Hosts), terminates: terminates})
+				}
+			}
+		}
+	}
+
+	vsIndex := newVirtualServiceIndex(in.virtualServices, w.Namespace)
+	out := &proxyModel{http: map[uint32]*routeConfig{}, tls: map[uint32][]*tlsChain{}}
+	for port, servers := range httpServers {
+		out.http[port] = buildRouteConfig("http."+strconv.FormatUint(uint64(port), 10), servers, vsIndex, podLabels, w.Namespace)
+	}
+	for port, chains := range tlsChains {
+		for _, c := range chains {
+			if c.terminates {
+				bs := boundServer{gateway: c.gateway, server: c.server, hosts: sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace)}
+				c.routes = buildRouteConfig(httpsRouteName(c.gateway, c.server), []boundServer{bs}, vsIndex, podLabels, w.Namespace)
+			}
+		}
+		out.tls[port] = chains
+	}
+	return out
+}
+
+// buildRouteConfig builds the virtual hosts of the servers that share one
+// route configuration, as istiod's buildGatewayHTTPRouteConfig does.
+func buildRouteConfig(name string, servers []boundServer, idx *virtualServiceIndex, podLabels map[string]string, podNamespace string) *routeConfig {
+	rc := &routeConfig{name: name, vhosts: map[string]*vhost{}}
+	type vsKey struct{ gateway, vs string }
+	built := map[vsKey][]*modelRoute{}
+	rc.servers = servers
+	for _, s := range servers {
+		gwName := s.gateway.Namespace + "/" + s.gateway.Name
+		redirect := s.server.GetTls().GetHttpsRedirect()
+		for _, vs := range idx.forGateway(gwName) {
+			serverHosts := hostsForNamespace(s.hosts, vs.Namespace)
+			names := intersectHosts(serverHosts, resolvedVSHosts(vs))
+			if len(names) == 0 {
+				continue
+			}
+			// Routes are translated once per Gateway, for the port of the
+			// first server that needs them; a VirtualService with no route
+			// left adds no virtual host (and is tried again for the next
+			// server).
+			key := vsKey{gwName, vs.Namespace + "/" + vs.Name}
+			routes, ok := built[key]
+			if !ok {
+				routes = translateRoutes(vs, gwName, s.server.GetPort().GetNumber(), podLabels, podNamespace)
+				if len(routes) == 0 {
+					continue
+				}
+				built[key] = routes
+			}
+			for _, n := range names {
+				n = strings.ToLower(n)
+				vh := rc.vhosts[n]
+				if vh == nil {
+					vh = &vhost{name: n}
+					rc.vhosts[n] = vh
+				}
+				vh.routes = append(vh.routes, routes...)
+				if redirect {
+					vh.requireTLS = true
+				}
+			}
+		}
+		if redirect {
+			for _, h := range s.hosts {
+				h = strings.ToLower(h)
+				if vh := rc.vhosts[h]; vh != nil {
+					vh.requireTLS = true
+				} else {
+					rc.vhosts[h] = &vhost{name: h, requireTLS: true}
+				}
+			}
+		}
+	}
+	for _, vh := range rc.vhosts {
+		var first, last []*modelRoute
+		for _, r := range vh.routes {
+			if r.catchAll {
+				last = append(last, r)
+			} else {
+				first = append(first, r)
+			}
+		}
+		vh.routes = append(first, last...)
+	}
+	return rc
+}
+
+// translateRoutes turns a VirtualService's HTTP routes into routes for a
+// server of gateway on port, as istiod's BuildHTTPRoutesForVirtualService.
+func translateRoutes(vs *istionet.VirtualService, gateway string, port uint32, podLabels map[string]string, podNamespace string) []*modelRoute {
+	var out []*modelRoute
+	for i, h := range vs.Spec.Http {
+		if len(h.Match) == 0 {
+			out = append(out, &modelRoute{vs: vs, http: h, index: i, catchAll: true})
+			break
+		}
+		stop := false
+		for _, m := range h.Match {
+			if m.GetPort() != 0 && m.GetPort() != port {
+				continue
+			}
+			if !sourceMatches(m, gateway, vs.Namespace, podLabels, podNamespace) {
+				continue
+			}
+			r := &modelRoute{vs: vs, http: h, index: i, match: m, catchAll: isCatchAllMatch(m)}
+			out = append(out, r)
+			if r.catchAll {
+				stop = true
+				break
+			}
+		}
+		if stop {
+			break
+		}
+	}
+	return out
+}
+
+// sourceMatches mirrors istiod's sourceMatchHTTP for a gateway proxy.
+func sourceMatches(m *istioapi.HTTPMatchRequest, gateway, vsNamespace string, podLabels map[string]string, podNamespace string) bool {
+	if len(m.GetGateways()) > 0 {
+		for _, g := range m.GetGateways() {
+			if g != "mesh" && resolveGatewayRef(g, vsNamespace) == gateway {
+				return true
+			}
+		}
+		return false
+	}
+	if !labels.SelectorFromSet(m.GetSourceLabels()).Matches(labels.Set(podLabels)) {
+		return false
+	}
+	return m.GetSourceNamespace() == "" || m.GetSourceNamespace() == podNamespace
+}
+
+// isCatchAllMatch mirrors istiod's IsCatchAllRoute on the translated match:
+// a path of any value ("/" prefix or ".*" regex, or no path condition) and
+// no header (method, authority and scheme are headers) or query condition.
+func isCatchAllMatch(m *istioapi.HTTPMatchRequest) bool {
+	if m == nil {
+		return true
+	}
+	if len(m.GetHeaders()) > 0 || len(m.GetWithoutHeaders()) > 0 || len(m.GetQueryParams()) > 0 ||
+		m.GetMethod() != nil || m.GetAuthority() != nil || m.GetScheme() != nil {
+		return false
+	}
+	uri := m.GetUri()
+	switch {
+	case uri == nil || uri.GetMatchType() == nil:
+		return true
+	case uri.GetPrefix() != "":
+		return uri.GetPrefix() == "/"
+	case uri.GetRegex() != "":
+		return uri.GetRegex() == ".*"
+	}
+	return false
+}
+
+// virtualServiceIndex lists the VirtualServices bound to each Gateway that
+// the workload's pods see, in istiod's order, with delegates merged.
+type virtualServiceIndex struct {
+	byGateway map[string][]*istionet.VirtualService
+}
+
+func newVirtualServiceIndex(vss []*istionet.VirtualService, podNamespace string) *virtualServiceIndex {
+	sorted := slices.Clone(vss)
+	slices.SortStableFunc(sorted, func(a, b *istionet.VirtualService) int {
+		return compareCreation(a.CreationTimestamp.Time, b.CreationTimestamp.Time, a.Name, b.Name, a.Namespace, b.Namespace)
+	})
+	delegates := map[string]*istionet.VirtualService{}
+	for _, vs := range sorted {
+		if len(vs.Spec.Hosts) == 0 {
+			delegates[vs.Namespace+"/"+vs.Name] = vs
+		}
+	}
+	private, exported, public := map[string][]*istionet.VirtualService{}, map[string][]*istionet.VirtualService{}, map[string][]*istionet.VirtualService{}
+	for _, vs := range sorted {
+		if len(vs.Spec.Hosts) == 0 {
+			continue
+		}
+		merged := mergeDelegates(vs, delegates)
+		exportTo := exportSet(vs.Spec.ExportTo, vs.Namespace)
+		for _, ref := range vs.Spec.Gateways {
+			if ref == "mesh" {
+				continue
+			}
+			gw := resolveGatewayRef(ref, vs.Namespace)
+			switch {
+			case exportTo["*"]:
+				public[gw] = append(public[gw], merged)
+			case exportTo["~"]:
+			default:
+				if exportTo[vs.Namespace] && vs.Namespace == podNamespace {
+					private[gw] = append(private[gw], merged)
+				}
+				if vs.Namespace != podNamespace && exportTo[podNamespace] {
+					exported[gw] = append(exported[gw], merged)
+				}
+			}
+		}
+	}
+	idx := &virtualServiceIndex{byGateway: map[string][]*istionet.VirtualService{}}
+	for _, m := range []map[string][]*istionet.VirtualService{private, exported, public} {
+		for gw, list := range m {
+			idx.byGateway[gw] = append(idx.byGateway[gw], list...)
+		}
+	}
+	return idx
+}
+
+func (idx *virtualServiceIndex) forGateway(gateway string) []*istionet.VirtualService {
+	return idx.byGateway[gateway]
+}
+
+// exportSet is a VirtualService's exportTo with "." resolved; empty means
+// everywhere (the mesh default).
+func exportSet(exportTo []string, namespace string) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range exportTo {
+		if e == "." {
+			e = namespace
+		}
+		out[e] = true
+	}
+	if len(out) == 0 {
+		out["*"] = true
+	}
+	return out
+}
+
+// resolveGatewayRef turns a VirtualService's gateway reference into
+// "namespace/name", as istiod's resolveGatewayName.
+func resolveGatewayRef(ref, vsNamespace string) string {
+	if ns, name, ok := strings.Cut(ref, "/"); ok {
+		if ns == "." {
+			return vsNamespace + "/" + name
+		}
+		return ns + "/" + name
+	}
+	name, rest, ok := strings.Cut(ref, ".")
+	if !ok {
+		return vsNamespace + "/" + ref
+	}
+	ns, _, _ := strings.Cut(rest, ".")
+	return ns + "/" + name
+}
+
+// resolvedVSHosts completes short host names as istiod does.
+func resolvedVSHosts(vs *istionet.VirtualService) []string {
+	out := make([]string, 0, len(vs.Spec.Hosts))
+	for _, h := range vs.Spec.Hosts {
+		if h != "*" && !strings.Contains(h, ".") && !strings.Contains(h, ":") {
+			h = h + "." + vs.Namespace + ".svc." + istioDomain
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// sanitizeServerHosts rewrites "./h" to "gatewayNamespace/h", "*/h" to "h",
+// and "*/*" to "*", as istiod does when it merges gateways.
+func sanitizeServerHosts(hosts []string, gatewayNamespace string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		ns, name, ok := strings.Cut(h, "/")
+		switch {
+		case !ok:
+			out = append(out, h)
+		case ns == ".":
+			out = append(out, gatewayNamespace+"/"+name)
+		case ns == "*" && name == "*":
+			return []string{"*"}
+		case ns == "*":
+			out = append(out, name)
+		default:
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// hostsForNamespace keeps the (sanitized) server hosts a VirtualService in
+// namespace may bind to, without their namespace part.
+func hostsForNamespace(hosts []string, namespace string) []string {
+	out := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		if ns, name, ok := strings.Cut(h, "/"); ok {
+			if ns != namespace && ns != "*" {
+				continue
+			}
+			h = name
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// intersectHosts keeps, for every pair of a server host and a VirtualService
+// host where one covers the other, the narrower one (istiod's
+// host.Names.Intersection).
+func intersectHosts(serverHosts, vsHosts []string) []string {
+	var out []string
+	for _, s := range serverHosts {
+		for _, v := range vsHosts {
+			var pick string
+			switch {
+			case hostSubsetOf(s, v):
+				pick = s
+			case hostSubsetOf(v, s):
+				pick = v
+			default:
+				continue
+			}
+			if !slices.Contains(out, pick) {
+				out = append(out, pick)
+			}
+		}
+	}
+	return out
+}
+
+// hostSubsetOf reports whether every name matched by n is matched by o,
+// with Istio's wildcard rules ("*" and "*.suffix").
+func hostSubsetOf(n, o string) bool {
+	nw, ow := strings.HasPrefix(n, "*"), strings.HasPrefix(o, "*")
+	switch {
+	case nw && ow:
+		return len(n) >= len(o) && strings.HasSuffix(n[1:], o[1:])
+	case nw:
+		return false
+	case ow:
+		return strings.HasSuffix(n, o[1:])
+	}
+	return n == o
+}
+
+// selectVhost returns the virtual host Envoy picks for host, or nil.
+func (rc *routeConfig) selectVhost(host string) *vhost {
+	if rc == nil {
+		return nil
+	}
+	if vh := rc.vhosts[host]; vh != nil {
+		return vh
+	}
+	var best *vhost
+	for name, vh := range rc.vhosts {
+		if len(name) < 2 || !strings.HasPrefix(name, "*") {
+			continue
+		}
+		if len(host) >= len(name) && strings.HasSuffix(host, name[1:]) && (best == nil || len(name) > len(best.name)) {
+			best = vh
+		}
+	}
+	if best != nil {
+		return best
+	}
+	return rc.vhosts["*"]
+}
+
+// selectChain returns the TLS filter chain Envoy picks for sni, or nil;
+// ambiguous is true when two chains match equally well (Envoy would reject
+// the listener).
+func selectChain(chains []*tlsChain, sni string) (chain *tlsChain, ambiguous bool) {
+	best, bestRank := []*tlsChain(nil), 0
+	var catchAll []*tlsChain
+	for _, c := range chains {
+		if len(c.sni) == 0 {
+			catchAll = append(catchAll, c)
+			continue
+		}
+		rank := 0
+		for _, s := range c.sni {
+			switch {
+			case s == sni:
+				rank = max(rank, 1<<30)
+			case hostSubsetOf(sni, s):
+				rank = max(rank, len(s))
+			}
+		}
+		switch {
+		case rank == 0:
+		case rank > bestRank:
+			best, bestRank = []*tlsChain{c}, rank
+		case rank == bestRank:
+			best = append(best, c)
+		}
+	}
+	if len(best) == 0 {
+		best = catchAll
+	}
+	switch len(best) {
+	case 0:
+		return nil, false
+	case 1:
+		return best[0], false
+	}
+	return best[0], true
+}
+
+// sniHosts are the server names a TLS server matches; none for "*".
+func sniHosts(hosts []string) []string {
+	var out []string
+	for _, h := range hosts {
+		if _, name, ok := strings.Cut(h, "/"); ok {
+			h = name
+		}
+		if h == "*" {
+			return nil
+		}
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func httpsRouteName(gw *istionet.Gateway, srv *istioapi.Server) string {
+	return "https." + strconv.FormatUint(uint64(srv.GetPort().GetNumber()), 10) + "." + srv.GetPort().GetName() + "." + gw.Name + "." + gw.Namespace
+}
+
+func isHTTPProtocol(p string) bool {
+	switch strings.ToUpper(p) {
+	case "HTTP", "HTTP2", "HTTP_PROXY", "GRPC", "GRPC-WEB":
+		return true
+	}
+	return false
+}
+
+func isPassthrough(srv *istioapi.Server) bool {
+	m := srv.GetTls().GetMode()
+	return m == istioapi.ServerTLSSettings_PASSTHROUGH || m == istioapi.ServerTLSSettings_AUTO_PASSTHROUGH
+}
+
+// compareCreation orders objects as istiod does: creation time (seconds, as
+// the API server stores it), then name, then namespace.
+func compareCreation(a, b time.Time, aName, bName, aNS, bNS string) int {
+	if c := a.Truncate(time.Second).Compare(b.Truncate(time.Second)); c != 0 {
+		return c
+	}
+	return cmp.Or(strings.Compare(aName, bName), strings.Compare(aNS, bNS))
+}
