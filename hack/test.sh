@@ -11,5 +11,14 @@ hack/tools/build.sh
 echo "==> unit and integration tests"
 go test -count=1 -timeout 20m ./...
 
+echo "==> route planner against Istio's own translation (500 generated layouts, fixed seed)"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! (cd e2e && go test -count=1 -timeout 20m -v ./differential -run TestDifferential) >"$log" 2>&1; then
+  tail -n 300 "$log"
+  exit 1
+fi
+grep -o 'differential summary.*' "$log"
+
 echo "==> end-to-end tests"
 (cd e2e && go test -count=1 -timeout 30m -v .)

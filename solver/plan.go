@@ -69,6 +69,9 @@ type Binding struct {
 // the message for the request.
 type Refusal struct {
 	Reason, Message string
+	// Attempt is the plan the message judges, when there was one: the
+	// most natural candidate, which would not have worked.
+	Attempt *Plan
 }
 
 // PlanRoutes decides where the challenge route goes, from the CA's path:
@@ -120,6 +123,7 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	}
 	plan.Split = true
 	if why := p.evaluate(plan, plan.Workloads); why != nil {
+		why.Attempt = plan
 		return nil, why
 	}
 	return plan, nil
@@ -202,6 +206,9 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 	var first, firstCA *Refusal
 	for _, c := range candidates {
 		why := p.evaluate(&Plan{}, []WorkloadRoute{c})
+		if why != nil && why.Attempt == nil {
+			why.Attempt = &Plan{Workloads: []WorkloadRoute{c}}
+		}
 		if why == nil {
 			c.Path = describePath(c, p.host)
 			return c, nil
@@ -214,7 +221,7 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 		case firstCA == nil:
 			firstCA = why
 			if why.Reason == metrics.NotPresentedHTTPSRedirect && len(httpsOpts) == 0 && noHTTPS != nil {
-				firstCA = noHTTPS
+				firstCA = &Refusal{Reason: noHTTPS.Reason, Message: noHTTPS.Message, Attempt: why.Attempt}
 			}
 		}
 	}
@@ -240,6 +247,7 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 	}
 	var joined *vhost
 	var refused []string
+	var refusedBinding *Binding
 	for _, port := range w.HTTPPorts {
 		rc := m.http[port]
 		vh := rc.selectVhost(p.host)
@@ -251,6 +259,9 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 			if admits(s.hosts, ns, vh.name) {
 				add(Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: vh.name})
 			} else if coversHost(s.hosts, vh.name) {
+				if refusedBinding == nil {
+					refusedBinding = &Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: vh.name}
+				}
 				refused = append(refused, fmt.Sprintf("Gateway %s/%s (hosts %s)", s.gateway.Namespace, s.gateway.Name, strings.Join(s.server.Hosts, ", ")))
 			}
 		}
@@ -269,7 +280,11 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 		return out, nil
 	}
 	if len(out) == 0 {
-		return nil, &Refusal{Reason: metrics.NotPresentedUsersTraffic, Message: fmt.Sprintf(
+		var attempt *Plan
+		if refusedBinding != nil {
+			attempt = &Plan{Workloads: []WorkloadRoute{{Index: i, Bindings: []Binding{*refusedBinding}}}}
+		}
+		return nil, &Refusal{Reason: metrics.NotPresentedUsersTraffic, Attempt: attempt, Message: fmt.Sprintf(
 			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s (or */%s) to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
 			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name, joined.name)}
 	}

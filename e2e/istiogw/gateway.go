@@ -29,14 +29,9 @@ import (
 	"time"
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
-	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
-	"istio.io/istio/pilot/test/xds"
-	"istio.io/istio/pkg/config"
-	"istio.io/istio/pkg/config/schema/gvk"
 	istiolog "istio.io/istio/pkg/log"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -76,8 +71,8 @@ type Gateway struct {
 	snapshot string
 	builtAt  time.Time
 	sim      *simulation.Simulation
-	failer   *failer
-	srv      *http.Server
+	translation *Translation
+	srv         *http.Server
 	// Addr is where the gateway's port 80 listens.
 	Addr string
 
@@ -110,8 +105,8 @@ func (g *Gateway) Start(t *testing.T, addr string) {
 		_ = g.srv.Shutdown(ctx) // best effort at test end
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		if g.failer != nil {
-			g.failer.cleanup()
+		if g.translation != nil {
+			g.translation.Close()
 		}
 	})
 }
@@ -298,19 +293,16 @@ func (g *Gateway) simulation(ctx context.Context, r client.Reader) (*simulation.
 			return nil, fmt.Errorf("istio gateway: listing %T: %w", l, err)
 		}
 	}
-	var configs []config.Config
-	var objects []runtime.Object
 	var keys []string
 	for _, gw := range gws.Items {
-		configs = append(configs, toConfig(gvk.Gateway, gw.ObjectMeta.Name, gw.Namespace, gw.CreationTimestamp.Time, gw.ResourceVersion, gw.Labels, &gw.Spec))
 		keys = append(keys, "gw/"+gw.Namespace+"/"+gw.Name+"/"+gw.ResourceVersion)
 	}
 	for _, vs := range vss.Items {
-		configs = append(configs, toConfig(gvk.VirtualService, vs.Name, vs.Namespace, vs.CreationTimestamp.Time, vs.ResourceVersion, vs.Labels, &vs.Spec))
 		keys = append(keys, "vs/"+vs.Namespace+"/"+vs.Name+"/"+vs.ResourceVersion)
 	}
+	services := make([]*corev1.Service, len(svcs.Items))
 	for i := range svcs.Items {
-		objects = append(objects, &svcs.Items[i])
+		services[i] = &svcs.Items[i]
 		keys = append(keys, "svc/"+svcs.Items[i].Namespace+"/"+svcs.Items[i].Name+"/"+svcs.Items[i].ResourceVersion)
 	}
 	slices.Sort(keys)
@@ -319,48 +311,17 @@ func (g *Gateway) simulation(ctx context.Context, r client.Reader) (*simulation.
 		return g.sim, nil
 	}
 
-	f := &failer{t: g.t}
 	buildStart := time.Now()
-	sim, err := func() (sim *simulation.Simulation, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("istio config translation failed: %v (%s)", r, strings.Join(f.errors, "; "))
-			}
-		}()
-		s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{Configs: configs, KubernetesObjects: objects})
-		proxy := s.SetupProxy(&model.Proxy{
-			Type:            model.Router,
-			Labels:          g.Labels,
-			ConfigNamespace: g.Namespace,
-			Metadata:        &model.NodeMetadata{Labels: g.Labels, Namespace: g.Namespace},
-		})
-		return simulation.NewSimulation(g.t, s, proxy), nil
-	}()
+	tr, err := Translate(g.t, g.Labels, g.Namespace, gws.Items, vss.Items, services)
 	if err != nil {
-		f.cleanup()
 		return nil, err
 	}
-	if g.failer != nil {
-		g.failer.cleanup()
+	if g.translation != nil {
+		g.translation.Close()
 	}
-	g.sim, g.snapshot, g.failer, g.builtAt = sim, snapshot, f, time.Now()
+	g.sim, g.snapshot, g.translation, g.builtAt = tr.Sim, snapshot, tr, time.Now()
 	g.t.Logf("istio gateway: translated %d Gateways, %d VirtualServices and %d Services in %s", len(gws.Items), len(vss.Items), len(svcs.Items), time.Since(buildStart).Round(time.Millisecond))
-	return sim, nil
-}
-
-func toConfig(kind config.GroupVersionKind, name, ns string, created time.Time, rv string, labels map[string]string, spec config.Spec) config.Config {
-	return config.Config{
-		Meta: config.Meta{
-			GroupVersionKind:  kind,
-			Name:              name,
-			Namespace:         ns,
-			Domain:            "cluster.local",
-			Labels:            labels,
-			ResourceVersion:   rv,
-			CreationTimestamp: created,
-		},
-		Spec: spec,
-	}
+	return tr.Sim, nil
 }
 
 type statusRecorder struct {
@@ -371,56 +332,6 @@ type statusRecorder struct {
 func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
-}
-
-// failer is the test.Failer of one fake discovery server: its cleanups run
-// when the server is replaced, and a fatal error panics, to be recovered by
-// the request that built it, instead of ending the test from a server
-// goroutine.
-type failer struct {
-	t        *testing.T
-	mu       sync.Mutex
-	cleanups []func()
-	errors   []string
-}
-
-func (f *failer) Fail()    { f.FailNow() }
-func (f *failer) FailNow() { panic("fatal error in the fake discovery server") }
-func (f *failer) Helper()  {}
-func (f *failer) TempDir() string {
-	return f.t.TempDir()
-}
-func (f *failer) Fatal(args ...any) {
-	f.record(fmt.Sprint(args...))
-	f.FailNow()
-}
-func (f *failer) Fatalf(format string, args ...any) {
-	f.record(fmt.Sprintf(format, args...))
-	f.FailNow()
-}
-func (f *failer) Log(args ...any)                 {}
-func (f *failer) Logf(format string, args ...any) {}
-func (f *failer) Skip(args ...any)                { f.Fatal(append([]any{"skip: "}, args...)...) }
-func (f *failer) Cleanup(fn func()) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cleanups = append(f.cleanups, fn)
-}
-
-func (f *failer) record(s string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.errors = append(f.errors, s)
-}
-
-func (f *failer) cleanup() {
-	f.mu.Lock()
-	fns := f.cleanups
-	f.cleanups = nil
-	f.mu.Unlock()
-	for i := len(fns) - 1; i >= 0; i-- {
-		fns[i]()
-	}
 }
 
 type servedKey struct {

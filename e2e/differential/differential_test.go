@@ -1,0 +1,299 @@
+package differential
+
+import (
+	"flag"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/istio-acme/istio-acme-issuer/e2e/istiogw"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+var (
+	layouts = flag.Int("layouts", 500, "how many layouts to generate")
+	seed    = flag.Uint64("seed", 1, "the generator's seed; 0 draws one (printed)")
+)
+
+// TestDifferential generates layouts, plans each challenge and checks the
+// plan with Istio's own translation and simulation:
+//   - published: the CA's request (plain HTTP on the port behind the gateway
+//     Service's port 80, then HTTPS behind 443 if redirected, where a server
+//     whose credential Secret is missing fails the handshake) reaches the
+//     token Service on every workload the plan routes; and for every probe
+//     host, path and workload, plain and TLS, the gateway's decision is the
+//     same with and without the challenge objects;
+//   - refused: the attempt the refusal judged is not a working plan: with
+//     its objects the CA does not reach the token, or a user's request
+//     moves.
+func TestDifferential(t *testing.T) {
+	s := *seed
+	if s == 0 {
+		s = rand.Uint64()
+	}
+	t.Logf("seed %d, %d layouts", s, *layouts)
+	start := time.Now()
+	var published, failures, refusedNoAttempt int
+	refused := map[string]int{}
+	shown := 0
+	for i := range *layouts {
+		l := generate(s, i)
+		outcome, err := check(t, l)
+		switch {
+		case err != nil:
+			failures++
+			if shown < 5 {
+				shown++
+				t.Errorf("layout %d (seed %d): %v\nreproduction:\n%s", i, s, err, l.yaml())
+			}
+		case outcome == "published":
+			published++
+		case outcome == "refused-without-attempt":
+			refusedNoAttempt++
+		default:
+			refused[outcome]++
+		}
+	}
+	reasons := slices.Sorted(maps.Keys(refused))
+	var parts []string
+	for _, r := range reasons {
+		parts = append(parts, fmt.Sprintf("%s %d", r, refused[r]))
+	}
+	t.Logf("differential summary: seed %d, %d layouts in %s: %d published, refused %d (%s), %d refused without an attempt to check, %d failures",
+		s, *layouts, time.Since(start).Round(time.Second), published, *layouts-published-failures-refusedNoAttempt, strings.Join(parts, ", "), refusedNoAttempt, failures)
+	if published == 0 {
+		t.Error("no layout was published: the generator or the planner is broken")
+	}
+}
+
+// check plans one layout and checks the outcome against Istio.
+func check(t *testing.T, l *layout) (string, error) {
+	workloads := l.workloads()
+	now := epoch.Add(time.Minute)
+	plan, refusal := solver.PlanRoutes(solver.PlanInput{
+		Challenge: l.Challenge, Gateways: l.Gateways, VirtualServices: l.VirtualServices, Workloads: workloads,
+		Credential: func(ns, name string) solver.CredentialState {
+			if l.Secrets[ns+"/"+name] {
+				return solver.CredentialState{Usable: true}
+			}
+			return solver.CredentialState{Problem: "Secret " + ns + "/" + name + " does not exist"}
+		},
+		Now: now,
+	})
+	attempt := plan
+	if refusal != nil {
+		if refusal.Attempt == nil {
+			return "refused-without-attempt", nil
+		}
+		attempt = refusal.Attempt
+	}
+	temp := map[int]*solver.TemporaryHTTPS{}
+	for i, w := range l.Workloads {
+		temp[i] = &solver.TemporaryHTTPS{Namespace: w.Namespace}
+	}
+	routes := solver.BuildRoutes(l.Challenge, attempt.Workloads, attempt.Split, temp)
+	for _, g := range routes.Gateways {
+		g.CreationTimestamp = metav1.NewTime(now)
+	}
+	for _, v := range routes.VirtualServices {
+		v.CreationTimestamp = metav1.NewTime(now)
+	}
+	ours := map[string]bool{}
+	for _, sec := range routes.Secrets {
+		ours[sec.Namespace+"/"+sec.Name] = true
+	}
+	exists := func(resource, namespace string) bool {
+		name := strings.TrimPrefix(resource, "kubernetes://")
+		ns := namespace
+		if a, b, ok := strings.Cut(name, "/"); ok {
+			ns, name = a, b
+		}
+		return l.Secrets[ns+"/"+name] || ours[ns+"/"+name]
+	}
+
+	routed := map[int]bool{}
+	for _, w := range attempt.Workloads {
+		routed[w.Index] = true
+	}
+	var caFailure, moved error
+	for i, w := range l.Workloads {
+		before, err := translate(t, l, w, nil)
+		if err != nil {
+			return "", fmt.Errorf("translating the users' objects: %w", err)
+		}
+		after, err := translate(t, l, w, &routes)
+		if err != nil {
+			before.Close()
+			return "", fmt.Errorf("translating with the challenge objects: %w", err)
+		}
+		httpPort, httpsPort := w.Service.Spec.Ports[0].TargetPort.IntValue(), w.Service.Spec.Ports[1].TargetPort.IntValue()
+		if routed[i] && caFailure == nil {
+			if err := caReaches(t, after, httpPort, httpsPort, l, w.Namespace, exists); err != nil {
+				caFailure = fmt.Errorf("workload %d: %w", i, err)
+			}
+		}
+		if moved == nil {
+			moved = usersUnchanged(t, before, after, httpPort, httpsPort, l, w.Namespace, exists)
+			if moved != nil {
+				moved = fmt.Errorf("workload %d: %w", i, moved)
+			}
+		}
+		before.Close()
+		after.Close()
+	}
+	if refusal == nil {
+		if caFailure != nil {
+			return "", fmt.Errorf("published %s, but Istio does not route the CA's request to the token: %v", describe(plan), caFailure)
+		}
+		if moved != nil {
+			return "", fmt.Errorf("published %s, and a user's request moves: %v", describe(plan), moved)
+		}
+		return "published", nil
+	}
+	if caFailure == nil && moved == nil {
+		return "", fmt.Errorf("refused (%s: %s), but Istio routes the attempt %s correctly and moves nothing", refusal.Reason, refusal.Message, describe(attempt))
+	}
+	return refusal.Reason, nil
+}
+
+func translate(t *testing.T, l *layout, w workloadSpec, ours *solver.Routes) (*istiogw.Translation, error) {
+	gws, vss := slices.Clone(l.Gateways), slices.Clone(l.VirtualServices)
+	if ours != nil {
+		gws = append(gws, ours.Gateways...)
+		vss = append(vss, ours.VirtualServices...)
+	}
+	var svcs []*corev1.Service
+	for _, x := range l.Workloads {
+		svcs = append(svcs, x.Service)
+	}
+	return istiogw.Translate(t, w.Labels, w.Namespace, gws, vss, svcs)
+}
+
+// caHeaders are what a CA's validation request carries.
+var caHeaders = map[string]string{"user-agent": "Mozilla/5.0 (compatible; Let's Encrypt validation server; +https://www.letsencrypt.org)", "accept": "*/*", "accept-encoding": "gzip"}
+
+// caReaches follows the CA: plain HTTP first, then HTTPS after Istio's
+// redirect (the only redirect the generator's routes make).
+func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, l *layout, ns string, exists secretExists) error {
+	path := solver.ChallengePathPrefix + l.Challenge.Spec.Token
+	req := request{host: l.Host, path: path, headers: caHeaders, ca: true}
+	d := decide(t, tr.Sim, httpPort, req, exists, ns)
+	if d.kind == "tls-redirect" {
+		req.tls = true
+		d = decide(t, tr.Sim, httpsPort, req, exists, ns)
+	}
+	if d.kind != "cluster" || d.target != tokenServiceCluster {
+		return fmt.Errorf("GET %s%s (tls %v) goes to %s", l.Host, path, req.tls, d)
+	}
+	return nil
+}
+
+// usersUnchanged compares every probe's decision with and without the
+// challenge objects.
+func usersUnchanged(t *testing.T, before, after *istiogw.Translation, httpPort, httpsPort int, l *layout, ns string, exists secretExists) error {
+	token := solver.ChallengePathPrefix + l.Challenge.Spec.Token
+	paths := []string{"/", "/app", "/api/x", "/d/x", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", "/.WELL-KNOWN/acme-challenge/x"}
+	for _, host := range l.Probes {
+		for _, path := range paths {
+			for _, headers := range []map[string]string{nil, {headerName: "true"}} {
+				for _, tls := range []bool{false, true} {
+					if host == l.Host && path == token {
+						continue // the CA's request: it is meant to move
+					}
+					port := httpPort
+					if tls {
+						port = httpsPort
+					}
+					req := request{host: host, path: path, tls: tls, headers: headers}
+					b, a := outcome(decide(t, before.Sim, port, req, exists, ns)), outcome(decide(t, after.Sim, port, req, exists, ns))
+					if b == a {
+						continue
+					}
+					// The challenged host's HTTPS failed its handshake
+					// before (no usable credential) and now meets the
+					// temporary server, which answers nothing but the token.
+					if tls && host == l.Host && b.kind == "tls-fail" && a.kind == "not-served" {
+						continue
+					}
+					return fmt.Errorf("GET %s://%s%s (headers %v): %s before, %s with the challenge objects", scheme(tls), host, path, headers, b, a)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// outcome is what a client sees of a decision: where it is served, or
+// that it is not (no listener, virtual host or route all fail the request
+// alike).
+func outcome(d decision) decision {
+	switch d.kind {
+	case "error", "no-route", "no-vhost":
+		return decision{kind: "not-served"}
+	}
+	return d
+}
+
+func scheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
+}
+
+func describe(p *solver.Plan) string {
+	var parts []string
+	for _, w := range p.Workloads {
+		parts = append(parts, fmt.Sprintf("workload %d: bindings %v own HTTP %v own HTTPS %v", w.Index, w.Bindings, w.OwnHTTP, w.OwnHTTPS))
+	}
+	if p.Split {
+		parts = append(parts, "split")
+	}
+	return "[" + strings.Join(parts, "; ") + "]"
+}
+
+// yaml prints the layout as the objects a user would apply.
+func (l *layout) yaml() string {
+	var b strings.Builder
+	emit := func(kind, apiVersion string, obj any) {
+		out, err := yaml.Marshal(obj)
+		if err != nil {
+			fmt.Fprintf(&b, "# %s: %v\n", kind, err)
+			return
+		}
+		fmt.Fprintf(&b, "---\napiVersion: %s\nkind: %s\n%s", apiVersion, kind, out)
+	}
+	for _, w := range l.Workloads {
+		emit("Service", "v1", struct {
+			Metadata metav1.ObjectMeta  `json:"metadata"`
+			Spec     corev1.ServiceSpec `json:"spec"`
+		}{w.Service.ObjectMeta, w.Service.Spec})
+		fmt.Fprintf(&b, "# gateway pods in %s with labels %v\n", w.Namespace, w.Labels)
+	}
+	for _, g := range l.Gateways {
+		emit("Gateway", istionet.SchemeGroupVersion.String(), struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     any               `json:"spec"`
+		}{g.ObjectMeta, &g.Spec})
+	}
+	for _, v := range l.VirtualServices {
+		emit("VirtualService", istionet.SchemeGroupVersion.String(), struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+			Spec     any               `json:"spec"`
+		}{v.ObjectMeta, &v.Spec})
+	}
+	secrets := slices.Collect(maps.Keys(l.Secrets))
+	sort.Strings(secrets)
+	fmt.Fprintf(&b, "# credential Secrets that exist: %v\n# challenged host: %s (workloads: %v)\n", secrets, l.Host, l.Challenge.Spec.Solver.Gateways)
+	return b.String()
+}

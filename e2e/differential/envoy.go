@@ -1,0 +1,246 @@
+package differential
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pilot/test/xdstest"
+)
+
+// request is an HTTP request as the gateway sees it.
+type request struct {
+	host, path string
+	tls        bool
+	// headers besides the pseudo-headers, lower case.
+	headers map[string]string
+	// ca: a client that presents no client certificate (the CA).
+	ca bool
+}
+
+// decision is where the gateway sends a request: a cluster, a redirect, or
+// why it answers an error.
+type decision struct {
+	kind   string // "cluster", "redirect", "tls-redirect", "direct", "tls-fail", "no-route", "no-vhost", "no-listener", ...
+	target string
+	// credential is the Secret name the answering HTTPS server serves.
+	credential string
+}
+
+func (d decision) String() string {
+	if d.target == "" {
+		return d.kind
+	}
+	return d.kind + " " + d.target
+}
+
+// secretExists tells whether a credential resource name (kubernetes://...)
+// of a server on a workload in namespace has its Secret.
+type secretExists func(resource, namespace string) bool
+
+// decide runs the request through the translation: Istio's simulation picks
+// the listener, filter chain, route configuration and virtual host (it
+// matches paths only); the virtual host's routes are then matched here in
+// full (path, headers including :authority, query), as Envoy does.
+func decide(t *testing.T, sim *simulation.Simulation, port int, req request, secrets secretExists, namespace string) decision {
+	call := simulation.Call{Port: port, Path: req.path, Protocol: simulation.HTTP, HostHeader: req.host, CallMode: simulation.CallModeGateway}
+	if req.tls {
+		call.TLS, call.Sni = simulation.TLS, req.host
+	}
+	res := sim.Run(call)
+	if errors.Is(res.Error, simulation.ErrTLSRedirect) {
+		return decision{kind: "tls-redirect"}
+	}
+	// The TLS handshake comes before any routing: a server whose
+	// certificate Secret is missing answers nothing.
+	var cred string
+	if req.tls && res.RouteConfigMatched != "" {
+		c, mutual, err := chainCredential(t, sim, res)
+		if err != nil {
+			return decision{kind: "error", target: err.Error()}
+		}
+		cred = c
+		if !secrets(c, namespace) || (mutual && req.ca) {
+			return decision{kind: "tls-fail", credential: c}
+		}
+	}
+	if res.VirtualHostMatched == "" && res.Error != nil {
+		return decision{kind: "error", target: res.Error.Error()}
+	}
+	rc := xdstest.ExtractRouteConfigurations(sim.Routes)[res.RouteConfigMatched]
+	var vh *route.VirtualHost
+	for _, v := range rc.GetVirtualHosts() {
+		if v.GetName() == res.VirtualHostMatched {
+			vh = v
+		}
+	}
+	if vh == nil {
+		return decision{kind: "no-vhost", credential: cred}
+	}
+	for _, r := range vh.GetRoutes() {
+		if !routeMatches(r.GetMatch(), req) {
+			continue
+		}
+		switch a := r.GetAction().(type) {
+		case *route.Route_Route:
+			return decision{kind: "cluster", target: a.Route.GetCluster(), credential: cred}
+		case *route.Route_Redirect:
+			return decision{kind: "redirect", target: a.Redirect.String(), credential: cred}
+		case *route.Route_DirectResponse:
+			return decision{kind: "direct", target: fmt.Sprint(a.DirectResponse.GetStatus()), credential: cred}
+		}
+		return decision{kind: "other-action", credential: cred}
+	}
+	return decision{kind: "no-route", credential: cred}
+}
+
+// chainCredential finds the SDS secret of the HTTPS filter chain that served
+// the route configuration, and whether it asks for a client certificate.
+func chainCredential(t *testing.T, sim *simulation.Simulation, res simulation.Result) (string, bool, error) {
+	for _, l := range sim.Listeners {
+		if l.GetName() != res.ListenerMatched {
+			continue
+		}
+		for _, fc := range l.GetFilterChains() {
+			hcm := xdstest.ExtractHTTPConnectionManager(t, fc)
+			if hcm == nil || hcm.GetRds().GetRouteConfigName() != res.RouteConfigMatched || fc.GetTransportSocket() == nil {
+				continue
+			}
+			ctx := &tlsv3.DownstreamTlsContext{}
+			if err := fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(ctx); err != nil {
+				return "", false, err
+			}
+			sds := ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()
+			if len(sds) == 0 {
+				return "", false, fmt.Errorf("filter chain %s serves no SDS certificate", fc.GetName())
+			}
+			return sds[0].GetName(), ctx.GetRequireClientCertificate().GetValue(), nil
+		}
+	}
+	return "", false, fmt.Errorf("no TLS filter chain for route configuration %s", res.RouteConfigMatched)
+}
+
+// routeMatches evaluates an Envoy route match on the request.
+func routeMatches(m *route.RouteMatch, req request) bool {
+	caseSensitive := m.GetCaseSensitive() == nil || m.GetCaseSensitive().GetValue()
+	path := req.path
+	switch p := m.GetPathSpecifier().(type) {
+	case *route.RouteMatch_Prefix:
+		if !hasPrefix(path, p.Prefix, caseSensitive) {
+			return false
+		}
+	case *route.RouteMatch_Path:
+		if !(path == p.Path || (!caseSensitive && strings.EqualFold(path, p.Path))) {
+			return false
+		}
+	case *route.RouteMatch_SafeRegex:
+		if !fullMatch(p.SafeRegex.GetRegex(), path, false) {
+			return false
+		}
+	case *route.RouteMatch_PathSeparatedPrefix:
+		pre := p.PathSeparatedPrefix
+		if !(hasPrefix(path, pre, caseSensitive) && (len(path) == len(pre) || path[len(pre)] == '/' || path[len(pre)] == '?')) {
+			return false
+		}
+	default:
+		return false
+	}
+	for _, h := range m.GetHeaders() {
+		if !headerMatches(h, req) {
+			return false
+		}
+	}
+	// The probes carry no query string.
+	for _, q := range m.GetQueryParameters() {
+		_ = q
+		return false
+	}
+	return true
+}
+
+func headerMatches(h *route.HeaderMatcher, req request) bool {
+	value, present := headerValue(h.GetName(), req)
+	if !present && h.GetTreatMissingHeaderAsEmpty() {
+		value, present = "", true
+	}
+	var ok bool
+	switch s := h.GetHeaderMatchSpecifier().(type) {
+	case *route.HeaderMatcher_PresentMatch:
+		ok = present == s.PresentMatch
+		if h.GetInvertMatch() {
+			return !ok
+		}
+		return ok
+	case *route.HeaderMatcher_StringMatch:
+		ok = present && stringMatcher(s.StringMatch, value)
+	case *route.HeaderMatcher_ExactMatch:
+		ok = present && value == s.ExactMatch
+	case *route.HeaderMatcher_PrefixMatch:
+		ok = present && strings.HasPrefix(value, s.PrefixMatch)
+	case *route.HeaderMatcher_SafeRegexMatch:
+		ok = present && fullMatch(s.SafeRegexMatch.GetRegex(), value, false)
+	default:
+		ok = present
+	}
+	if h.GetInvertMatch() {
+		return !ok
+	}
+	return ok
+}
+
+func headerValue(name string, req request) (string, bool) {
+	switch strings.ToLower(name) {
+	case ":authority", "host":
+		return req.host, true
+	case ":method":
+		return "GET", true
+	case ":scheme":
+		if req.tls {
+			return "https", true
+		}
+		return "http", true
+	case ":path":
+		return req.path, true
+	}
+	v, ok := req.headers[strings.ToLower(name)]
+	return v, ok
+}
+
+func stringMatcher(m *matcher.StringMatcher, v string) bool {
+	ic := m.GetIgnoreCase()
+	switch p := m.GetMatchPattern().(type) {
+	case *matcher.StringMatcher_Exact:
+		return v == p.Exact || (ic && strings.EqualFold(v, p.Exact))
+	case *matcher.StringMatcher_Prefix:
+		return hasPrefix(v, p.Prefix, !ic)
+	case *matcher.StringMatcher_Suffix:
+		return strings.HasSuffix(v, p.Suffix) || (ic && strings.HasSuffix(strings.ToLower(v), strings.ToLower(p.Suffix)))
+	case *matcher.StringMatcher_Contains:
+		return strings.Contains(v, p.Contains) || (ic && strings.Contains(strings.ToLower(v), strings.ToLower(p.Contains)))
+	case *matcher.StringMatcher_SafeRegex:
+		return fullMatch(p.SafeRegex.GetRegex(), v, ic)
+	}
+	return false
+}
+
+func hasPrefix(v, prefix string, caseSensitive bool) bool {
+	if caseSensitive {
+		return strings.HasPrefix(v, prefix)
+	}
+	return strings.HasPrefix(strings.ToLower(v), strings.ToLower(prefix))
+}
+
+func fullMatch(expr, v string, ignoreCase bool) bool {
+	e := "^(?:" + expr + ")$"
+	if ignoreCase {
+		e = "(?i)" + e
+	}
+	re, err := regexp.Compile(e)
+	return err == nil && re.MatchString(v)
+}

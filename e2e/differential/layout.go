@@ -1,0 +1,269 @@
+// Package differential checks the route planner against Istio's own
+// translation on generated layouts: for each layout the planner's objects
+// are fed, with the users' ones, to istiod's config translation and Envoy
+// request simulation, which must agree that the CA reaches the token and
+// that no other request moves.
+package differential
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// workloadSpec is one gateway workload of a layout: its pod and the
+// Service in front of it.
+type workloadSpec struct {
+	Labels    map[string]string
+	Namespace string
+	Pod       *corev1.Pod
+	Service   *corev1.Service
+}
+
+// layout is one generated cluster configuration and a challenged host.
+type layout struct {
+	Workloads       []workloadSpec
+	Gateways        []*istionet.Gateway
+	VirtualServices []*istionet.VirtualService
+	// Secrets are the credential Secrets that exist ("namespace/name").
+	Secrets   map[string]bool
+	Challenge *v1alpha1.ACMEChallenge
+	Host      string
+	// Probes are the hosts users' requests are tried with.
+	Probes []string
+}
+
+var (
+	epoch      = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	namespaces = []string{"istio-system", "apps", "team-a"}
+	exactHosts = []string{"shop.example.com", "api.example.com", "www.example.org", "deep.a.example.com"}
+	wildHosts  = []string{"*.example.com", "*.example.org", "*.a.example.com", "*"}
+	challenged = []string{"shop.example.com", "api.example.com", "www.example.org", "deep.a.example.com", "new.example.com", "other.example.net"}
+	headerName = "x-canary"
+)
+
+const tokenServiceCluster = "outbound|8089||istio-acme-issuer.istio-acme-issuer.svc.cluster.local"
+
+// generate draws layout number i of the run with seed.
+func generate(seed uint64, i int) *layout {
+	r := rand.New(rand.NewPCG(seed, uint64(i)))
+	l := &layout{Secrets: map[string]bool{}}
+	pick := func(list []string) string { return list[r.IntN(len(list))] }
+	chance := func(p float64) bool { return r.Float64() < p }
+	at := func() metav1.Time { return metav1.NewTime(epoch.Add(time.Duration(r.IntN(8)) * time.Second)) }
+
+	// 1-2 gateway workloads; the second has other labels, its own
+	// namespace, and now and then Service ports that map to themselves.
+	nw := 1 + r.IntN(2)
+	for w := range nw {
+		labels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
+		ns := "istio-system"
+		http, https := int32(8080), int32(8443)
+		if w == 1 {
+			labels = map[string]string{"istio": "edge", "app": "edge-gateway"}
+			ns = pick([]string{"edge", "istio-system"})
+			if chance(0.5) {
+				http, https = 80, 443
+			}
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("gw-%d", w), Labels: labels}}
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("gateway-%d", w)},
+			Spec: corev1.ServiceSpec{Selector: labels, ClusterIP: fmt.Sprintf("10.96.0.%d", 10+w), Ports: []corev1.ServicePort{
+				{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(http), Protocol: corev1.ProtocolTCP},
+				{Name: "https", Port: 443, TargetPort: intstr.FromInt32(https), Protocol: corev1.ProtocolTCP},
+			}},
+		}
+		l.Workloads = append(l.Workloads, workloadSpec{Labels: labels, Namespace: ns, Pod: pod, Service: svc})
+	}
+
+	hostEntry := func() string {
+		h := pick(exactHosts)
+		if chance(0.5) {
+			h = pick(wildHosts)
+		}
+		switch r.IntN(8) {
+		case 0:
+			return "./" + h
+		case 1:
+			return "*/" + h
+		case 2:
+			return pick(namespaces) + "/" + h
+		}
+		return h
+	}
+
+	// 1-4 Gateways.
+	ng := 1 + r.IntN(4)
+	for g := range ng {
+		gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: pick(namespaces), Name: fmt.Sprintf("gw%d", g), CreationTimestamp: at()}}
+		switch x := r.Float64(); {
+		case x < 0.05:
+			// no selector: every gateway workload
+		case x < 0.1:
+			gw.Spec.Selector = map[string]string{"istio": "egressgateway"}
+		default:
+			gw.Spec.Selector = map[string]string{"istio": l.Workloads[r.IntN(nw)].Labels["istio"]}
+		}
+		ns := 1 + r.IntN(3)
+		for s := range ns {
+			srv := &istioapi.Server{Hosts: []string{hostEntry()}}
+			// "*/*" only ever alone: istiod 1.31 fails on a server that
+			// lists it before other hosts.
+			if extra := hostEntry(); chance(0.3) && srv.Hosts[0] != "*/*" && extra != "*/*" {
+				srv.Hosts = append(srv.Hosts, extra)
+			}
+			if chance(0.55) {
+				srv.Port = &istioapi.Port{Number: []uint32{80, 80, 8080}[r.IntN(3)], Name: fmt.Sprintf("http-%d", s), Protocol: "HTTP"}
+				if chance(0.3) {
+					srv.Tls = &istioapi.ServerTLSSettings{HttpsRedirect: true}
+				}
+			} else {
+				srv.Port = &istioapi.Port{Number: []uint32{443, 443, 8443}[r.IntN(3)], Name: fmt.Sprintf("https-%d", s), Protocol: "HTTPS"}
+				cred := fmt.Sprintf("cred-%d-%d", g, s)
+				srv.Tls = &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: cred}
+				switch x := r.Float64(); {
+				case x < 0.05:
+					srv.Tls.Mode = istioapi.ServerTLSSettings_MUTUAL
+				case x < 0.1:
+					srv.Tls = &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_PASSTHROUGH}
+				}
+				if chance(0.6) {
+					for _, w := range l.Workloads {
+						l.Secrets[w.Namespace+"/"+cred] = true
+					}
+				}
+			}
+			gw.Spec.Servers = append(gw.Spec.Servers, srv)
+		}
+		l.Gateways = append(l.Gateways, gw)
+	}
+
+	// 0-6 VirtualServices, now and then a delegate.
+	nv := r.IntN(7)
+	for v := range nv {
+		ns := pick(namespaces)
+		vs := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vs%d", v), CreationTimestamp: at()}}
+		h := pick(exactHosts)
+		if chance(0.4) {
+			h = pick(wildHosts)
+		}
+		vs.Spec.Hosts = []string{h}
+		if chance(0.2) {
+			vs.Spec.Hosts = append(vs.Spec.Hosts, pick(exactHosts))
+		}
+		for range 1 + r.IntN(2) {
+			gw := l.Gateways[r.IntN(ng)]
+			ref := gw.Namespace + "/" + gw.Name
+			if gw.Namespace == ns && chance(0.5) {
+				ref = gw.Name
+			}
+			if !slices.Contains(vs.Spec.Gateways, ref) {
+				vs.Spec.Gateways = append(vs.Spec.Gateways, ref)
+			}
+		}
+		if chance(0.05) {
+			vs.Spec.Gateways = append(vs.Spec.Gateways, "mesh")
+		}
+		switch x := r.Float64(); {
+		case x < 0.1:
+			vs.Spec.ExportTo = []string{"."}
+		case x < 0.15:
+			vs.Spec.ExportTo = []string{"istio-system"}
+		case x < 0.2:
+			vs.Spec.ExportTo = []string{"*"}
+		}
+		for k := range 1 + r.IntN(3) {
+			dest := fmt.Sprintf("app-%d-%d.%s.svc.cluster.local", v, k, ns)
+			route := &istioapi.HTTPRoute{Name: fmt.Sprintf("r%d", k), Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: dest, Port: &istioapi.PortSelector{Number: 80}}}}}
+			if m := randomMatch(r); m != nil {
+				route.Match = []*istioapi.HTTPMatchRequest{m}
+			}
+			if chance(0.08) {
+				// A delegate holding the routes under /d.
+				del := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vs%d-del%d", v, k), CreationTimestamp: at()}}
+				del.Spec.Http = []*istioapi.HTTPRoute{
+					{Name: "d-x", Match: []*istioapi.HTTPMatchRequest{prefix("/d/x")}, Route: route.Route},
+					{Name: "d-wk", Match: []*istioapi.HTTPMatchRequest{prefix("/d/.well-known")}, Route: route.Route},
+				}
+				l.VirtualServices = append(l.VirtualServices, del)
+				route = &istioapi.HTTPRoute{Name: fmt.Sprintf("r%d", k), Match: []*istioapi.HTTPMatchRequest{prefix("/d")}, Delegate: &istioapi.Delegate{Name: del.Name, Namespace: ns}}
+			}
+			vs.Spec.Http = append(vs.Spec.Http, route)
+		}
+		l.VirtualServices = append(l.VirtualServices, vs)
+	}
+
+	l.Host = pick(challenged)
+	var selectors []v1alpha1.GatewayWorkloadSelector
+	for _, w := range l.Workloads {
+		selectors = append(selectors, v1alpha1.GatewayWorkloadSelector{Selector: map[string]string{"istio": w.Labels["istio"]}, Namespace: w.Namespace})
+	}
+	l.Challenge = &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: fmt.Sprintf("layout-%d", i)},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: l.Host, Token: "tok-" + fmt.Sprint(i), Key: "key", Solver: v1alpha1.IstioHTTP01Solver{
+			Gateways:         selectors,
+			GatewayNamespace: "istio-system",
+			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	probes := map[string]bool{l.Host: true, "other.example.net": true, "zz.example.com": true, "zz.a.example.com": true, "example.com": true}
+	for _, h := range exactHosts {
+		probes[h] = true
+	}
+	for h := range probes {
+		l.Probes = append(l.Probes, h)
+	}
+	slices.Sort(l.Probes)
+	return l
+}
+
+func prefix(p string) *istioapi.HTTPMatchRequest {
+	return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: p}}}
+}
+
+// randomMatch draws a route condition; nil is no match (a catch-all).
+func randomMatch(r *rand.Rand) *istioapi.HTTPMatchRequest {
+	switch r.IntN(11) {
+	case 0:
+		return nil
+	case 1:
+		return prefix("/")
+	case 2:
+		return prefix("/.well-known")
+	case 3:
+		return prefix("/app")
+	case 4:
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: "/app"}}}
+	case 5:
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: "/api/.*"}}}
+	case 6:
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: ".*"}}}
+	case 7:
+		return &istioapi.HTTPMatchRequest{Headers: map[string]*istioapi.StringMatch{headerName: {MatchType: &istioapi.StringMatch_Exact{Exact: "true"}}}}
+	case 8:
+		return &istioapi.HTTPMatchRequest{IgnoreUriCase: true, Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: "/.WELL-KNOWN/acme"}}}
+	case 9:
+		return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: "/\\.well-known/.*"}}}
+	}
+	return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: "/"}}, Method: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: "GET"}}}
+}
+
+// workloads describes the layout's workloads for the planner.
+func (l *layout) workloads() []*solver.GatewayWorkload {
+	var out []*solver.GatewayWorkload
+	for i, w := range l.Workloads {
+		out = append(out, solver.NewGatewayWorkload(l.Challenge.Spec.Solver.Gateways[i], []corev1.Pod{*w.Pod}, []corev1.Service{*w.Service}))
+	}
+	return out
+}

@@ -1,0 +1,135 @@
+package istiogw
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"istio.io/istio/pilot/pkg/model"
+	"istio.io/istio/pilot/pkg/simulation"
+	"istio.io/istio/pilot/test/xds"
+	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/schema/gvk"
+	istiolog "istio.io/istio/pkg/log"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Translation is Istio's own translation of Gateways, VirtualServices and
+// Services into the Envoy configuration of one gateway workload, ready for
+// Istio's request simulation. Close releases the fake discovery server.
+type Translation struct {
+	Sim    *simulation.Simulation
+	failer *failer
+}
+
+// Close releases what the translation holds.
+func (tr *Translation) Close() { tr.failer.cleanup() }
+
+var quietIstio sync.Once
+
+// Translate runs istiod's config translation (its fake discovery server)
+// for the gateway pods with labels in namespace.
+func Translate(t *testing.T, labels map[string]string, namespace string, gateways []*istionet.Gateway, virtualServices []*istionet.VirtualService, services []*corev1.Service) (tr *Translation, err error) {
+	quietIstio.Do(func() {
+		// Istio's packages log to stdout at info level.
+		for _, scope := range istiolog.Scopes() {
+			scope.SetOutputLevel(istiolog.NoneLevel)
+		}
+	})
+	var configs []config.Config
+	for _, gw := range gateways {
+		configs = append(configs, toConfig(gvk.Gateway, gw.Name, gw.Namespace, gw.CreationTimestamp.Time, gw.ResourceVersion, gw.Labels, &gw.Spec))
+	}
+	for _, vs := range virtualServices {
+		configs = append(configs, toConfig(gvk.VirtualService, vs.Name, vs.Namespace, vs.CreationTimestamp.Time, vs.ResourceVersion, vs.Labels, &vs.Spec))
+	}
+	var objects []runtime.Object
+	for _, s := range services {
+		objects = append(objects, s)
+	}
+	f := &failer{t: t}
+	defer func() {
+		if r := recover(); r != nil {
+			f.cleanup()
+			tr, err = nil, fmt.Errorf("istio config translation failed: %v (%s)", r, strings.Join(f.errors, "; "))
+		}
+	}()
+	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{Configs: configs, KubernetesObjects: objects})
+	proxy := s.SetupProxy(&model.Proxy{
+		Type:            model.Router,
+		Labels:          labels,
+		ConfigNamespace: namespace,
+		Metadata:        &model.NodeMetadata{Labels: labels, Namespace: namespace},
+	})
+	return &Translation{Sim: simulation.NewSimulation(t, s, proxy), failer: f}, nil
+}
+
+func toConfig(kind config.GroupVersionKind, name, ns string, created time.Time, rv string, labels map[string]string, spec config.Spec) config.Config {
+	return config.Config{
+		Meta: config.Meta{
+			GroupVersionKind:  kind,
+			Name:              name,
+			Namespace:         ns,
+			Domain:            "cluster.local",
+			Labels:            labels,
+			ResourceVersion:   rv,
+			CreationTimestamp: created,
+		},
+		Spec: spec,
+	}
+}
+
+// failer is the test.Failer of one fake discovery server: its cleanups run
+// when the server is replaced, and a fatal error panics, to be recovered by
+// the request that built it, instead of ending the test from a server
+// goroutine.
+type failer struct {
+	t        *testing.T
+	mu       sync.Mutex
+	cleanups []func()
+	errors   []string
+}
+
+func (f *failer) Fail()    { f.FailNow() }
+func (f *failer) FailNow() { panic("fatal error in the fake discovery server") }
+func (f *failer) Helper()  {}
+func (f *failer) TempDir() string {
+	return f.t.TempDir()
+}
+func (f *failer) Fatal(args ...any) {
+	f.record(fmt.Sprint(args...))
+	f.FailNow()
+}
+func (f *failer) Fatalf(format string, args ...any) {
+	f.record(fmt.Sprintf(format, args...))
+	f.FailNow()
+}
+func (f *failer) Log(args ...any)                 {}
+func (f *failer) Logf(format string, args ...any) {}
+func (f *failer) Skip(args ...any)                { f.Fatal(append([]any{"skip: "}, args...)...) }
+func (f *failer) Cleanup(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleanups = append(f.cleanups, fn)
+}
+
+func (f *failer) record(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.errors = append(f.errors, s)
+}
+
+func (f *failer) cleanup() {
+	f.mu.Lock()
+	fns := f.cleanups
+	f.cleanups = nil
+	f.mu.Unlock()
+	for i := len(fns) - 1; i >= 0; i-- {
+		fns[i]()
+	}
+}
+
