@@ -66,11 +66,11 @@ type Gateway struct {
 	// the loopback address that serves it.
 	Backends map[string]string
 
-	t        *testing.T
-	mu       sync.Mutex
-	snapshot string
-	builtAt  time.Time
-	sim      *simulation.Simulation
+	t           *testing.T
+	mu          sync.Mutex
+	snapshot    string
+	builtAt     time.Time
+	sim         *simulation.Simulation
 	translation *Translation
 	srv         *http.Server
 	// Addr is where the gateway's port 80 listens.

@@ -132,4 +132,3 @@ func (f *failer) cleanup() {
 		fns[i]()
 	}
 }
-
