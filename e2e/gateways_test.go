@@ -2,7 +2,14 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"slices"
@@ -15,6 +22,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -36,8 +44,10 @@ func TestExistingGateways(t *testing.T) {
 	c.userGateway("exact", "app.attach.test", app)
 	// A user's wildcard Gateway with a catch-all.
 	c.userGateway("wild", "*.wild.test", app)
-	// A user's Gateway that redirects port 80 to its HTTPS server.
+	// A user's Gateway that redirects port 80 to its working HTTPS server
+	// (its certificate Secret exists in the gateway pods' namespace).
 	c.userGateway("secure", "secure.redirect.test", app, withHTTPSRedirect, withHTTPS)
+	c.credential("secure-tls", "secure.redirect.test")
 	// One that redirects, with no HTTPS server for the host anywhere.
 	c.userGateway("bare", "bare.redirect.test", app, withHTTPSRedirect)
 	// A user's Gateway whose older VirtualService sends /.well-known to the
@@ -90,9 +100,9 @@ func TestExistingGateways(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !slices.Equal(vs.Spec.Gateways, []string{appNamespace + "/wild"}) || !slices.Equal(vs.Spec.Hosts, []string{"*.wild.test"}) {
-			t.Errorf("VirtualService bound to %v under %v, want the user's Gateway under its host string", vs.Spec.Gateways, vs.Spec.Hosts)
+			t.Errorf("VirtualService bound to %v under %v, want the user's Gateway under the name of the virtual host that serves the host", vs.Spec.Gateways, vs.Spec.Hosts)
 		}
-		if got := vs.Spec.Http[0].Match[0].GetAuthority().GetExact(); got != "shop.wild.test" {
+		if got := vs.Spec.Http[0].Match[0].GetAuthority().GetRegex(); got != `shop\.wild\.test(:[0-9]+)?` {
 			t.Errorf("authority match %q, want the challenged host only", got)
 		}
 
@@ -124,10 +134,16 @@ func TestExistingGateways(t *testing.T) {
 		c.waitNothingLeft()
 	})
 
-	t.Run("httpsRedirect without an HTTPS server: a message naming the Gateway and the fix", func(t *testing.T) {
-		crt := c.certificate("bare", "pebble", "bare.redirect.test")
-		c.waitRequestMessage(crt, "Gateway apps/bare redirects http://bare.redirect.test to HTTPS",
-			"tls.httpsRedirect", "no Gateway on the ingress gateway serves https://bare.redirect.test", "add an HTTPS server", "temporaryHTTPSServer")
+	t.Run("httpsRedirect without an HTTPS server, temporary servers turned off: a message naming the fix", func(t *testing.T) {
+		c.clusterIssuer("no-temp", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
+			Gateways:             []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
+			GatewayNamespace:     gatewayNamespace,
+			TokenService:         v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
+			TemporaryHTTPSServer: ptr.To(false),
+		}})
+		crt := c.certificate("bare", "no-temp", "bare.redirect.test")
+		c.waitRequestMessage(crt, "http://bare.redirect.test is redirected to HTTPS",
+			"tls.httpsRedirect", "no HTTPS server of the ingress gateway pods with labels istio=ingressgateway serves bare.redirect.test", "temporaryHTTPSServer: false")
 		if n := c.metricSum("istio_acme_challenge_not_presented_total", `reason="https_redirect"`); n < 1 {
 			t.Errorf("istio_acme_challenge_not_presented_total{reason=\"https_redirect\"} = %v, want at least 1", n)
 		}
@@ -137,14 +153,8 @@ func TestExistingGateways(t *testing.T) {
 		c.abandon(crt)
 	})
 
-	t.Run("with temporaryHTTPSServer, a redirect without HTTPS is served by a temporary HTTPS server", func(t *testing.T) {
-		c.clusterIssuer("temp-https", v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
-			Gateways:             []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
-			GatewayNamespace:     gatewayNamespace,
-			TokenService:         v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: controllerNamespace, Port: tokenServicePort},
-			TemporaryHTTPSServer: true,
-		}})
-		elapsed := c.issue("bare-temp", "temp-https", "bare.redirect.test")
+	t.Run("httpsRedirect without an HTTPS server: served by a temporary HTTPS server", func(t *testing.T) {
+		elapsed := c.issue("bare-temp", "pebble", "bare.redirect.test")
 		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", "bare.redirect.test", solver.ChallengePathPrefix); n == 0 {
 			t.Error("the CA never fetched the token on the temporary HTTPS server")
 		}
@@ -387,4 +397,38 @@ func (c *cluster) deleteRequestsOf(crt client.Object) {
 			}
 		}
 	}
+}
+
+// credential creates the certificate Secret of a user's working HTTPS
+// server: name in the gateway pods' namespace, where Istio reads
+// credentialName, holding a self-signed certificate for host.
+func (c *cluster) credential(name, host string) {
+	c.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: host},
+		DNSNames:     []string{host},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.create(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: name},
+		Type:       corev1.SecretTypeTLS,
+		Data: map[string][]byte{
+			corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+			corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+		},
+	})
 }

@@ -255,6 +255,12 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 			continue
 		}
 		joined = vh
+		if vh.requireTLS {
+			// Redirected before any route: nothing to bind on port 80,
+			// the route goes where the redirect leads.
+			out = append(out, WorkloadRoute{Index: i})
+			continue
+		}
 		for _, s := range rc.servers {
 			if admits(s.hosts, ns, vh.name) {
 				add(Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: vh.name})
