@@ -145,7 +145,7 @@ func TestPlanRoutes(t *testing.T) {
 			gateways: []*istionet.Gateway{
 				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"), server(443, "HTTPS", simple("missing-tls"), "*.example.com")),
 			},
-			vss:      []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			vss: []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
 			// Port 80 redirects before any route: only the temporary server
 			// carries the challenge route.
 			ownHTTPS: true,
