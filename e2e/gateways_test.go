@@ -211,6 +211,42 @@ func TestExistingGateways(t *testing.T) {
 		c.waitNothingLeft()
 	})
 
+	t.Run("a shared wildcard Gateway with per-app VirtualServices: issued through the app's virtual host, its traffic unchanged", func(t *testing.T) {
+		// The platform's Gateway serves *.shared.test; each app binds its
+		// exact host. Istio builds a virtual host per app host: a route
+		// under *.shared.test would never be reached.
+		shared := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "shared"}}
+		shared.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+		shared.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*.shared.test"}}}
+		c.create(shared)
+		for _, name := range []string{"shop", "cart"} {
+			c.userRoute(name+"-shared", gatewayNamespace+"/shared", name+".shared.test", app, "/")
+		}
+		c.openChallengeKeepsTraffic(t, "cart.shared.test", []string{"cart.shared.test"}, []string{gatewayNamespace + "/shared"})
+		elapsed := c.issue("shop-shared", "pebble", "shop.shared.test")
+		if c.createdGatewayFor("shop.shared.test") {
+			t.Error("the controller created a Gateway of its own for a host the shared Gateway serves")
+		}
+		t.Logf("Ready after %s through the app's virtual host on the shared Gateway", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+
+	t.Run("a Gateway for * with per-team wildcard VirtualServices: issued through the team's virtual host", func(t *testing.T) {
+		all := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "all"}}
+		all.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+		all.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*"}}}
+		c.create(all)
+		c.userRoute("team-a", gatewayNamespace+"/all", "*.team-a.test", app, "/")
+		c.userRoute("team-b", gatewayNamespace+"/all", "*.team-b.test", app, "/")
+		c.openChallengeKeepsTraffic(t, "web.team-a.test", []string{"*.team-a.test"}, []string{gatewayNamespace + "/all"})
+		elapsed := c.issue("api-team-a", "pebble", "api.team-a.test")
+		if c.createdGatewayFor("api.team-a.test") {
+			t.Error("the controller created a Gateway of its own for a host the Gateway for * serves")
+		}
+		t.Logf("Ready after %s through the team's wildcard virtual host", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+	})
+
 	t.Run("a certificate is issued through a user's wildcard Gateway", func(t *testing.T) {
 		elapsed := c.issue("wild", "pebble", "www.wild.test")
 		if c.createdGatewayFor("www.wild.test") {
@@ -431,4 +467,56 @@ func (c *cluster) credential(name, host string) {
 			corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 		},
 	})
+}
+
+// openChallengeKeepsTraffic opens a challenge for host that never passes
+// (its issuer's token Service does not exist) and checks, while it is
+// open, that its VirtualService joins the expected virtual host and that
+// Istio sends the token path to the token Service and every other path of
+// the host to the user's app.
+func (c *cluster) openChallengeKeepsTraffic(t *testing.T, host string, wantHosts, wantGateways []string) {
+	t.Helper()
+	ctx := context.Background()
+	name := "stuck-" + strings.ReplaceAll(host, ".", "-")
+	c.clusterIssuer(name, v1alpha1.ACMESolver{Istio: v1alpha1.IstioHTTP01Solver{
+		Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
+		GatewayNamespace: gatewayNamespace,
+		TokenService:     v1alpha1.TokenServiceReference{Name: "nowhere", Namespace: controllerNamespace, Port: tokenServicePort},
+	}})
+	crt := c.certificate(name, name, host)
+	var ch v1alpha1.ACMEChallenge
+	c.eventually("the open challenge for "+host+" to publish its route", 30*time.Second, func() (bool, string) {
+		var list v1alpha1.ACMEChallengeList
+		if err := c.cl.List(ctx, &list, client.InNamespace(appNamespace)); err != nil {
+			return false, err.Error()
+		}
+		for _, x := range list.Items {
+			if x.Spec.DNSName == host {
+				ch = x
+				return strings.Contains(x.Status.Message, "self-check failed"), x.Status.Message
+			}
+		}
+		return false, c.requestState(crt)
+	})
+	var vss istionet.VirtualServiceList
+	if err := c.cl.List(ctx, &vss, client.MatchingLabels{solver.LabelChallenge: solver.ChallengeKey(ch.Namespace, ch.Name)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(vss.Items) != 1 || !slices.Equal(vss.Items[0].Spec.Hosts, wantHosts) || !slices.Equal(vss.Items[0].Spec.Gateways, wantGateways) {
+		for _, vs := range vss.Items {
+			t.Errorf("VirtualService %s: hosts %v gateways %v", vs.Name, vs.Spec.Hosts, vs.Spec.Gateways)
+		}
+		t.Errorf("want one VirtualService with hosts %v on %v", wantHosts, wantGateways)
+	}
+	res, err := c.gateway.Route(ctx, host, solver.ChallengePathPrefix+ch.Spec.Token)
+	if err != nil || !strings.Contains(res.ClusterMatched, "nowhere."+controllerNamespace) {
+		t.Errorf("the token path goes to %q (%v), want the token Service", res.ClusterMatched, err)
+	}
+	for _, path := range []string{"/", "/app", "/.well-known/other"} {
+		code, body, err := c.gateway.Get(host, path)
+		if err != nil || code != http.StatusOK || !strings.HasPrefix(body, "user app") {
+			t.Errorf("GET http://%s%s while the challenge is open: %d %q %v, want the user's app", host, path, code, body, err)
+		}
+	}
+	c.abandon(crt)
 }
