@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/istio-acme/istio-acme-issuer/e2e/istiogw"
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xdstest"
 )
@@ -61,7 +61,7 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 	// certificate Secret is missing answers nothing.
 	var cred string
 	if req.tls && res.RouteConfigMatched != "" {
-		c, mutual, err := chainCredential(t, sim, res)
+		c, mutual, err := istiogw.ChainCredential(t, sim, res)
 		if err != nil {
 			return decision{kind: "error", target: err.Error()}
 		}
@@ -98,32 +98,6 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 		return decision{kind: "other-action", credential: cred}
 	}
 	return decision{kind: "no-route", credential: cred}
-}
-
-// chainCredential finds the SDS secret of the HTTPS filter chain that served
-// the route configuration, and whether it asks for a client certificate.
-func chainCredential(t *testing.T, sim *simulation.Simulation, res simulation.Result) (string, bool, error) {
-	for _, l := range sim.Listeners {
-		if l.GetName() != res.ListenerMatched {
-			continue
-		}
-		for _, fc := range l.GetFilterChains() {
-			hcm := xdstest.ExtractHTTPConnectionManager(t, fc)
-			if hcm == nil || hcm.GetRds().GetRouteConfigName() != res.RouteConfigMatched || fc.GetTransportSocket() == nil {
-				continue
-			}
-			ctx := &tlsv3.DownstreamTlsContext{}
-			if err := fc.GetTransportSocket().GetTypedConfig().UnmarshalTo(ctx); err != nil {
-				return "", false, err
-			}
-			sds := ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs()
-			if len(sds) == 0 {
-				return "", false, fmt.Errorf("filter chain %s serves no SDS certificate", fc.GetName())
-			}
-			return sds[0].GetName(), ctx.GetRequireClientCertificate().GetValue(), nil
-		}
-	}
-	return "", false, fmt.Errorf("no TLS filter chain for route configuration %s", res.RouteConfigMatched)
 }
 
 // routeMatches evaluates an Envoy route match on the request.

@@ -8,16 +8,10 @@ package istiogw
 import (
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -75,8 +69,13 @@ type Gateway struct {
 	srv         *http.Server
 	// Addr is where the gateway's port 80 listens.
 	Addr string
+	// TLSAddr is where its port 443 listens.
+	TLSAddr string
 
 	served map[servedKey]int // 2xx answers from a backend
+	// failedHandshakes counts failed TLS handshakes by SNI.
+	failedHandshakes map[string]int
+	builtin          tls.Certificate // served for builtin:// credentials
 }
 
 // Start listens on addr (the gateway's port 80) until the test ends.
@@ -115,45 +114,6 @@ func (g *Gateway) Start(t *testing.T, addr string) {
 type call struct {
 	host, path string
 	tls        bool // arrived on the HTTPS port
-}
-
-// StartTLS also listens with TLS on addr (the gateway's port 443), with a
-// self-signed certificate: neither the CA nor the self-check verifies it.
-func (g *Gateway) StartTLS(t *testing.T, addr string) {
-	t.Helper()
-	cert, err := selfSigned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	if err != nil {
-		t.Fatalf("istio gateway: %v", err)
-	}
-	srv := &http.Server{Handler: g, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Logf("istio gateway (TLS) stopped: %v", err)
-		}
-	}()
-	t.Cleanup(func() { _ = srv.Close() })
-}
-
-func selfSigned() (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "istio ingress gateway (test)"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // Route decides, as the gateway would, where GET http://host/path on port 80

@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// TestFirstIssuanceBehindRedirect issues the first certificate of hosts
+// whose port 80 redirects to an HTTPS server that cannot complete a
+// handshake yet, because its credential Secret does not exist. The test
+// gateway answers TLS as Istio does: with the credential of the server the
+// SNI selects, and no handshake at all while that Secret is missing.
+func TestFirstIssuanceBehindRedirect(t *testing.T) {
+	c := startCluster(t)
+	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
+	app := c.userApp("first-app", appNamespace)
+
+	t.Run("a wildcard HTTPS server whose Secret does not exist: issued through a temporary HTTPS server, the CA never meets a failing handshake", func(t *testing.T) {
+		// The platform's Gateway: everything under *.first.test redirects
+		// to HTTPS, whose wildcard certificate is not there yet.
+		c.redirectingGateway("first", "*.first.test", "first-wildcard-tls")
+		c.userRoute("shop-first", gatewayNamespace+"/first", "shop.first.test", app, "/")
+		host := "shop.first.test"
+		if code := c.getStatus(host); code != http.StatusMovedPermanently {
+			t.Fatalf("GET http://%s/ = %d before issuance, want the user's redirect (301)", host, code)
+		}
+		if err := c.handshake(host); err == nil {
+			t.Fatalf("a TLS handshake for %s succeeded although its server's credential Secret does not exist", host)
+		}
+		failedBefore := c.gateway.FailedHandshakes(host)
+
+		elapsed := c.issue("shop-first", "pebble", host)
+		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token over HTTPS after the redirect")
+		}
+		if n := c.gateway.FailedHandshakes(host) - failedBefore; n != 0 {
+			t.Errorf("%d TLS handshakes for %s failed during issuance: the CA or the self-check met the server without a certificate", n, host)
+		}
+		t.Logf("Ready after %s through a temporary HTTPS server for exactly %s", elapsed.Round(time.Millisecond), host)
+		c.waitNothingLeft()
+		// Nothing of the user's changed: port 80 still redirects, and the
+		// wildcard server still has no certificate.
+		if code := c.getStatus(host); code != http.StatusMovedPermanently {
+			t.Errorf("GET http://%s/ = %d after issuance, want the user's redirect (301)", host, code)
+		}
+		if err := c.handshake(host); err == nil {
+			t.Errorf("a TLS handshake for %s succeeded after the temporary server was removed", host)
+		}
+	})
+
+	t.Run("an exact-host HTTPS server whose Secret is the one being issued: explained, then issued with issue-temporary-certificate", func(t *testing.T) {
+		host := "fresh.first.test"
+		c.redirectingGateway("fresh", host, "fresh-tls")
+		c.userRoute("fresh-first", gatewayNamespace+"/fresh", host, app, "/")
+		// The Certificate the platform writes for that server: in the
+		// gateway pods' namespace, its Secret the server's credentialName.
+		crt := &cmapi.Certificate{
+			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "fresh"},
+			Spec: cmapi.CertificateSpec{
+				SecretName: "fresh-tls",
+				DNSNames:   []string{host},
+				IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
+			},
+		}
+		c.create(crt)
+		c.waitRequestMessage(crt, "cert-manager.io/issue-temporary-certificate",
+			"http://fresh.first.test is redirected to HTTPS", "Secret "+gatewayNamespace+"/fresh-tls does not exist yet", "Gateway "+gatewayNamespace+"/fresh")
+		if n := c.gateway.Served("", host, solver.ChallengePathPrefix); n != 0 {
+			t.Errorf("the token was requested %d times although no route could reach it", n)
+		}
+
+		// The fix the message names.
+		ctx := context.Background()
+		patch := client.MergeFrom(crt.DeepCopy())
+		crt.Annotations = map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"}
+		if err := c.cl.Patch(ctx, crt, patch); err != nil {
+			t.Fatal(err)
+		}
+		c.created[crt.Namespace+"/"+crt.Name] = time.Now()
+		elapsed := c.waitReady(crt, 90*time.Second)
+		c.verifySecret(crt, host)
+		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token over HTTPS through the user's server")
+		}
+		if n := c.gateway.FailedHandshakes(host); n != 0 {
+			t.Errorf("%d TLS handshakes for %s failed", n, host)
+		}
+		if c.createdGatewayFor(host) {
+			t.Error("the controller created a Gateway of its own although the user's server works with the temporary certificate")
+		}
+		t.Logf("Ready %s after the annotation, through the user's HTTPS server", elapsed.Round(time.Millisecond))
+		c.waitNothingLeft()
+		// The server now answers with the issued certificate.
+		if err := c.handshake(host); err != nil {
+			t.Errorf("TLS handshake for %s with the issued certificate: %v", host, err)
+		}
+	})
+}
+
+// redirectingGateway creates a platform Gateway in the gateway namespace:
+// port 80 for host redirects to HTTPS, and port 443 for host serves the
+// credential Secret named credential.
+func (c *cluster) redirectingGateway(name, host, credential string) {
+	c.t.Helper()
+	gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: name}}
+	gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	gw.Spec.Servers = []*istioapi.Server{
+		{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{host}, Tls: &istioapi.ServerTLSSettings{HttpsRedirect: true}},
+		{Port: &istioapi.Port{Number: 443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{host},
+			Tls: &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: credential}},
+	}
+	c.create(gw)
+}
+
+// getStatus is the status of GET http://host/ through the gateway.
+func (c *cluster) getStatus(host string) int {
+	c.t.Helper()
+	code, _, err := c.gateway.Get(host, "/")
+	if err != nil {
+		c.t.Fatalf("GET http://%s/: %v", host, err)
+	}
+	return code
+}
+
+// handshake opens a TLS connection with SNI host to the gateway's port 443.
+func (c *cluster) handshake(host string) error {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", c.gateway.TLSAddr, &tls.Config{ServerName: host, InsecureSkipVerify: true}) //nolint:gosec // the test checks that a handshake happens, not whom it trusts
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
