@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"testing"
@@ -105,10 +106,46 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		t.Logf("Ready %s after the annotation, through the user's HTTPS server", elapsed.Round(time.Millisecond))
 		c.waitNothingLeft()
 		// The server now answers with the issued certificate.
-		if err := c.handshake(host); err != nil {
-			t.Errorf("TLS handshake for %s with the issued certificate: %v", host, err)
+		issued := c.verifySecret(crt, host)
+		if got, err := c.served(host); err != nil || !got.Equal(issued) {
+			t.Errorf("the user's HTTPS server for %s does not serve the issued certificate (%v)", host, err)
 		}
+
+		// A renewal goes through the user's own server, which now works.
+		servedBefore := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix)
+		c.cmctl("renew", crt.Name, "-n", crt.Namespace)
+		c.eventually("the renewed certificate", 60*time.Second, func() (bool, string) {
+			got := &cmapi.Certificate{}
+			if err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), got); err != nil {
+				return false, err.Error()
+			}
+			return got.Status.Revision != nil && *got.Status.Revision >= 2 && isReady(got), c.requestState(crt)
+		})
+		if renewed := c.verifySecret(crt, host); renewed.SerialNumber.Cmp(issued.SerialNumber) == 0 {
+			t.Error("the renewal left the same certificate in the Secret")
+		}
+		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix) - servedBefore; n == 0 {
+			t.Error("the CA did not fetch the renewal's token over HTTPS")
+		}
+		if c.createdGatewayFor(host) {
+			t.Error("the renewal used a Gateway of our own instead of the user's working HTTPS server")
+		}
+		if n := c.gateway.FailedHandshakes(host); n != 0 {
+			t.Errorf("%d TLS handshakes for %s failed", n, host)
+		}
+		c.waitNothingLeft()
 	})
+}
+
+// served returns the leaf certificate the gateway presents for SNI host.
+func (c *cluster) served(host string) (*x509.Certificate, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", c.gateway.TLSAddr, &tls.Config{ServerName: host, InsecureSkipVerify: true}) //nolint:gosec // the test compares what is served
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
 }
 
 // redirectingGateway creates a platform Gateway in the gateway namespace:

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 var (
 	layouts = flag.Int("layouts", 500, "how many layouts to generate")
 	seed    = flag.Uint64("seed", 1, "the generator's seed; 0 draws one (printed)")
+	workers = flag.Int("workers", runtime.GOMAXPROCS(0), "how many layouts to check at once")
 )
 
 // TestDifferential generates layouts, plans each challenge and checks the
@@ -45,23 +48,46 @@ func TestDifferential(t *testing.T) {
 	start := time.Now()
 	var published, failures, refusedNoAttempt int
 	refused := map[string]int{}
-	shown := 0
+	// Layouts are independent: each gets its own translations. Results
+	// are collected by index so that the summary and the failures shown
+	// do not depend on the schedule.
+	type result struct {
+		outcome string
+		err     error
+	}
+	results := make([]result, *layouts)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range max(*workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				outcome, err := check(t, generate(s, i))
+				results[i] = result{outcome, err}
+			}
+		}()
+	}
 	for i := range *layouts {
-		l := generate(s, i)
-		outcome, err := check(t, l)
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	shown := 0
+	for i, r := range results {
 		switch {
-		case err != nil:
+		case r.err != nil:
 			failures++
 			if shown < 5 {
 				shown++
-				t.Errorf("layout %d (seed %d): %v\nreproduction:\n%s", i, s, err, l.yaml())
+				t.Errorf("layout %d (seed %d): %v\nreproduction:\n%s", i, s, r.err, generate(s, i).yaml())
 			}
-		case outcome == "published":
+		case r.outcome == "published":
 			published++
-		case outcome == "refused-without-attempt":
+		case r.outcome == "refused-without-attempt":
 			refusedNoAttempt++
 		default:
-			refused[outcome]++
+			refused[r.outcome]++
 		}
 	}
 	reasons := slices.Sorted(maps.Keys(refused))
@@ -69,8 +95,8 @@ func TestDifferential(t *testing.T) {
 	for _, r := range reasons {
 		parts = append(parts, fmt.Sprintf("%s %d", r, refused[r]))
 	}
-	t.Logf("differential summary: seed %d, %d layouts in %s: %d published, refused %d (%s), %d refused without an attempt to check, %d failures",
-		s, *layouts, time.Since(start).Round(time.Second), published, *layouts-published-failures-refusedNoAttempt, strings.Join(parts, ", "), refusedNoAttempt, failures)
+	t.Logf("differential summary: seed %d, %d layouts in %s (%d workers): %d published, refused %d (%s), %d refused without an attempt to check, %d failures",
+		s, *layouts, time.Since(start).Round(time.Second), max(*workers, 1), published, *layouts-published-failures-refusedNoAttempt, strings.Join(parts, ", "), refusedNoAttempt, failures)
 	if published == 0 {
 		t.Error("no layout was published: the generator or the planner is broken")
 	}
