@@ -13,6 +13,7 @@ import (
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
 	"istio.io/istio/pkg/config/schema/gvk"
+	"istio.io/istio/pkg/kube/krt"
 	istiolog "istio.io/istio/pkg/log"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,7 +28,29 @@ type Translation struct {
 }
 
 // Close releases what the translation holds.
-func (tr *Translation) Close() { tr.failer.cleanup() }
+func (tr *Translation) Close() {
+	tr.failer.cleanup()
+	releaseDebugCollections()
+}
+
+// istiod's fake discovery server registers every krt collection it builds
+// with the process-wide krt.GlobalDebugHandler, which never forgets one: a
+// test that translates thousands of times would keep every translation in
+// memory (about 6 MB each). Translations are built holding debugState for
+// reading; releaseDebugCollections swaps in an empty handler holding it for
+// writing, so no translation reads the global while it changes, and skips
+// the swap rather than wait while one is being built (a later Close does
+// it). Collections built earlier keep the handler they were built with,
+// and are freed with it once their translations are closed.
+var debugState sync.RWMutex
+
+func releaseDebugCollections() {
+	if !debugState.TryLock() {
+		return
+	}
+	defer debugState.Unlock()
+	krt.GlobalDebugHandler = new(krt.DebugHandler)
+}
 
 var quietIstio sync.Once
 
@@ -58,6 +81,8 @@ func Translate(t *testing.T, labels map[string]string, namespace string, gateway
 			tr, err = nil, fmt.Errorf("istio config translation failed: %v (%s)", r, strings.Join(f.errors, "; "))
 		}
 	}()
+	debugState.RLock()
+	defer debugState.RUnlock()
 	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{Configs: configs, KubernetesObjects: objects})
 	proxy := s.SetupProxy(&model.Proxy{
 		Type:            model.Router,
