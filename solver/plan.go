@@ -342,6 +342,12 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
 			"http://%s is redirected to HTTPS (tls.httpsRedirect), and %s; the CA would follow the redirect and fail: turn httpsRedirect off for the host until the certificate is issued", p.host, why)}
 	}
+	if chain != nil && !p.servesNobody(chain, w) {
+		// Clients with a certificate use that server: a temporary server
+		// for the host would take it from them while the challenge is open.
+		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
+			"http://%s is redirected to HTTPS (tls.httpsRedirect), and %s; a temporary HTTPS server for the host would take it from the clients that present one: turn httpsRedirect off for the host until the certificate is issued, or issue it with DNS-01", p.host, why)}
+	}
 	if t := p.in.Challenge.Spec.Solver.TemporaryHTTPSServer; t != nil && !*t {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
 			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s, so the CA would follow the redirect and fail; remove spec.solver.istio.temporaryHTTPSServer: false from the issuer to let the challenge publish a temporary HTTPS server for the host, add an HTTPS server for %s with a certificate (any: the CA does not verify it), or turn httpsRedirect off", p.host, why, p.host)}
@@ -386,11 +392,26 @@ func (p *planner) tlsProblem(chain *tlsChain, ambiguous bool, w *GatewayWorkload
 // handshakeProblem says why a terminating HTTPS server cannot complete the
 // CA's TLS handshake, or is empty.
 func (p *planner) handshakeProblem(chain *tlsChain, w *GatewayWorkload) string {
+	if problem := p.credentialProblem(chain, w); problem != "" {
+		return problem
+	}
+	if mode := chain.server.GetTls().GetMode(); requiresClientCertificate(mode) {
+		return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s requires a client certificate (tls.mode %s), which the CA does not present", chain.gateway.Namespace, chain.gateway.Name, p.host, mode)
+	}
+	return ""
+}
+
+func requiresClientCertificate(mode istioapi.ServerTLSSettings_TLSmode) bool {
+	return mode == istioapi.ServerTLSSettings_MUTUAL || mode == istioapi.ServerTLSSettings_ISTIO_MUTUAL
+}
+
+// credentialProblem says why a terminating HTTPS server has no certificate
+// to serve anyone (its credential Secret is missing or unusable), or is
+// empty.
+func (p *planner) credentialProblem(chain *tlsChain, w *GatewayWorkload) string {
 	tls := chain.server.GetTls()
-	where := fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s", chain.gateway.Namespace, chain.gateway.Name, p.host)
-	switch tls.GetMode() {
-	case istioapi.ServerTLSSettings_MUTUAL, istioapi.ServerTLSSettings_ISTIO_MUTUAL:
-		return where + " requires a client certificate (tls.mode " + tls.GetMode().String() + "), which the CA does not present"
+	if tls.GetMode() == istioapi.ServerTLSSettings_ISTIO_MUTUAL {
+		return "" // the workload's own mesh certificate
 	}
 	ref, ok := credentialRef(tls, w.Namespace)
 	if !ok || isOurGateway(chain) {
@@ -408,7 +429,14 @@ func (p *planner) handshakeProblem(chain *tlsChain, w *GatewayWorkload) string {
 	if st.Usable {
 		return ""
 	}
-	return fmt.Sprintf("%s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", where, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+	return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", chain.gateway.Namespace, chain.gateway.Name, p.host, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+}
+
+// servesNobody reports whether a TLS server answers no client at all: it
+// terminates TLS without a usable certificate. Taking its server names, or
+// adding routes behind it, moves no one's request.
+func (p *planner) servesNobody(chain *tlsChain, w *GatewayWorkload) bool {
+	return chain.terminates && p.credentialProblem(chain, w) != ""
 }
 
 // after models workload i with the plan's objects added.
@@ -441,8 +469,8 @@ func (p *planner) evaluate(plan *Plan, routes []WorkloadRoute) *Refusal {
 	after := make([]*proxyModel, len(p.in.Workloads))
 	for i, w := range p.in.Workloads {
 		after[i] = p.after(plan, routes, i)
-		broken := func(c *tlsChain) bool { return !c.terminates || p.handshakeProblem(c, w) != "" }
-		if err := unchangedForUsers(p.before[i], after[i], p.host, w, broken); err != nil {
+		servesNobody := func(c *tlsChain) bool { return p.servesNobody(c, w) }
+		if err := unchangedForUsers(p.before[i], after[i], p.host, w, servesNobody); err != nil {
 			return &Refusal{Reason: metrics.NotPresentedUsersTraffic, Message: err.Error() +
 				"; the challenge is not published rather than move a request of yours: serve the host through a Gateway whose virtual host for it the challenge route can join, or report this layout"}
 		}

@@ -160,6 +160,35 @@ func TestPlanRoutes(t *testing.T) {
 			wantRefusal: "cert-manager.io/issue-temporary-certificate",
 		},
 		{
+			name: "redirect to a wildcard mTLS server: a temporary server would take the host from clients with certificates",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"),
+					server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_MUTUAL, CredentialName: "wild-tls"}, "*.example.com")),
+			},
+			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			wantRefusal: "would take it from the clients that present one",
+		},
+		{
+			name: "redirect to a wildcard passthrough server: a temporary server would take the host from its TLS backend",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"),
+					server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_PASSTHROUGH}, "*.example.com")),
+			},
+			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			wantRefusal: "passes TLS through instead of terminating it",
+		},
+		{
+			name: "the binding also lands on an HTTPS server without its Secret: nothing there can change",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"), server(443, "HTTPS", simple("missing-tls"), "*")),
+			},
+			vss:  []*istionet.VirtualService{virtualService("istio-system", "all", 0, []string{public}, []string{"*"}, route("app"))},
+			want: []Binding{{Gateway: public, Host: "*.example.com"}},
+		},
+		{
 			name:        "redirect without any HTTPS server, temporary servers turned off",
 			host:        "shop.example.com",
 			gateways:    []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"))},

@@ -18,7 +18,11 @@ import (
 // Requests are probed per host name: every name a virtual host, server or
 // server name of either model carries (a wildcard by a name under it), and
 // host. Envoy's choice between virtual hosts only changes at those names.
-func unchangedForUsers(before, after *proxyModel, host string, w *GatewayWorkload, broken func(*tlsChain) bool) error {
+//
+// servesNobody tells the TLS servers that complete no handshake (no usable
+// certificate): nothing behind them can change for anyone, and our
+// temporary server may take the challenged host from them.
+func unchangedForUsers(before, after *proxyModel, host string, w *GatewayWorkload, servesNobody func(*tlsChain) bool) error {
 	probes := probeHosts(before, after, host)
 	for _, port := range sortedKeys(before.http, after.http) {
 		b, a := before.http[port], after.http[port]
@@ -40,14 +44,14 @@ func unchangedForUsers(before, after *proxyModel, host string, w *GatewayWorkloa
 			case cb == nil && ca == nil:
 				continue
 			case cb == nil || ca == nil || cb.server != ca.server:
-				if h == host && ca != nil && isOurGateway(ca) && (cb == nil || broken(cb)) {
+				if h == host && ca != nil && isOurGateway(ca) && (cb == nil || servesNobody(cb)) {
 					// Our temporary server for exactly the host, where no
 					// server of the users' can complete a handshake for it.
 					continue
 				}
 				return fmt.Errorf("the challenge objects would change which HTTPS server of %s answers %s", w.Describe(), h)
 			}
-			if cb.terminates && !sameBehaviour(cb.routes.selectVhost(h), ca.routes.selectVhost(h), true) {
+			if cb.terminates && !servesNobody(cb) && !sameBehaviour(cb.routes.selectVhost(h), ca.routes.selectVhost(h), true) {
 				return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s", cb.gateway.Namespace, cb.gateway.Name, h)
 			}
 		}

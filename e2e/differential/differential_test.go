@@ -24,6 +24,7 @@ import (
 
 var (
 	layouts = flag.Int("layouts", 500, "how many layouts to generate")
+	from    = flag.Int("from", 0, "the index of the first layout (to rerun one: -from N -layouts 1)")
 	seed    = flag.Uint64("seed", 1, "the generator's seed; 0 draws one (printed)")
 	workers = flag.Int("workers", runtime.GOMAXPROCS(0), "how many layouts to check at once")
 )
@@ -63,7 +64,7 @@ func TestDifferential(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				outcome, err := check(t, generate(s, i))
+				outcome, err := check(t, generate(s, *from+i))
 				results[i] = result{outcome, err}
 			}
 		}()
@@ -80,7 +81,7 @@ func TestDifferential(t *testing.T) {
 			failures++
 			if shown < 5 {
 				shown++
-				t.Errorf("layout %d (seed %d): %v\nreproduction:\n%s", i, s, r.err, generate(s, i).yaml())
+				t.Errorf("layout %d (seed %d): %v\nreproduction (-seed %d -from %d -layouts 1):\n%s", *from+i, s, r.err, s, *from+i, generate(s, *from+i).yaml())
 			}
 		case r.outcome == "published":
 			published++
