@@ -290,7 +290,7 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 		if refusedBinding != nil {
 			attempt = &Plan{Workloads: []WorkloadRoute{{Index: i, Bindings: []Binding{*refusedBinding}}}}
 		}
-		return nil, &Refusal{Reason: metrics.NotPresentedUsersTraffic, Attempt: attempt, Message: fmt.Sprintf(
+		return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Attempt: attempt, Message: fmt.Sprintf(
 			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s (or */%s) to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
 			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name, joined.name)}
 	}
@@ -328,7 +328,7 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 			}
 			hosts := sanitizeServerHosts(chain.server.Hosts, chain.gateway.Namespace)
 			if !admits(hosts, ns, name) {
-				return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
+				return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Message: fmt.Sprintf(
 					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
 					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name)}
 			}

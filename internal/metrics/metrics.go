@@ -31,6 +31,9 @@ const (
 	NotPresentedHTTPSRedirect    = "https_redirect"
 	NotPresentedShadowed         = "shadowed"
 	NotPresentedUsersTraffic     = "users_traffic"
+	// The servers that serve the host do not admit VirtualServices from
+	// the issuer's gateway namespace.
+	NotPresentedGatewayNamespace = "gateway_namespace"
 	NotPresentedPublish          = "publish"
 	NotPresentedSelfCheck        = "self_check"
 	NotPresentedSelfCheckDNS     = "self_check_dns"
