@@ -72,13 +72,15 @@ demo: tools
 	hack/run-e2e-test.sh demo TestDemo
 
 # The route planner against Istio's own translation on many generated
-# layouts: LAYOUTS (default 20000), SEED (default 0: a random one, printed).
-# Prints a summary, and each failing layout as YAML to reproduce it.
+# layouts: LAYOUTS (default 20000), SEED (default 0: a random one, printed),
+# FROM (the first layout's index). Prints a summary, and each failing layout
+# as YAML; rerun one with SEED=S FROM=I LAYOUTS=1.
 LAYOUTS ?= 20000
 SEED ?= 0
+FROM ?= 0
 .PHONY: differential
 differential:
-	cd e2e && go test -count=1 -timeout 0 -v ./differential -run TestDifferential -args -layouts=$(LAYOUTS) -seed=$(SEED) | grep -Ev '^=== RUN'
+	cd e2e && go test -count=1 -timeout 0 -v ./differential -run TestDifferential -args -layouts=$(LAYOUTS) -seed=$(SEED) -from=$(FROM) | grep -Ev '^=== RUN'
 
 # Time from Certificate creation to Ready (one at a time and 20 at once),
 # API requests per Certificate and the controller's peak memory.

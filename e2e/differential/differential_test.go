@@ -81,7 +81,7 @@ func TestDifferential(t *testing.T) {
 			failures++
 			if shown < 5 {
 				shown++
-				t.Errorf("layout %d (seed %d): %v\nreproduction (-seed %d -from %d -layouts 1):\n%s", *from+i, s, r.err, s, *from+i, generate(s, *from+i).yaml())
+				t.Errorf("layout %d (seed %d): %v\nreproduction (make differential SEED=%d FROM=%d LAYOUTS=1):\n%s", *from+i, s, r.err, s, *from+i, generate(s, *from+i).yaml())
 			}
 		case r.outcome == "published":
 			published++
