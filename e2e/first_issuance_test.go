@@ -135,6 +135,15 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		}
 		c.waitNothingLeft()
 	})
+
+	// The CA never judged a challenge invalid: every validation it made
+	// was answered with the token.
+	if n := c.metricSum("istio_acme_challenges_total", `outcome="invalid"`); n != 0 {
+		t.Errorf("istio_acme_challenges_total{outcome=\"invalid\"} = %v, want 0", n)
+	}
+	if n := c.metricSum("istio_acme_challenges_total", `outcome="valid"`); n != 3 {
+		t.Errorf("istio_acme_challenges_total{outcome=\"valid\"} = %v, want 3 (two first issuances and a renewal)", n)
+	}
 }
 
 // served returns the leaf certificate the gateway presents for SNI host.
