@@ -366,42 +366,51 @@ func (c *cluster) waitRequestMessage(crt *cmapi.Certificate, first string, rest 
 	}
 }
 
-// abandon deletes a Certificate that cannot be issued and, since this API
-// server runs no garbage collector, its requests, orders and challenges,
-// the requests first so that nothing places them again; then it waits until
-// none of our objects is left.
+// abandon deletes a Certificate that cannot be issued, and nothing else:
+// the garbage collector deletes its requests, their ACMEOrders and those
+// orders' ACMEChallenges through their ownerReferences, and the challenge
+// controller removes the routes before its finalizer lets a challenge go.
+// It waits until none of the Certificate's chain and none of our objects
+// is left.
 func (c *cluster) abandon(crt *cmapi.Certificate) {
 	c.t.Helper()
 	ctx := context.Background()
+	var crs cmapi.CertificateRequestList
+	if err := c.cl.List(ctx, &crs, client.InNamespace(crt.Namespace)); err != nil {
+		c.t.Fatal(err)
+	}
+	requests := map[string]bool{}
+	for i := range crs.Items {
+		if metav1.IsControlledBy(&crs.Items[i], crt) {
+			requests[crs.Items[i].Name] = true
+		}
+	}
 	if err := c.cl.Delete(ctx, crt); err != nil {
 		c.t.Fatal(err)
 	}
-	c.deleteRequestsOf(crt)
-	var orders v1alpha1.ACMEOrderList
-	var chs v1alpha1.ACMEChallengeList
-	if err := c.cl.List(ctx, &orders, client.InNamespace(crt.Namespace)); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := c.cl.List(ctx, &chs, client.InNamespace(crt.Namespace)); err != nil {
-		c.t.Fatal(err)
-	}
-	for i := range orders.Items {
-		o := &orders.Items[i]
-		if !strings.HasPrefix(o.Spec.Request, crt.Name+"-") {
-			continue
+	c.eventually("the garbage collector to delete the requests, orders and challenges of Certificate "+crt.Name, 60*time.Second, func() (bool, string) {
+		var left []string
+		var crs cmapi.CertificateRequestList
+		var orders v1alpha1.ACMEOrderList
+		if err := c.cl.List(ctx, &crs, client.InNamespace(crt.Namespace)); err != nil {
+			return false, err.Error()
 		}
-		for j := range chs.Items {
-			if chs.Items[j].Spec.Order == o.Name {
-				if err := c.cl.Delete(ctx, &chs.Items[j]); client.IgnoreNotFound(err) != nil {
-					c.t.Fatal(err)
-				}
+		if err := c.cl.List(ctx, &orders, client.InNamespace(crt.Namespace)); err != nil {
+			return false, err.Error()
+		}
+		for _, cr := range crs.Items {
+			if requests[cr.Name] {
+				left = append(left, "CertificateRequest "+cr.Name)
 			}
 		}
-		if err := c.cl.Delete(ctx, o); client.IgnoreNotFound(err) != nil {
-			c.t.Fatal(err)
+		for _, o := range orders.Items {
+			if requests[o.Spec.Request] {
+				left = append(left, "ACMEOrder "+o.Name)
+			}
 		}
-	}
-	c.waitNothingLeft()
+		left = append(left, c.ourObjectsLeft()...)
+		return len(left) == 0, strings.Join(left, ", ")
+	})
 }
 
 // userRoute adds a user's VirtualService on gateway for host that sends
@@ -417,22 +426,6 @@ func (c *cluster) userRoute(name, gateway, host, app, prefix string) {
 		Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: app, Port: &istioapi.PortSelector{Number: 8080}}}},
 	}}
 	c.create(vs)
-}
-
-// deleteRequestsOf deletes the Certificate's CertificateRequests.
-func (c *cluster) deleteRequestsOf(crt client.Object) {
-	c.t.Helper()
-	var list cmapi.CertificateRequestList
-	if err := c.cl.List(context.Background(), &list, client.InNamespace(crt.GetNamespace())); err != nil {
-		c.t.Fatal(err)
-	}
-	for i := range list.Items {
-		if metav1.IsControlledBy(&list.Items[i], crt) {
-			if err := c.cl.Delete(context.Background(), &list.Items[i]); client.IgnoreNotFound(err) != nil {
-				c.t.Fatal(err)
-			}
-		}
-	}
 }
 
 // credential creates the certificate Secret of a user's working HTTPS

@@ -15,13 +15,14 @@ cache=${TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/istio-acme-issuer/tools}
 declare -A spec=(
   [controller-gen]="controller-gen sigs.k8s.io/controller-tools sigs.k8s.io/controller-tools/cmd/controller-gen"
   [kube-apiserver]="kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-apiserver"
+  [kube-controller-manager]="kube k8s.io/kubernetes k8s.io/kubernetes/cmd/kube-controller-manager"
   [etcd]="kube go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3"
   [pebble]="pebble github.com/letsencrypt/pebble/v2 github.com/letsencrypt/pebble/v2/cmd/pebble"
   [pebble-challtestsrv]="pebble github.com/letsencrypt/pebble/v2 github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv"
   [helm]="helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm"
   [cmctl]="cmctl github.com/cert-manager/cmctl/v2 github.com/cert-manager/cmctl/v2"
 )
-order=(controller-gen etcd kube-apiserver pebble pebble-challtestsrv cmctl helm)
+order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm)
 
 tool_path() {
   local tool=$1 group module pkg version
@@ -40,7 +41,7 @@ build() {
   echo "building $tool into $out" >&2
   mkdir -p "$(dirname "$out")"
   local ldflags=""
-  if [ "$tool" = kube-apiserver ]; then
+  if [ "$tool" = kube-apiserver ] || [ "$tool" = kube-controller-manager ]; then
     # Clients read the server's version; a plain go build reports v0.0.0.
     local v=${out%/*}; v=${v##*-v}
     ldflags="-X k8s.io/component-base/version.gitVersion=v$v -X k8s.io/component-base/version.gitMajor=${v%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$v" | cut -d. -f2)"

@@ -33,6 +33,9 @@ type APIServer struct {
 	// Client is an uncached client using Scheme.
 	Client client.Client
 	Env    *envtest.Environment
+	// ControllerManager runs the garbage collector and the namespace
+	// controller, as in a cluster.
+	ControllerManager *Process
 }
 
 // Scheme knows core Kubernetes, cert-manager, Istio networking and our kinds.
@@ -58,8 +61,9 @@ func CRDPaths(t testing.TB) []string {
 	}
 }
 
-// StartAPIServer starts kube-apiserver and etcd with every CRD installed and
-// stops them when the test ends.
+// StartAPIServer starts kube-apiserver and etcd with every CRD installed,
+// and kube-controller-manager's garbage collector and namespace controller,
+// and stops them when the test ends.
 func StartAPIServer(t testing.TB) *APIServer {
 	t.Helper()
 	env := &envtest.Environment{
@@ -101,7 +105,9 @@ func StartAPIServer(t testing.TB) *APIServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &APIServer{Config: cfg, Kubeconfig: path, Client: cl, Env: env}
+	a := &APIServer{Config: cfg, Kubeconfig: path, Client: cl, Env: env}
+	a.ControllerManager = startControllerManager(t, path)
+	return a
 }
 
 // CreateNamespaces creates namespaces in the API server.
