@@ -33,6 +33,11 @@ const (
 	defaultAccountKeyKey = "tls.key"
 	defaultEABKeyKey     = "secret"
 
+	// LabelAccountKey marks the account key Secrets the controller
+	// generated. They carry no label of the challenge objects, so that a
+	// cleanup of those by label never deletes an ACME account.
+	LabelAccountKey = "istio-acme.io/account-key"
+
 	// caRequestTimeout bounds every call to the CA, so a slow CA cannot hold
 	// a worker.
 	caRequestTimeout = 15 * time.Second
@@ -302,7 +307,7 @@ func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, c
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der})
 	if secret == nil {
 		secret = &corev1.Secret{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ref.Name, Labels: map[string]string{"app.kubernetes.io/managed-by": "istio-acme-issuer"}},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ref.Name, Labels: map[string]string{LabelAccountKey: "true"}},
 			Type:       corev1.SecretTypeOpaque,
 			Data:       map[string][]byte{dataKey: pemBytes},
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
 // These tests run Check against a real API server and a real Pebble.
@@ -61,6 +62,15 @@ func TestCheck(t *testing.T) {
 		keyBefore := secretData(t, api.Client, ns, "key-ok", "tls.key")
 		if !strings.Contains(string(keyBefore), "PRIVATE KEY") {
 			t.Fatalf("no PEM key stored: %q", keyBefore)
+		}
+		// Labelled as an account key, not as a challenge object: a cleanup
+		// of challenge objects by label must not delete the account.
+		var keySecret corev1.Secret
+		if err := api.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "key-ok"}, &keySecret); err != nil {
+			t.Fatal(err)
+		}
+		if keySecret.Labels[LabelAccountKey] != "true" || keySecret.Labels[solver.LabelManagedBy] != "" {
+			t.Errorf("account key Secret labels %v, want %s=true and no %s", keySecret.Labels, LabelAccountKey, solver.LabelManagedBy)
 		}
 
 		// A restarted controller (a new Signer) recovers the same account
