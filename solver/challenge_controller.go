@@ -3,6 +3,7 @@ package solver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -73,13 +74,26 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
 	})
 	return builder.ControllerManagedBy(mgr).
-		For(&v1alpha1.ACMEChallenge{}).
+		For(&v1alpha1.ACMEChallenge{}, builder.WithPredicates(notStatusOnly)).
 		Watches(&istionet.VirtualService{}, owner, deleted).
 		Watches(&istionet.Gateway{}, owner, deleted).
 		Named("acmechallenge").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
 }
+
+// notStatusOnly drops the update events of a challenge whose status alone
+// changed: this controller's own status writes would otherwise wake it at
+// once and retry a failing self-check without waiting for its backoff, and
+// the order's writes (state, validation times) change nothing here.
+var notStatusOnly = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	o, n := e.ObjectOld, e.ObjectNew
+	return o.GetGeneration() != n.GetGeneration() ||
+		!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp()) ||
+		!slices.Equal(o.GetFinalizers(), n.GetFinalizers()) ||
+		!maps.Equal(o.GetLabels(), n.GetLabels()) ||
+		!maps.Equal(o.GetAnnotations(), n.GetAnnotations())
+}}
 
 // Reconcile makes the challenge's routes exist while it lives, and removes
 // them before it goes.

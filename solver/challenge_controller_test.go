@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,9 +16,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -45,37 +49,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 	gatewayAddr := gwSvc.Spec.ClusterIP + ":80"
 
-	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
-		Scheme:  api.Env.Scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   cache.Options{ByObject: IstioCacheOptions()},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
-		t.Fatal(err)
-	}
-	tokens := &TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(mgr.GetCache()), Log: logr.Discard()}
-	if err := mgr.Add(tokens); err != nil {
-		t.Fatal(err)
-	}
-	if err := (&ChallengeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Events:    mgr.GetEventRecorder("test"),
-		Gateways:  &IngressGateways{Reader: mgr.GetAPIReader()},
-	}).SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	startChallengeController(ctx, t, api, gatewayAddr, true)
 
 	ch := &v1alpha1.ACMEChallenge{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
@@ -184,6 +158,48 @@ func TestChallengeLifecycle(t *testing.T) {
 	})
 }
 
+// startChallengeController runs the challenge controller (and, with
+// tokens, the token server listening on gatewayAddr) against the API
+// server until the test ends.
+func startChallengeController(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
+		Scheme:  api.Env.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Cache:   cache.Options{ByObject: IstioCacheOptions()},
+		// Each test runs its own controller in this process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
+		t.Fatal(err)
+	}
+	if tokens {
+		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(mgr.GetCache()), Log: logr.Discard()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := (&ChallengeReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Events:    mgr.GetEventRecorder("test"),
+		Gateways:  &IngressGateways{Reader: mgr.GetAPIReader()},
+	}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+	})
+}
+
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -197,4 +213,85 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// TestFailingSelfCheckWaitsForItsBackoff: a gateway that gives another
+// wrong answer every time makes every self-check message new, so every
+// attempt writes the challenge's status. Those writes must not wake the
+// controller: the attempts keep to the backoff (a few a second at most once
+// the challenge is a few seconds old), not as fast as the API server
+// answers.
+func TestFailingSelfCheckWaitsForItsBackoff(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	ctx := context.Background()
+	cl := api.Client
+	api.CreateNamespaces(t, "apps", "istio-system")
+	gwLabels := map[string]string{"istio": "ingressgateway"}
+	gwSvc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway"},
+		Spec:       corev1.ServiceSpec{Selector: gwLabels, Ports: []corev1.ServicePort{{Name: "http2", Port: 80}}},
+	}
+	if err := cl.Create(ctx, gwSvc); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-1", Labels: gwLabels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var gets []time.Time
+	gateway := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		gets = append(gets, time.Now())
+		n := len(gets)
+		mu.Unlock()
+		fmt.Fprintf(w, "wrong answer %d", n)
+	})}
+	ln, err := net.Listen("tcp", gwSvc.Spec.ClusterIP+":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gateway.Serve(ln) }() // ends with Close below
+	t.Cleanup(func() { _ = gateway.Close() })
+	startChallengeController(ctx, t, api, "", false)
+
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
+		Spec: v1alpha1.ACMEChallengeSpec{
+			Order: "shop-1", DNSName: "shop.example.com", Token: "tok-123", Key: "tok-123.thumbprint",
+			URL: "https://ca.example/chall/1", AuthorizationURL: "https://ca.example/authz/1",
+			Solver: v1alpha1.IstioHTTP01Solver{
+				Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: gwLabels}},
+				GatewayNamespace: "istio-system",
+				TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+			},
+		},
+	}
+	if err := cl.Create(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the self-check failure to be reported", func() (bool, string) {
+		got := &v1alpha1.ACMEChallenge{}
+		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(got.Status.Message, "self-check failed") && strings.Contains(got.Status.Message, "wrong answer"), got.Status.Message
+	})
+	mu.Lock()
+	from := len(gets)
+	mu.Unlock()
+	const window = 3 * time.Second
+	time.Sleep(window)
+	mu.Lock()
+	n := len(gets) - from
+	mu.Unlock()
+	// The backoff allows about 8 attempts in these 3 seconds (a fifth of
+	// the challenge's age between attempts); a loop driven by its own
+	// status writes makes hundreds.
+	if n > 20 {
+		t.Errorf("%d self-check requests in %s once the failure was reported: the retries do not wait for their backoff", n, window)
+	}
+	t.Logf("%d self-check requests in %s once the failure was reported", n, window)
 }

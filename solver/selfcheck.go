@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -106,7 +107,7 @@ func fetchToken(ctx context.Context, cl *http.Client, where, host, token, key st
 			if errors.As(err, &terr) && terr.Timeout() {
 				return fmt.Errorf("GET %s %s timed out", url, where)
 			}
-			return fmt.Errorf("GET %s %s failed: %v", url, where, err)
+			return fmt.Errorf("GET %s %s failed: %s", url, where, stableNetError(err))
 		}
 		body, err := io.ReadAll(io.LimitReader(res.Body, int64(len(key))+maxBodyPreview))
 		_ = res.Body.Close() // the body was read; a close error changes nothing
@@ -166,4 +167,17 @@ func describeAnswer(res *http.Response, body []byte) string {
 		b.WriteString(", which is not this challenge's key authorization")
 	}
 	return b.String()
+}
+
+// ephemeralAddress is a client's own address in Go's network errors
+// ("read tcp 10.0.0.7:53114->10.96.0.10:80: ..."): its port changes with
+// every connection.
+var ephemeralAddress = regexp.MustCompile(`(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):\d+->`)
+
+// stableNetError describes a failed request in words that do not change
+// from one attempt to the next for the same fault (the client's address is
+// left out), so that a message a user reads (and the status write and Event
+// that carry it) changes only when the fault does.
+func stableNetError(err error) string {
+	return ephemeralAddress.ReplaceAllString(err.Error(), "")
 }

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -198,5 +199,43 @@ func TestSelfCheck(t *testing.T) {
 	}
 	if err := (&IngressGateways{}).Check(context.Background(), "127.0.0.1:1", "shop.example.com", "tok", key); err == nil || !strings.Contains(err.Error(), "failed") {
 		t.Errorf("unreachable gateway: %v", err)
+	}
+}
+
+// A gateway that resets every connection fails the self-check with the same
+// message each time, although every attempt comes from another client
+// port: the message is what decides whether the status is written again.
+func TestSelfCheckMessageIsStableAcrossAttempts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Read the request, then reset: RST instead of FIN.
+			_, _ = conn.Read(make([]byte, 4096))
+			_ = conn.(*net.TCPConn).SetLinger(0)
+			_ = conn.Close()
+		}
+	}()
+	gw := &IngressGateways{}
+	var messages []string
+	for range 3 {
+		err := gw.Check(context.Background(), ln.Addr().String(), "shop.example.com", "tok", "tok.key")
+		if err == nil {
+			t.Fatal("the self-check passed against a gateway that resets every connection")
+		}
+		messages = append(messages, err.Error())
+	}
+	if messages[0] != messages[1] || messages[1] != messages[2] {
+		t.Errorf("the self-check's message changes between attempts:\n%s", strings.Join(messages, "\n"))
+	}
+	if !strings.Contains(messages[0], "connection reset") || strings.Contains(messages[0], "->") {
+		t.Errorf("message %q, want the reset named without the client's address", messages[0])
 	}
 }
