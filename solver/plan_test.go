@@ -53,6 +53,15 @@ func route(name string, matches ...*istioapi.HTTPMatchRequest) *istioapi.HTTPRou
 	return &istioapi.HTTPRoute{Name: name, Match: matches, Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: "app"}}}}
 }
 
+// tlsPassthrough gives a VirtualService a tls route for the server names.
+func tlsPassthrough(vs *istionet.VirtualService, sniHosts ...string) *istionet.VirtualService {
+	vs.Spec.Tls = []*istioapi.TLSRoute{{
+		Match: []*istioapi.TLSMatchAttributes{{SniHosts: sniHosts}},
+		Route: []*istioapi.RouteDestination{{Destination: &istioapi.Destination{Host: "backend"}}},
+	}}
+	return vs
+}
+
 func prefix(p string) *istioapi.HTTPMatchRequest {
 	return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: p}}}
 }
@@ -176,8 +185,21 @@ func TestPlanRoutes(t *testing.T) {
 				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"),
 					server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_PASSTHROUGH}, "*.example.com")),
 			},
-			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			vss: []*istionet.VirtualService{
+				virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app")),
+				tlsPassthrough(virtualService("apps", "backend", 0, []string{public}, []string{"*.example.com"}), "*.example.com"),
+			},
 			wantRefusal: "passes TLS through instead of terminating it",
+		},
+		{
+			name: "redirect to a passthrough server no tls route uses: istiod builds nothing for it, a temporary server takes the host",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "public", ingressLabels, server(80, "HTTP", redirect, "*.example.com"),
+					server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_PASSTHROUGH}, "*.example.com")),
+			},
+			vss:      []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			ownHTTPS: true,
 		},
 		{
 			name: "the binding also lands on an HTTPS server without its Secret: nothing there can change",

@@ -229,13 +229,26 @@ func buildProxyModel(in modelInput) *proxyModel {
 		out.http[port] = buildRouteConfig("http."+strconv.FormatUint(uint64(port), 10), servers, vsIndex, podLabels, w.Namespace)
 	}
 	for port, chains := range tlsChains {
+		var kept []*tlsChain
 		for _, c := range chains {
+			bs := boundServer{gateway: c.gateway, server: c.server, hosts: sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace)}
 			if c.terminates {
-				bs := boundServer{gateway: c.gateway, server: c.server, hosts: sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace)}
 				c.routes = buildRouteConfig(httpsRouteName(c.gateway, c.server), []boundServer{bs}, vsIndex, podLabels, w.Namespace)
+				kept = append(kept, c)
+				continue
+			}
+			// A TLS server that does not end in HTTP routes has filter
+			// chains only for the VirtualServices' tls or tcp routes that
+			// match it; with none, istiod builds nothing for it and its
+			// server names fall to the other servers of the port.
+			if sni, ok := l4ServerNames(bs, vsIndex, podLabels); ok {
+				c.sni = sni
+				kept = append(kept, c)
 			}
 		}
-		out.tls[port] = chains
+		if len(kept) > 0 {
+			out.tls[port] = kept
+		}
 	}
 	return out
 }
@@ -616,6 +629,71 @@ func selectChain(chains []*tlsChain, sni string) (chain *tlsChain, ambiguous boo
 		return best[0], false
 	}
 	return best[0], true
+}
+
+// l4ServerNames reports whether istiod builds a filter chain for a TLS
+// server that passes TLS through (mode PASSTHROUGH: one per matching tls
+// route of a bound VirtualService, for the route's sniHosts) or terminates
+// it for TCP (protocol TLS: one for the server's hosts when a bound
+// VirtualService has a matching tcp route), and for which server names.
+// AUTO_PASSTHROUGH servers route by SNI to the mesh's services: kept with
+// their hosts.
+func l4ServerNames(bs boundServer, idx *virtualServiceIndex, podLabels map[string]string) ([]string, bool) {
+	gwName := bs.gateway.Namespace + "/" + bs.gateway.Name
+	mode := bs.server.GetTls().GetMode()
+	if mode == istioapi.ServerTLSSettings_AUTO_PASSTHROUGH {
+		return sniHosts(bs.server.Hosts), true
+	}
+	port := bs.server.GetPort().GetNumber()
+	l4Matches := func(matchPort uint32, gateways []string, sourceLabels map[string]string, vsNamespace string) bool {
+		if matchPort != 0 && matchPort != port {
+			return false
+		}
+		if len(gateways) > 0 && !slices.ContainsFunc(gateways, func(g string) bool { return resolveGatewayRef(g, vsNamespace) == gwName }) {
+			return false
+		}
+		for k, v := range sourceLabels {
+			if podLabels[k] != v {
+				return false
+			}
+		}
+		return true
+	}
+	var names []string
+	found := false
+	for _, vs := range idx.forGateway(gwName) {
+		if len(intersectHosts(hostsForNamespace(bs.hosts, vs.Namespace), resolvedVSHosts(vs))) == 0 {
+			continue
+		}
+		if mode == istioapi.ServerTLSSettings_PASSTHROUGH {
+			for _, r := range vs.Spec.Tls {
+				if len(r.GetRoute()) == 0 {
+					continue
+				}
+				for _, m := range r.GetMatch() {
+					if l4Matches(m.GetPort(), m.GetGateways(), m.GetSourceLabels(), vs.Namespace) {
+						found = true
+						names = append(names, sniHosts(m.GetSniHosts())...)
+						if len(sniHosts(m.GetSniHosts())) == 0 {
+							return nil, true // a route for every server name
+						}
+					}
+				}
+			}
+			continue
+		}
+		for _, r := range vs.Spec.Tcp {
+			if len(r.GetMatch()) == 0 {
+				return sniHosts(bs.server.Hosts), true
+			}
+			for _, m := range r.GetMatch() {
+				if l4Matches(m.GetPort(), m.GetGateways(), m.GetSourceLabels(), vs.Namespace) {
+					return sniHosts(bs.server.Hosts), true
+				}
+			}
+		}
+	}
+	return names, found
 }
 
 // sniHosts are the server names a TLS server matches; none for "*".

@@ -170,7 +170,7 @@ func check(t *testing.T, l *layout) (string, error) {
 			}
 		}
 		if moved == nil {
-			moved = usersUnchanged(t, before, after, httpPort, httpsPort, l, w.Namespace, exists)
+			moved = usersUnchanged(t, before, after, l, w.Namespace, exists)
 			if moved != nil {
 				moved = fmt.Errorf("workload %d: %w", i, moved)
 			}
@@ -226,38 +226,53 @@ func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, l
 }
 
 // usersUnchanged compares every probe's decision with and without the
-// challenge objects.
-func usersUnchanged(t *testing.T, before, after *istiogw.Translation, httpPort, httpsPort int, l *layout, ns string, exists secretExists) error {
+// challenge objects, on every port the gateway pods listen on in either
+// translation (not only those behind the gateway's Service: another
+// Service, or a client of the pods, may reach the others), plain and TLS.
+func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout, ns string, exists secretExists) error {
 	token := solver.ChallengePathPrefix + l.Challenge.Spec.Token
 	paths := []string{"/", "/app", "/api/x", "/d/x", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", "/.WELL-KNOWN/acme-challenge/x"}
+	ports := listenerPorts(before, after)
 	for _, host := range l.Probes {
 		for _, path := range paths {
 			for _, headers := range []map[string]string{nil, {headerName: "true"}} {
-				for _, tls := range []bool{false, true} {
-					if host == l.Host && path == token {
-						continue // the CA's request: it is meant to move
+				for _, port := range ports {
+					for _, tls := range []bool{false, true} {
+						if host == l.Host && path == token {
+							continue // the CA's request: it is meant to move
+						}
+						req := request{host: host, path: path, tls: tls, headers: headers}
+						b, a := outcome(decide(t, before.Sim, port, req, exists, ns)), outcome(decide(t, after.Sim, port, req, exists, ns))
+						if b == a {
+							continue
+						}
+						// The challenged host's HTTPS failed its handshake
+						// before (no usable credential) and now meets the
+						// temporary server, which answers nothing but the token.
+						if tls && host == l.Host && b.kind == "tls-fail" && a.kind == "not-served" {
+							continue
+						}
+						return fmt.Errorf("GET %s://%s%s on pod port %d (headers %v): %s before, %s with the challenge objects", scheme(tls), host, path, port, headers, b, a)
 					}
-					port := httpPort
-					if tls {
-						port = httpsPort
-					}
-					req := request{host: host, path: path, tls: tls, headers: headers}
-					b, a := outcome(decide(t, before.Sim, port, req, exists, ns)), outcome(decide(t, after.Sim, port, req, exists, ns))
-					if b == a {
-						continue
-					}
-					// The challenged host's HTTPS failed its handshake
-					// before (no usable credential) and now meets the
-					// temporary server, which answers nothing but the token.
-					if tls && host == l.Host && b.kind == "tls-fail" && a.kind == "not-served" {
-						continue
-					}
-					return fmt.Errorf("GET %s://%s%s (headers %v): %s before, %s with the challenge objects", scheme(tls), host, path, headers, b, a)
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// listenerPorts are the ports of the gateway's listeners in either
+// translation.
+func listenerPorts(trs ...*istiogw.Translation) []int {
+	set := map[int]bool{}
+	for _, tr := range trs {
+		for _, l := range tr.Sim.Listeners {
+			if p := int(l.GetAddress().GetSocketAddress().GetPortValue()); p != 0 {
+				set[p] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // outcome is what a client sees of a decision: where it is served, or

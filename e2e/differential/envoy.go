@@ -57,6 +57,11 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 	if errors.Is(res.Error, simulation.ErrTLSRedirect) {
 		return decision{kind: "tls-redirect"}
 	}
+	// A server that passes TLS through sends the connection to its
+	// backend without a handshake of its own.
+	if req.tls && res.Error == nil && res.RouteConfigMatched == "" && res.ClusterMatched != "" {
+		return decision{kind: "passthrough", target: res.ClusterMatched}
+	}
 	// The TLS handshake comes before any routing: a server whose
 	// certificate Secret is missing answers nothing.
 	var cred string

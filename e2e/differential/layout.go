@@ -135,7 +135,7 @@ func generate(seed uint64, i int) *layout {
 				switch x := r.Float64(); {
 				case x < 0.05:
 					srv.Tls.Mode = istioapi.ServerTLSSettings_MUTUAL
-				case x < 0.1:
+				case x < 0.15:
 					srv.Tls = &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_PASSTHROUGH}
 				}
 				if chance(0.6) {
@@ -200,6 +200,17 @@ func generate(seed uint64, i int) *layout {
 				route = &istioapi.HTTPRoute{Name: fmt.Sprintf("r%d", k), Match: []*istioapi.HTTPMatchRequest{prefix("/d")}, Delegate: &istioapi.Delegate{Name: del.Name, Namespace: ns}}
 			}
 			vs.Spec.Http = append(vs.Spec.Http, route)
+		}
+		if chance(0.2) {
+			// A tls route: what makes istiod build a filter chain for a
+			// passthrough server (for its sniHosts, a subset of the hosts).
+			sni := vs.Spec.Hosts[r.IntN(len(vs.Spec.Hosts))]
+			m := &istioapi.TLSMatchAttributes{SniHosts: []string{sni}}
+			if chance(0.2) {
+				m.Port = []uint32{443, 8443}[r.IntN(2)]
+			}
+			vs.Spec.Tls = []*istioapi.TLSRoute{{Match: []*istioapi.TLSMatchAttributes{m},
+				Route: []*istioapi.RouteDestination{{Destination: &istioapi.Destination{Host: fmt.Sprintf("tls-%d.%s.svc.cluster.local", v, ns), Port: &istioapi.PortSelector{Number: 443}}}}}}
 		}
 		l.VirtualServices = append(l.VirtualServices, vs)
 	}
