@@ -53,6 +53,11 @@ import (
 //     then the longest "*.suffix", then "*". An HTTPS listener picks the
 //     server by SNI: exact host, then the longest wildcard, then a server
 //     for "*".
+//   - A TLS server that does not end in HTTP routes exists only through
+//     VirtualService routes: a PASSTHROUGH server has a filter chain for the
+//     sniHosts of each matching tls route, a TLS-protocol server that
+//     terminates TLS one for its hosts when a tcp route matches, and without
+//     such routes nothing; its server names then fall to the other servers.
 
 // istioDomain is the cluster's DNS domain Istio completes short names with.
 const istioDomain = "cluster.local"
