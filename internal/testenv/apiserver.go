@@ -4,10 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/go-logr/logr"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,9 +18,12 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
+
+var quietControllerRuntime sync.Once
 
 // ServiceCIDR is the API server's range of Service cluster IPs: loopback
 // addresses, each unique to one Service of one test's API server.
@@ -66,6 +71,10 @@ func CRDPaths(t testing.TB) []string {
 // and stops them when the test ends.
 func StartAPIServer(t testing.TB) *APIServer {
 	t.Helper()
+	// The tests' own controller-runtime clients and caches log nothing a
+	// test reads (reflector retries while an API server stops); without a
+	// logger, controller-runtime prints a warning with a stack trace.
+	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	env := &envtest.Environment{
 		Scheme:                   Scheme(t),
 		CRDDirectoryPaths:        CRDPaths(t),
