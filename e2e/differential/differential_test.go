@@ -14,6 +14,7 @@ import (
 	"time"
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"istio.io/istio/pilot/test/xdstest"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -233,7 +234,7 @@ func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout,
 	token := solver.ChallengePathPrefix + l.Challenge.Spec.Token
 	paths := []string{"/", "/app", "/api/x", "/d/x", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", "/.WELL-KNOWN/acme-challenge/x"}
 	ports := listenerPorts(before, after)
-	for _, host := range l.Probes {
+	for _, host := range probeHosts(l.Probes, before, after) {
 		for _, path := range paths {
 			for _, headers := range []map[string]string{nil, {headerName: "true"}} {
 				for _, port := range ports {
@@ -259,6 +260,33 @@ func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout,
 		}
 	}
 	return nil
+}
+
+// probeHosts adds to the layout's probe hosts a host for every virtual
+// host domain of either translation (a name under a wildcard domain), so
+// that a virtual host the challenge objects add or change is probed.
+func probeHosts(probes []string, trs ...*istiogw.Translation) []string {
+	set := map[string]bool{}
+	for _, p := range probes {
+		set[p] = true
+	}
+	for _, tr := range trs {
+		for _, rc := range xdstest.ExtractRouteConfigurations(tr.Sim.Routes) {
+			for _, vh := range rc.GetVirtualHosts() {
+				for _, d := range vh.GetDomains() {
+					switch {
+					case d == "*":
+						set["probe.invalid"] = true
+					case strings.HasPrefix(d, "*."):
+						set["probe"+d[1:]] = true
+					case !strings.Contains(d, "/") && !strings.Contains(d, "*"):
+						set[d] = true
+					}
+				}
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // listenerPorts are the ports of the gateway's listeners in either
