@@ -7,7 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,29 +40,11 @@ func TestChallengeLifecycle(t *testing.T) {
 	// (loopback) cluster IP, standing for a gateway that routes every
 	// request to it.
 	gwLabels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
-	gwSvc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway"},
-		Spec:       corev1.ServiceSpec{Selector: gwLabels, Ports: []corev1.ServicePort{{Name: "http2", Port: 80}}},
-	}
-	if err := cl.Create(ctx, gwSvc); err != nil {
-		t.Fatal(err)
-	}
-	gatewayAddr := gwSvc.Spec.ClusterIP + ":80"
+	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
 
 	startChallengeController(ctx, t, api, gatewayAddr, true)
 
-	ch := &v1alpha1.ACMEChallenge{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
-		Spec: v1alpha1.ACMEChallengeSpec{
-			Order: "shop-1", DNSName: "shop.example.com", Token: "tok-123", Key: "tok-123.thumbprint",
-			URL: "https://ca.example/chall/1", AuthorizationURL: "https://ca.example/authz/1",
-			Solver: v1alpha1.IstioHTTP01Solver{
-				Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
-				GatewayNamespace: "istio-system",
-				TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
-			},
-		},
-	}
+	ch := testChallenge()
 	if err := cl.Create(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -76,26 +58,13 @@ func TestChallengeLifecycle(t *testing.T) {
 	}
 
 	// No gateway pod has the selector's labels yet: the self-check says so.
-	waitFor(t, "the self-check to report the missing gateway", func() (bool, string) {
-		got := &v1alpha1.ACMEChallenge{}
-		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
-			return false, err.Error()
-		}
-		return !got.Status.Presented && strings.Contains(got.Status.Message, "the issuer's spec.solver.istio.gateways[0]: no pod has the labels istio=ingressgateway"), got.Status.Message
+	waitChallenge(t, cl, ch, "the self-check to report the missing gateway", func(got *v1alpha1.ACMEChallenge) bool {
+		return !got.Status.Presented && strings.Contains(got.Status.Message, "the issuer's spec.solver.istio.gateways[0]: no pod has the labels istio=ingressgateway")
 	})
-	if err := cl.Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-1", Labels: gwLabels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	createGatewayPod(ctx, t, cl, gwLabels)
 
-	waitFor(t, "the challenge to be presented", func() (bool, string) {
-		got := &v1alpha1.ACMEChallenge{}
-		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
-			return false, err.Error()
-		}
-		return got.Status.Presented && len(got.Status.Routes) == 2 && strings.Contains(got.Status.Message, "self-check passed through the ingress gateway at "+gatewayAddr), got.Status.Message
+	waitChallenge(t, cl, ch, "the challenge to be presented", func(got *v1alpha1.ACMEChallenge) bool {
+		return got.Status.Presented && len(got.Status.Routes) == 2 && strings.Contains(got.Status.Message, "self-check passed through the ingress gateway at "+gatewayAddr)
 	})
 	gw := &istionet.Gateway{}
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(wantGateway), gw); err != nil {
@@ -200,6 +169,61 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 	})
 }
 
+// createGatewayService creates the ingress gateway's Service (port 80) for
+// pods with labels and returns its cluster IP address and port, a loopback
+// address the test may listen on.
+func createGatewayService(ctx context.Context, t *testing.T, cl client.Client, labels map[string]string) string {
+	t.Helper()
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http2", Port: 80}}},
+	}
+	if err := cl.Create(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	return svc.Spec.ClusterIP + ":80"
+}
+
+// createGatewayPod creates an ingress gateway pod with labels.
+func createGatewayPod(ctx context.Context, t *testing.T, cl client.Client, labels map[string]string) {
+	t.Helper()
+	if err := cl.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-1", Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// testChallenge is a challenge for shop.example.com on the pods labelled
+// istio=ingressgateway.
+func testChallenge() *v1alpha1.ACMEChallenge {
+	return &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
+		Spec: v1alpha1.ACMEChallengeSpec{
+			Order: "shop-1", DNSName: "shop.example.com", Token: "tok-123", Key: "tok-123.thumbprint",
+			URL: "https://ca.example/chall/1", AuthorizationURL: "https://ca.example/authz/1",
+			Solver: v1alpha1.IstioHTTP01Solver{
+				Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: map[string]string{"istio": "ingressgateway"}}},
+				GatewayNamespace: "istio-system",
+				TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+			},
+		},
+	}
+}
+
+// waitChallenge waits until the stored challenge satisfies cond.
+func waitChallenge(t *testing.T, cl client.Client, ch *v1alpha1.ACMEChallenge, what string, cond func(*v1alpha1.ACMEChallenge) bool) {
+	t.Helper()
+	waitFor(t, what, func() (bool, string) {
+		got := &v1alpha1.ACMEChallenge{}
+		if err := cl.Get(context.Background(), client.ObjectKeyFromObject(ch), got); err != nil {
+			return false, err.Error()
+		}
+		return cond(got), got.Status.Message
+	})
+}
+
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -227,29 +251,13 @@ func TestFailingSelfCheckWaitsForItsBackoff(t *testing.T) {
 	cl := api.Client
 	api.CreateNamespaces(t, "apps", "istio-system")
 	gwLabels := map[string]string{"istio": "ingressgateway"}
-	gwSvc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway"},
-		Spec:       corev1.ServiceSpec{Selector: gwLabels, Ports: []corev1.ServicePort{{Name: "http2", Port: 80}}},
-	}
-	if err := cl.Create(ctx, gwSvc); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-1", Labels: gwLabels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var gets []time.Time
+	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
+	createGatewayPod(ctx, t, cl, gwLabels)
+	var gets atomic.Int64
 	gateway := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		mu.Lock()
-		gets = append(gets, time.Now())
-		n := len(gets)
-		mu.Unlock()
-		fmt.Fprintf(w, "wrong answer %d", n)
+		fmt.Fprintf(w, "wrong answer %d", gets.Add(1))
 	})}
-	ln, err := net.Listen("tcp", gwSvc.Spec.ClusterIP+":80")
+	ln, err := net.Listen("tcp", gatewayAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,36 +265,17 @@ func TestFailingSelfCheckWaitsForItsBackoff(t *testing.T) {
 	t.Cleanup(func() { _ = gateway.Close() })
 	startChallengeController(ctx, t, api, "", false)
 
-	ch := &v1alpha1.ACMEChallenge{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1-abc"},
-		Spec: v1alpha1.ACMEChallengeSpec{
-			Order: "shop-1", DNSName: "shop.example.com", Token: "tok-123", Key: "tok-123.thumbprint",
-			URL: "https://ca.example/chall/1", AuthorizationURL: "https://ca.example/authz/1",
-			Solver: v1alpha1.IstioHTTP01Solver{
-				Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: gwLabels}},
-				GatewayNamespace: "istio-system",
-				TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
-			},
-		},
-	}
+	ch := testChallenge()
 	if err := cl.Create(ctx, ch); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the self-check failure to be reported", func() (bool, string) {
-		got := &v1alpha1.ACMEChallenge{}
-		if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), got); err != nil {
-			return false, err.Error()
-		}
-		return strings.Contains(got.Status.Message, "self-check failed") && strings.Contains(got.Status.Message, "wrong answer"), got.Status.Message
+	waitChallenge(t, cl, ch, "the self-check failure to be reported", func(got *v1alpha1.ACMEChallenge) bool {
+		return strings.Contains(got.Status.Message, "self-check failed") && strings.Contains(got.Status.Message, "wrong answer")
 	})
-	mu.Lock()
-	from := len(gets)
-	mu.Unlock()
+	from := gets.Load()
 	const window = 3 * time.Second
 	time.Sleep(window)
-	mu.Lock()
-	n := len(gets) - from
-	mu.Unlock()
+	n := gets.Load() - from
 	// The backoff allows about 8 attempts in these 3 seconds (a fifth of
 	// the challenge's age between attempts); a loop driven by its own
 	// status writes makes hundreds.
