@@ -215,10 +215,7 @@ func TestExistingGateways(t *testing.T) {
 		// The platform's Gateway serves *.shared.test; each app binds its
 		// exact host. Istio builds a virtual host per app host: a route
 		// under *.shared.test would never be reached.
-		shared := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "shared"}}
-		shared.Spec.Selector = map[string]string{"istio": "ingressgateway"}
-		shared.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*.shared.test"}}}
-		c.create(shared)
+		c.platformGateway("shared", httpServer("*.shared.test"))
 		for _, name := range []string{"shop", "cart"} {
 			c.userRoute(name+"-shared", gatewayNamespace+"/shared", name+".shared.test", app, "/")
 		}
@@ -232,10 +229,7 @@ func TestExistingGateways(t *testing.T) {
 	})
 
 	t.Run("a Gateway for * with per-team wildcard VirtualServices: issued through the team's virtual host", func(t *testing.T) {
-		all := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "all"}}
-		all.Spec.Selector = map[string]string{"istio": "ingressgateway"}
-		all.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*"}}}
-		c.create(all)
+		c.platformGateway("all", httpServer("*"))
 		c.userRoute("team-a", gatewayNamespace+"/all", "*.team-a.test", app, "/")
 		c.userRoute("team-b", gatewayNamespace+"/all", "*.team-b.test", app, "/")
 		c.openChallengeKeepsTraffic(t, "web.team-a.test", []string{"*.team-a.test"}, []string{gatewayNamespace + "/all"})
@@ -306,6 +300,21 @@ func withHTTPS(gw *istionet.Gateway) {
 		Hosts: gw.Spec.Servers[0].Hosts,
 		Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: gw.Name + "-tls"},
 	})
+}
+
+// platformGateway creates a platform team's Gateway for the default
+// ingress gateway, in the gateway pods' namespace, with servers.
+func (c *cluster) platformGateway(name string, servers ...*istioapi.Server) {
+	c.t.Helper()
+	gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: name}}
+	gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	gw.Spec.Servers = servers
+	c.create(gw)
+}
+
+// httpServer is a plain HTTP server on port 80 for hosts.
+func httpServer(hosts ...string) *istioapi.Server {
+	return &istioapi.Server{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: hosts}
 }
 
 // userGateway creates a user's Gateway serving host on port 80 of the

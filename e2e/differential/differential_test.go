@@ -14,7 +14,9 @@ import (
 	"time"
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"istio.io/istio/pilot/pkg/model/credentials"
 	"istio.io/istio/pilot/test/xdstest"
+	"istio.io/istio/pkg/config/schema/kind"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -140,13 +142,15 @@ func check(t *testing.T, l *layout) (string, error) {
 	for _, sec := range routes.Secrets {
 		ours[sec.Namespace+"/"+sec.Name] = true
 	}
+	// Istio's SDS resolves the credential's Secret; resources that are
+	// not Secrets (builtin://, invalid://) never occur in the layouts.
 	exists := func(resource, namespace string) bool {
-		name := strings.TrimPrefix(resource, "kubernetes://")
-		ns := namespace
-		if a, b, ok := strings.Cut(name, "/"); ok {
-			ns, name = a, b
+		sr, err := credentials.ParseResourceName(resource, namespace, "", "")
+		if err != nil || sr.ResourceKind != kind.Secret {
+			return false
 		}
-		return l.Secrets[ns+"/"+name] || ours[ns+"/"+name]
+		key := sr.Namespace + "/" + sr.Name
+		return l.Secrets[key] || ours[key]
 	}
 
 	routed := map[int]bool{}

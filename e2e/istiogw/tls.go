@@ -1,7 +1,6 @@
 package istiogw
 
 import (
-	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -111,23 +110,13 @@ func (g *Gateway) handshakeFrom(ctx context.Context, r client.Reader, sni string
 
 // credentialOf runs a TLS connection with sni through the translation and
 // returns the SDS resource its filter chain serves.
-func (g *Gateway) credentialOf(sim *simulation.Simulation, sni string) (resource string, mutual bool, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("istio simulation failed: %v", r)
-		}
-	}()
-	res := sim.Run(simulation.Call{
-		Port:       cmp.Or(g.TLSPodPort, 443),
-		Path:       "/",
-		Protocol:   simulation.HTTP,
-		TLS:        simulation.TLS,
-		Sni:        sni,
-		HostHeader: sni,
-		CallMode:   simulation.CallModeGateway,
-	})
+func (g *Gateway) credentialOf(sim *simulation.Simulation, sni string) (string, bool, error) {
+	res, err := g.run(sim, call{host: sni, path: "/", tls: true})
+	if err != nil {
+		return "", false, err
+	}
 	if res.FilterChainMatched == "" && res.RouteConfigMatched == "" {
-		return "", false, fmt.Errorf("no HTTPS server for SNI %q: %v", sni, res.Error)
+		return "", false, fmt.Errorf("no HTTPS server terminates TLS for SNI %q (%v)", sni, res.Error)
 	}
 	return ChainCredential(g.t, sim, res)
 }
