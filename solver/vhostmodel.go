@@ -676,13 +676,15 @@ func l4ServerNames(bs boundServer, idx *virtualServiceIndex, podLabels map[strin
 					continue
 				}
 				for _, m := range r.GetMatch() {
-					if l4Matches(m.GetPort(), m.GetGateways(), m.GetSourceLabels(), vs.Namespace) {
-						found = true
-						names = append(names, sniHosts(m.GetSniHosts())...)
-						if len(sniHosts(m.GetSniHosts())) == 0 {
-							return nil, true // a route for every server name
-						}
+					if !l4Matches(m.GetPort(), m.GetGateways(), m.GetSourceLabels(), vs.Namespace) {
+						continue
 					}
+					sni := sniHosts(m.GetSniHosts())
+					if len(sni) == 0 {
+						return nil, true // a route for every server name
+					}
+					found = true
+					names = append(names, sni...)
 				}
 			}
 			continue

@@ -9,7 +9,7 @@ import (
 // dependents through ownerReferences (a Certificate its CertificateRequests,
 // a request its ACMEOrder, an order its ACMEChallenges), and the namespace
 // controller, so that a deleted namespace is emptied and goes away.
-var controllers = "garbage-collector-controller,namespace-controller"
+const controllers = "garbage-collector-controller,namespace-controller"
 
 // startControllerManager runs kube-controller-manager with those
 // controllers against the API server whose admin kubeconfig is given, until
