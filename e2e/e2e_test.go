@@ -159,6 +159,14 @@ func TestEndToEnd(t *testing.T) {
 				t.Errorf("cmctl status output lacks %q", want)
 			}
 		}
+		// The request's message and its Events say "Signing still in
+		// progress" once each, not twice in a row.
+		if n := strings.Count(status, "Signing still in progress. Reason: Signing still in progress."); n > 0 {
+			t.Errorf("cmctl status repeats issuer-lib's pending prefix %d times", n)
+		}
+		if !strings.Contains(status, "Signing still in progress. Reason: resume.example.com") {
+			t.Errorf("cmctl status lacks the pending message once prefixed")
+		}
 
 		t.Logf("order %s is pending; killing the controller", orderURL)
 		first := c.controller

@@ -9,6 +9,7 @@ import (
 	"github.com/cert-manager/issuer-lib/controllers"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -49,9 +50,12 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 		MaxRetryDuration:               o.MaxRetryDuration,
 		Sign:                           o.Signer.Sign,
 		Check:                          o.Signer.Check,
-		EventRecorder:                  o.Signer.events,
+		EventRecorder:                  onceRecorder{EventRecorder: o.Signer.events},
 		DisableKubernetesCSRController: true,
-		ControllerOptions:              controller.Options{MaxConcurrentReconciles: o.Workers},
+		ControllerOptions: controller.Options{
+			MaxConcurrentReconciles: o.Workers,
+			RateLimiter:             retryBackoff(),
+		},
 		PreSetupWithManager: func(_ context.Context, gvk schema.GroupVersionKind, _ manager.Manager, b *builder.Builder) error {
 			if gvk != crGVK {
 				return nil
@@ -59,7 +63,15 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 			b.Watches(&v1alpha1.ACMEChallenge{}, handler.EnqueueRequestsFromMapFunc(requestOfChallenge))
 			return nil
 		},
-	}).SetupWithManager(ctx, mgr)
+	}).SetupWithManager(ctx, onceManager{Manager: mgr})
+}
+
+// retryBackoff spaces the retries of a request (or issuer) after an error:
+// 500 ms, doubling up to 5 minutes. controller-runtime's default starts at
+// 5 ms, which would send a failing CA a dozen requests in the first second.
+// Waits the CA asks for (Retry-After) and polling are requeued separately.
+func retryBackoff() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](500*time.Millisecond, 5*time.Minute)
 }
 
 // requestOfChallenge maps a challenge to its CertificateRequest: the order,
