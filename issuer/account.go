@@ -61,6 +61,8 @@ type accounts struct {
 
 	mu    sync.Mutex
 	cache map[string]*account // by issuerCacheKey
+	// holds keep each account's requests back while the CA asked it to wait.
+	holds holds
 }
 
 // secretNamespace is where an issuer's Secrets live.
@@ -256,11 +258,14 @@ func (a *accounts) newClient(iss v1alpha1.ACMEIssuerObject, key crypto.Signer) (
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	ref := spec.PrivateKeySecretRef
+	hold := a.holds.of(fmt.Sprintf("%s|%s/%s/%s", spec.Server, a.secretNamespace(iss), ref.Name, ref.Key))
 	return &acme.Client{
 		Key:          key,
 		DirectoryURL: spec.Server,
 		UserAgent:    a.userAgent,
-		HTTPClient:   &http.Client{Transport: transport, Timeout: caRequestTimeout},
+		HTTPClient:   &http.Client{Transport: &holdTransport{base: transport, hold: hold}, Timeout: caRequestTimeout},
+		RetryBackoff: noRetryExceptBadNonce,
 	}, nil
 }
 

@@ -42,6 +42,10 @@ const defaultRateLimitWait = time.Minute
 // what the request should do next: wait (rate limited), fail for good
 // (the CA will never accept this request), or retry with backoff.
 func caOutcome(step string, err error) error {
+	var held *heldError
+	if errors.As(err, &held) {
+		return signer.PendingError{Err: fmt.Errorf("%s: %w", step, held), RequeueAfter: time.Until(held.until)}
+	}
 	var ae *acme.Error
 	if !errors.As(err, &ae) {
 		metrics.CAErrors.WithLabelValues("transport").Inc()
@@ -111,8 +115,11 @@ func describeTransport(err error) error {
 		dnsErr           *net.DNSError
 		opErr            *net.OpError
 		urlErr           *url.Error
+		held             *heldError
 	)
 	switch {
+	case errors.As(err, &held):
+		return held // not a network fault: nothing was sent
 	case errors.As(err, &unknownAuthority), errors.As(err, &verifyErr), errors.As(err, &certInvalid):
 		return fmt.Errorf("TLS verification of the ACME server failed (%w); if the server uses a private CA, put that CA's PEM certificate in spec.caBundle", err)
 	case errors.As(err, &hostnameErr):
