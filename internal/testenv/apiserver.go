@@ -41,6 +41,11 @@ type APIServer struct {
 	// ControllerManager runs the garbage collector and the namespace
 	// controller, as in a cluster.
 	ControllerManager *Process
+	// AuditLogPath is the API server's audit log (JSON lines), when
+	// APIServerOptions.AuditPolicy was set.
+	AuditLogPath string
+	// restarted is the kube-apiserver started by Restart, if any.
+	restarted *Process
 }
 
 // Scheme knows core Kubernetes, cert-manager, Istio networking and our kinds.
@@ -66,10 +71,23 @@ func CRDPaths(t testing.TB) []string {
 	}
 }
 
+// APIServerOptions configure a test API server.
+type APIServerOptions struct {
+	// AuditPolicy, when set, is an audit.k8s.io/v1 Policy in YAML; the API
+	// server writes its audit log as JSON lines to APIServer.AuditLogPath.
+	AuditPolicy string
+}
+
 // StartAPIServer starts kube-apiserver and etcd with every CRD installed,
 // and kube-controller-manager's garbage collector and namespace controller,
 // and stops them when the test ends.
 func StartAPIServer(t testing.TB) *APIServer {
+	t.Helper()
+	return StartAPIServerWith(t, APIServerOptions{})
+}
+
+// StartAPIServerWith is StartAPIServer with options.
+func StartAPIServerWith(t testing.TB, o APIServerOptions) *APIServer {
 	t.Helper()
 	// The tests' own controller-runtime clients and caches log nothing a
 	// test reads (reflector retries while an API server stops); without a
@@ -87,6 +105,20 @@ func StartAPIServer(t testing.TB) *APIServer {
 	// address itself, as kube-proxy would route it.
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", ServiceCIDR)
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: Tool(t, "etcd")}
+	var auditLog string
+	if o.AuditPolicy != "" {
+		dir := t.TempDir()
+		policy := filepath.Join(dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(o.AuditPolicy), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		auditLog = filepath.Join(dir, "audit.log")
+		args := env.ControlPlane.GetAPIServer().Configure()
+		args.Set("audit-policy-file", policy)
+		args.Set("audit-log-path", auditLog)
+		args.Set("audit-log-format", "json")
+		args.Set("audit-log-mode", "blocking")
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting kube-apiserver and etcd: %v", err)
@@ -114,7 +146,7 @@ func StartAPIServer(t testing.TB) *APIServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &APIServer{Config: cfg, Kubeconfig: path, Client: cl, Env: env}
+	a := &APIServer{Config: cfg, Kubeconfig: path, Client: cl, Env: env, AuditLogPath: auditLog}
 	a.ControllerManager = startControllerManager(t, path)
 	return a
 }

@@ -57,6 +57,9 @@ type Pebble struct {
 	Process *Process
 	// dnsManagementURL is challtestsrv's plain-HTTP management API.
 	dnsManagementURL string
+	// servingCertPEM and servingKeyPEM are Pebble's HTTPS certificate and
+	// key, signed by ServerCAPEM; a proxy in front of Pebble serves them too.
+	servingCertPEM, servingKeyPEM []byte
 }
 
 // StartPebble starts pebble-challtestsrv as a DNS server that answers
@@ -130,6 +133,12 @@ func StartPebble(t testing.TB, o PebbleOptions) *Pebble {
 		Process:       proc,
 
 		dnsManagementURL: "http://" + Addr(dnsMgmtPort),
+	}
+	if p.servingCertPEM, err = os.ReadFile(certPath); err != nil {
+		t.Fatal(err)
+	}
+	if p.servingKeyPEM, err = os.ReadFile(keyPath); err != nil {
+		t.Fatal(err)
 	}
 	p.waitReady(t)
 	return p

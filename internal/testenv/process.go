@@ -65,6 +65,9 @@ func StartProcess(t testing.TB, name, bin string, args []string, env ...string) 
 // PID is the process's ID.
 func (p *Process) PID() int { return p.cmd.Process.Pid }
 
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
 // Exited reports whether the process has ended, and how.
 func (p *Process) Exited() (bool, error) {
 	select {

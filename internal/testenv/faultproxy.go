@@ -1,0 +1,438 @@
+package testenv
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Endpoint names an ACME resource as the fault proxy classifies requests,
+// from the paths Pebble serves.
+type Endpoint string
+
+const (
+	EndpointDirectory     Endpoint = "directory"
+	EndpointNonce         Endpoint = "newNonce"
+	EndpointAccount       Endpoint = "newAccount"
+	EndpointNewOrder      Endpoint = "newOrder"
+	EndpointOrder         Endpoint = "order"
+	EndpointAuthorization Endpoint = "authorization"
+	EndpointChallenge     Endpoint = "challenge"
+	EndpointFinalize      Endpoint = "finalize"
+	EndpointCertificate   Endpoint = "certificate"
+	EndpointOther         Endpoint = "other"
+)
+
+// pebblePaths maps Pebble's URL paths (prefixes) to endpoints.
+var pebblePaths = []struct {
+	prefix string
+	ep     Endpoint
+}{
+	{"/dir", EndpointDirectory},
+	{"/nonce-plz", EndpointNonce},
+	{"/sign-me-up", EndpointAccount},
+	{"/order-plz", EndpointNewOrder},
+	{"/my-order/", EndpointOrder},
+	{"/authZ/", EndpointAuthorization},
+	{"/chalZ/", EndpointChallenge},
+	{"/finalize-order/", EndpointFinalize},
+	{"/certZ/", EndpointCertificate},
+}
+
+func classify(path string) Endpoint {
+	for _, p := range pebblePaths {
+		if strings.HasPrefix(path, p.prefix) {
+			return p.ep
+		}
+	}
+	return EndpointOther
+}
+
+// FaultKind is a way the proxy makes a request fail.
+type FaultKind string
+
+const (
+	// Fault500 and Fault503 answer with that status and an ACME
+	// serverInternal problem; the CA never sees the request.
+	Fault500 FaultKind = "500"
+	Fault503 FaultKind = "503"
+	// FaultReset closes the connection without an answer. With AfterCA the
+	// CA handled the request first and only its answer is lost.
+	FaultReset FaultKind = "reset"
+	// FaultTimeout holds the answer for Delay (past the client's timeout)
+	// and then closes the connection; with AfterCA the CA handled it.
+	FaultTimeout FaultKind = "timeout"
+	// FaultRateLimited answers 429 rateLimited with Retry-After.
+	FaultRateLimited FaultKind = "rateLimited"
+	// FaultBadNonce answers 400 badNonce, as a CA does for a stale nonce.
+	FaultBadNonce FaultKind = "badNonce"
+)
+
+// FaultRule makes a fraction of the POSTs to an endpoint fail in one way.
+type FaultRule struct {
+	Endpoint Endpoint
+	Kind     FaultKind
+	// Fraction of the matching requests that fail, 0 to 1.
+	Fraction float64
+	// AfterCA forwards the request before resetting or timing out, so the
+	// CA acted on a request whose answer the client never gets.
+	AfterCA bool
+	// Delay is how long a timeout holds the connection.
+	Delay time.Duration
+	// RetryAfter is the Retry-After of a rateLimited answer, whole seconds.
+	RetryAfter time.Duration
+}
+
+// CARequest is one request the proxy saw.
+type CARequest struct {
+	At       time.Time
+	Endpoint Endpoint
+	Method   string
+	URL      string
+	// Account is the JWS key ID (the account URL) of a signed request.
+	Account string
+	// Names are the identifiers of a new order, or the name of the
+	// authorization a challenge belongs to.
+	Names []string
+	// Accept is a POST with a payload to a challenge: asking the CA to
+	// validate it (a POST-as-GET has an empty payload).
+	Accept bool
+	// Fault is the fault injected, or "".
+	Fault FaultKind
+	// AfterCA says the CA handled the request before the fault.
+	AfterCA bool
+	// Status is the status the client got (0 when the connection failed).
+	Status int
+	// Location is the Location header of the answer the CA gave (the new
+	// order's URL for a new order), even when the client did not get it.
+	Location string
+}
+
+// HeldViolation is a request an account sent before the Retry-After it was
+// given had passed.
+type HeldViolation struct {
+	Account   string
+	Request   CARequest
+	HeldUntil time.Time
+}
+
+// FaultProxy is an HTTPS reverse proxy in front of an ACME server (Pebble)
+// on loopback that injects faults into a fraction of requests by endpoint
+// and records every request. Pebble builds its URLs from the Host header,
+// so the URLs it hands out point at the proxy.
+type FaultProxy struct {
+	// DirectoryURL is the directory through the proxy.
+	DirectoryURL string
+
+	target *url.URL
+	proxy  *httputil.ReverseProxy
+	srv    *http.Server
+
+	mu       sync.Mutex
+	rules    []FaultRule
+	rng      *rand.Rand
+	requests []CARequest
+	// challengeNames maps a challenge URL to the name of its
+	// authorization, learnt from the authorizations the CA returns.
+	challengeNames map[string]string
+	// heldUntil is, per account, the end of the last Retry-After given.
+	heldUntil  map[string]time.Time
+	violations []HeldViolation
+	// invalid lists the authorizations and orders the CA declared invalid.
+	invalid []string
+}
+
+// StartFaultProxy starts a proxy to p, serving HTTPS with a certificate
+// from the same CA as Pebble's (so spec.caBundle stays the same), and stops
+// it when the test ends. seed makes the choice of failing requests
+// repeatable.
+func StartFaultProxy(t testing.TB, p *Pebble, seed uint64) *FaultProxy {
+	t.Helper()
+	target, err := url.Parse(p.DirectoryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target.Path = ""
+	f := &FaultProxy{
+		target:         target,
+		rng:            rand.New(rand.NewPCG(seed, seed^0x5eed)),
+		challengeNames: map[string]string{},
+		heldUntil:      map[string]time.Time{},
+	}
+	upstream := p.HTTPClient().Transport.(*http.Transport).Clone()
+	f.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host // Pebble's URLs then name the proxy
+		},
+		Transport: upstream,
+		// A failed forward must not look like an answer from the CA.
+		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
+			panic(http.ErrAbortHandler)
+		},
+	}
+	cert, err := tls.X509KeyPair(p.servingCertPEM, p.servingKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", Addr(FreePort(t)), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.DirectoryURL = "https://" + ln.Addr().String() + "/dir"
+	f.srv = &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second, ErrorLog: discardLog}
+	go func() { _ = f.srv.Serve(ln) }() // ends with Close
+	t.Cleanup(func() { _ = f.srv.Close() })
+	return f
+}
+
+// SetRules replaces the fault rules; nil injects nothing.
+func (f *FaultProxy) SetRules(rules []FaultRule) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = slices.Clone(rules)
+}
+
+// Requests returns every request so far, in arrival order.
+func (f *FaultProxy) Requests() []CARequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.requests)
+}
+
+// HeldViolations returns the requests sent before a Retry-After passed.
+func (f *FaultProxy) HeldViolations() []HeldViolation {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.violations)
+}
+
+// jws is the flattened JSON serialization of a signed ACME request.
+type jws struct {
+	Protected string `json:"protected"`
+	Payload   string `json:"payload"`
+}
+
+func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	req := CARequest{At: time.Now(), Endpoint: classify(r.URL.Path), Method: r.Method, URL: "https://" + r.Host + r.URL.Path}
+	var payload []byte
+	if r.Method == http.MethodPost {
+		var msg jws
+		if json.Unmarshal(body, &msg) == nil {
+			var protected struct {
+				KID string `json:"kid"`
+			}
+			if raw, err := base64.RawURLEncoding.DecodeString(msg.Protected); err == nil {
+				_ = json.Unmarshal(raw, &protected) // an unreadable header stays unattributed
+			}
+			req.Account = protected.KID
+			payload, _ = base64.RawURLEncoding.DecodeString(msg.Payload)
+		}
+	}
+	switch req.Endpoint {
+	case EndpointNewOrder:
+		var order struct {
+			Identifiers []struct{ Value string } `json:"identifiers"`
+		}
+		_ = json.Unmarshal(payload, &order) // Pebble judges malformed orders
+		for _, id := range order.Identifiers {
+			req.Names = append(req.Names, id.Value)
+		}
+		sort.Strings(req.Names)
+	case EndpointChallenge:
+		req.Accept = len(payload) > 0
+	}
+
+	f.mu.Lock()
+	if req.Endpoint == EndpointChallenge {
+		if name, ok := f.challengeNames[req.URL]; ok {
+			req.Names = []string{name}
+		}
+	}
+	if until, held := f.heldUntil[req.Account]; held && req.Account != "" && req.At.Before(until) {
+		f.violations = append(f.violations, HeldViolation{Account: req.Account, Request: req, HeldUntil: until})
+	}
+	rule, faulty := f.pick(req.Endpoint, r.Method)
+	f.mu.Unlock()
+
+	if faulty {
+		req.Fault, req.AfterCA = rule.Kind, rule.AfterCA
+	}
+	rec := &answerRecorder{header: http.Header{}}
+	switch {
+	case !faulty:
+		rec.forwardTo = w
+		f.proxy.ServeHTTP(rec, r)
+	case rule.AfterCA:
+		f.proxy.ServeHTTP(rec, r) // the CA acts; the client hears nothing
+	}
+	req.Location = rec.header.Get("Location")
+	f.learn(req, rec.body.Bytes())
+	if !faulty {
+		req.Status = rec.status
+		f.record(req, rec.header)
+		return
+	}
+
+	switch rule.Kind {
+	case Fault500, Fault503:
+		req.Status, _ = strconv.Atoi(string(rule.Kind))
+		f.record(req, nil)
+		problem(w, req.Status, "serverInternal", "injected fault", 0)
+	case FaultRateLimited:
+		req.Status = http.StatusTooManyRequests
+		h := http.Header{"Retry-After": {strconv.Itoa(int(rule.RetryAfter / time.Second))}}
+		f.record(req, h)
+		problem(w, req.Status, "rateLimited", "injected rate limit", rule.RetryAfter)
+	case FaultBadNonce:
+		req.Status = http.StatusBadRequest
+		f.record(req, nil)
+		problem(w, req.Status, "badNonce", "injected stale nonce", 0)
+	case FaultTimeout:
+		f.record(req, nil)
+		select {
+		case <-time.After(rule.Delay):
+		case <-r.Context().Done():
+		}
+		panic(http.ErrAbortHandler)
+	default: // FaultReset
+		f.record(req, nil)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// pick decides whether this request fails, and how. Only signed POSTs
+// fail: a GET of the directory or a nonce has no account to blame.
+func (f *FaultProxy) pick(ep Endpoint, method string) (FaultRule, bool) {
+	if method != http.MethodPost {
+		return FaultRule{}, false
+	}
+	for _, rule := range f.rules {
+		if rule.Endpoint == ep && f.rng.Float64() < rule.Fraction {
+			return rule, true
+		}
+	}
+	return FaultRule{}, false
+}
+
+// record keeps the request and, for an answer with Retry-After, when its
+// account may ask again.
+func (f *FaultProxy) record(req CARequest, h http.Header) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.requests = append(f.requests, req)
+	if v := h.Get("Retry-After"); v != "" && req.Account != "" && req.Status >= 400 {
+		if secs, err := strconv.Atoi(v); err == nil {
+			until := req.At.Add(time.Duration(secs) * time.Second)
+			if until.After(f.heldUntil[req.Account]) {
+				f.heldUntil[req.Account] = until
+			}
+		}
+	}
+}
+
+// learn reads the CA's answers about authorizations and orders: which name
+// each challenge proves, and what the CA declared invalid.
+func (f *FaultProxy) learn(req CARequest, body []byte) {
+	var obj struct {
+		Status     string                 `json:"status"`
+		Identifier struct{ Value string } `json:"identifier"`
+		Challenges []struct {
+			URL   string          `json:"url"`
+			Error json.RawMessage `json:"error"`
+		} `json:"challenges"`
+	}
+	if (req.Endpoint != EndpointAuthorization && req.Endpoint != EndpointOrder) || json.Unmarshal(body, &obj) != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ch := range obj.Challenges {
+		f.challengeNames[ch.URL] = obj.Identifier.Value
+		if obj.Status == "invalid" && len(ch.Error) > 0 {
+			f.invalid = append(f.invalid, fmt.Sprintf("authorization %s for %s: %s", req.URL, obj.Identifier.Value, ch.Error))
+		}
+	}
+	if obj.Status == "invalid" && req.Endpoint == EndpointOrder {
+		f.invalid = append(f.invalid, "order "+req.URL)
+	}
+}
+
+// Invalid lists what the CA declared invalid, as the account read it:
+// authorizations (with the validation's error) and orders. The same
+// object may appear once per read.
+func (f *FaultProxy) Invalid() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Compact(slices.Sorted(slices.Values(f.invalid)))
+}
+
+// problem writes an RFC 7807 ACME problem, with a fresh-looking nonce
+// header omitted: the client fetches a new one.
+func problem(w http.ResponseWriter, status int, kind, detail string, retryAfter time.Duration) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter/time.Second)))
+	}
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"type":"urn:ietf:params:acme:error:%s","detail":%q,"status":%d}`, kind, detail, status)
+}
+
+// answerRecorder keeps the CA's answer (status, headers, body) and, when
+// forwardTo is set, passes it on to the client as it comes.
+type answerRecorder struct {
+	forwardTo http.ResponseWriter
+	header    http.Header
+	status    int
+	body      bytes.Buffer
+}
+
+func (a *answerRecorder) Header() http.Header {
+	if a.forwardTo != nil {
+		return a.forwardTo.Header()
+	}
+	return a.header
+}
+
+func (a *answerRecorder) WriteHeader(code int) {
+	a.status = code
+	if a.forwardTo != nil {
+		a.header = a.forwardTo.Header().Clone()
+		a.forwardTo.WriteHeader(code)
+	}
+}
+
+func (a *answerRecorder) Write(p []byte) (int, error) {
+	if a.status == 0 {
+		a.WriteHeader(http.StatusOK)
+	}
+	a.body.Write(p)
+	if a.forwardTo != nil {
+		return a.forwardTo.Write(p)
+	}
+	return len(p), nil
+}
+
+// discardLog silences the server's log of aborted handlers, which are the
+// faults it injects on purpose.
+var discardLog = log.New(io.Discard, "", 0)
