@@ -76,6 +76,11 @@ type Gateway struct {
 	// failedHandshakes counts failed TLS handshakes by SNI.
 	failedHandshakes map[string]int
 	builtin          tls.Certificate // served for builtin:// credentials
+	// answered counts every answer, whatever its status.
+	answered map[servedKey]int
+	// lag and history: see SetLag.
+	lag     time.Duration
+	history *configHistory
 }
 
 // Start listens on addr (the gateway's port 80) until the test ends.
@@ -126,6 +131,11 @@ func (g *Gateway) route(ctx context.Context, c call) (simulation.Result, error) 
 	arrived := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if g.lag > 0 {
+		// A lagging gateway has only its old configuration: no fallback
+		// to the API server's view.
+		return g.routeFrom(ctx, g.history.asOf(arrived.Add(-g.lag)), c)
+	}
 	// A translation made after the request arrived (by a request that held
 	// the lock meanwhile) already holds every route the request may need;
 	// with Debounce, like istiod, a recent one does too for the requests it
@@ -181,14 +191,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	status := g.respond(w, r, host, res)
-	if status/100 == 2 {
-		g.mu.Lock()
-		if g.served == nil {
-			g.served = map[servedKey]int{}
-		}
-		g.served[servedKey{agent: r.UserAgent(), host: host, path: r.URL.Path, tls: r.TLS != nil}]++
-		g.mu.Unlock()
+	key := servedKey{agent: r.UserAgent(), host: host, path: r.URL.Path, tls: r.TLS != nil}
+	g.mu.Lock()
+	if g.served == nil {
+		g.served, g.answered = map[servedKey]int{}, map[servedKey]int{}
 	}
+	if status/100 == 2 {
+		g.served[key]++
+	}
+	g.answered[key]++
+	g.mu.Unlock()
 	scheme := "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -311,11 +323,23 @@ func (g *Gateway) ServedTLS(agentPrefix, host, pathPrefix string) int {
 	return g.servedWhere(agentPrefix, host, pathPrefix, func(tls bool) bool { return tls })
 }
 
+// Answered counts every answer to host on paths with the prefix to clients
+// whose User-Agent starts with agentPrefix, whatever its status.
+func (g *Gateway) Answered(agentPrefix, host, pathPrefix string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return count(g.answered, agentPrefix, host, pathPrefix, func(bool) bool { return true })
+}
+
 func (g *Gateway) servedWhere(agentPrefix, host, pathPrefix string, port func(tls bool) bool) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	return count(g.served, agentPrefix, host, pathPrefix, port)
+}
+
+func count(m map[servedKey]int, agentPrefix, host, pathPrefix string, port func(tls bool) bool) int {
 	n := 0
-	for k, c := range g.served {
+	for k, c := range m {
 		if strings.HasPrefix(k.agent, agentPrefix) && k.host == host && strings.HasPrefix(k.path, pathPrefix) && port(k.tls) {
 			n += c
 		}
