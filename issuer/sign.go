@@ -40,6 +40,8 @@ type Signer struct {
 	events   events.EventRecorder
 	clock    clock.PassiveClock
 	accounts *accounts
+	// unrecorded holds orders placed whose URL could not be written yet.
+	unrecorded unrecordedOrders
 }
 
 // Options configure a Signer.
@@ -165,7 +167,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 			if fctx.Err() != nil && ctx.Err() == nil {
 				return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is still issuing the certificate"), RequeueAfter: pollIn}
 			}
-			return signer.PEMBundle{}, s.orderFailed(ctx, cro, order, caOutcome("finalizing order "+order.Status.URL, err))
+			return signer.PEMBundle{}, s.orderFailed(ctx, cro, order, caOutcome("finalizing order "+order.Status.URL, err), false)
 		}
 		return s.issued(ctx, cro, order, o, der)
 
@@ -274,6 +276,30 @@ func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestO
 }
 
 func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder) (*acme.Order, error) {
+	if o, ok := s.unrecorded.take(order.UID, acct.uri); ok {
+		// Placed by an earlier pass whose write of the URL failed.
+		return s.recordPlaced(ctx, cro, order, acct, o)
+	}
+	if order.Status.RequestedAt != nil {
+		s.event(cro, corev1.EventTypeWarning, "OrderUnknown", "the request for an order at %s got no recorded answer (the controller stopped or lost the CA's answer); the CA may hold an order nobody uses, which it lets expire; placing a new one", order.Status.RequestedAt.UTC().Format(time.RFC3339))
+		countOrder(order, metrics.OrderUnknown)
+	}
+	// Record the attempt before asking the CA. The write fails when the
+	// cache was behind (an order may already be recorded) or the API server
+	// is unreachable: either way no order is placed that could not be
+	// recorded.
+	claim := order.DeepCopy()
+	now := metav1.NewTime(s.clock.Now())
+	claim.Status.RequestedAt = &now
+	claim.Status.Message = "asking the CA for an order for " + strings.Join(order.Spec.DNSNames, ", ")
+	if err := s.client.Status().Update(ctx, claim); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil, signer.PendingError{Err: fmt.Errorf("ACMEOrder %s/%s changed meanwhile; reading it again before placing an order", order.Namespace, order.Name), RequeueAfter: minPoll}
+		}
+		return nil, fmt.Errorf("recording in ACMEOrder %s/%s that an order is being placed (no order is placed before that is recorded): %w", order.Namespace, order.Name, err)
+	}
+	*order = *claim
+
 	var opts []acme.OrderOption
 	if p := iss.GetSpec().Profile; p != "" {
 		opts = append(opts, acme.WithOrderIssuanceProfile(acme.ProfileName(p)))
@@ -282,9 +308,19 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	defer cancel()
 	o, err := acct.client.AuthorizeOrder(octx, acme.DomainIDs(order.Spec.DNSNames...), opts...)
 	if err != nil {
+		var ae *acme.Error
+		var held *heldError
+		refused := errors.As(err, &ae) || errors.As(err, &held)
 		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
-		return nil, s.orderFailed(ctx, cro, order, err)
+		return nil, s.orderFailed(ctx, cro, order, err, refused)
 	}
+	return s.recordPlaced(ctx, cro, order, acct, o)
+}
+
+// recordPlaced writes a new order's URL and state into the ACMEOrder. When
+// the write fails the order is kept in memory, and the next pass records it
+// instead of placing another.
+func (s *Signer) recordPlaced(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, acct *account, o *acme.Order) (*acme.Order, error) {
 	msg := fmt.Sprintf("order %s created for %s", o.URI, strings.Join(order.Spec.DNSNames, ", "))
 	if err := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
 		st.URL = o.URI
@@ -293,10 +329,10 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 		st.FinalizeURL = o.FinalizeURL
 		st.Authorizations = o.AuthzURLs
 		st.Message = msg
+		st.RequestedAt = nil
 	}); err != nil {
-		// The order exists at the CA but not here: a retry would place a
-		// second one. Say so loudly; the CA lets pending orders expire.
-		return nil, fmt.Errorf("recording order %s in ACMEOrder %s/%s failed, a new order will be placed: %w", o.URI, order.Namespace, order.Name, err)
+		s.unrecorded.keep(order.UID, acct.uri, o)
+		return nil, fmt.Errorf("recording order %s in ACMEOrder %s/%s (kept in memory and recorded on the next attempt): %w", o.URI, order.Namespace, order.Name, err)
 	}
 	log.FromContext(ctx).Info("ACME order created", "order", o.URI, "names", order.Spec.DNSNames)
 	s.event(cro, corev1.EventTypeNormal, "OrderCreated", "%s", msg)
@@ -580,8 +616,15 @@ func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject
 
 // orderFailed records a failure on the order; permanent failures also remove
 // the challenges.
-func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error) error {
-	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) { st.Message = err.Error() }); uerr != nil {
+// orderFailed records a failed step. refused says the CA answered, so no
+// order was created by a request for one.
+func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error, refused bool) error {
+	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		st.Message = err.Error()
+		if refused {
+			st.RequestedAt = nil
+		}
+	}); uerr != nil {
 		log.FromContext(ctx).Error(uerr, "recording the order's failure")
 	}
 	if errors.As(err, &signer.PermanentError{}) {

@@ -68,6 +68,14 @@ type ACMEOrderStatus struct {
 	// Message describes the last step taken or the CA's error.
 	// +optional
 	Message string `json:"message,omitempty"`
+
+	// RequestedAt is when the controller last asked the CA for a new
+	// order. It is recorded before asking, and cleared when the CA refused;
+	// set without a URL, it says an order may exist at the CA whose answer
+	// was lost (the controller stopped, or the API server was unreachable,
+	// before the URL was recorded).
+	// +optional
+	RequestedAt *metav1.Time `json:"requestedAt,omitempty"`
 }
 
 // +kubebuilder:object:root=true

@@ -15,6 +15,9 @@ const (
 	OrderValid   = "valid"   // the certificate was issued
 	OrderInvalid = "invalid" // the CA refused it, or it failed for good
 	OrderReset   = "reset"   // replaced by a new order (gone at the CA, or another account)
+	// OrderUnknown: an earlier request for an order got no recorded answer
+	// (a crash, a lost connection); the CA may hold an order nobody uses.
+	OrderUnknown = "unknown"
 )
 
 // Challenge outcomes.
@@ -43,7 +46,7 @@ var (
 	// Orders counts ACME orders by issuer and outcome.
 	Orders = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "istio_acme_orders_total",
-		Help: "ACME orders by issuer and outcome: created, valid (certificate issued), invalid (refused by the CA or failed for good), reset (replaced by a new order).",
+		Help: "ACME orders by issuer and outcome: created, valid (certificate issued), invalid (refused by the CA or failed for good), reset (replaced by a new order), unknown (an earlier request's answer was lost; the CA may hold an unused order).",
 	}, []string{"issuer_kind", "issuer", "outcome"})
 
 	// Challenges counts HTTP-01 challenges by outcome at the CA.
