@@ -7,6 +7,7 @@
 #   make tools     build the pinned test and generation tools into the cache
 #   make docker-build  build the controller image (IMAGE=..., VERSION=...)
 #   make differential  the route planner against Istio on 20,000 generated layouts
+#   make chaos     100 Certificates through a faulty CA, killed replicas and a restarted API server
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -81,6 +82,16 @@ FROM ?= 0
 .PHONY: differential
 differential:
 	cd e2e && go test -count=1 -timeout 0 -v ./differential -run TestDifferential -args -layouts=$(LAYOUTS) -seed=$(SEED) -from=$(FROM) | grep -Ev '^=== RUN'
+
+# 100 Certificates at once while the CA fails a share of requests, the two
+# controller replicas are killed 24 times, kube-apiserver restarts and the
+# gateway lags; prints the figures and checks the invariants. CHAOS_SEED=N
+# repeats a run (the seed is printed).
+.PHONY: chaos
+chaos: tools
+	CHAOS_SEED=$(CHAOS_SEED) hack/run-e2e-test.sh chaos TestChaosCampaign
+
+CHAOS_SEED ?= 0
 
 # Time from Certificate creation to Ready (one at a time and 20 at once),
 # API requests per Certificate and the controller's peak memory.

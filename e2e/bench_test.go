@@ -73,12 +73,6 @@ func TestBench(t *testing.T) {
 	c.waitNothingLeft()
 }
 
-func summary(ds []time.Duration) string {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return fmt.Sprintf("min %s, median %s, max %s", s[0].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond))
-}
-
 // peakRSS reads VmHWM, the peak resident set size, of a process.
 func peakRSS(pid int) string {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")

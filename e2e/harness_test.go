@@ -104,8 +104,23 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterWith(t, clusterOptions{controller: true})
+}
+
+// clusterOptions vary the stack a scenario runs on.
+type clusterOptions struct {
+	// controller starts our controller (one replica).
+	controller bool
+	// api configures the API server.
+	api testenv.APIServerOptions
+	// pebbleEnv adds environment variables to Pebble.
+	pebbleEnv []string
+}
+
+func startClusterWith(t *testing.T, o clusterOptions) *cluster {
+	t.Helper()
 	c := &cluster{t: t, created: map[string]time.Time{}}
-	c.api = testenv.StartAPIServer(t)
+	c.api = testenv.StartAPIServerWith(t, o.api)
 	c.cl = c.api.Client
 	for _, ns := range []string{controllerNamespace, gatewayNamespace, appNamespace, "cert-manager"} {
 		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
@@ -130,7 +145,7 @@ func startCluster(t *testing.T) *cluster {
 	}
 	var gatewayIP string
 	c.gateway, gatewayIP = c.startGateway(gatewayNamespace, "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"})
-	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP})
+	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP, Env: o.pebbleEnv})
 
 	c.applyChartRBAC()
 	// cert-manager runs as its own ServiceAccount with the RBAC of its own
@@ -144,7 +159,9 @@ func startCluster(t *testing.T) *cluster {
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.KubeconfigAs(t, "cert-manager", "cert-manager"), "--cluster-resource-namespace", "cert-manager", "-v", "2",
 	})
-	c.startController()
+	if o.controller {
+		c.startController()
+	}
 	return c
 }
 
@@ -353,10 +370,17 @@ func (c *cluster) eventually(what string, timeout time.Duration, cond func() (bo
 // is Ready.
 func (c *cluster) clusterIssuer(name string, solverSpec v1alpha1.ACMESolver) *v1alpha1.ACMEClusterIssuer {
 	c.t.Helper()
+	return c.clusterIssuerAt(name, c.pebble.DirectoryURL, solverSpec)
+}
+
+// clusterIssuerAt is clusterIssuer for an ACME directory in front of Pebble
+// (such as a fault-injecting proxy).
+func (c *cluster) clusterIssuerAt(name, directory string, solverSpec v1alpha1.ACMESolver) *v1alpha1.ACMEClusterIssuer {
+	c.t.Helper()
 	iss := &v1alpha1.ACMEClusterIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: v1alpha1.ACMEIssuerSpec{
-			Server:              c.pebble.DirectoryURL,
+			Server:              directory,
 			Email:               "platform@example.org",
 			CABundle:            c.pebble.ServerCAPEM,
 			PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: name + "-account"},

@@ -1,0 +1,435 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// chaosPlan is one chaos campaign: a burst of Certificates issued while the
+// CA misbehaves, controller replicas are killed, the API server restarts
+// and the gateway's configuration lags.
+type chaosPlan struct {
+	certificates int
+	// kills is how many times a replica is SIGKILLed (and restarted) while
+	// Certificates are pending; a kill waits until the other replica is
+	// ready, so the token Service always has an endpoint.
+	kills int
+	// killEvery is the mean time between kills.
+	killEvery time.Duration
+	// restartAPIServerAfter restarts kube-apiserver once, this long into
+	// the burst (0: never).
+	restartAPIServerAfter time.Duration
+	// lag is the gateway's configuration lag from lagFrom for lagFor.
+	lag, lagFrom, lagFor time.Duration
+	faults               []testenv.FaultRule
+	// pebbleNonceReject is Pebble's own share of badNonce answers (%).
+	pebbleNonceReject int
+	timeout           time.Duration
+	seed              uint64
+}
+
+// TestChaos is the bounded chaos campaign of 'make test': a few kills, a
+// few faults of every kind, one API server restart, a lagging gateway.
+// 'make chaos' runs the full campaign (TestChaosCampaign).
+func TestChaos(t *testing.T) {
+	runChaos(t, chaosPlan{
+		certificates:          12,
+		kills:                 4,
+		killEvery:             2500 * time.Millisecond,
+		restartAPIServerAfter: 4 * time.Second,
+		lag:                   2 * time.Second, lagFrom: time.Second, lagFor: 8 * time.Second,
+		faults:            boundedFaults,
+		pebbleNonceReject: 5,
+		timeout:           4 * time.Minute,
+		seed:              uint64(time.Now().UnixNano()),
+	})
+}
+
+// boundedFaults inject every kind of fault at a low rate.
+var boundedFaults = []testenv.FaultRule{
+	{Endpoint: testenv.EndpointNewOrder, Kind: testenv.Fault503, Fraction: 0.1},
+	{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultRateLimited, Fraction: 0.1, RetryAfter: 3 * time.Second},
+	{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultReset, Fraction: 0.05, AfterCA: true},
+	{Endpoint: testenv.EndpointChallenge, Kind: testenv.Fault500, Fraction: 0.1},
+	{Endpoint: testenv.EndpointChallenge, Kind: testenv.FaultReset, Fraction: 0.05, AfterCA: true},
+	{Endpoint: testenv.EndpointOrder, Kind: testenv.FaultBadNonce, Fraction: 0.1},
+	{Endpoint: testenv.EndpointOrder, Kind: testenv.FaultTimeout, Fraction: 0.02, AfterCA: true, Delay: 16 * time.Second},
+	{Endpoint: testenv.EndpointAuthorization, Kind: testenv.FaultReset, Fraction: 0.05},
+	{Endpoint: testenv.EndpointFinalize, Kind: testenv.Fault503, Fraction: 0.1},
+	{Endpoint: testenv.EndpointCertificate, Kind: testenv.Fault500, Fraction: 0.1},
+}
+
+// auditPolicy records who wrote what (never bodies), to count the
+// controller's writes per object.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+  resources:
+  - group: istio-acme.io
+  - group: networking.istio.io
+  - group: cert-manager.io
+    resources: [certificaterequests, certificaterequests/status]
+  - group: ""
+    resources: [secrets, events]
+  - group: events.k8s.io
+    resources: [events]
+- level: None
+`
+
+func runChaos(t *testing.T, plan chaosPlan) {
+	t.Logf("chaos seed %d", plan.seed)
+	rng := rand.New(rand.NewPCG(plan.seed, plan.seed>>1))
+	c := startClusterWith(t, clusterOptions{
+		api:       testenv.APIServerOptions{AuditPolicy: auditPolicy},
+		pebbleEnv: []string{fmt.Sprintf("PEBBLE_WFE_NONCEREJECT=%d", plan.pebbleNonceReject)},
+	})
+	proxy := testenv.StartFaultProxy(t, c.pebble, plan.seed)
+	rs := c.startReplicas(2)
+	c.gateway.Debounce = 100 * time.Millisecond
+
+	c.clusterIssuerAt("chaos", proxy.DirectoryURL, v1alpha1.ACMESolver{})
+
+	proxy.SetRules(plan.faults)
+	start := time.Now()
+	crts := make([]*cmapi.Certificate, plan.certificates)
+	for i := range crts {
+		host := fmt.Sprintf("c%d.chaos.example.com", i)
+		names := []string{host}
+		if i%4 == 0 {
+			names = append(names, "www."+host)
+		}
+		crts[i] = c.certificate(fmt.Sprintf("chaos%d", i), "chaos", names...)
+	}
+
+	// The chaos runs until every Certificate is Ready.
+	allReady := make(chan struct{})
+	var chaos sync.WaitGroup
+	var kills int
+	var apiDowntime time.Duration
+	chaos.Go(func() {
+		kills = killReplicas(c, rs, plan, rng, allReady)
+	})
+	if plan.restartAPIServerAfter > 0 {
+		chaos.Go(func() {
+			select {
+			case <-time.After(plan.restartAPIServerAfter):
+			case <-allReady:
+				return
+			}
+			var err error
+			if apiDowntime, err = c.api.Restart(t); err != nil {
+				t.Errorf("restarting kube-apiserver: %v", err)
+				return
+			}
+			t.Logf("chaos: kube-apiserver restarted (%s without an API server)", apiDowntime.Round(time.Millisecond))
+		})
+	}
+	if plan.lag > 0 {
+		chaos.Go(func() {
+			time.Sleep(plan.lagFrom)
+			c.gateway.SetLag(plan.lag)
+			t.Logf("chaos: the gateway's configuration lags %s", plan.lag)
+			select {
+			case <-time.After(plan.lagFor):
+			case <-allReady:
+			}
+			c.gateway.SetLag(0)
+			t.Logf("chaos: the gateway's configuration is current again")
+		})
+	}
+
+	var each []time.Duration
+	var mu sync.Mutex
+	var waits sync.WaitGroup
+	for _, crt := range crts {
+		waits.Go(func() {
+			d := c.waitReadyQuiet(crt, plan.timeout)
+			mu.Lock()
+			each = append(each, d)
+			mu.Unlock()
+		})
+	}
+	waits.Wait()
+	toAllReady := time.Since(start)
+	close(allReady)
+	chaos.Wait()
+	proxy.SetRules(nil)
+	c.gateway.SetLag(0)
+	if t.Failed() {
+		return
+	}
+
+	// Invariants.
+	report := &chaosReport{plan: plan, kills: kills, apiDowntime: apiDowntime, toAllReady: toAllReady, each: each}
+	report.ordersPerRequest(t, c, proxy, crts)
+	report.validations(t, proxy)
+	report.retryAfter(t, proxy)
+	report.requestsNotFailed(t, c)
+	report.nothingLeft(t, c)
+	report.writesAndSelfChecks(t, c, crts)
+	report.faults = faultCounts(proxy)
+	report.refused = rs.lb.Refused()
+	report.exits = rs.Exits()
+	report.print(t)
+	if plan.kills > 0 && kills < plan.kills {
+		t.Errorf("only %d kills happened before every Certificate was Ready, want %d: make the burst bigger or killEvery shorter", kills, plan.kills)
+	}
+}
+
+// killReplicas SIGKILLs a random replica every killEvery on average (only
+// while the other one is ready; its supervisor restarts it), until
+// plan.kills or every Certificate is Ready. It returns the kills.
+func killReplicas(c *cluster, rs *replicaSet, plan chaosPlan, rng *rand.Rand, stop <-chan struct{}) int {
+	kills := 0
+	for kills < plan.kills {
+		wait := time.Duration(rng.Int64N(int64(2 * plan.killEvery)))
+		select {
+		case <-stop:
+			return kills
+		case <-time.After(wait):
+		}
+		victim := rs.replicas[rng.IntN(len(rs.replicas))]
+		other := rs.replicas[0]
+		if other == victim {
+			other = rs.replicas[1]
+		}
+		if ok, _ := ready(other); !ok {
+			continue
+		}
+		rs.kill(victim)
+		kills++
+		c.t.Logf("chaos: killed %s (kill %d)", victim.name, kills)
+	}
+	return kills
+}
+
+// chaosReport collects the campaign's figures and checks its invariants.
+type chaosReport struct {
+	plan        chaosPlan
+	kills       int
+	apiDowntime time.Duration
+	toAllReady  time.Duration
+	each        []time.Duration
+	refused     int
+	faults      map[string]int
+	exits       []string
+
+	requests, orders int
+	lostOrders       []string
+	invalid          []string
+	held             int
+	writesPerChallenge,
+	eventsPerChallenge,
+	selfChecksPerHost []int
+	istioWrites, challengedHosts int
+}
+
+// ordersPerRequest checks that the CA saw exactly one new order per
+// CertificateRequest, except where the CA created an order whose answer
+// never reached the controller (each is printed).
+func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.FaultProxy, crts []*cmapi.Certificate) {
+	var crs cmapi.CertificateRequestList
+	if err := c.cl.List(context.Background(), &crs, client.InNamespace(appNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	requests := map[string]int{}
+	for _, crt := range crts {
+		for _, cr := range crs.Items {
+			if metav1.IsControlledBy(&cr, crt) {
+				requests[namesKey(crt.Spec.DNSNames)]++
+				r.requests++
+			}
+		}
+	}
+	created := map[string]int{}
+	lost := map[string]int{}
+	for _, req := range proxy.Requests() {
+		if req.Endpoint != testenv.EndpointNewOrder || req.Location == "" {
+			continue
+		}
+		key := namesKey(req.Names)
+		created[key]++
+		r.orders++
+		if req.Fault != "" {
+			lost[key]++
+			r.lostOrders = append(r.lostOrders, fmt.Sprintf("%s for %s (%s after the CA created it)", req.Location, key, req.Fault))
+		}
+	}
+	for key, n := range requests {
+		if created[key]-lost[key] != n {
+			t.Errorf("%s: the CA created %d orders (%d whose answer was lost) for %d CertificateRequests", key, created[key], lost[key], n)
+		}
+	}
+}
+
+func namesKey(names []string) string {
+	s := slices.Clone(names)
+	for i := range s {
+		s[i] = strings.ToLower(s[i])
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
+
+// validations checks that the CA failed no validation: the self-check must
+// have caught every route that was not ready.
+func (r *chaosReport) validations(t *testing.T, proxy *testenv.FaultProxy) {
+	r.invalid = proxy.Invalid()
+	for _, inv := range r.invalid {
+		t.Errorf("the CA declared invalid: %s", inv)
+	}
+}
+
+// retryAfter checks that no account asked the CA anything before a
+// Retry-After it was given had passed.
+func (r *chaosReport) retryAfter(t *testing.T, proxy *testenv.FaultProxy) {
+	v := proxy.HeldViolations()
+	r.held = len(v)
+	for _, h := range v {
+		t.Errorf("account %s sent %s %s at %s, before its Retry-After ended at %s", h.Account, h.Request.Endpoint, h.Request.URL, h.Request.At.Format(time.RFC3339Nano), h.HeldUntil.Format(time.RFC3339Nano))
+	}
+}
+
+// requestsNotFailed checks that no CertificateRequest failed: every fault
+// here is transient.
+func (r *chaosReport) requestsNotFailed(t *testing.T, c *cluster) {
+	var crs cmapi.CertificateRequestList
+	if err := c.cl.List(context.Background(), &crs, client.InNamespace(appNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, cr := range crs.Items {
+		for _, cond := range cr.Status.Conditions {
+			if cond.Type == cmapi.CertificateRequestConditionReady && cond.Reason == cmapi.CertificateRequestReasonFailed {
+				t.Errorf("CertificateRequest %s failed: %s", cr.Name, cond.Message)
+			}
+			if cond.Type == cmapi.CertificateRequestConditionInvalidRequest && cond.Status == cmmeta.ConditionTrue {
+				t.Errorf("CertificateRequest %s is invalid: %s", cr.Name, cond.Message)
+			}
+		}
+	}
+}
+
+// nothingLeft checks that no Gateway, VirtualService, challenge or Secret
+// of ours remains.
+func (r *chaosReport) nothingLeft(t *testing.T, c *cluster) {
+	c.waitNothingLeft()
+	var secrets corev1.SecretList
+	if err := c.cl.List(context.Background(), &secrets, client.MatchingLabels{solver.LabelManagedBy: solver.ManagedByValue}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range secrets.Items {
+		t.Errorf("Secret %s/%s of ours is left", s.Namespace, s.Name)
+	}
+}
+
+// writesAndSelfChecks counts, per challenge, the controller's writes of
+// it and Events about it (from the API server's audit log), and the
+// self-check's requests per host (at the gateway).
+func (r *chaosReport) writesAndSelfChecks(t *testing.T, c *cluster, crts []*cmapi.Certificate) {
+	entries := readAudit(t, c.api.AuditLogPath)
+	writes := map[string]int{}
+	events := map[string]int{}
+	for _, e := range entries {
+		if !e.byController() {
+			continue
+		}
+		switch e.ObjectRef.Resource {
+		case "acmechallenges":
+			writes[e.ObjectRef.Name]++
+		case "gateways", "virtualservices":
+			if e.Verb == "create" || e.Verb == "delete" || e.Verb == "update" || e.Verb == "patch" {
+				r.istioWrites++
+			}
+		}
+	}
+	for _, e := range entries {
+		if !e.byController() || e.ObjectRef.Resource != "events" || e.Verb != "create" {
+			continue
+		}
+		for ch := range writes {
+			if strings.HasPrefix(e.ObjectRef.Name, ch+".") {
+				events[ch]++
+			}
+		}
+	}
+	for ch, n := range writes {
+		r.writesPerChallenge = append(r.writesPerChallenge, n)
+		r.eventsPerChallenge = append(r.eventsPerChallenge, events[ch])
+	}
+	for _, crt := range crts {
+		for _, host := range crt.Spec.DNSNames {
+			r.challengedHosts++
+			r.selfChecksPerHost = append(r.selfChecksPerHost, c.gateway.Answered(solver.SelfCheckUserAgent, host, "/.well-known/acme-challenge/"))
+		}
+	}
+}
+
+func faultCounts(proxy *testenv.FaultProxy) map[string]int {
+	out := map[string]int{}
+	for _, req := range proxy.Requests() {
+		if req.Fault != "" {
+			out[fmt.Sprintf("%s %s", req.Endpoint, req.Fault)]++
+		}
+	}
+	return out
+}
+
+func (r *chaosReport) print(t *testing.T) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "chaos summary (seed %d):\n", r.plan.seed)
+	fmt.Fprintf(&b, "  Certificates: %d, all Ready after %s (each: %s)\n", r.plan.certificates, r.toAllReady.Round(time.Millisecond), summary(r.each))
+	fmt.Fprintf(&b, "  replica kills: %d; kube-apiserver restarts: %d (%s without it); gateway lag %s for up to %s\n", r.kills, boolInt(r.apiDowntime > 0), r.apiDowntime.Round(time.Millisecond), r.plan.lag, r.plan.lagFor)
+	for _, e := range r.exits {
+		fmt.Fprintf(&b, "    a replica ended on its own and was restarted: %s\n", e)
+	}
+	total := 0
+	kinds := slices.Sorted(func(yield func(string) bool) {
+		for k := range r.faults {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	var parts []string
+	for _, k := range kinds {
+		parts = append(parts, fmt.Sprintf("%s %d", k, r.faults[k]))
+		total += r.faults[k]
+	}
+	fmt.Fprintf(&b, "  CA faults injected: %d (%s), plus Pebble's own badNonce at %d%%\n", total, strings.Join(parts, ", "), r.plan.pebbleNonceReject)
+	fmt.Fprintf(&b, "  orders at the CA: %d for %d CertificateRequests; orders whose answer was lost: %d\n", r.orders, r.requests, len(r.lostOrders))
+	for _, l := range r.lostOrders {
+		fmt.Fprintf(&b, "    lost answer: %s\n", l)
+	}
+	fmt.Fprintf(&b, "  validations the CA failed: %d; requests sent before a Retry-After passed: %d\n", len(r.invalid), r.held)
+	fmt.Fprintf(&b, "  token connections no replica took: %d\n", r.refused)
+	fmt.Fprintf(&b, "  per challenge: controller writes %s; Events %s\n", intSummary(r.writesPerChallenge), intSummary(r.eventsPerChallenge))
+	fmt.Fprintf(&b, "  per host: self-check requests %s; Istio writes per challenged host %.2f\n", intSummary(r.selfChecksPerHost), float64(r.istioWrites)/float64(max(r.challengedHosts, 1)))
+	t.Log(b.String())
+	fmt.Print(b.String())
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
