@@ -140,9 +140,15 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 		}
 	} else if o, err = acct.client.GetOrder(ctx, order.Status.URL); err != nil {
 		if isNotFound(err) {
-			s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s is gone at the CA; placing a new order", order.Status.URL)
+			gone := order.Status.URL
+			s.event(cro, corev1.EventTypeWarning, "OrderReset", "order %s is gone at the CA; placing a new order", gone)
 			countOrder(order, metrics.OrderReset)
-			return signer.PEMBundle{}, s.resetOrder(ctx, order)
+			if err := s.resetOrder(ctx, order); err != nil {
+				return signer.PEMBundle{}, err
+			}
+			// Never nil with no certificate: issuer-lib would mark the
+			// request issued.
+			return signer.PEMBundle{}, signer.PendingError{Err: fmt.Errorf("order %s is gone at the CA; placing a new order", gone), RequeueAfter: minPoll}
 		}
 		return signer.PEMBundle{}, caOutcome("reading order "+order.Status.URL, err)
 	}

@@ -1,0 +1,540 @@
+package issuer
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+)
+
+// The order state machine, one named case per order and authorization
+// state and per class of CA error, against a real API server and a real
+// Pebble behind the fault-injecting proxy. The challenge controller does not
+// run: a case marks challenges presented, as it would.
+
+// orderBench is what every case shares.
+type orderBench struct {
+	t      *testing.T
+	api    *testenv.APIServer
+	proxy  *testenv.FaultProxy // in front of a Pebble that validates everything
+	strict *testenv.Pebble     // a Pebble whose validations fail (no gateway answers)
+	cl     *flakyClient
+	events *events.FakeRecorder
+	signer *Signer
+	// valid and failing are Ready issuers for proxy and strict.
+	valid, failing *v1alpha1.ACMEClusterIssuer
+}
+
+const orderNamespace = "apps"
+
+func TestOrderStates(t *testing.T) {
+	b := &orderBench{t: t, api: testenv.StartAPIServer(t)}
+	lenient := testenv.StartPebble(t, testenv.PebbleOptions{Env: []string{"PEBBLE_VA_ALWAYS_VALID=1"}})
+	b.proxy = testenv.StartFaultProxy(t, lenient, 1)
+	b.strict = testenv.StartPebble(t, testenv.PebbleOptions{DomainBlocklist: []string{"blocked.example.com"}})
+	b.api.CreateNamespaces(t, "istio-acme-issuer", orderNamespace)
+	b.cl = &flakyClient{Client: b.api.Client}
+	b.events = events.NewFakeRecorder(100)
+	b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+	b.valid = b.readyIssuer("lenient", b.proxy.DirectoryURL, lenient.ServerCAPEM)
+	b.failing = b.readyIssuer("strict", b.strict.DirectoryURL, b.strict.ServerCAPEM)
+
+	t.Run("a new order publishes one challenge per name", func(t *testing.T) {
+		cr := b.request(t, b.valid, "new", "a.new.example.com", "b.new.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "a.new.example.com: publishing routes", "b.new.example.com: publishing routes")
+		order := b.order(t, cr)
+		if order.Status.URL == "" || order.Status.State != "pending" || order.Status.RequestedAt != nil {
+			t.Errorf("ACMEOrder status %+v, want the order's URL, state pending and no open request", order.Status)
+		}
+		if n := len(b.challenges(t, cr)); n != 2 {
+			t.Errorf("%d ACMEChallenges, want 2", n)
+		}
+		b.wantNewOrders(t, "a.new.example.com,b.new.example.com", 1)
+	})
+
+	t.Run("presented challenges are accepted, the order finalized and the certificate returned", func(t *testing.T) {
+		cr := b.request(t, b.valid, "issue", "issue.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.present(t, cr)
+		bundle := b.signUntilDone(t, cr)
+		if !strings.Contains(string(bundle.ChainPEM), "BEGIN CERTIFICATE") {
+			t.Fatalf("no certificate returned: %q", bundle.ChainPEM)
+		}
+		if order := b.order(t, cr); order.Status.State != "valid" {
+			t.Errorf("order state %q, want valid", order.Status.State)
+		}
+		b.wantNewOrders(t, "issue.example.com", 1)
+		if n := b.accepts("issue.example.com"); n != 1 {
+			t.Errorf("the CA was asked %d times to validate issue.example.com, want once", n)
+		}
+		if n := len(b.challenges(t, cr)); n != 0 {
+			t.Errorf("%d ACMEChallenges left after issuance", n)
+		}
+	})
+
+	t.Run("a validation the CA fails fails the request for good, naming the host", func(t *testing.T) {
+		cr := b.request(t, b.failing, "invalid", "invalid.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.present(t, cr)
+		_, err = b.signUntilSettled(t, cr)
+		if !errors.As(err, &signer.PermanentError{}) {
+			t.Fatalf("got %v, want a permanent error", err)
+		}
+		wantMessage(t, err, "invalid.example.com")
+		if n := len(b.challenges(t, cr)); n != 0 {
+			t.Errorf("%d ACMEChallenges left after the order failed", n)
+		}
+	})
+
+	t.Run("an order gone at the CA is replaced", func(t *testing.T) {
+		cr := b.request(t, b.valid, "gone", "gone.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		order := b.order(t, cr)
+		order.Status.URL = strings.TrimSuffix(b.proxy.DirectoryURL, "/dir") + "/my-order/no-such-order"
+		if err := b.api.Client.Status().Update(context.Background(), order); err != nil {
+			t.Fatal(err)
+		}
+		gone := order.Status.URL
+		_, err = b.sign(cr)
+		wantPending(t, err, "order "+gone+" is gone at the CA")
+		b.wantEvent(t, "OrderReset", "is gone at the CA")
+		b.release(t, cr)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantNewOrders(t, "gone.example.com", 2)
+	})
+
+	t.Run("an order of another account is replaced", func(t *testing.T) {
+		cr := b.request(t, b.valid, "account", "account.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		order := b.order(t, cr)
+		order.Status.AccountURI = "https://ca.example/acct/other"
+		if err := b.api.Client.Status().Update(context.Background(), order); err != nil {
+			t.Fatal(err)
+		}
+		_, err = b.sign(cr)
+		b.wantEvent(t, "OrderReset", "belongs to account https://ca.example/acct/other")
+		wantPending(t, err, "replacing a stale challenge")
+		b.release(t, cr)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantNewOrders(t, "account.example.com", 2)
+	})
+
+	t.Run("a rejected identifier fails the request for good", func(t *testing.T) {
+		cr := b.request(t, b.failing, "blocked", "blocked.example.com")
+		_, err := b.sign(cr)
+		if !errors.As(err, &signer.PermanentError{}) {
+			t.Fatalf("got %v, want a permanent error", err)
+		}
+		wantMessage(t, err, "rejectedIdentifier", "blocked.example.com")
+	})
+
+	t.Run("rate limited: the request waits, and the account asks nothing before Retry-After", func(t *testing.T) {
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultRateLimited, Fraction: 1, RetryAfter: 2 * time.Second}})
+		cr := b.request(t, b.valid, "limited", "limited.example.com")
+		other := b.request(t, b.valid, "limited-other", "other.limited.example.com")
+		_, err := b.sign(cr)
+		var pending signer.PendingError
+		if !errors.As(err, &pending) || pending.RequeueAfter < time.Second || pending.RequeueAfter > 3*time.Second {
+			t.Fatalf("got %v (requeue after %s), want a pending error retrying after about 2 s", err, pending.RequeueAfter)
+		}
+		before := len(b.proxy.Requests())
+		_, err = b.sign(other)
+		wantPending(t, err, "the CA asked this account to wait until")
+		if sent := len(b.proxy.Requests()) - before; sent != 0 {
+			t.Errorf("%d requests sent to the CA while the account was told to wait", sent)
+		}
+		b.proxy.SetRules(nil)
+		time.Sleep(2 * time.Second)
+		_, err = b.sign(other)
+		wantPending(t, err, "publishing routes")
+		if v := b.proxy.HeldViolations(); len(v) > 0 {
+			t.Errorf("requests before Retry-After passed: %+v", v)
+		}
+	})
+
+	t.Run("a CA error answering a new order is retried, with no order in doubt", func(t *testing.T) {
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.Fault503, Fraction: 1}})
+		cr := b.request(t, b.valid, "unavailable", "unavailable.example.com")
+		_, err := b.sign(cr)
+		wantRetryable(t, err, "serverInternal")
+		if order := b.order(t, cr); order.Status.RequestedAt != nil {
+			t.Errorf("the CA refused, yet the order's request is still open: %+v", order.Status)
+		}
+		b.proxy.SetRules(nil)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantNoEvent(t, "OrderUnknown")
+		b.wantNewOrders(t, "unavailable.example.com", 1)
+	})
+
+	t.Run("a lost answer to a new order is reported, and a new order placed", func(t *testing.T) {
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultReset, Fraction: 1, AfterCA: true}})
+		cr := b.request(t, b.valid, "lost", "lost.example.com")
+		_, err := b.sign(cr)
+		wantRetryable(t, err, "creating an order for lost.example.com")
+		if order := b.order(t, cr); order.Status.RequestedAt == nil {
+			t.Errorf("the answer was lost, yet the ACMEOrder does not say an order may exist: %+v", order.Status)
+		}
+		b.proxy.SetRules(nil)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantEvent(t, "OrderUnknown", "got no recorded answer")
+		b.wantNewOrders(t, "lost.example.com", 2)
+	})
+
+	t.Run("an order whose URL could not be recorded is recorded on the next pass, not placed again", func(t *testing.T) {
+		cr := b.request(t, b.valid, "unrecorded", "unrecorded.example.com")
+		b.cl.failNextStatusWrite(func(obj client.Object) bool {
+			o, ok := obj.(*v1alpha1.ACMEOrder)
+			return ok && o.Status.URL != ""
+		})
+		_, err := b.sign(cr)
+		wantRetryable(t, err, "kept in memory")
+		if order := b.order(t, cr); order.Status.URL != "" {
+			t.Fatalf("the failed write still recorded %s", order.Status.URL)
+		}
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		if order := b.order(t, cr); order.Status.URL == "" || order.Status.RequestedAt != nil {
+			t.Errorf("ACMEOrder status %+v, want the kept order recorded", order.Status)
+		}
+		b.wantNewOrders(t, "unrecorded.example.com", 1)
+	})
+
+	t.Run("an ACMEOrder read from a cache that is behind places no second order", func(t *testing.T) {
+		cr := b.request(t, b.valid, "stale", "stale.example.com")
+		_, err := b.sign(cr) // creates the ACMEOrder and places the order
+		wantPending(t, err, "publishing routes")
+		stale := b.order(t, cr)
+		stale.Status = v1alpha1.ACMEOrderStatus{} // as read before the order was recorded
+		stale.ResourceVersion = b.olderVersion(t, cr)
+		b.cl.serveStale(stale)
+		_, err = b.sign(cr)
+		wantPending(t, err, "changed meanwhile")
+		b.cl.serveStale(nil)
+		b.wantNewOrders(t, "stale.example.com", 1)
+	})
+
+	t.Run("badNonce answers are retried at once, three times", func(t *testing.T) {
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultBadNonce, Fraction: 1}})
+		cr := b.request(t, b.valid, "nonce", "nonce.example.com")
+		before := b.count(testenv.EndpointNewOrder, "nonce.example.com")
+		_, err := b.sign(cr)
+		wantRetryable(t, err, "badNonce")
+		if n := b.count(testenv.EndpointNewOrder, "nonce.example.com") - before; n != 4 {
+			t.Errorf("%d new-order requests, want the first and 3 retries", n)
+		}
+		b.proxy.SetRules(nil)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+	})
+
+	t.Run("a CA error reading the order keeps the order", func(t *testing.T) {
+		cr := b.request(t, b.valid, "reading", "reading.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		url := b.order(t, cr).Status.URL
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointOrder, Kind: testenv.Fault500, Fraction: 1}})
+		_, err = b.sign(cr)
+		wantRetryable(t, err, "reading order "+url)
+		b.proxy.SetRules(nil)
+		if got := b.order(t, cr).Status.URL; got != url {
+			t.Errorf("order URL %q, want %q kept", got, url)
+		}
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantNewOrders(t, "reading.example.com", 1)
+	})
+}
+
+// readyIssuer creates an ACMEClusterIssuer and checks it, as issuer-lib
+// does before any request is signed.
+func (b *orderBench) readyIssuer(name, server string, caBundle []byte) *v1alpha1.ACMEClusterIssuer {
+	b.t.Helper()
+	iss := clusterIssuer(b.t, b.api.Client, name, v1alpha1.ACMEIssuerSpec{Server: server, CABundle: caBundle})
+	if err := b.signer.Check(context.Background(), iss); err != nil {
+		b.t.Fatalf("checking issuer %s: %v", name, err)
+	}
+	got := &v1alpha1.ACMEClusterIssuer{}
+	if err := b.api.Client.Get(context.Background(), client.ObjectKeyFromObject(iss), got); err != nil {
+		b.t.Fatal(err)
+	}
+	return got
+}
+
+// request creates a CertificateRequest for names from iss.
+func (b *orderBench) request(t *testing.T, iss *v1alpha1.ACMEClusterIssuer, name string, names ...string) *cmapi.CertificateRequest {
+	t.Helper()
+	cr := &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: orderNamespace, Name: name},
+		Spec: cmapi.CertificateRequestSpec{
+			Request:   csrPEM(t, &x509.CertificateRequest{DNSNames: names}),
+			IssuerRef: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: iss.Name},
+		},
+	}
+	mustCreate(t, b.api.Client, cr)
+	return cr
+}
+
+func (b *orderBench) sign(cr *cmapi.CertificateRequest) (signer.PEMBundle, error) {
+	iss := &v1alpha1.ACMEClusterIssuer{}
+	if err := b.api.Client.Get(context.Background(), client.ObjectKey{Name: cr.Spec.IssuerRef.Name}, iss); err != nil {
+		return signer.PEMBundle{}, err
+	}
+	return b.signer.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+}
+
+// signUntilSettled signs until the result is not pending.
+func (b *orderBench) signUntilSettled(t *testing.T, cr *cmapi.CertificateRequest) (signer.PEMBundle, error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		bundle, err := b.sign(cr)
+		if !errors.As(err, &signer.PendingError{}) {
+			return bundle, err
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after 30 s: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (b *orderBench) signUntilDone(t *testing.T, cr *cmapi.CertificateRequest) signer.PEMBundle {
+	t.Helper()
+	bundle, err := b.signUntilSettled(t, cr)
+	if err != nil {
+		t.Fatalf("signing: %v", err)
+	}
+	return bundle
+}
+
+func (b *orderBench) order(t *testing.T, cr *cmapi.CertificateRequest) *v1alpha1.ACMEOrder {
+	t.Helper()
+	o := &v1alpha1.ACMEOrder{}
+	if err := b.api.Client.Get(context.Background(), client.ObjectKeyFromObject(cr), o); err != nil {
+		t.Fatalf("reading ACMEOrder %s: %v", cr.Name, err)
+	}
+	return o
+}
+
+// olderVersion is a resourceVersion of the ACMEOrder before its current one.
+func (b *orderBench) olderVersion(t *testing.T, cr *cmapi.CertificateRequest) string {
+	t.Helper()
+	rv, err := strconv.ParseUint(b.order(t, cr).ResourceVersion, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.FormatUint(rv-1, 10)
+}
+
+func (b *orderBench) challenges(t *testing.T, cr *cmapi.CertificateRequest) []v1alpha1.ACMEChallenge {
+	t.Helper()
+	var list v1alpha1.ACMEChallengeList
+	if err := b.api.Client.List(context.Background(), &list, client.InNamespace(orderNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	var out []v1alpha1.ACMEChallenge
+	for _, ch := range list.Items {
+		if ch.Spec.Order == cr.Name && ch.DeletionTimestamp == nil {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// present marks the request's challenges presented, as the challenge
+// controller does once the routes answer.
+func (b *orderBench) present(t *testing.T, cr *cmapi.CertificateRequest) {
+	t.Helper()
+	for _, ch := range b.challenges(t, cr) {
+		ch.Status.Presented = true
+		if err := b.api.Client.Status().Update(context.Background(), &ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// release lets the request's deleted challenges go, as the challenge
+// controller does once their routes are removed.
+func (b *orderBench) release(t *testing.T, cr *cmapi.CertificateRequest) {
+	t.Helper()
+	var list v1alpha1.ACMEChallengeList
+	if err := b.api.Client.List(context.Background(), &list, client.InNamespace(orderNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range list.Items {
+		if ch.Spec.Order != cr.Name || ch.DeletionTimestamp == nil {
+			continue
+		}
+		ch.Finalizers = nil
+		if err := b.api.Client.Update(context.Background(), &ch); client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// count is the number of requests to an endpoint for names (sorted,
+// comma-separated), whatever their outcome.
+func (b *orderBench) count(ep testenv.Endpoint, names string) int {
+	n := 0
+	for _, r := range b.proxy.Requests() {
+		if r.Endpoint == ep && strings.Join(r.Names, ",") == names {
+			n++
+		}
+	}
+	return n
+}
+
+// wantNewOrders checks how many orders the CA created for names.
+func (b *orderBench) wantNewOrders(t *testing.T, names string, want int) {
+	t.Helper()
+	n := 0
+	for _, r := range b.proxy.Requests() {
+		if r.Endpoint == testenv.EndpointNewOrder && r.Location != "" && strings.Join(r.Names, ",") == names {
+			n++
+		}
+	}
+	if n != want {
+		t.Errorf("the CA created %d orders for %s, want %d", n, names, want)
+	}
+}
+
+func (b *orderBench) accepts(name string) int {
+	n := 0
+	for _, r := range b.proxy.Requests() {
+		if r.Endpoint == testenv.EndpointChallenge && r.Accept && len(r.Names) == 1 && r.Names[0] == name {
+			n++
+		}
+	}
+	return n
+}
+
+// wantEvent drains the recorded Events and checks that one has the reason
+// and the text.
+func (b *orderBench) wantEvent(t *testing.T, reason, text string) {
+	t.Helper()
+	var seen []string
+	for {
+		select {
+		case e := <-b.events.Events:
+			seen = append(seen, e)
+			if strings.Contains(e, " "+reason+" ") && strings.Contains(e, text) {
+				return
+			}
+		default:
+			t.Errorf("no %s Event saying %q; recorded: %q", reason, text, seen)
+			return
+		}
+	}
+}
+
+func (b *orderBench) wantNoEvent(t *testing.T, reason string) {
+	t.Helper()
+	for {
+		select {
+		case e := <-b.events.Events:
+			if strings.Contains(e, " "+reason+" ") {
+				t.Errorf("unexpected Event: %s", e)
+			}
+		default:
+			return
+		}
+	}
+}
+
+func wantPending(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if !errors.As(err, &signer.PendingError{}) {
+		t.Fatalf("got %v, want a pending error", err)
+	}
+	wantMessage(t, err, parts...)
+}
+
+// wantRetryable checks for an error issuer-lib retries with backoff: neither
+// pending nor permanent.
+func wantRetryable(t *testing.T, err error, parts ...string) {
+	t.Helper()
+	if err == nil || errors.As(err, &signer.PendingError{}) || errors.As(err, &signer.PermanentError{}) {
+		t.Fatalf("got %v, want an error retried with backoff", err)
+	}
+	wantMessage(t, err, parts...)
+}
+
+// flakyClient is the API server's client, except that it can fail the next
+// status write of some object (an API server that went away between two
+// writes) and can answer an ACMEOrder as a cache that is behind would.
+type flakyClient struct {
+	client.Client
+
+	mu        sync.Mutex
+	failWrite func(client.Object) bool
+	stale     *v1alpha1.ACMEOrder
+}
+
+func (c *flakyClient) failNextStatusWrite(match func(client.Object) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failWrite = match
+}
+
+func (c *flakyClient) serveStale(o *v1alpha1.ACMEOrder) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stale = o
+}
+
+func (c *flakyClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.mu.Lock()
+	stale := c.stale
+	c.mu.Unlock()
+	if o, ok := obj.(*v1alpha1.ACMEOrder); ok && stale != nil && client.ObjectKeyFromObject(stale) == key {
+		stale.DeepCopyInto(o)
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c *flakyClient) Status() client.SubResourceWriter {
+	return flakyStatus{SubResourceWriter: c.Client.Status(), c: c}
+}
+
+type flakyStatus struct {
+	client.SubResourceWriter
+	c *flakyClient
+}
+
+func (s flakyStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	s.c.mu.Lock()
+	fail := s.c.failWrite != nil && s.c.failWrite(obj)
+	if fail {
+		s.c.failWrite = nil
+	}
+	s.c.mu.Unlock()
+	if fail {
+		return apierrors.NewServiceUnavailable("the API server is restarting")
+	}
+	return s.SubResourceWriter.Update(ctx, obj, opts...)
+}
