@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -294,6 +295,9 @@ func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, c
 			if err != nil {
 				return nil, fmt.Errorf("the account key, %s, is not a PEM private key (%v); it is left untouched because it identifies the ACME account: fix the Secret, or point spec.privateKeySecretRef at a new Secret to register a new account", where, err)
 			}
+			if why := accountKeyProblem(key); why != "" {
+				return nil, signer.PermanentError{Err: fmt.Errorf("the account key, %s, is %s; ACME CAs accept RSA keys of 2048 bits or more and ECDSA P-256 or P-384 keys: point spec.privateKeySecretRef at a new Secret and the controller generates a P-256 key for a new account", where, why)}
+			}
 			return key, nil
 		}
 	}
@@ -358,6 +362,24 @@ func (a *accounts) loadEABKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject
 		return nil, fmt.Errorf("the external account binding key, %s, is not base64url as the CA issues it: %v", where, err)
 	}
 	return key, nil
+}
+
+// accountKeyProblem says why a parsed account key would be refused by CAs,
+// or returns "".
+func accountKeyProblem(key crypto.Signer) string {
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if bits := k.N.BitLen(); bits < 2048 {
+			return fmt.Sprintf("an RSA key of %d bits", bits)
+		}
+	case *ecdsa.PrivateKey:
+		if name := k.Curve.Params().Name; name != "P-256" && name != "P-384" {
+			return "an ECDSA key on curve " + name
+		}
+	default:
+		return fmt.Sprintf("a %T", key)
+	}
+	return ""
 }
 
 func parsePrivateKey(pemBytes []byte) (crypto.Signer, error) {

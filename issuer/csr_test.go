@@ -35,7 +35,10 @@ func TestParseCSR(t *testing.T) {
 	}{
 		{name: "two names", tmpl: &x509.CertificateRequest{DNSNames: []string{"b.example.com", "a.example.com"}}, wantNames: []string{"a.example.com", "b.example.com"}},
 		{name: "common name joins the names", tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "cn.example.com"}, DNSNames: []string{"a.example.com"}}, wantNames: []string{"a.example.com", "cn.example.com"}},
-		{name: "case and trailing dot folded, duplicates removed", tmpl: &x509.CertificateRequest{DNSNames: []string{"A.Example.com.", "a.example.com"}}, wantNames: []string{"a.example.com"}},
+		{name: "upper case is refused before an order", tmpl: &x509.CertificateRequest{DNSNames: []string{"A.Example.com"}}, wantErr: []string{`"A.Example.com"`, `write it as "a.example.com"`, "spec.dnsNames"}},
+		{name: "a trailing dot is refused before an order", tmpl: &x509.CertificateRequest{DNSNames: []string{"a.example.com."}}, wantErr: []string{`"a.example.com."`, `write it as "a.example.com"`}},
+		{name: "a name listed twice is refused before an order", tmpl: &x509.CertificateRequest{DNSNames: []string{"a.example.com", "a.example.com"}}, wantErr: []string{"once"}},
+		{name: "the common name listed among the names counts once", tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "a.example.com"}, DNSNames: []string{"a.example.com"}}, wantNames: []string{"a.example.com"}},
 		{name: "wildcard is refused", tmpl: &x509.CertificateRequest{DNSNames: []string{"a.example.com", "*.example.com"}}, wantErr: []string{"HTTP-01", "wildcard", "*.example.com", "DNS-01"}},
 		{name: "IP address is refused", tmpl: &x509.CertificateRequest{DNSNames: []string{"a.example.com"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}, wantErr: []string{"IP"}},
 		{name: "no names", tmpl: &x509.CertificateRequest{}, wantErr: []string{"no DNS names", "spec.dnsNames"}},

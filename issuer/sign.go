@@ -173,7 +173,14 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 			if fctx.Err() != nil && ctx.Err() == nil {
 				return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is still issuing the certificate"), RequeueAfter: pollIn}
 			}
-			return signer.PEMBundle{}, s.orderFailed(ctx, cro, order, caOutcome("finalizing order "+order.Status.URL, err), false)
+			outcome := caOutcome("finalizing order "+order.Status.URL, err)
+			var ae *acme.Error
+			if errors.As(err, &ae) && ae.ProblemType == problemUnauthorized {
+				// The CA refuses this CSR for this order; sending it
+				// again cannot change that.
+				outcome = signer.PermanentError{Err: fmt.Errorf("%w; the CSR's names must be exactly the order's: %s", outcome, strings.Join(order.Spec.DNSNames, ", "))}
+			}
+			return signer.PEMBundle{}, s.orderFailed(ctx, cro, order, outcome, false)
 		}
 		return s.issued(ctx, cro, order, o, der)
 
@@ -229,6 +236,17 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	if len(names) == 0 {
 		return nil, nil, errors.New("the request has no DNS names: set spec.dnsNames on the Certificate")
 	}
+	seen := map[string]bool{}
+	for _, n := range csr.DNSNames {
+		folded := strings.ToLower(strings.TrimSuffix(n, "."))
+		if n != folded || seen[n] {
+			// CAs check the CSR's names against the order's at finalization,
+			// some as written: a name the order would carry differently
+			// fails there, after the challenges were solved.
+			return nil, nil, fmt.Errorf("the request lists %q, which is not written as the CA compares names (lower case, no trailing dot, each name once): write it as %q, once, in spec.dnsNames (and spec.commonName) of the Certificate", n, folded)
+		}
+		seen[n] = true
+	}
 	var wildcards []string
 	for i, n := range names {
 		names[i] = strings.ToLower(strings.TrimSuffix(n, "."))
@@ -242,8 +260,17 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	if len(wildcards) > 0 {
 		return nil, nil, fmt.Errorf("HTTP-01 cannot prove wildcard names (%s): ACME CAs accept only DNS-01 for them. Use an issuer with a DNS-01 solver for wildcards, or list each host name in the Certificate", strings.Join(wildcards, ", "))
 	}
+	for _, n := range names {
+		if why := hostNameProblem(n); why != "" {
+			return nil, nil, fmt.Errorf("%q is not a host name an ACME CA issues for: %s; correct it in spec.dnsNames (or spec.commonName) of the Certificate", n, why)
+		}
+	}
 	slices.Sort(names)
-	return csr, slices.Compact(names), nil
+	names = slices.Compact(names)
+	if len(names) > maxNamesPerOrder {
+		return nil, nil, fmt.Errorf("the request has %d DNS names; ACME CAs issue at most %d names per certificate (Let's Encrypt, ZeroSSL and Google Trust Services alike): split the Certificate into several", len(names), maxNamesPerOrder)
+	}
+	return csr, names, nil
 }
 
 // ensureOrder returns the ACMEOrder of the request, creating it first. It is

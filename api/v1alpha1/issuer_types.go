@@ -11,8 +11,8 @@ type ACMEIssuerSpec struct {
 	// Server is the URL of the ACME server's directory, for example
 	// https://acme-staging-v02.api.letsencrypt.org/directory for Let's Encrypt's
 	// staging environment. Required.
-	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
 	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.matches('^https://[^\\\\s/]+(/[^\\\\s]*)?$')",message="must be the https:// URL of the CA's ACME directory, without spaces: RFC 8555 requires HTTPS"
 	Server string `json:"server"`
 
 	// Email is the contact address registered with the ACME account. The CA
@@ -116,6 +116,7 @@ type IstioHTTP01Solver struct {
 	// +kubebuilder:default="istio-system"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="must be a Kubernetes name: lower-case letters, digits and '-', starting and ending with a letter or digit"
 	GatewayNamespace string `json:"gatewayNamespace,omitempty"`
 
 	// TokenService is the Service in front of the issuer's token server, the
@@ -165,6 +166,7 @@ type GatewayWorkloadSelector struct {
 	// for when the same labels are used by gateways in several namespaces.
 	// +optional
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="must be a Kubernetes name: lower-case letters, digits and '-', starting and ending with a letter or digit"
 	Namespace string `json:"namespace,omitempty"`
 }
 
@@ -175,6 +177,7 @@ type TokenServiceReference struct {
 	// +kubebuilder:default="istio-acme-issuer"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="must be a Kubernetes name: lower-case letters, digits and '-', starting and ending with a letter or digit"
 	Name string `json:"name,omitempty"`
 
 	// Namespace of the Service. Defaults to "istio-acme-issuer".
@@ -182,6 +185,7 @@ type TokenServiceReference struct {
 	// +kubebuilder:default="istio-acme-issuer"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="must be a Kubernetes name: lower-case letters, digits and '-', starting and ending with a letter or digit"
 	Namespace string `json:"namespace,omitempty"`
 
 	// Port of the Service. Defaults to 8089.

@@ -2,11 +2,13 @@ package istiogw
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
@@ -63,6 +65,15 @@ func Translate(t *testing.T, labels map[string]string, namespace string, gateway
 			scope.SetOutputLevel(istiolog.NoneLevel)
 		}
 	})
+	// Envoy refuses a route configuration with an invalid regex (RE2, as
+	// Go's): the gateway then serves nothing new on that port. The
+	// simulation would fail the test instead, so such a configuration is
+	// reported as a translation error, which the gateway answers with 500.
+	for _, vs := range virtualServices {
+		if err := validRegexes(vs); err != nil {
+			return nil, err
+		}
+	}
 	var configs []config.Config
 	for _, gw := range gateways {
 		configs = append(configs, toConfig(gvk.Gateway, gw.Name, gw.Namespace, gw.CreationTimestamp.Time, gw.ResourceVersion, gw.Labels, &gw.Spec))
@@ -156,4 +167,20 @@ func (f *failer) cleanup() {
 	for i := len(fns) - 1; i >= 0; i-- {
 		fns[i]()
 	}
+}
+
+// validRegexes checks the regex matches of a VirtualService's HTTP routes.
+func validRegexes(vs *istionet.VirtualService) error {
+	for i, r := range vs.Spec.Http {
+		for j, m := range r.Match {
+			for field, sm := range map[string]*istioapi.StringMatch{"uri": m.Uri, "authority": m.Authority, "scheme": m.Scheme, "method": m.Method} {
+				if re := sm.GetRegex(); re != "" {
+					if _, err := regexp.Compile(re); err != nil {
+						return fmt.Errorf("VirtualService %s/%s http[%d].match[%d].%s: Envoy rejects the route configuration: %v", vs.Namespace, vs.Name, i, j, field, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
