@@ -243,6 +243,7 @@ type chaosReport struct {
 	held        int
 	writesPerChallenge,
 	eventsPerChallenge,
+	writesPerRequest,
 	selfChecksPerHost []int
 	istioWrites, challengedHosts int
 }
@@ -378,11 +379,14 @@ func (r *chaosReport) writesAndSelfChecks(t *testing.T, c *cluster, crts []*cmap
 	entries := readAudit(t, c.api.AuditLogPath)
 	writes := map[string]int{}
 	events := map[string]int{}
+	requestWrites := map[string]int{}
 	for _, e := range entries {
 		if !e.byController() {
 			continue
 		}
 		switch e.ObjectRef.Resource {
+		case "certificaterequests":
+			requestWrites[e.ObjectRef.Name]++
 		case "acmechallenges":
 			writes[e.ObjectRef.Name]++
 		case "gateways", "virtualservices":
@@ -405,11 +409,27 @@ func (r *chaosReport) writesAndSelfChecks(t *testing.T, c *cluster, crts []*cmap
 		r.writesPerChallenge = append(r.writesPerChallenge, n)
 		r.eventsPerChallenge = append(r.eventsPerChallenge, events[ch])
 	}
+	for _, n := range requestWrites {
+		r.writesPerRequest = append(r.writesPerRequest, n)
+	}
 	for _, crt := range crts {
 		for _, host := range crt.Spec.DNSNames {
 			r.challengedHosts++
 			r.selfChecksPerHost = append(r.selfChecksPerHost, c.gateway.Answered(solver.SelfCheckUserAgent, host, "/.well-known/acme-challenge/"))
 		}
+	}
+	// A retry loop that ignores its backoff writes and checks many times a
+	// second for as long as the fault lasts; with backoff, even a challenge
+	// that lives through kills and a lagging gateway stays far below these.
+	const maxWrites, maxSelfChecks, maxRequestWrites = 15, 20, 40
+	if m := slices.Max(append(r.writesPerChallenge, 0)); m > maxWrites {
+		t.Errorf("a challenge was written %d times, more than %d: a retry faster than its backoff?", m, maxWrites)
+	}
+	if m := slices.Max(append(r.selfChecksPerHost, 0)); m > maxSelfChecks {
+		t.Errorf("a host was self-checked %d times, more than %d", m, maxSelfChecks)
+	}
+	if m := slices.Max(append(r.writesPerRequest, 0)); m > maxRequestWrites {
+		t.Errorf("a CertificateRequest was written %d times by the controller, more than %d", m, maxRequestWrites)
 	}
 }
 
@@ -456,6 +476,7 @@ func (r *chaosReport) print(t *testing.T) {
 	fmt.Fprintf(&b, "  validations the CA failed: %d; requests sent before a Retry-After passed: %d\n", len(r.invalid), r.held)
 	fmt.Fprintf(&b, "  token connections no replica took: %d\n", r.refused)
 	fmt.Fprintf(&b, "  per challenge: controller writes %s; Events %s\n", intSummary(r.writesPerChallenge), intSummary(r.eventsPerChallenge))
+	fmt.Fprintf(&b, "  per CertificateRequest: controller writes %s\n", intSummary(r.writesPerRequest))
 	fmt.Fprintf(&b, "  per host: self-check requests %s; Istio writes per challenged host %.2f\n", intSummary(r.selfChecksPerHost), float64(r.istioWrites)/float64(max(r.challengedHosts, 1)))
 	t.Log(b.String())
 	fmt.Print(b.String())
