@@ -204,6 +204,22 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "lost.example.com", 2)
 	})
 
+	t.Run("a lost answer to a challenge's acceptance does not fail the request", func(t *testing.T) {
+		// Two names: the pass that loses the first acceptance's answer
+		// stops there, so the order is still pending on the next pass.
+		cr := b.request(t, b.valid, "accepted", "a.accepted.example.com", "b.accepted.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.present(t, cr)
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointChallenge, Kind: testenv.FaultReset, Fraction: 1, AfterCA: true}})
+		_, err = b.sign(cr)
+		wantRetryable(t, err, "asking the CA to validate ", ".accepted.example.com")
+		b.proxy.SetRules(nil)
+		// The CA validated meanwhile and refuses a second acceptance.
+		b.signUntilDone(t, cr)
+		b.wantNewOrders(t, "a.accepted.example.com,b.accepted.example.com", 1)
+	})
+
 	t.Run("an order whose URL could not be recorded is recorded on the next pass, not placed again", func(t *testing.T) {
 		cr := b.request(t, b.valid, "unrecorded", "unrecorded.example.com")
 		b.cl.failNextStatusWrite(func(obj client.Object) bool {

@@ -470,6 +470,16 @@ func (s *Signer) validatingFor(ch *v1alpha1.ACMEChallenge) time.Duration {
 func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject, acct *account, ch *v1alpha1.ACMEChallenge) error {
 	host := ch.Spec.DNSName
 	if _, err := acct.client.Accept(ctx, &acme.Challenge{Type: "http-01", URI: ch.Spec.URL, Token: ch.Spec.Token}); err != nil {
+		// An earlier request may have been accepted and its answer lost:
+		// the CA then refuses to be asked again (malformed: the challenge
+		// is no longer pending). Whether it was is the challenge's state.
+		var ae *acme.Error
+		if errors.As(err, &ae) && ae.ProblemType != problemRateLimited {
+			if c, gerr := acct.client.GetChallenge(ctx, ch.Spec.URL); gerr == nil && c.Status != acme.StatusPending {
+				log.FromContext(ctx).Info("challenge already accepted; the answer to an earlier request was lost", "challenge", ch.Spec.URL, "status", c.Status)
+				return s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL)
+			}
+		}
 		return caOutcome("asking the CA to validate "+host, err)
 	}
 	if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
