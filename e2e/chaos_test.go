@@ -14,6 +14,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -108,6 +109,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 
 	c.clusterIssuerAt("chaos", proxy.DirectoryURL, v1alpha1.ACMESolver{})
 
+	seen := c.watchRequests()
 	proxy.SetRules(plan.faults)
 	start := time.Now()
 	crts := make([]*cmapi.Certificate, plan.certificates)
@@ -181,10 +183,10 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	// Invariants.
 	kills := len(killedAt)
 	report := &chaosReport{plan: plan, kills: kills, apiDowntime: apiDowntime, toAllReady: toAllReady, each: each}
-	report.ordersPerRequest(t, c, proxy, crts, killedAt)
+	report.ordersPerRequest(t, c, proxy, crts, seen, killedAt)
 	report.validations(t, proxy)
 	report.retryAfter(t, proxy)
-	report.requestsNotFailed(t, c)
+	report.requestsNotFailed(t, seen)
 	report.nothingLeft(t, c)
 	report.writesAndSelfChecks(t, c, crts)
 	report.faults = faultCounts(proxy)
@@ -252,28 +254,21 @@ type chaosReport struct {
 // CertificateRequest, except where the CA created an order whose answer
 // never reached the controller, or created one less than a second before a
 // kill and its URL was never recorded (each exception is printed).
-func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.FaultProxy, crts []*cmapi.Certificate, killedAt []time.Time) {
-	ctx := context.Background()
-	var crs cmapi.CertificateRequestList
-	if err := c.cl.List(ctx, &crs, client.InNamespace(appNamespace)); err != nil {
-		t.Fatal(err)
-	}
+func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.FaultProxy, crts []*cmapi.Certificate, seen *requestLog, killedAt []time.Time) {
 	var orders v1alpha1.ACMEOrderList
-	if err := c.cl.List(ctx, &orders, client.InNamespace(appNamespace)); err != nil {
+	if err := c.cl.List(context.Background(), &orders, client.InNamespace(appNamespace)); err != nil {
 		t.Fatal(err)
 	}
 	recorded := map[string]bool{}
 	for _, o := range orders.Items {
 		recorded[o.Status.URL] = true
 	}
+	// Every request cert-manager created, also those it deleted since.
 	requests := map[string]int{}
 	for _, crt := range crts {
-		for _, cr := range crs.Items {
-			if metav1.IsControlledBy(&cr, crt) {
-				requests[namesKey(crt.Spec.DNSNames)]++
-				r.requests++
-			}
-		}
+		n := seen.of(crt.Name)
+		requests[namesKey(crt.Spec.DNSNames)] += n
+		r.requests += n
 	}
 	created := map[string]int{}
 	excused := map[string]int{}
@@ -340,23 +335,72 @@ func (r *chaosReport) retryAfter(t *testing.T, proxy *testenv.FaultProxy) {
 	}
 }
 
-// requestsNotFailed checks that no CertificateRequest failed: every fault
-// here is transient.
-func (r *chaosReport) requestsNotFailed(t *testing.T, c *cluster) {
-	var crs cmapi.CertificateRequestList
-	if err := c.cl.List(context.Background(), &crs, client.InNamespace(appNamespace)); err != nil {
-		t.Fatal(err)
+// requestsNotFailed checks that no CertificateRequest failed at any time:
+// every fault here is transient.
+func (r *chaosReport) requestsNotFailed(t *testing.T, seen *requestLog) {
+	for _, f := range seen.failures() {
+		t.Errorf("%s", f)
 	}
-	for _, cr := range crs.Items {
-		for _, cond := range cr.Status.Conditions {
-			if cond.Type == cmapi.CertificateRequestConditionReady && cond.Reason == cmapi.CertificateRequestReasonFailed {
-				t.Errorf("CertificateRequest %s failed: %s", cr.Name, cond.Message)
+}
+
+// requestLog records, from a watch, every CertificateRequest of a
+// Certificate and every failure, also of requests deleted since.
+type requestLog struct {
+	mu       sync.Mutex
+	byCert   map[string]map[string]bool // Certificate -> request names
+	failed   map[string]string          // request -> what failed
+	failList []string
+}
+
+// watchRequests starts recording CertificateRequests in the app namespace.
+func (c *cluster) watchRequests() *requestLog {
+	c.t.Helper()
+	l := &requestLog{byCert: map[string]map[string]bool{}, failed: map[string]string{}}
+	inf, err := c.informers.GetInformer(context.Background(), &cmapi.CertificateRequest{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	record := func(obj any) {
+		cr, ok := obj.(*cmapi.CertificateRequest)
+		if !ok || cr.Namespace != appNamespace {
+			return
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if owner := metav1.GetControllerOf(cr); owner != nil {
+			if l.byCert[owner.Name] == nil {
+				l.byCert[owner.Name] = map[string]bool{}
 			}
-			if cond.Type == cmapi.CertificateRequestConditionInvalidRequest && cond.Status == cmmeta.ConditionTrue {
-				t.Errorf("CertificateRequest %s is invalid: %s", cr.Name, cond.Message)
+			l.byCert[owner.Name][cr.Name] = true
+		}
+		for _, cond := range cr.Status.Conditions {
+			failed := (cond.Type == cmapi.CertificateRequestConditionReady && cond.Reason == cmapi.CertificateRequestReasonFailed) ||
+				(cond.Type == cmapi.CertificateRequestConditionInvalidRequest && cond.Status == cmmeta.ConditionTrue)
+			if failed && l.failed[cr.Name] == "" {
+				l.failed[cr.Name] = cond.Message
+				l.failList = append(l.failList, fmt.Sprintf("CertificateRequest %s failed: %s", cr.Name, cond.Message))
 			}
 		}
 	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj any) { record(obj) },
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+	return l
+}
+
+func (l *requestLog) of(certificate string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.byCert[certificate])
+}
+
+func (l *requestLog) failures() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.failList)
 }
 
 // nothingLeft checks that no Gateway, VirtualService, challenge or Secret
