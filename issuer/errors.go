@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cert-manager/issuer-lib/controllers/signer"
@@ -130,4 +131,27 @@ func describeTransport(err error) error {
 		return fmt.Errorf("cannot reach the ACME server (%w); check spec.server and that egress to it is allowed", err)
 	}
 	return err
+}
+
+// mayHaveReachedCA reports whether a failed request may have been acted on
+// by the CA: false when the CA answered with an error, when nothing was
+// sent (the account is held, the connection was refused, the name did not
+// resolve, TLS verification failed), true when the answer was lost after
+// the request may have arrived (a reset, a timeout).
+func mayHaveReachedCA(err error) bool {
+	var (
+		ae               *acme.Error
+		held             *heldError
+		dnsErr           *net.DNSError
+		unknownAuthority x509.UnknownAuthorityError
+		hostnameErr      x509.HostnameError
+		verifyErr        *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.As(err, &ae), errors.As(err, &held), errors.As(err, &dnsErr),
+		errors.As(err, &unknownAuthority), errors.As(err, &hostnameErr), errors.As(err, &verifyErr),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ENETUNREACH), errors.Is(err, syscall.EHOSTUNREACH):
+		return false
+	}
+	return true
 }

@@ -1,11 +1,16 @@
 package issuer
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,6 +107,30 @@ func TestCAOutcomeCountsCAErrorsByType(t *testing.T) {
 	for kind, want := range map[string]float64{"rateLimited": rate + 1, "badNonce": nonce + 2, "transport": transport + 1} {
 		if got := before(kind); got != want {
 			t.Errorf("istio_acme_ca_errors_total{type=%q} = %v, want %v", kind, got, want)
+		}
+	}
+}
+
+// Only a failure after the request may have reached the CA leaves an
+// order in doubt.
+func TestMayHaveReachedCA(t *testing.T) {
+	refused := &url.Error{Op: "Post", URL: "https://ca.example/new-order", Err: &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}}
+	reset := &url.Error{Op: "Post", URL: "https://ca.example/new-order", Err: &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"the CA answered with a problem", &acme.Error{StatusCode: 503, ProblemType: "urn:ietf:params:acme:error:serverInternal"}, false},
+		{"the account is held", &url.Error{Op: "Post", URL: "https://ca.example", Err: &heldError{until: time.Now(), reason: "429"}}, false},
+		{"connection refused", refused, false},
+		{"no such host", &url.Error{Op: "Post", URL: "https://ca.example", Err: &net.DNSError{Err: "no such host", Name: "ca.example"}}, false},
+		{"a reset after sending", reset, true},
+		{"EOF", &url.Error{Op: "Post", URL: "https://ca.example", Err: io.EOF}, true},
+		{"a timeout", context.DeadlineExceeded, true},
+	} {
+		if got := mayHaveReachedCA(tc.err); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }

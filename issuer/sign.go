@@ -341,9 +341,7 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	defer cancel()
 	o, err := acct.client.AuthorizeOrder(octx, acme.DomainIDs(order.Spec.DNSNames...), opts...)
 	if err != nil {
-		var ae *acme.Error
-		var held *heldError
-		refused := errors.As(err, &ae) || errors.As(err, &held)
+		refused := !mayHaveReachedCA(err)
 		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
 		return nil, s.orderFailed(ctx, cro, order, err, refused)
 	}
