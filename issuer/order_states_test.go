@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -86,6 +87,36 @@ func TestOrderStates(t *testing.T) {
 		}
 		if n := len(b.challenges(t, cr)); n != 0 {
 			t.Errorf("%d ACMEChallenges left after issuance", n)
+		}
+	})
+
+	t.Run("a finalization answered too late is not sent again: the certificate is fetched", func(t *testing.T) {
+		cr := b.request(t, b.valid, "late", "late.example.com")
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.present(t, cr)
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointFinalize, Kind: testenv.FaultTimeout, Fraction: 1, AfterCA: true, Delay: finalizeTimeout + time.Second}})
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			_, err = b.sign(cr)
+			if !strings.Contains(fmt.Sprint(err), "the CA is validating") || time.Now().After(deadline) {
+				break
+			}
+		}
+		wantPending(t, err, "the CA is still issuing the certificate")
+		b.proxy.SetRules(nil)
+		bundle := b.signUntilDone(t, cr)
+		if !strings.Contains(string(bundle.ChainPEM), "BEGIN CERTIFICATE") {
+			t.Fatalf("no certificate returned: %q", bundle.ChainPEM)
+		}
+		finalizes := 0
+		finalizeURL := b.order(t, cr).Status.FinalizeURL
+		for _, r := range b.proxy.Requests() {
+			if r.Endpoint == testenv.EndpointFinalize && r.URL == finalizeURL {
+				finalizes++
+			}
+		}
+		if finalizes != 1 {
+			t.Errorf("the CA was sent %d finalizations for the order, want 1", finalizes)
 		}
 	})
 
