@@ -245,6 +245,11 @@ func TestOrderStates(t *testing.T) {
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointChallenge, Kind: testenv.FaultReset, Fraction: 1, AfterCA: true}})
 		_, err = b.sign(cr)
 		wantRetryable(t, err, "asking the CA to validate ", ".accepted.example.com")
+		// Asked again, the CA refuses; reading the challenge's state fails
+		// too: the request is retried, not failed.
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointChallenge, Kind: testenv.Fault500, Fraction: 1, PostAsGet: true}})
+		_, err = b.sign(cr)
+		wantRetryable(t, err, "Cannot update challenge", "reading the challenge's state failed")
 		b.proxy.SetRules(nil)
 		// The CA validated meanwhile and refuses a second acceptance.
 		b.signUntilDone(t, cr)

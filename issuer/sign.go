@@ -473,7 +473,13 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 		// is no longer pending). Whether it was is the challenge's state.
 		var ae *acme.Error
 		if errors.As(err, &ae) && ae.ProblemType != problemRateLimited {
-			if c, gerr := acct.client.GetChallenge(ctx, ch.Spec.URL); gerr == nil && c.Status != acme.StatusPending {
+			c, gerr := acct.client.GetChallenge(ctx, ch.Spec.URL)
+			switch {
+			case gerr != nil:
+				// Unknown whether it was accepted: ask again later rather
+				// than fail the request on the CA's refusal.
+				return fmt.Errorf("asking the CA to validate %s: the CA answered %s, and reading the challenge's state failed: %w", host, problemText(ae), caOutcome("reading challenge "+ch.Spec.URL, gerr))
+			case c.Status != acme.StatusPending:
 				log.FromContext(ctx).Info("challenge already accepted; the answer to an earlier request was lost", "challenge", ch.Spec.URL, "status", c.Status)
 				return s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL)
 			}

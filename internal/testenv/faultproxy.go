@@ -96,6 +96,9 @@ type FaultRule struct {
 	Delay time.Duration
 	// RetryAfter is the Retry-After of a rateLimited answer, whole seconds.
 	RetryAfter time.Duration
+	// PostAsGet limits the rule to reads (POSTs with an empty payload),
+	// such as reading a challenge rather than accepting it.
+	PostAsGet bool
 }
 
 // CARequest is one request the proxy saw.
@@ -272,7 +275,7 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if until, held := f.heldUntil[req.Account]; held && req.Account != "" && req.At.Before(until) {
 		f.violations = append(f.violations, HeldViolation{Account: req.Account, Request: req, HeldUntil: until})
 	}
-	rule, faulty := f.pick(req.Endpoint, r.Method)
+	rule, faulty := f.pick(req.Endpoint, r.Method, len(payload) == 0)
 	f.mu.Unlock()
 
 	if faulty {
@@ -323,12 +326,12 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // pick decides whether this request fails, and how. Only signed POSTs
 // fail: a GET of the directory or a nonce has no account to blame.
-func (f *FaultProxy) pick(ep Endpoint, method string) (FaultRule, bool) {
+func (f *FaultProxy) pick(ep Endpoint, method string, read bool) (FaultRule, bool) {
 	if method != http.MethodPost {
 		return FaultRule{}, false
 	}
 	for _, rule := range f.rules {
-		if rule.Endpoint == ep && f.rng.Float64() < rule.Fraction {
+		if rule.Endpoint == ep && (!rule.PostAsGet || read) && f.rng.Float64() < rule.Fraction {
 			return rule, true
 		}
 	}
