@@ -217,7 +217,8 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 }
 
 // parseCSR returns the CSR and the DNS names to order, refusing what HTTP-01
-// cannot prove.
+// cannot prove and what CAs would refuse (names that are not host names,
+// too many of them, or written otherwise than CAs compare them).
 func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	csr, err := pki.DecodeX509CertificateRequestBytes(csrPEM)
 	if err != nil {
@@ -663,8 +664,9 @@ func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject
 
 // orderFailed records a failure on the order; permanent failures also remove
 // the challenges.
-// orderFailed records a failed step. refused says the CA answered, so no
-// order was created by a request for one.
+// orderFailed records a failed step. refused says a request for a new
+// order cannot have created one (the CA answered, or nothing was sent), so
+// the ACMEOrder no longer says an order may exist.
 func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error, refused bool) error {
 	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
 		st.Message = err.Error()

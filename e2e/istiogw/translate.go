@@ -66,9 +66,10 @@ func Translate(t *testing.T, labels map[string]string, namespace string, gateway
 		}
 	})
 	// Envoy refuses a route configuration with an invalid regex (RE2, as
-	// Go's): the gateway then serves nothing new on that port. The
-	// simulation would fail the test instead, so such a configuration is
-	// reported as a translation error, which the gateway answers with 500.
+	// Go's) and keeps serving its previous routes. The simulation would
+	// fail the test instead, so such a configuration is reported as a
+	// translation error, which this gateway answers with 500 for every
+	// request: either way nothing of the new configuration is served.
 	for _, vs := range virtualServices {
 		if err := validRegexes(vs); err != nil {
 			return nil, err

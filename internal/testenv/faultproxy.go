@@ -390,8 +390,8 @@ func (f *FaultProxy) Invalid() []string {
 	return slices.Compact(slices.Sorted(slices.Values(f.invalid)))
 }
 
-// problem writes an RFC 7807 ACME problem, with a fresh-looking nonce
-// header omitted: the client fetches a new one.
+// problem writes an RFC 7807 ACME problem. It carries no Replay-Nonce, so
+// the client fetches a new nonce for its next request.
 func problem(w http.ResponseWriter, status int, kind, detail string, retryAfter time.Duration) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	if retryAfter > 0 {
