@@ -259,8 +259,9 @@ func (a *accounts) newClient(iss v1alpha1.ACMEIssuerObject, key crypto.Signer) (
 		}
 		transport.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
+	// One account is one key at one CA, however the issuers name it.
 	ref := spec.PrivateKeySecretRef
-	hold := a.holds.of(fmt.Sprintf("%s|%s/%s/%s", spec.Server, a.secretNamespace(iss), ref.Name, ref.Key))
+	hold := a.holds.of(fmt.Sprintf("%s|%s/%s/%s", spec.Server, a.secretNamespace(iss), ref.Name, accountKeyKey(ref)))
 	return &acme.Client{
 		Key:          key,
 		DirectoryURL: spec.Server,
@@ -275,10 +276,7 @@ func (a *accounts) newClient(iss v1alpha1.ACMEIssuerObject, key crypto.Signer) (
 func (a *accounts) loadKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject, create bool) (crypto.Signer, error) {
 	ref := iss.GetSpec().PrivateKeySecretRef
 	ns := a.secretNamespace(iss)
-	dataKey := ref.Key
-	if dataKey == "" {
-		dataKey = defaultAccountKeyKey
-	}
+	dataKey := accountKeyKey(ref)
 	where := fmt.Sprintf("key %q of Secret %s/%s (spec.privateKeySecretRef)", dataKey, ns, ref.Name)
 
 	secret := &corev1.Secret{}
@@ -362,6 +360,14 @@ func (a *accounts) loadEABKey(ctx context.Context, iss v1alpha1.ACMEIssuerObject
 		return nil, fmt.Errorf("the external account binding key, %s, is not base64url as the CA issues it: %v", where, err)
 	}
 	return key, nil
+}
+
+// accountKeyKey is the key of the account key's Secret that holds it.
+func accountKeyKey(ref v1alpha1.SecretKeySelector) string {
+	if ref.Key == "" {
+		return defaultAccountKeyKey
+	}
+	return ref.Key
 }
 
 // accountKeyProblem says why a parsed account key would be refused by CAs,

@@ -470,10 +470,12 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 	host := ch.Spec.DNSName
 	if _, err := acct.client.Accept(ctx, &acme.Challenge{Type: "http-01", URI: ch.Spec.URL, Token: ch.Spec.Token}); err != nil {
 		// An earlier request may have been accepted and its answer lost:
-		// the CA then refuses to be asked again (malformed: the challenge
-		// is no longer pending). Whether it was is the challenge's state.
+		// the CA then refuses to be asked again (a 4xx such as malformed:
+		// the challenge is no longer pending). Whether it was is the
+		// challenge's state. A server error or a rate limit is no such
+		// refusal: it is retried without another round trip.
 		var ae *acme.Error
-		if errors.As(err, &ae) && ae.ProblemType != problemRateLimited {
+		if errors.As(err, &ae) && ae.StatusCode >= 400 && ae.StatusCode < 500 && ae.ProblemType != problemRateLimited {
 			c, gerr := acct.client.GetChallenge(ctx, ch.Spec.URL)
 			switch {
 			case gerr != nil:
@@ -663,10 +665,9 @@ func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject
 }
 
 // orderFailed records a failure on the order; permanent failures also remove
-// the challenges.
-// orderFailed records a failed step. refused says a request for a new
-// order cannot have created one (the CA answered, or nothing was sent), so
-// the ACMEOrder no longer says an order may exist.
+// the challenges. refused says a request for a new order cannot have
+// created one (the CA answered, or nothing was sent), so the ACMEOrder no
+// longer says an order may exist.
 func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error, refused bool) error {
 	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
 		st.Message = err.Error()
