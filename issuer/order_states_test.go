@@ -70,9 +70,7 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	t.Run("presented challenges are accepted, the order finalized and the certificate returned", func(t *testing.T) {
-		cr := b.request(t, b.valid, "issue", "issue.example.com")
-		_, err := b.sign(cr)
-		wantPending(t, err, "publishing routes")
+		cr := b.placed(t, "issue", "issue.example.com")
 		b.present(t, cr)
 		bundle := b.signUntilDone(t, cr)
 		if !strings.Contains(string(bundle.ChainPEM), "BEGIN CERTIFICATE") {
@@ -91,11 +89,10 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	t.Run("a finalization answered too late is not sent again: the certificate is fetched", func(t *testing.T) {
-		cr := b.request(t, b.valid, "late", "late.example.com")
-		_, err := b.sign(cr)
-		wantPending(t, err, "publishing routes")
+		cr := b.placed(t, "late", "late.example.com")
 		b.present(t, cr)
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointFinalize, Kind: testenv.FaultTimeout, Fraction: 1, AfterCA: true, Delay: finalizeTimeout + time.Second}})
+		var err error
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 			_, err = b.sign(cr)
 			if !strings.Contains(fmt.Sprint(err), "the CA is validating") || time.Now().After(deadline) {
@@ -136,16 +133,14 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	t.Run("an order gone at the CA is replaced", func(t *testing.T) {
-		cr := b.request(t, b.valid, "gone", "gone.example.com")
-		_, err := b.sign(cr)
-		wantPending(t, err, "publishing routes")
+		cr := b.placed(t, "gone", "gone.example.com")
 		order := b.order(t, cr)
 		order.Status.URL = strings.TrimSuffix(b.proxy.DirectoryURL, "/dir") + "/my-order/no-such-order"
 		if err := b.api.Client.Status().Update(context.Background(), order); err != nil {
 			t.Fatal(err)
 		}
 		gone := order.Status.URL
-		_, err = b.sign(cr)
+		_, err := b.sign(cr)
 		wantPending(t, err, "order "+gone+" is gone at the CA")
 		b.wantEvent(t, "OrderReset", "is gone at the CA")
 		b.release(t, cr)
@@ -155,15 +150,13 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	t.Run("an order of another account is replaced", func(t *testing.T) {
-		cr := b.request(t, b.valid, "account", "account.example.com")
-		_, err := b.sign(cr)
-		wantPending(t, err, "publishing routes")
+		cr := b.placed(t, "account", "account.example.com")
 		order := b.order(t, cr)
 		order.Status.AccountURI = "https://ca.example/acct/other"
 		if err := b.api.Client.Status().Update(context.Background(), order); err != nil {
 			t.Fatal(err)
 		}
-		_, err = b.sign(cr)
+		_, err := b.sign(cr)
 		b.wantEvent(t, "OrderReset", "belongs to account https://ca.example/acct/other")
 		wantPending(t, err, "replacing a stale challenge")
 		b.release(t, cr)
@@ -238,12 +231,10 @@ func TestOrderStates(t *testing.T) {
 	t.Run("a lost answer to a challenge's acceptance does not fail the request", func(t *testing.T) {
 		// Two names: the pass that loses the first acceptance's answer
 		// stops there, so the order is still pending on the next pass.
-		cr := b.request(t, b.valid, "accepted", "a.accepted.example.com", "b.accepted.example.com")
-		_, err := b.sign(cr)
-		wantPending(t, err, "publishing routes")
+		cr := b.placed(t, "accepted", "a.accepted.example.com", "b.accepted.example.com")
 		b.present(t, cr)
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointChallenge, Kind: testenv.FaultReset, Fraction: 1, AfterCA: true}})
-		_, err = b.sign(cr)
+		_, err := b.sign(cr)
 		wantRetryable(t, err, "asking the CA to validate ", ".accepted.example.com")
 		// Asked again, the CA refuses; reading the challenge's state fails
 		// too: the request is retried, not failed.
@@ -254,6 +245,20 @@ func TestOrderStates(t *testing.T) {
 		// The CA validated meanwhile and refuses a second acceptance.
 		b.signUntilDone(t, cr)
 		b.wantNewOrders(t, "a.accepted.example.com,b.accepted.example.com", 1)
+	})
+
+	t.Run("a server error accepting a challenge is retried, without reading the challenge", func(t *testing.T) {
+		cr := b.placed(t, "accept500", "accept500.example.com")
+		b.present(t, cr)
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointChallenge, Kind: testenv.Fault500, Fraction: 1}})
+		before := b.count(testenv.EndpointChallenge, "accept500.example.com")
+		_, err := b.sign(cr)
+		b.proxy.SetRules(nil)
+		wantRetryable(t, err, "asking the CA to validate accept500.example.com", "serverInternal")
+		if n := b.count(testenv.EndpointChallenge, "accept500.example.com") - before; n != 1 {
+			t.Errorf("%d requests to the challenge, want only the acceptance", n)
+		}
+		b.signUntilDone(t, cr)
 	})
 
 	t.Run("an order whose URL could not be recorded is recorded on the next pass, not placed again", func(t *testing.T) {
@@ -304,12 +309,10 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	t.Run("a CA error reading the order keeps the order", func(t *testing.T) {
-		cr := b.request(t, b.valid, "reading", "reading.example.com")
-		_, err := b.sign(cr)
-		wantPending(t, err, "publishing routes")
+		cr := b.placed(t, "reading", "reading.example.com")
 		url := b.order(t, cr).Status.URL
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointOrder, Kind: testenv.Fault500, Fraction: 1}})
-		_, err = b.sign(cr)
+		_, err := b.sign(cr)
 		wantRetryable(t, err, "reading order "+url)
 		b.proxy.SetRules(nil)
 		if got := b.order(t, cr).Status.URL; got != url {
@@ -319,6 +322,16 @@ func TestOrderStates(t *testing.T) {
 		wantPending(t, err, "publishing routes")
 		b.wantNewOrders(t, "reading.example.com", 1)
 	})
+}
+
+// placed creates a CertificateRequest for names from the lenient issuer and
+// signs it once: the order is placed and its challenges published.
+func (b *orderBench) placed(t *testing.T, name string, names ...string) *cmapi.CertificateRequest {
+	t.Helper()
+	cr := b.request(t, b.valid, name, names...)
+	_, err := b.sign(cr)
+	wantPending(t, err, "publishing routes")
+	return cr
 }
 
 // readyIssuer creates an ACMEClusterIssuer and checks it, as issuer-lib
