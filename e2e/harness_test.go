@@ -317,29 +317,43 @@ func inExistingNamespaces(objs []*unstructured.Unstructured, exists map[string]b
 // chart's ServiceAccount, and waits until it is ready.
 func (c *cluster) startController() {
 	c.t.Helper()
-	probe := testenv.FreePort(c.t)
+	probe := testenv.Addr(testenv.FreePort(c.t))
 	c.metricsAddr = testenv.Addr(testenv.FreePort(c.t))
-	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, []string{
-		"--kubeconfig", c.api.KubeconfigAs(c.t, controllerNamespace, "istio-acme-issuer"),
-		"--cluster-resource-namespace", controllerNamespace,
-		"--token-server-address", testenv.Addr(c.tokenPort),
-		"--metrics-bind-address", c.metricsAddr,
-		"--health-probe-bind-address", testenv.Addr(probe),
-		"--zap-log-level", "debug", "--zap-time-encoding", "rfc3339nano",
-		// For issuers with selfCheckThroughDNS: the names the CA resolves.
-		"--self-check-nameservers", c.pebble.DNSAddr,
-	})
+	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, c.controllerArgs(testenv.Addr(c.tokenPort), c.metricsAddr, probe))
 	c.eventually("the controller to be ready", 30*time.Second, func() (bool, string) {
 		if exited, err := c.controller.Exited(); exited {
 			c.t.Fatalf("controller exited: %v", err)
 		}
-		res, err := http.Get(fmt.Sprintf("http://%s/readyz", testenv.Addr(probe)))
-		if err != nil {
-			return false, err.Error()
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK, res.Status
+		return probeReady(probe)
 	})
+}
+
+// controllerArgs are the flags our controller runs with here, as the
+// chart's ServiceAccount, with its token server, metrics and probes on the
+// given addresses.
+func (c *cluster) controllerArgs(tokenAddr, metricsAddr, probeAddr string) []string {
+	return []string{
+		"--kubeconfig", c.api.KubeconfigAs(c.t, controllerNamespace, "istio-acme-issuer"),
+		"--cluster-resource-namespace", controllerNamespace,
+		"--token-server-address", tokenAddr,
+		"--metrics-bind-address", metricsAddr,
+		"--health-probe-bind-address", probeAddr,
+		"--zap-log-level", "debug", "--zap-time-encoding", "rfc3339nano",
+		// For issuers with selfCheckThroughDNS: the names the CA resolves.
+		"--self-check-nameservers", c.pebble.DNSAddr,
+	}
+}
+
+// probeReady asks a controller's readiness probe, as the kubelet does.
+func probeReady(probeAddr string) (bool, string) {
+	cl := &http.Client{Timeout: time.Second}
+	res, err := cl.Get("http://" + probeAddr + "/readyz")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	return res.StatusCode == http.StatusOK, res.Status
 }
 
 func (c *cluster) create(obj client.Object) {

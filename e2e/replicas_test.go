@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -137,15 +136,7 @@ func lastLine(log string) string {
 
 func (rs *replicaSet) start(r *replica) {
 	c := rs.c
-	p := testenv.StartProcess(c.t, r.name, binaries.controller, []string{
-		"--kubeconfig", c.api.KubeconfigAs(c.t, controllerNamespace, "istio-acme-issuer"),
-		"--cluster-resource-namespace", controllerNamespace,
-		"--token-server-address", testenv.Addr(r.tokenPort),
-		"--metrics-bind-address", r.metrics,
-		"--health-probe-bind-address", r.probeAddr,
-		"--zap-log-level", "debug", "--zap-time-encoding", "rfc3339nano",
-		"--self-check-nameservers", c.pebble.DNSAddr,
-	})
+	p := testenv.StartProcess(c.t, r.name, binaries.controller, c.controllerArgs(testenv.Addr(r.tokenPort), r.metrics, r.probeAddr))
 	r.mu.Lock()
 	r.proc, r.started = p, time.Now()
 	r.mu.Unlock()
@@ -174,17 +165,8 @@ func (rs *replicaSet) waitReady(r *replica) {
 	})
 }
 
-// ready asks a replica's readiness probe, as the kubelet does.
-func ready(r *replica) (bool, string) {
-	cl := &http.Client{Timeout: time.Second}
-	res, err := cl.Get("http://" + r.probeAddr + "/readyz")
-	if err != nil {
-		return false, err.Error()
-	}
-	defer res.Body.Close()
-	_, _ = io.Copy(io.Discard, res.Body)
-	return res.StatusCode == http.StatusOK, res.Status
-}
+// ready asks a replica's readiness probe.
+func ready(r *replica) (bool, string) { return probeReady(r.probeAddr) }
 
 // tokenBalancer stands for the token Service: kube-proxy sends each
 // connection to one ready endpoint (readiness polled every 250 ms, as the
