@@ -130,6 +130,10 @@ func TestOrderStates(t *testing.T) {
 		if n := len(b.challenges(t, cr)); n != 0 {
 			t.Errorf("%d ACMEChallenges left after the order failed", n)
 		}
+		// The CA's own record of it, which the chaos runs count.
+		if n := len(b.strict.FailedValidations()); n != 1 {
+			t.Errorf("Pebble's log records %d failed validations, want 1", n)
+		}
 	})
 
 	t.Run("an order gone at the CA is replaced", func(t *testing.T) {

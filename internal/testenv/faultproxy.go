@@ -105,7 +105,6 @@ type FaultRule struct {
 type CARequest struct {
 	At       time.Time
 	Endpoint Endpoint
-	Method   string
 	URL      string
 	// Account is the JWS key ID (the account URL) of a signed request.
 	Account string
@@ -142,9 +141,8 @@ type FaultProxy struct {
 	// DirectoryURL is the directory through the proxy.
 	DirectoryURL string
 
-	target *url.URL
-	proxy  *httputil.ReverseProxy
-	srv    *http.Server
+	proxy *httputil.ReverseProxy
+	srv   *http.Server
 
 	mu       sync.Mutex
 	rules    []FaultRule
@@ -156,8 +154,6 @@ type FaultProxy struct {
 	// heldUntil is, per account, the end of the last Retry-After given.
 	heldUntil  map[string]time.Time
 	violations []HeldViolation
-	// invalid lists the authorizations and orders the CA declared invalid.
-	invalid []string
 }
 
 // StartFaultProxy starts a proxy to p, serving HTTPS with a certificate
@@ -172,7 +168,6 @@ func StartFaultProxy(t testing.TB, p *Pebble, seed uint64) *FaultProxy {
 	}
 	target.Path = ""
 	f := &FaultProxy{
-		target:         target,
 		rng:            rand.New(rand.NewPCG(seed, seed^0x5eed)),
 		challengeNames: map[string]string{},
 		heldUntil:      map[string]time.Time{},
@@ -237,7 +232,7 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	req := CARequest{At: time.Now(), Endpoint: classify(r.URL.Path), Method: r.Method, URL: "https://" + r.Host + r.URL.Path}
+	req := CARequest{At: time.Now(), Endpoint: classify(r.URL.Path), URL: "https://" + r.Host + r.URL.Path}
 	var payload []byte
 	if r.Method == http.MethodPost {
 		var msg jws
@@ -290,7 +285,7 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.proxy.ServeHTTP(rec, r) // the CA acts; the client hears nothing
 	}
 	req.Location = rec.header.Get("Location")
-	f.learn(req, rec.body.Bytes())
+	f.learnChallenges(req, rec.body.Bytes())
 	if !faulty {
 		req.Status = rec.status
 		f.record(req, rec.header)
@@ -354,40 +349,23 @@ func (f *FaultProxy) record(req CARequest, h http.Header) {
 	}
 }
 
-// learn reads the CA's answers about authorizations and orders: which name
-// each challenge proves, and what the CA declared invalid.
-func (f *FaultProxy) learn(req CARequest, body []byte) {
-	var obj struct {
-		Status     string                 `json:"status"`
+// learnChallenges remembers which name each challenge of an authorization
+// the CA returned proves.
+func (f *FaultProxy) learnChallenges(req CARequest, body []byte) {
+	var authz struct {
 		Identifier struct{ Value string } `json:"identifier"`
 		Challenges []struct {
-			URL   string          `json:"url"`
-			Error json.RawMessage `json:"error"`
+			URL string `json:"url"`
 		} `json:"challenges"`
 	}
-	if (req.Endpoint != EndpointAuthorization && req.Endpoint != EndpointOrder) || json.Unmarshal(body, &obj) != nil {
+	if req.Endpoint != EndpointAuthorization || json.Unmarshal(body, &authz) != nil {
 		return
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, ch := range obj.Challenges {
-		f.challengeNames[ch.URL] = obj.Identifier.Value
-		if obj.Status == "invalid" && len(ch.Error) > 0 {
-			f.invalid = append(f.invalid, fmt.Sprintf("authorization %s for %s: %s", req.URL, obj.Identifier.Value, ch.Error))
-		}
+	for _, ch := range authz.Challenges {
+		f.challengeNames[ch.URL] = authz.Identifier.Value
 	}
-	if obj.Status == "invalid" && req.Endpoint == EndpointOrder {
-		f.invalid = append(f.invalid, "order "+req.URL)
-	}
-}
-
-// Invalid lists what the CA declared invalid, as the account read it:
-// authorizations (with the validation's error) and orders. The same
-// object may appear once per read.
-func (f *FaultProxy) Invalid() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Compact(slices.Sorted(slices.Values(f.invalid)))
 }
 
 // problem writes an RFC 7807 ACME problem. It carries no Replay-Nonce, so

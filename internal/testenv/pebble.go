@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -162,6 +163,19 @@ func (p *Pebble) AddA(t testing.TB, host, ip string) {
 		msg, _ := io.ReadAll(res.Body)
 		t.Fatalf("adding an A record for %s: %s %s", host, res.Status, msg)
 	}
+}
+
+// FailedValidations returns the lines of Pebble's log where it declared an
+// authorization invalid after validating its challenge: the CA's own
+// record, whether or not any client read the result.
+func (p *Pebble) FailedValidations() []string {
+	var out []string
+	for _, line := range strings.Split(p.Process.Log(), "\n") {
+		if strings.Contains(line, "set INVALID by completed challenge") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // HTTPClient trusts Pebble's serving certificate.
