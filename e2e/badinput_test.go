@@ -50,9 +50,7 @@ func TestBadInput(t *testing.T) {
 	if exited, err := c.controller.Exited(); exited {
 		t.Fatalf("the controller ended during the corpus: %v", err)
 	}
-	if left := c.ourObjectsLeft(); len(left) > 0 {
-		c.waitNothingLeft()
-	}
+	c.waitNothingLeft()
 }
 
 // issuerCase is one ACMEClusterIssuer spec: either the API server refuses
@@ -144,20 +142,15 @@ func (c *cluster) issuerNotReady(name string) string {
 	c.t.Helper()
 	var msg string
 	c.eventually("ACMEClusterIssuer "+name+" to report why it is not Ready", 30*time.Second, func() (bool, string) {
-		got := &v1alpha1.ACMEClusterIssuer{}
-		if err := c.cl.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
-			return false, err.Error()
+		_, ready, why := c.issuerReady(name)
+		if ready == nil {
+			return false, why
 		}
-		for _, cond := range got.Status.Conditions {
-			if cond.Type == "Ready" {
-				msg = cond.Message
-				if cond.Status == metav1.ConditionTrue {
-					c.t.Fatalf("ACMEClusterIssuer %s is Ready", name)
-				}
-				return cond.Reason != "Initializing" && cond.Message != "" && !strings.Contains(cond.Message, "not checked yet"), cond.Message
-			}
+		if ready.Status == metav1.ConditionTrue {
+			c.t.Fatalf("ACMEClusterIssuer %s is Ready", name)
 		}
-		return false, "no Ready condition"
+		msg = ready.Message
+		return ready.Reason != "Initializing" && msg != "" && !strings.Contains(msg, "not checked yet"), msg
 	})
 	return msg
 }

@@ -403,18 +403,25 @@ func (c *cluster) clusterIssuerAt(name, directory string, solverSpec v1alpha1.AC
 	}
 	c.create(iss)
 	c.eventually("ACMEClusterIssuer "+name+" to be Ready", 30*time.Second, func() (bool, string) {
-		got := &v1alpha1.ACMEClusterIssuer{}
-		if err := c.cl.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
-			return false, err.Error()
-		}
-		for _, cond := range got.Status.Conditions {
-			if cond.Type == "Ready" {
-				return cond.Status == metav1.ConditionTrue && got.Status.Account != nil, cond.Message
-			}
-		}
-		return false, "no Ready condition"
+		got, ready, why := c.issuerReady(name)
+		return ready != nil && ready.Status == metav1.ConditionTrue && got.Status.Account != nil, why
 	})
 	return iss
+}
+
+// issuerReady reads an ACMEClusterIssuer and its Ready condition (nil when
+// it has none yet), and says where it stands.
+func (c *cluster) issuerReady(name string) (*v1alpha1.ACMEClusterIssuer, *metav1.Condition, string) {
+	got := &v1alpha1.ACMEClusterIssuer{}
+	if err := c.cl.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
+		return got, nil, err.Error()
+	}
+	for i, cond := range got.Status.Conditions {
+		if cond.Type == "Ready" {
+			return got, &got.Status.Conditions[i], cond.Message
+		}
+	}
+	return got, nil, "no Ready condition"
 }
 
 // certificate creates a Certificate issued by an ACMEClusterIssuer.
