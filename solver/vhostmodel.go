@@ -246,7 +246,7 @@ func buildProxyModel(in modelInput) *proxyModel {
 			// chains only for the VirtualServices' tls or tcp routes that
 			// match it; with none, istiod builds nothing for it and its
 			// server names fall to the other servers of the port.
-			if sni, ok := l4ServerNames(bs, vsIndex, podLabels); ok {
+			if sni, ok := l4ServerNames(bs, vsIndex); ok {
 				c.sni = sni
 				kept = append(kept, c)
 			}
@@ -643,27 +643,13 @@ func selectChain(chains []*tlsChain, sni string) (chain *tlsChain, ambiguous boo
 // VirtualService has a matching tcp route), and for which server names.
 // AUTO_PASSTHROUGH servers route by SNI to the mesh's services: kept with
 // their hosts.
-func l4ServerNames(bs boundServer, idx *virtualServiceIndex, podLabels map[string]string) ([]string, bool) {
+func l4ServerNames(bs boundServer, idx *virtualServiceIndex) ([]string, bool) {
 	gwName := bs.gateway.Namespace + "/" + bs.gateway.Name
 	mode := bs.server.GetTls().GetMode()
 	if mode == istioapi.ServerTLSSettings_AUTO_PASSTHROUGH {
 		return sniHosts(bs.server.Hosts), true
 	}
 	port := bs.server.GetPort().GetNumber()
-	l4Matches := func(matchPort uint32, gateways []string, sourceLabels map[string]string, vsNamespace string) bool {
-		if matchPort != 0 && matchPort != port {
-			return false
-		}
-		if len(gateways) > 0 && !slices.ContainsFunc(gateways, func(g string) bool { return resolveGatewayRef(g, vsNamespace) == gwName }) {
-			return false
-		}
-		for k, v := range sourceLabels {
-			if podLabels[k] != v {
-				return false
-			}
-		}
-		return true
-	}
 	var names []string
 	found := false
 	for _, vs := range idx.forGateway(gwName) {
@@ -676,7 +662,7 @@ func l4ServerNames(bs boundServer, idx *virtualServiceIndex, podLabels map[strin
 					continue
 				}
 				for _, m := range r.GetMatch() {
-					if !l4Matches(m.GetPort(), m.GetGateways(), m.GetSourceLabels(), vs.Namespace) {
+					if !l4SourceMatches(m, port, gwName, vs.Namespace) {
 						continue
 					}
 					sni := sniHosts(m.GetSniHosts())
@@ -694,13 +680,31 @@ func l4ServerNames(bs boundServer, idx *virtualServiceIndex, podLabels map[strin
 				return sniHosts(bs.server.Hosts), true
 			}
 			for _, m := range r.GetMatch() {
-				if l4Matches(m.GetPort(), m.GetGateways(), m.GetSourceLabels(), vs.Namespace) {
+				if l4SourceMatches(m, port, gwName, vs.Namespace) {
 					return sniHosts(bs.server.Hosts), true
 				}
 			}
 		}
 	}
 	return names, found
+}
+
+// l4Match is what istiod reads of a tls or tcp route's match to decide
+// whether it applies to a gateway's server.
+type l4Match interface {
+	GetPort() uint32
+	GetGateways() []string
+}
+
+// l4SourceMatches mirrors istiod's l4SingleMatch for a gateway's server:
+// only the port and the gateways count. Source labels and namespace are
+// not looked at on gateways (istiod reads them only for sidecars and
+// waypoints), unlike an HTTP match's.
+func l4SourceMatches(m l4Match, port uint32, gateway, vsNamespace string) bool {
+	if gws := m.GetGateways(); len(gws) > 0 && !slices.ContainsFunc(gws, func(g string) bool { return resolveGatewayRef(g, vsNamespace) == gateway }) {
+		return false
+	}
+	return m.GetPort() == 0 || m.GetPort() == port
 }
 
 // sniHosts are the server names a TLS server matches; none for "*".

@@ -209,6 +209,15 @@ func generate(seed uint64, i int) *layout {
 			if chance(0.2) {
 				m.Port = []uint32{443, 8443}[r.IntN(2)]
 			}
+			// Source conditions, which istiod requires all of (unlike an
+			// HTTP match's).
+			w := l.Workloads[r.IntN(len(l.Workloads))]
+			if chance(0.15) {
+				m.SourceNamespace = pick([]string{w.Namespace, "elsewhere"})
+			}
+			if chance(0.15) {
+				m.SourceLabels = map[string]string{"istio": w.Labels["istio"]}
+			}
 			vs.Spec.Tls = []*istioapi.TLSRoute{{Match: []*istioapi.TLSMatchAttributes{m},
 				Route: []*istioapi.RouteDestination{{Destination: &istioapi.Destination{Host: fmt.Sprintf("tls-%d.%s.svc.cluster.local", v, ns), Port: &istioapi.PortSelector{Number: 443}}}}}}
 		}
