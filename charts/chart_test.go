@@ -5,6 +5,7 @@ package charts
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,13 +13,16 @@ import (
 	"strings"
 	"testing"
 
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -207,6 +211,24 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 		{"list Gateways everywhere (discovery)", func() error { return cl.List(ctx, &istionet.GatewayList{}) }, true},
 		{"list Pods everywhere (gateway discovery)", func() error { return cl.List(ctx, &corev1.PodList{}) }, true},
 
+		{"list cert-manager's Challenges everywhere", func() error { return cl.List(ctx, &cmacme.ChallengeList{}) }, true},
+		{"list IngressClasses and IstioSolverClasses", func() error {
+			return errors.Join(cl.List(ctx, &networkingv1.IngressClassList{}), cl.List(ctx, &v1alpha1.IstioSolverClassList{}))
+		}, true},
+		{"create an ACMEChallenge for a Challenge", func() error {
+			return cl.Create(ctx, &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "probe"}, Spec: v1alpha1.ACMEChallengeSpec{DNSName: "a.example", Token: "t", Key: "k", URL: "u", AuthorizationURL: "a"}})
+		}, true},
+
+		{"update a cert-manager Challenge's status", func() error {
+			return cl.Status().Update(ctx, &cmacme.Challenge{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "probe"}})
+		}, false},
+		{"delete a cert-manager Challenge (or its finalizers)", func() error {
+			return cl.Delete(ctx, &cmacme.Challenge{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "probe"}})
+		}, false},
+		{"read Ingresses", func() error { return cl.List(ctx, &networkingv1.IngressList{}) }, false},
+		{"create an IstioSolverClass", func() error {
+			return cl.Create(ctx, &v1alpha1.IstioSolverClass{ObjectMeta: metav1.ObjectMeta{Name: "probe"}})
+		}, false},
 		{"read Secrets in an unrelated namespace", func() error {
 			return cl.Get(ctx, client.ObjectKey{Namespace: "team-b", Name: "probe"}, &corev1.Secret{})
 		}, false},
@@ -278,5 +300,49 @@ func TestCertManagerMayApproveOurRequests(t *testing.T) {
 	}
 	if mayApprove("acmeclusterissuers.other.example/*") {
 		t.Error("the chart lets cert-manager approve requests of other signers")
+	}
+}
+
+// TestHelmInstall installs, upgrades and uninstalls the chart with the
+// pinned helm on an API server that has cert-manager's and Istio's CRDs but
+// not ours, as a platform team's first install does.
+func TestHelmInstall(t *testing.T) {
+	api := testenv.StartAPIServerWith(t, testenv.APIServerOptions{WithoutOurCRDs: true})
+	api.CreateNamespaces(t, "istio-system")
+	helm := func(args ...string) {
+		t.Helper()
+		out, err := testenv.HelmResult(t, append(args, "--kubeconfig", api.Kubeconfig)...)
+		if err != nil {
+			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	ingressClasses := func() map[string]*networkingv1.IngressClassParametersReference {
+		t.Helper()
+		var list networkingv1.IngressClassList
+		if err := api.Client.List(context.Background(), &list); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*networkingv1.IngressClassParametersReference{}
+		for _, ic := range list.Items {
+			if ic.Spec.Controller != v1alpha1.SolverIngressController {
+				t.Errorf("IngressClass %s has controller %q, want %s", ic.Name, ic.Spec.Controller, v1alpha1.SolverIngressController)
+			}
+			out[ic.Name] = ic.Spec.Parameters
+		}
+		return out
+	}
+
+	helm("install", "istio-acme-issuer", chartDir(t), "--namespace", namespace, "--create-namespace")
+	if got := ingressClasses(); len(got) != 1 || got["istio-acme"] != nil {
+		t.Errorf("IngressClasses after install: %v, want istio-acme without parameters", got)
+	}
+	helm("upgrade", "istio-acme-issuer", chartDir(t), "--namespace", namespace, "--set", "ingressClasses[0].name=istio-acme,ingressClasses[1].name=internal,ingressClasses[1].solverClass=internal-gateways")
+	got := ingressClasses()
+	if p := got["internal"]; len(got) != 2 || p == nil || p.Kind != "IstioSolverClass" || p.Name != "internal-gateways" || ptr.Deref(p.APIGroup, "") != v1alpha1.GroupVersion.Group || ptr.Deref(p.Scope, "") != "Cluster" {
+		t.Errorf("IngressClasses after the upgrade: %v, want istio-acme and internal naming IstioSolverClass internal-gateways", got)
+	}
+	helm("uninstall", "istio-acme-issuer", "--namespace", namespace)
+	if got := ingressClasses(); len(got) != 0 {
+		t.Errorf("IngressClasses after uninstall: %v, want none", got)
 	}
 }

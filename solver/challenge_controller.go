@@ -124,7 +124,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		// Someone deleted a route while the CA may still be validating:
 		// publish it again rather than let the validation fail.
 		logger.Info("a route of the open challenge was deleted; publishing it again", "object", gone)
-		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "RouteDeleted", "Present", "%s was deleted while the challenge is open; publishing it again", gone)
+		r.eventf(ch, corev1.EventTypeWarning, "RouteDeleted", "%s was deleted while the challenge is open; publishing it again", gone)
 	}
 	if !controllerutil.ContainsFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer) {
 		// The finalizer is in place before any route exists, so no route
@@ -195,6 +195,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		msg += " and through DNS (" + ch.Spec.DNSName + " resolves to " + strings.Join(ips, ", ") + ")"
 	}
 
+	wasPresented := ch.Status.Presented
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = true
 		st.Message = msg
@@ -203,7 +204,21 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return reconcile.Result{}, err
 	}
 	logger.Info("published challenge routes", "routes", refs)
+	if owner := certManagerChallengeOf(ch); owner != nil && !wasPresented {
+		// cert-manager's Challenge shows its own progress; this says where
+		// its request goes through Istio.
+		r.Events.Eventf(owner, ch, corev1.EventTypeNormal, "RoutesPublished", "Present", "%s", msg)
+	}
 	return reconcile.Result{}, nil
+}
+
+// eventf records an Event on the challenge and, for one answering a
+// cert-manager Challenge, on that Challenge, where its users look.
+func (r *ChallengeReconciler) eventf(ch *v1alpha1.ACMEChallenge, eventType, reason, format string, args ...any) {
+	r.Events.Eventf(ch, nil, eventType, reason, "Present", format, args...)
+	if owner := certManagerChallengeOf(ch); owner != nil {
+		r.Events.Eventf(owner, ch, eventType, reason, "Present", format, args...)
+	}
 }
 
 // plan discovers the solver's gateway workloads and plans the challenge's
@@ -212,13 +227,13 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) (*Plan, []*GatewayWorkload, *notPresented, error) {
 	sol := ch.Spec.Solver
 	if len(sol.Gateways) == 0 {
-		return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, "the issuer's spec.solver.istio.gateways is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway"}, nil
+		return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, settingsField(ch, "gateways") + " is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway"}, nil
 	}
 	workloads := make([]*GatewayWorkload, len(sol.Gateways))
 	for i, target := range sol.Gateways {
 		w, err := r.Gateways.Workload(ctx, target)
 		if err != nil {
-			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("the issuer's spec.solver.istio.gateways[%d]: %v", i, err)}, nil
+			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("%s[%d]: %v", settingsField(ch, "gateways"), i, err)}, nil
 		}
 		workloads[i] = w
 	}
@@ -309,7 +324,7 @@ func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChall
 	log.FromContext(ctx).V(1).Info("challenge not presented yet", "reason", why, "age", age)
 	if age >= quietPresent && ch.Status.Message != why {
 		log.FromContext(ctx).Info("challenge not presented yet", "reason", why)
-		r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "NotPresented", "Present", "%s", why)
+		r.eventf(ch, corev1.EventTypeWarning, "NotPresented", "%s", why)
 		metrics.NotPresented.WithLabelValues(np.reason).Inc()
 		if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 			st.Message = why
@@ -464,7 +479,7 @@ func (r *ChallengeReconciler) fail(ctx context.Context, ch *v1alpha1.ACMEChallen
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) { st.Message = cause.Error() }); err != nil {
 		return fmt.Errorf("%w (and recording it failed: %v)", cause, err)
 	}
-	r.Events.Eventf(ch, nil, corev1.EventTypeWarning, "PresentFailed", "Present", "%s", cause.Error())
+	r.eventf(ch, corev1.EventTypeWarning, "PresentFailed", "%s", cause.Error())
 	return cause
 }
 

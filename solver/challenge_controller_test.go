@@ -3,7 +3,6 @@ package solver
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -92,17 +92,7 @@ func TestChallengeLifecycle(t *testing.T) {
 	})
 
 	// Every replica serves the token from the API server's state.
-	get := func(host string) (int, string) {
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s%s%s", gatewayAddr, ChallengePathPrefix, "tok-123"), nil)
-		req.Host = host
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(body)
-	}
+	get := func(host string) (int, string) { return getToken(gatewayAddr, host, "tok-123") }
 	waitFor(t, "the token to be served", func() (bool, string) {
 		code, body := get("shop.example.com")
 		return code == 200 && body == "tok-123.thumbprint", fmt.Sprint(code, body)
@@ -130,7 +120,7 @@ func TestChallengeLifecycle(t *testing.T) {
 // startChallengeController runs the challenge controller (and, with
 // tokens, the token server listening on gatewayAddr) against the API
 // server until the test ends.
-func startChallengeController(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens bool) {
+func startChallengeController(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens bool, more ...func(manager.Manager) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
@@ -158,6 +148,11 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 		Gateways:  &IngressGateways{Reader: mgr.GetAPIReader()},
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
+	}
+	for _, setup := range more {
+		if err := setup(mgr); err != nil {
+			t.Fatal(err)
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()

@@ -291,8 +291,8 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 			attempt = &Plan{Workloads: []WorkloadRoute{{Index: i, Bindings: []Binding{*refusedBinding}}}}
 		}
 		return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Attempt: attempt, Message: fmt.Sprintf(
-			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s (or */%s) to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
-			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name, joined.name)}
+			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s (or */%s) to that server's hosts, or set %s to a namespace they admit",
+			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name, joined.name, settingsField(p.in.Challenge, "gatewayNamespace"))}
 	}
 	return out, nil
 }
@@ -329,8 +329,8 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 			hosts := sanitizeServerHosts(chain.server.Hosts, chain.gateway.Namespace)
 			if !admits(hosts, ns, name) {
 				return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Message: fmt.Sprintf(
-					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s to that server's hosts, or set the issuer's spec.solver.istio.gatewayNamespace to a namespace they admit",
-					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name)}
+					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s to that server's hosts, or set %s to a namespace they admit",
+					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name, settingsField(p.in.Challenge, "gatewayNamespace"))}
 			}
 			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: chain.gateway.Namespace + "/" + chain.gateway.Name, Host: name}}}}, nil
 		}
@@ -350,7 +350,7 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 	}
 	if t := p.in.Challenge.Spec.Solver.TemporaryHTTPSServer; t != nil && !*t {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
-			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s, so the CA would follow the redirect and fail; remove spec.solver.istio.temporaryHTTPSServer: false from the issuer to let the challenge publish a temporary HTTPS server for the host, add an HTTPS server for %s with a certificate (any: the CA does not verify it), or turn httpsRedirect off", p.host, why, p.host)}
+			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s, so the CA would follow the redirect and fail; remove %s: false to let the challenge publish a temporary HTTPS server for the host, add an HTTPS server for %s with a certificate (any: the CA does not verify it), or turn httpsRedirect off", p.host, why, settingsField(p.in.Challenge, "temporaryHTTPSServer"), p.host)}
 	}
 	if dup := duplicateTLSHost(m.tls[port], p.host); dup != nil {
 		msg := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s; a temporary HTTPS server cannot take over, since the server of Gateway %s/%s already claims exactly %s there",

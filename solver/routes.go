@@ -105,10 +105,14 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 	key := ChallengeKey(ch.Namespace, ch.Name)
 	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
 	meta := func(name, namespace string) metav1.ObjectMeta {
+		labels := map[string]string{LabelManagedBy: ManagedByValue, LabelChallenge: key}
+		if uid := ch.Labels[LabelCertManagerChallenge]; uid != "" {
+			labels[LabelCertManagerChallenge] = uid
+		}
 		return metav1.ObjectMeta{
 			Name:        name,
 			Namespace:   namespace,
-			Labels:      map[string]string{LabelManagedBy: ManagedByValue, LabelChallenge: key},
+			Labels:      labels,
 			Annotations: map[string]string{AnnotationChallenge: ch.Namespace + "/" + ch.Name},
 		}
 	}

@@ -25,8 +25,10 @@ const (
 // ACMEChallengeSpec is one HTTP-01 challenge to answer.
 type ACMEChallengeSpec struct {
 	// Order is the name of the ACMEOrder, in the same namespace, that owns
-	// this challenge.
-	Order string `json:"order"`
+	// this challenge; empty for a challenge answered for a cert-manager
+	// Challenge, which owns it instead.
+	// +optional
+	Order string `json:"order,omitempty"`
 
 	// DNSName is the challenged host.
 	DNSName string `json:"dnsName"`
@@ -48,6 +50,17 @@ type ACMEChallengeSpec struct {
 	// created; the routes are built and later removed from it, even if the
 	// issuer changes meanwhile.
 	Solver IstioHTTP01Solver `json:"solver"`
+
+	// IngressClass is, for a challenge answered for a cert-manager
+	// Challenge, the IngressClass its solver names; Solver then came from
+	// the class's IstioSolverClass, or from the defaults when the class has
+	// no spec.parameters.
+	// +optional
+	IngressClass string `json:"ingressClass,omitempty"`
+
+	// SolverClass is the IstioSolverClass Solver came from, if any.
+	// +optional
+	SolverClass string `json:"solverClass,omitempty"`
 }
 
 // ObjectReference names an object the controller created for a challenge.

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -52,6 +54,8 @@ type options struct {
 	kubeAPIQPS               float64
 	kubeAPIBurst             int
 	selfCheckNameservers     []string
+	certManagerChallenges    bool
+	tokenService             v1alpha1.TokenServiceReference
 	zap                      zap.Options
 }
 
@@ -92,6 +96,16 @@ func parseFlags(args []string) (options, error) {
 			}
 			return nil
 		})
+	fs.BoolVar(&o.certManagerChallenges, "cert-manager-challenges", true,
+		"Answer the HTTP-01 Challenges of cert-manager's own ACME issuers whose http01.ingress solver names an IngressClass with spec.controller istio-acme.io/solver. Needs cert-manager's acme.cert-manager.io CRDs.")
+	o.tokenService = v1alpha1.DefaultIstioHTTP01Solver().TokenService
+	fs.Func("token-service",
+		"The Service in front of the token server, as namespace/name:port (default istio-acme-issuer/istio-acme-issuer:8089): where the routes of IngressClasses without spec.parameters send the CA. The Helm chart sets it to its own Service.",
+		func(v string) error {
+			ref, err := parseServiceRef(v)
+			o.tokenService = ref
+			return err
+		})
 	o.zap.BindFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
@@ -108,6 +122,17 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--workers must be at least 1")
 	}
 	return o, nil
+}
+
+// parseServiceRef parses namespace/name:port.
+func parseServiceRef(v string) (v1alpha1.TokenServiceReference, error) {
+	nsName, port, ok := strings.Cut(v, ":")
+	ns, name, ok2 := strings.Cut(nsName, "/")
+	p, err := strconv.ParseInt(port, 10, 32)
+	if !ok || !ok2 || ns == "" || name == "" || err != nil || p < 1 || p > 65535 {
+		return v1alpha1.TokenServiceReference{}, fmt.Errorf("%q is not namespace/name:port (for example istio-acme-issuer/istio-acme-issuer:8089)", v)
+	}
+	return v1alpha1.TokenServiceReference{Namespace: ns, Name: name, Port: int32(p)}, nil
 }
 
 // resolver asks the given DNS servers in turn, or is nil (the system's
@@ -132,6 +157,7 @@ func newScheme() (*runtime.Scheme, error) {
 	for _, add := range []func(*runtime.Scheme) error{
 		clientgoscheme.AddToScheme,
 		cmapi.AddToScheme,
+		cmacme.AddToScheme,
 		istionet.AddToScheme,
 		v1alpha1.AddToScheme,
 	} {
@@ -203,6 +229,16 @@ func run(ctx context.Context, o options) error {
 		Gateways:  &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)},
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
+	}
+	if o.certManagerChallenges {
+		if err := (&solver.CertManagerChallengeReconciler{
+			Client:       mgr.GetClient(),
+			Events:       recorder,
+			Workers:      o.workers,
+			TokenService: o.tokenService,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the cert-manager Challenge controller: %w", err)
+		}
 	}
 	if err := mgr.Add(&solver.OrphanSweeper{
 		Client:   mgr.GetClient(),

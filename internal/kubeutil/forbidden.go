@@ -20,7 +20,7 @@ const (
 	// SecretsHint is for an issuer's Secrets.
 	SecretsHint = "the controller may not access Secrets in that namespace: with the Helm chart, add it to rbac.issuerNamespaces (or set rbac.secretsClusterWide)"
 	// RoutesHint is for challenge Gateways and VirtualServices.
-	RoutesHint = "the controller may not write Gateways and VirtualServices in that namespace: with the Helm chart, add the issuer's spec.solver.istio.gatewayNamespace to rbac.gatewayNamespaces"
+	RoutesHint = "the controller may not write Gateways and VirtualServices in that namespace: with the Helm chart, add the gatewayNamespace of the issuer's spec.solver.istio (or of the IstioSolverClass) to rbac.gatewayNamespaces"
 	// TemporaryHTTPSHint is for a temporary HTTPS server's Secret.
 	TemporaryHTTPSHint = "the controller may not write Secrets in the gateway pods' namespace: with the Helm chart, add it to rbac.temporaryHTTPSNamespaces"
 )

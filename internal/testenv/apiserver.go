@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"github.com/go-logr/logr"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
@@ -48,11 +49,12 @@ type APIServer struct {
 	restarted *Process
 }
 
-// Scheme knows core Kubernetes, cert-manager, Istio networking and our kinds.
+// Scheme knows core Kubernetes, cert-manager (with its ACME kinds), Istio
+// networking and our kinds.
 func Scheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme, istionet.AddToScheme, v1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, cmapi.AddToScheme, cmacme.AddToScheme, istionet.AddToScheme, v1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			t.Fatal(err)
 		}
@@ -76,6 +78,9 @@ type APIServerOptions struct {
 	// AuditPolicy, when set, is an audit.k8s.io/v1 Policy in YAML; the API
 	// server writes its audit log as JSON lines to APIServer.AuditLogPath.
 	AuditPolicy string
+	// WithoutOurCRDs leaves this project's CRDs out, as on a cluster where
+	// the chart was never installed; cert-manager's and Istio's are there.
+	WithoutOurCRDs bool
 }
 
 // StartAPIServer starts kube-apiserver and etcd with every CRD installed,
@@ -93,9 +98,13 @@ func StartAPIServerWith(t testing.TB, o APIServerOptions) *APIServer {
 	// test reads (reflector retries while an API server stops); without a
 	// logger, controller-runtime prints a warning with a stack trace.
 	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
+	crdPaths := CRDPaths(t)
+	if o.WithoutOurCRDs {
+		crdPaths = crdPaths[1:]
+	}
 	env := &envtest.Environment{
 		Scheme:                   Scheme(t),
-		CRDDirectoryPaths:        CRDPaths(t),
+		CRDDirectoryPaths:        crdPaths,
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
