@@ -158,6 +158,8 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 		"cert-manager", "cert-manager")))
 	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.KubeconfigAs(t, "cert-manager", "cert-manager"), "--cluster-resource-namespace", "cert-manager", "-v", "2",
+		// Its HTTP-01 self-check resolves names as the CA does.
+		"--acme-http01-solver-nameservers", c.pebble.DNSAddr,
 	})
 	if o.controller {
 		c.startController()

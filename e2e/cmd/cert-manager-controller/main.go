@@ -1,9 +1,11 @@
-// Command cert-manager-controller runs cert-manager's own Certificate and
-// approver controllers, from cert-manager's Go module, against a kubeconfig.
-// cert-manager publishes no Go module for its controller binary; this is the
-// part of it the end-to-end tests need: Certificates become
-// CertificateRequests, requests are approved, and issued requests become
-// Secrets and Ready Certificates. It runs no issuer of its own.
+// Command cert-manager-controller runs cert-manager's own controllers, from
+// cert-manager's Go module, against a kubeconfig. cert-manager publishes no
+// Go module for its controller binary; this is the part of it the
+// end-to-end tests need: Certificates become CertificateRequests, requests
+// are approved, and issued requests become Secrets and Ready Certificates;
+// and cert-manager's own ACME issuer (Issuers, ClusterIssuers, Orders,
+// Challenges) with cert-manager's defaults, its HTTP-01 self-check resolving
+// names with --acme-http01-solver-nameservers.
 package main
 
 import (
@@ -13,11 +15,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	controllerpkg "github.com/cert-manager/cert-manager/pkg/controller"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/acmechallenges"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/acmeorders"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/acme"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/issuing"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/keymanager"
@@ -25,7 +31,13 @@ import (
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/requestmanager"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/revisionmanager"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/trigger"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/clusterissuers"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
+	// The ACME issuer's implementation registers itself (cert-manager's
+	// controller binary imports every issuer this way).
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/acme"
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 )
 
@@ -37,6 +49,11 @@ var controllers = []string{
 	"certificates-issuing",
 	"certificates-revision-manager",
 	"certificaterequests-approver",
+	"issuers",
+	"clusterissuers",
+	"certificaterequests-issuer-acme",
+	"orders",
+	"challenges",
 }
 
 func main() {
@@ -50,6 +67,7 @@ func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "Path to the kubeconfig.")
 	namespace := flag.String("cluster-resource-namespace", "cert-manager", "cert-manager's cluster resource namespace.")
 	workers := flag.Int("workers", 5, "Workers per controller.")
+	nameservers := flag.String("acme-http01-solver-nameservers", "", "Comma-separated DNS servers (host:port) of the HTTP-01 self-check.")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if *kubeconfig == "" {
@@ -65,6 +83,18 @@ func run() error {
 		KubernetesAPIQPS:   100,
 		KubernetesAPIBurst: 200,
 		IssuerOptions:      controllerpkg.IssuerOptions{ClusterResourceNamespace: *namespace},
+		// cert-manager's defaults (its controller's flags).
+		ACMEOptions: controllerpkg.ACMEOptions{
+			HTTP01SolverImage:                 "quay.io/jetstack/cert-manager-acmesolver:v1.21.2",
+			HTTP01SolverResourceRequestCPU:    resource.MustParse("10m"),
+			HTTP01SolverResourceRequestMemory: resource.MustParse("64Mi"),
+			HTTP01SolverResourceLimitsCPU:     resource.MustParse("100m"),
+			HTTP01SolverResourceLimitsMemory:  resource.MustParse("64Mi"),
+			ACMEHTTP01SolverRunAsNonRoot:      true,
+			HTTP01SolverNameservers:           splitNonEmpty(*nameservers),
+			DNS01CheckRetryPeriod:             10 * time.Second,
+		},
+		SchedulerOptions: controllerpkg.SchedulerOptions{MaxConcurrentChallenges: 60},
 		CertificateOptions: controllerpkg.CertificateOptions{
 			CertificateRequestMinimumBackoffDuration: time.Minute,
 			CertificateRequestMaximumBackoffDuration: 32 * time.Hour,
@@ -112,4 +142,11 @@ func run() error {
 		}
 		return all
 	}()...)
+}
+
+func splitNonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }

@@ -1,0 +1,306 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// TestCertManagerACMEIssuer: cert-manager's own ACME ClusterIssuer, with
+// its Order and Challenge controllers and its own self-check, solves
+// HTTP-01 through Istio when its solver names the chart's IngressClass; our
+// controller publishes the routes and answers the tokens, and never writes
+// cert-manager's objects.
+func TestCertManagerACMEIssuer(t *testing.T) {
+	c := startCluster(t)
+	ctx := context.Background()
+	c.applyChartIngressClasses()
+	c.create(&networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "nginx"}, Spec: networkingv1.IngressClassSpec{Controller: "k8s.io/ingress-nginx"}})
+	app := c.userApp("shop-app", appNamespace)
+
+	// The layouts, before any Certificate: a shared wildcard Gateway with a
+	// per-app VirtualService; a host redirected to HTTPS whose certificate
+	// is the one being issued; a host whose older route for /.well-known
+	// shadows any challenge route.
+	c.platformGateway("shared", httpServer("*.shared.test"))
+	c.userRoute("shop-shared", gatewayNamespace+"/shared", "shop.shared.test", app, "/")
+	c.userGateway("bare", "bare.redirect.test", app, withHTTPSRedirect)
+	c.userGateway("shadow", "shop.shadow.test", app)
+	c.userRoute("shadow-wellknown", "shadow", "shop.shadow.test", app, "/.well-known")
+
+	// The user's existing ClusterIssuer: our class for these zones, another
+	// ingress controller's class for another zone.
+	c.cmClusterIssuer("letsencrypt",
+		cmacme.ACMEChallengeSolver{
+			Selector: &cmacme.CertificateDNSNameSelector{DNSZones: []string{"example.com", "shared.test", "redirect.test", "shadow.test"}},
+			HTTP01: &cmacme.ACMEChallengeSolverHTTP01{Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{
+				IngressClassName: ptr.To("istio-acme"), ServiceType: corev1.ServiceTypeClusterIP,
+			}},
+		},
+		cmacme.ACMEChallengeSolver{
+			Selector: &cmacme.CertificateDNSNameSelector{DNSZones: []string{"other.test"}},
+			HTTP01:   &cmacme.ACMEChallengeSolverHTTP01{Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("nginx")}},
+		},
+	)
+
+	names := []string{"shop.example.com", "www.shop.example.com"}
+	shop := c.cmCertificate(appNamespace, "shop", "shop-tls", names...)
+	shared := c.cmCertificate(appNamespace, "shop-shared", "shop-shared-tls", "shop.shared.test")
+	bare := c.cmCertificate(appNamespace, "bare", "bare-tls", "bare.redirect.test")
+	shadow := c.cmCertificate(appNamespace, "shadow", "shadow-tls", "shop.shadow.test")
+	other := c.cmCertificate(appNamespace, "other", "other-tls", "web.other.test")
+
+	t.Run("cmctl status shows cert-manager's Order and Challenges while they are solved through Istio", func(t *testing.T) {
+		var out string
+		c.eventually("cmctl status to show the order's challenges", 60*time.Second, func() (bool, string) {
+			out = c.cmctl("status", "certificate", shop.Name, "-n", shop.Namespace)
+			return strings.Contains(out, "Challenges:") && strings.Count(out, "Type: HTTP-01") == 2, out
+		})
+		t.Logf("cmctl status certificate %s while its challenges are open:\n%s", shop.Name, out)
+		for _, want := range []string{"Order:", "Challenges:", "shop.example.com", "www.shop.example.com"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("cmctl status output lacks %q", want)
+			}
+		}
+	})
+
+	t.Run("a Certificate for two names is issued through Istio routes", func(t *testing.T) {
+		elapsed := c.waitReady(shop, 90*time.Second)
+		leaf := c.verifySecret(shop, names...)
+		t.Logf("issued serial %s for %v by cert-manager's ACME issuer; Certificate creation to Ready: %s", leaf.SerialNumber, leaf.DNSNames, elapsed.Round(time.Millisecond))
+		for _, host := range names {
+			if !c.createdGatewayFor(host) {
+				t.Errorf("no Gateway of ours was created for %s, which nothing else serves", host)
+			}
+			for _, agent := range []string{"LetsEncrypt-Pebble-VA", "cert-manager-challenges", solver.SelfCheckUserAgent} {
+				if n := c.gateway.Served(agent, host, solver.ChallengePathPrefix); n == 0 {
+					t.Errorf("%s never fetched the token for %s through the Istio gateway", agent, host)
+				}
+			}
+			c.waitChallengeEvent(host, "RoutesPublished", "self-check passed")
+		}
+	})
+
+	t.Run("a shared wildcard Gateway: issued through the app's virtual host", func(t *testing.T) {
+		elapsed := c.waitReady(shared, 90*time.Second)
+		c.verifySecret(shared, "shop.shared.test")
+		if c.createdGatewayFor("shop.shared.test") {
+			t.Error("the controller created a Gateway of its own for a host the shared Gateway serves")
+		}
+		t.Logf("Ready after %s through the app's virtual host on the shared Gateway", elapsed.Round(time.Millisecond))
+	})
+
+	t.Run("httpsRedirect with no HTTPS server: issued through a temporary HTTPS server", func(t *testing.T) {
+		elapsed := c.waitReady(bare, 90*time.Second)
+		c.verifySecret(bare, "bare.redirect.test")
+		for _, agent := range []string{"LetsEncrypt-Pebble-VA", "cert-manager-challenges"} {
+			if n := c.gateway.ServedTLS(agent, "bare.redirect.test", solver.ChallengePathPrefix); n == 0 {
+				t.Errorf("%s never fetched the token over HTTPS after the redirect", agent)
+			}
+		}
+		t.Logf("Ready after %s behind httpsRedirect", elapsed.Round(time.Millisecond))
+	})
+
+	t.Run("a shadowing route is an Event on the Challenge, and the CA is never asked", func(t *testing.T) {
+		c.waitChallengeEvent("shop.shadow.test", "NotPresented", "VirtualService apps/shadow-wellknown")
+		ch := c.cmChallengeFor("shop.shadow.test")
+		if ch == nil || ch.Status.State != cmacme.Pending {
+			t.Errorf("the shadowed Challenge is %+v, want pending at the CA", ch)
+		}
+		if n := c.gateway.Served("LetsEncrypt-Pebble-VA", "shop.shadow.test", "/"); n != 0 {
+			t.Errorf("the CA fetched %d times through the shadowed route", n)
+		}
+		c.deleteAndWaitGone(shadow)
+	})
+
+	t.Run("a Challenge of another IngressClass is left alone", func(t *testing.T) {
+		c.eventually("cert-manager to process the other zone's Challenge", 60*time.Second, func() (bool, string) {
+			ch := c.cmChallengeFor("web.other.test")
+			return ch != nil && ch.Status.Presented, fmt.Sprintf("%+v", ch)
+		})
+		ch := c.cmChallengeFor("web.other.test")
+		if err := c.cl.Get(ctx, client.ObjectKeyFromObject(ch), &v1alpha1.ACMEChallenge{}); err == nil {
+			t.Error("an ACMEChallenge was created for a Challenge of IngressClass nginx")
+		}
+		if evs := c.ourEventsOn(ch); len(evs) != 0 {
+			t.Errorf("Events of ours on the other class's Challenge: %v", evs)
+		}
+		c.deleteAndWaitGone(other)
+	})
+
+	t.Run("cert-manager's objects are cert-manager's, and nothing of ours is left", func(t *testing.T) {
+		c.waitNothingLeft()
+		var chs cmacme.ChallengeList
+		if err := c.cl.List(ctx, &chs); err != nil {
+			t.Fatal(err)
+		}
+		for _, ch := range chs.Items {
+			for _, m := range ch.ManagedFields {
+				if strings.Contains(m.Manager, "istio-acme-issuer") {
+					t.Errorf("Challenge %s was written by %s (%s)", ch.Name, m.Manager, m.Operation)
+				}
+			}
+		}
+	})
+}
+
+// applyChartIngressClasses installs the IngressClasses the Helm chart
+// renders with its defaults.
+func (c *cluster) applyChartIngressClasses() {
+	c.t.Helper()
+	chart := filepath.Join(testenv.RepoRoot(c.t), "charts/istio-acme-issuer")
+	var classes []*unstructured.Unstructured
+	for _, o := range testenv.RenderChart(c.t, chart, "istio-acme-issuer", controllerNamespace) {
+		if o.GetKind() == "IngressClass" {
+			classes = append(classes, o)
+		}
+	}
+	if len(classes) == 0 {
+		c.t.Fatal("the chart renders no IngressClass")
+	}
+	c.api.Apply(c.t, controllerNamespace, classes)
+}
+
+// cmClusterIssuer creates a cert-manager ACME ClusterIssuer for Pebble with
+// solvers and waits until it is Ready (its account registered).
+func (c *cluster) cmClusterIssuer(name string, solvers ...cmacme.ACMEChallengeSolver) {
+	c.t.Helper()
+	c.create(&cmapi.ClusterIssuer{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: cmapi.IssuerSpec{IssuerConfig: cmapi.IssuerConfig{ACME: &cmacme.ACMEIssuer{
+			Server:     c.pebble.DirectoryURL,
+			Email:      "platform@example.org",
+			CABundle:   c.pebble.ServerCAPEM,
+			PrivateKey: cmmeta.SecretKeySelector{LocalObjectReference: cmmeta.LocalObjectReference{Name: name + "-account"}},
+			Solvers:    solvers,
+		}}},
+	})
+	c.eventually("ClusterIssuer "+name+" to be Ready", 60*time.Second, func() (bool, string) {
+		got := &cmapi.ClusterIssuer{}
+		if err := c.cl.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
+			return false, err.Error()
+		}
+		for _, cond := range got.Status.Conditions {
+			if cond.Type == cmapi.IssuerConditionReady {
+				return cond.Status == cmmeta.ConditionTrue, cond.Message
+			}
+		}
+		return false, "no Ready condition"
+	})
+}
+
+// cmCertificate creates a Certificate issued by the cert-manager
+// ClusterIssuer "letsencrypt".
+func (c *cluster) cmCertificate(namespace, name, secretName string, dnsNames ...string) *cmapi.Certificate {
+	c.t.Helper()
+	crt := &cmapi.Certificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: cmapi.CertificateSpec{
+			SecretName: secretName,
+			DNSNames:   dnsNames,
+			IssuerRef:  cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"},
+		},
+	}
+	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
+	c.create(crt)
+	return crt
+}
+
+// cmChallengeFor returns cert-manager's Challenge for host, or nil.
+func (c *cluster) cmChallengeFor(host string) *cmacme.Challenge {
+	var chs cmacme.ChallengeList
+	if err := c.cl.List(context.Background(), &chs); err != nil {
+		c.t.Fatal(err)
+	}
+	for i := range chs.Items {
+		if chs.Items[i].Spec.DNSName == host {
+			return &chs.Items[i]
+		}
+	}
+	return nil
+}
+
+// ourEventsOn returns the Events our controller recorded on a Challenge, as
+// "reason: note".
+func (c *cluster) ourEventsOn(ch *cmacme.Challenge) []string {
+	var list eventsv1.EventList
+	if err := c.cl.List(context.Background(), &list, client.InNamespace(ch.Namespace)); err != nil {
+		c.t.Fatal(err)
+	}
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Challenge" && e.Regarding.UID == ch.UID && e.ReportingController == "istio-acme-issuer" {
+			out = append(out, e.Reason+": "+e.Note)
+		}
+	}
+	return out
+}
+
+// waitChallengeEvent waits for an Event of ours with reason on a Challenge
+// for host (its note names http://host/ or http://host) whose note contains
+// text; Events outlive their Challenge.
+func (c *cluster) waitChallengeEvent(host, reason, text string) {
+	c.t.Helper()
+	c.eventually("Event "+reason+" on the Challenge for "+host, 60*time.Second, func() (bool, string) {
+		var list eventsv1.EventList
+		if err := c.cl.List(context.Background(), &list); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind != "Challenge" || !(strings.Contains(e.Note, "http://"+host+"/") || strings.Contains(e.Note, "http://"+host+" ")) {
+				continue
+			}
+			if e.Reason == reason && strings.Contains(e.Note, text) {
+				c.t.Logf("Event on Challenge %s: %s: %s", e.Regarding.Name, e.Reason, e.Note)
+				return true, ""
+			}
+			seen = append(seen, e.Reason+": "+e.Note)
+		}
+		return false, strings.Join(seen, "\n")
+	})
+}
+
+// deleteAndWaitGone deletes a Certificate and waits until cert-manager's
+// chain below it (requests, orders, challenges) and every object of ours
+// are gone.
+func (c *cluster) deleteAndWaitGone(crt *cmapi.Certificate) {
+	c.t.Helper()
+	ctx := context.Background()
+	if err := c.cl.Delete(ctx, crt); err != nil {
+		c.t.Fatal(err)
+	}
+	c.eventually("Certificate "+crt.Name+"'s orders and challenges, and our objects, to be gone", 60*time.Second, func() (bool, string) {
+		var left []string
+		var chs cmacme.ChallengeList
+		if err := c.cl.List(ctx, &chs, client.InNamespace(crt.Namespace)); err != nil {
+			return false, err.Error()
+		}
+		for _, ch := range chs.Items {
+			if slices.Contains(crt.Spec.DNSNames, ch.Spec.DNSName) {
+				left = append(left, "Challenge "+ch.Name)
+			}
+		}
+		left = append(left, c.ourObjectsLeft()...)
+		return len(left) == 0, strings.Join(left, ", ")
+	})
+}
