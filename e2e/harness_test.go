@@ -93,6 +93,8 @@ type cluster struct {
 	backends   map[string]string // destination host:port -> loopback address
 	tokenPort  int
 	controller *testenv.Process
+	// certManager is cert-manager's controllers.
+	certManager *testenv.Process
 	// metricsAddr serves the controller's Prometheus metrics.
 	metricsAddr string
 	mu          sync.Mutex
@@ -156,7 +158,7 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	c.api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t,
 		filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager"),
 		"cert-manager", "cert-manager")))
-	testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
+	c.certManager = testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
 		"--kubeconfig", c.api.KubeconfigAs(t, "cert-manager", "cert-manager"), "--cluster-resource-namespace", "cert-manager", "-v", "2",
 		// Its HTTP-01 self-check resolves names as the CA does.
 		"--acme-http01-solver-nameservers", c.pebble.DNSAddr,

@@ -75,10 +75,11 @@ func retryBackoff() workqueue.TypedRateLimiter[reconcile.Request] {
 }
 
 // requestOfChallenge maps a challenge to its CertificateRequest: the order,
-// and so the challenge's spec.order, is named after the request.
+// and so the challenge's spec.order, is named after the request. A
+// challenge answered for a cert-manager Challenge has no order.
 func requestOfChallenge(_ context.Context, obj client.Object) []reconcile.Request {
 	ch, ok := obj.(*v1alpha1.ACMEChallenge)
-	if !ok {
+	if !ok || ch.Spec.Order == "" {
 		return nil
 	}
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ch.Namespace, Name: ch.Spec.Order}}}
