@@ -56,6 +56,11 @@ func (r *CertManagerChallengeReconciler) SetupWithManager(mgr manager.Manager) e
 	// An IngressClass or IstioSolverClass created after a Challenge that
 	// names it wakes the Challenges: nothing else would.
 	byClass := handler.EnqueueRequestsFromMapFunc(r.challengesOfClass)
+	gk := cmacme.SchemeGroupVersion.WithKind(cmacme.ChallengeKind).GroupKind()
+	if _, err := mgr.GetRESTMapper().RESTMapping(gk, cmacme.SchemeGroupVersion.Version); err != nil {
+		return fmt.Errorf("cert-manager's Challenge kind (%s/%s) is not served by the API server (%w): install cert-manager with its CRDs, or turn this off with --cert-manager-challenges=false (chart value certManager.acmeChallenges: false)",
+			cmacme.SchemeGroupVersion, cmacme.ChallengeKind, err)
+	}
 	return builder.ControllerManagedBy(mgr).
 		For(&cmacme.Challenge{}).
 		Owns(&v1alpha1.ACMEChallenge{}).

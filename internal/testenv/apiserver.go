@@ -81,6 +81,8 @@ type APIServerOptions struct {
 	// WithoutOurCRDs leaves this project's CRDs out, as on a cluster where
 	// the chart was never installed; cert-manager's and Istio's are there.
 	WithoutOurCRDs bool
+	// WithoutCertManagerCRDs leaves cert-manager's CRDs out.
+	WithoutCertManagerCRDs bool
 }
 
 // StartAPIServer starts kube-apiserver and etcd with every CRD installed,
@@ -98,9 +100,12 @@ func StartAPIServerWith(t testing.TB, o APIServerOptions) *APIServer {
 	// test reads (reflector retries while an API server stops); without a
 	// logger, controller-runtime prints a warning with a stack trace.
 	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
-	crdPaths := CRDPaths(t)
-	if o.WithoutOurCRDs {
-		crdPaths = crdPaths[1:]
+	var crdPaths []string
+	for i, p := range CRDPaths(t) {
+		if (i == 0 && o.WithoutOurCRDs) || (i == 1 && o.WithoutCertManagerCRDs) {
+			continue
+		}
+		crdPaths = append(crdPaths, p)
 	}
 	env := &envtest.Environment{
 		Scheme:                   Scheme(t),
