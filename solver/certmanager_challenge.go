@@ -130,25 +130,23 @@ func (r *CertManagerChallengeReconciler) Reconcile(ctx context.Context, req reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	className := ingressClassOf(ch)
-	if className == "" {
-		return reconcile.Result{}, nil
-	}
-	class := &networkingv1.IngressClass{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: className}, class); err != nil {
-		if apierrors.IsNotFound(err) {
-			// Maybe another controller's class not installed yet; the class
-			// watch brings the Challenge back if it appears.
-			return reconcile.Result{}, nil
-		}
-		return reconcile.Result{}, err
-	}
-	if class.Spec.Controller != v1alpha1.SolverIngressController {
-		return reconcile.Result{}, nil // another ingress controller's
-	}
 	if !ch.Status.Processing || finished(ch) {
 		// Not scheduled yet (cert-manager answers one Challenge per host at
 		// a time), or done: no routes.
+		return reconcile.Result{}, r.removeMirror(ctx, req.NamespacedName)
+	}
+	className := ingressClassOf(ch)
+	if className == "" {
+		return reconcile.Result{}, r.removeMirror(ctx, req.NamespacedName)
+	}
+	class := &networkingv1.IngressClass{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Name: className}, class); client.IgnoreNotFound(err) != nil {
+		return reconcile.Result{}, err
+	}
+	if class.Spec.Controller != v1alpha1.SolverIngressController {
+		// Another ingress controller's class, or none by that name (yet:
+		// the class watch brings the Challenge back if it appears). Routes
+		// published while the class was ours go.
 		return reconcile.Result{}, r.removeMirror(ctx, req.NamespacedName)
 	}
 

@@ -146,6 +146,28 @@ func TestCertManagerChallenges(t *testing.T) {
 	}
 	waitEvent(ctx, t, cl, edge, "NotPresented", "IstioSolverClass edge-gateways spec.gateways[0]")
 
+	// An IngressClass deleted while its Challenge is open: the routes go.
+	temp := &networkingv1.IngressClass{ObjectMeta: metav1.ObjectMeta{Name: "temp"}, Spec: networkingv1.IngressClassSpec{Controller: v1alpha1.SolverIngressController}}
+	if err := cl.Create(ctx, temp); err != nil {
+		t.Fatal(err)
+	}
+	orphan := cmChallenge("temp-1-2-3", "temp.example.com", "tok-temp", "temp")
+	if err := cl.Create(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	setProcessing(ctx, t, cl, orphan)
+	waitFor(t, "the ACMEChallenge of the temp class", func() (bool, string) {
+		err := cl.Get(ctx, client.ObjectKeyFromObject(orphan), &v1alpha1.ACMEChallenge{})
+		return err == nil, fmt.Sprint(err)
+	})
+	if err := cl.Delete(ctx, temp); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the ACMEChallenge of the deleted class to be gone", func() (bool, string) {
+		err := cl.Get(ctx, client.ObjectKeyFromObject(orphan), &v1alpha1.ACMEChallenge{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+
 	// The CA judged the Challenge: its routes go, the Challenge stays.
 	shop.Status.State = cmacme.Valid
 	if err := cl.Status().Update(ctx, shop); err != nil {
