@@ -1,0 +1,159 @@
+package shim
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	istioapi "istio.io/api/networking/v1alpha3"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// ourIssuerGroup is the group of this project's ACME issuers, which prove
+// names with HTTP-01 only: no wildcards.
+const ourIssuerGroup = "istio-acme.io"
+
+// Desired is what one Gateway asks for: a Certificate per credential
+// Secret, and why servers were left out.
+type Desired struct {
+	Certificates []*cmapi.Certificate
+	// Skipped says, per server left out, why and what to do instead.
+	Skipped []string
+}
+
+// credential is where Istio reads an HTTPS server's certificate.
+type credential struct {
+	// Namespace is empty when it is the gateway pods' namespace.
+	Namespace, Name string
+}
+
+// serverCredential resolves credentialName as Istio does for a gateway
+// (pilot/pkg/model/credentials): "name" and "kubernetes://name" are a
+// Secret in the gateway pods' namespace, "ns/name" and "kubernetes://ns/name"
+// one in ns. Other forms are not Secrets this controller can fill: why says
+// so.
+func serverCredential(raw string) (c credential, why string) {
+	rest := raw
+	switch {
+	case strings.HasPrefix(raw, "kubernetes://"):
+		rest = strings.TrimPrefix(raw, "kubernetes://")
+	case strings.HasPrefix(raw, "kubernetes-gateway://"):
+		return c, fmt.Sprintf("credentialName %s is Istio's form for Kubernetes Gateway API Gateways, whose certificates cert-manager's gateway-shim manages", raw)
+	case strings.Contains(raw, "://"):
+		return c, fmt.Sprintf("credentialName %s is not a Kubernetes Secret (%s is served by Istio or an SDS server, not by a Certificate)", raw, raw[:strings.Index(raw, "://")+3])
+	}
+	ns, name, explicit := strings.Cut(rest, "/")
+	if !explicit {
+		ns, name = "", rest
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return c, fmt.Sprintf("credentialName %s: %q is not a valid Secret name (%s)", raw, name, strings.Join(errs, "; "))
+	}
+	if explicit {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return c, fmt.Sprintf("credentialName %s: %q is not a valid namespace (%s)", raw, ns, strings.Join(errs, "; "))
+		}
+	}
+	return credential{Namespace: ns, Name: name}, ""
+}
+
+// certificateModes are the server TLS modes in which the gateway presents
+// the credential's certificate.
+var certificateModes = []istioapi.ServerTLSSettings_TLSmode{
+	istioapi.ServerTLSSettings_SIMPLE, istioapi.ServerTLSSettings_MUTUAL, istioapi.ServerTLSSettings_OPTIONAL_MUTUAL,
+}
+
+// DesiredCertificates returns the Certificates a Gateway asks for: one per
+// credential Secret of its HTTPS servers, named after the Secret, in the
+// Secret's namespace (podNamespace unless credentialName names one), for
+// the servers' hosts (the host part of namespace/host; "*" left out; a
+// wildcard left out when the issuer is one of ours, which proves HTTP-01
+// only). Servers sharing a Secret share the Certificate. When the gateway
+// pods' namespace is not known, podNamespace is empty and noNamespace says
+// why and what to do; servers that need it are skipped with that.
+func DesiredCertificates(gw *istionet.Gateway, podNamespace, noNamespace string) (Desired, error) {
+	ref, err := issuerRef(gw.Annotations)
+	if err != nil {
+		return Desired{}, err
+	}
+	var out Desired
+	byCredential := map[credential]*cmapi.Certificate{}
+	var order []credential
+	for i, s := range gw.Spec.Servers {
+		where := fmt.Sprintf("spec.servers[%d]", i)
+		if s.GetPort().GetName() != "" {
+			where += " (" + s.GetPort().GetName() + ")"
+		}
+		t := s.GetTls()
+		if t == nil || !slices.Contains(certificateModes, t.GetMode()) {
+			continue // not a server whose certificate we can provide
+		}
+		raw := t.GetCredentialName()
+		switch {
+		case len(t.GetCredentialNames()) > 0:
+			out.Skipped = append(out.Skipped, where+": credentialNames (several certificates) is not filled by one Certificate; write a Certificate per Secret")
+			continue
+		case raw == "":
+			continue // files in the pod (serverCertificate)
+		}
+		cred, why := serverCredential(raw)
+		if why != "" {
+			out.Skipped = append(out.Skipped, where+": "+why)
+			continue
+		}
+		if cred.Namespace == "" {
+			if podNamespace == "" {
+				out.Skipped = append(out.Skipped, fmt.Sprintf("%s: credentialName %s is read from the gateway pods' namespace, and %s", where, raw, noNamespace))
+				continue
+			}
+			cred.Namespace = podNamespace
+		}
+		var hosts []string
+		for _, h := range s.GetHosts() {
+			if _, host, ok := strings.Cut(h, "/"); ok {
+				h = host
+			}
+			h = strings.ToLower(strings.TrimSuffix(h, "."))
+			switch {
+			case h == "*" || h == "":
+				continue
+			case strings.HasPrefix(h, "*.") && ref.Group == ourIssuerGroup:
+				out.Skipped = append(out.Skipped, fmt.Sprintf("%s: host %s left out: %s %s proves names with HTTP-01, which cannot prove a wildcard; use a DNS-01 issuer for it, or list the exact hosts", where, h, ref.Kind, ref.Name))
+				continue
+			}
+			hosts = append(hosts, h)
+		}
+		if len(hosts) == 0 {
+			out.Skipped = append(out.Skipped, where+": no host a certificate can name")
+			continue
+		}
+		crt, ok := byCredential[cred]
+		if !ok {
+			crt = &cmapi.Certificate{
+				ObjectMeta: metav1.ObjectMeta{Namespace: cred.Namespace, Name: cred.Name},
+				Spec: cmapi.CertificateSpec{
+					SecretName: cred.Name,
+					IssuerRef:  cmmeta.IssuerReference{Name: ref.Name, Kind: ref.Kind, Group: ref.Group},
+				},
+			}
+			if err := applyAnnotations(crt, gw.Annotations); err != nil {
+				return Desired{}, err
+			}
+			byCredential[cred] = crt
+			order = append(order, cred)
+		}
+		for _, h := range hosts {
+			if !slices.Contains(crt.Spec.DNSNames, h) {
+				crt.Spec.DNSNames = append(crt.Spec.DNSNames, h)
+			}
+		}
+	}
+	for _, c := range order {
+		out.Certificates = append(out.Certificates, byCredential[c])
+	}
+	return out, nil
+}
