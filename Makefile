@@ -34,7 +34,7 @@ generate:
 	$(TOOLS) controller-gen
 	$(CONTROLLER_GEN) object paths=./api/...
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=deploy/crds
-	$(CONTROLLER_GEN) rbac:roleName=istio-acme-issuer paths=./issuer/... paths=./solver/... paths=./cmd/... output:rbac:artifacts:config=deploy/rbac
+	$(CONTROLLER_GEN) rbac:roleName=istio-acme-issuer paths=./issuer/... paths=./solver/... paths=./shim/... paths=./cmd/... output:rbac:artifacts:config=deploy/rbac
 	hack/chart-generated.sh deploy/crds deploy/rbac/role.yaml $(CHART)
 	$(MAKE) --no-print-directory install-yaml
 	go run ./hack/valuestable $(CHART)/values.yaml README.md

@@ -15,6 +15,7 @@ import (
 
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -217,6 +218,11 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 		}, true},
 		{"create an ACMEChallenge for a Challenge", func() error {
 			return cl.Create(ctx, &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "probe"}, Spec: v1alpha1.ACMEChallengeSpec{DNSName: "a.example", Token: "t", Key: "k", URL: "u", AuthorizationURL: "a"}})
+		}, true},
+
+		{"create a Certificate for an annotated Gateway (the Gateway shim)", func() error {
+			return cl.Create(ctx, &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "probe"},
+				Spec: cmapi.CertificateSpec{SecretName: "probe", DNSNames: []string{"a.example.com"}, IssuerRef: cmmeta.IssuerReference{Name: "x"}}})
 		}, true},
 
 		{"update a cert-manager Challenge's status", func() error {

@@ -18,11 +18,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
@@ -272,15 +270,8 @@ func consistently(t *testing.T, what string, cond func() (bool, string)) {
 // says what is missing and how to turn the feature off.
 func TestNoCertManagerCRDs(t *testing.T) {
 	api := testenv.StartAPIServerWith(t, testenv.APIServerOptions{WithoutCertManagerCRDs: true})
-	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
-		Scheme:     api.Env.Scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = (&CertManagerChallengeReconciler{Client: mgr.GetClient(), Events: mgr.GetEventRecorder("test")}).SetupWithManager(mgr)
+	mgr := testenv.NewManager(t, api, cache.Options{})
+	err := (&CertManagerChallengeReconciler{Client: mgr.GetClient(), Events: mgr.GetEventRecorder("test")}).SetupWithManager(mgr)
 	if err == nil || !strings.Contains(err.Error(), "install cert-manager with its CRDs, or turn this off with --cert-manager-challenges=false") {
 		t.Errorf("setup without cert-manager's CRDs: %v, want an error naming the CRDs and the flag", err)
 	}

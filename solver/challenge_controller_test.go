@@ -15,13 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
@@ -122,17 +118,7 @@ func TestChallengeLifecycle(t *testing.T) {
 // server until the test ends.
 func startChallengeController(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens bool, more ...func(manager.Manager) error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(ctx)
-	mgr, err := ctrl.NewManager(api.Config, ctrl.Options{
-		Scheme:  api.Env.Scheme,
-		Metrics: metricsserver.Options{BindAddress: "0"},
-		Cache:   cache.Options{ByObject: IstioCacheOptions()},
-		// Each test runs its own controller in this process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mgr := testenv.NewManager(t, api, cache.Options{ByObject: IstioCacheOptions()})
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +140,7 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 			t.Fatal(err)
 		}
 	}
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	})
+	testenv.RunManager(ctx, t, mgr)
 }
 
 // createGatewayService creates the ingress gateway's Service (port 80) for
@@ -221,17 +200,7 @@ func waitChallenge(t *testing.T, cl client.Client, ch *v1alpha1.ACMEChallenge, w
 
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s: %s", what, state)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	testenv.WaitFor(t, what, cond)
 }
 
 // TestFailingSelfCheckWaitsForItsBackoff: a gateway that gives another

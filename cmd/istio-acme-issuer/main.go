@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"strconv"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/issuer"
+	"github.com/istio-acme/istio-acme-issuer/shim"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -56,6 +58,8 @@ type options struct {
 	selfCheckNameservers     []string
 	certManagerChallenges    bool
 	tokenService             v1alpha1.TokenServiceReference
+	gatewayShim              bool
+	gatewayShimNamespaces    []string
 	zap                      zap.Options
 }
 
@@ -105,6 +109,18 @@ func parseFlags(args []string) (options, error) {
 			ref, err := parseServiceRef(v)
 			o.tokenService = ref
 			return err
+		})
+	fs.BoolVar(&o.gatewayShim, "gateway-shim", true,
+		"Keep a cert-manager Certificate for every HTTPS server of each networking.istio.io Gateway annotated with cert-manager.io/cluster-issuer or cert-manager.io/issuer, as cert-manager's ingress-shim does for Ingresses.")
+	fs.Func("gateway-shim-namespaces",
+		"Comma-separated namespaces whose Gateways the Gateway shim serves (default: all).",
+		func(v string) error {
+			for _, ns := range strings.Split(v, ",") {
+				if ns = strings.TrimSpace(ns); ns != "" {
+					o.gatewayShimNamespaces = append(o.gatewayShimNamespaces, ns)
+				}
+			}
+			return nil
 		})
 	o.zap.BindFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
@@ -185,6 +201,12 @@ func run(ctx context.Context, o options) error {
 	// client-go's default of 5 requests per second would queue status
 	// updates and Events behind each other while orders are in flight.
 	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
+	byObject := solver.IstioCacheOptions()
+	certificates, err := shim.CertificateCacheOptions()
+	if err != nil {
+		return err
+	}
+	maps.Copy(byObject, certificates)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddress},
@@ -195,8 +217,9 @@ func run(ctx context.Context, o options) error {
 		LeaderElectionReleaseOnCancel: true,
 		Cache: cache.Options{
 			// Gateways and VirtualServices are cached trimmed: the route
-			// planner reads users' ones for every challenge.
-			ByObject: solver.IstioCacheOptions(),
+			// planner reads users' ones for every challenge. Certificates
+			// only the Gateway shim's.
+			ByObject: byObject,
 		},
 		Client: client.Options{
 			// Account keys are read rarely and directly: no informer on
@@ -238,6 +261,16 @@ func run(ctx context.Context, o options) error {
 			TokenService: o.tokenService,
 		}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the cert-manager Challenge controller: %w", err)
+		}
+	}
+	if o.gatewayShim {
+		if err := (&shim.GatewayReconciler{
+			Client:     mgr.GetClient(),
+			APIReader:  mgr.GetAPIReader(),
+			Events:     recorder,
+			Namespaces: o.gatewayShimNamespaces,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the Gateway shim: %w", err)
 		}
 	}
 	if err := mgr.Add(&solver.OrphanSweeper{

@@ -1,0 +1,252 @@
+package shim
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+)
+
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
+
+const (
+	// LabelGateway marks the Certificates this controller keeps for a
+	// Gateway, with GatewayKey of the Gateway.
+	LabelGateway = "istio-acme.io/gateway"
+	// AnnotationGateway names that Gateway (namespace/name) for humans and
+	// for mapping a Certificate back to it.
+	AnnotationGateway = "istio-acme.io/gateway"
+)
+
+// GatewayKey is a label value for a Gateway: its namespace and name may
+// together be longer than a label value can be.
+func GatewayKey(namespace, name string) string {
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	return hex.EncodeToString(sum[:8])
+}
+
+// GatewayReconciler keeps a cert-manager Certificate for every HTTPS server
+// of each Istio Gateway annotated with an issuer, where Istio reads the
+// server's credentialName, and removes them when the annotation, the server
+// or the Gateway goes. It never changes a Certificate it did not create.
+type GatewayReconciler struct {
+	Client client.Client
+	// APIReader reads the gateway pods and a Certificate of someone else's
+	// (the cache holds only ours).
+	APIReader client.Reader
+	Events    events.EventRecorder
+	// Namespaces, when not empty, are the only namespaces whose Gateways
+	// get Certificates.
+	Namespaces []string
+}
+
+// CertificateCacheOptions caches only the Certificates this controller
+// keeps for Gateways, not every Certificate in the cluster.
+func CertificateCacheOptions() (map[client.Object]cache.ByObject, error) {
+	req, err := labels.NewRequirement(LabelGateway, selection.Exists, nil)
+	if err != nil {
+		return nil, err
+	}
+	return map[client.Object]cache.ByObject{&cmapi.Certificate{}: {Label: labels.NewSelector().Add(*req)}}, nil
+}
+
+// SetupWithManager registers the reconciler.
+func (r *GatewayReconciler) SetupWithManager(mgr manager.Manager) error {
+	inScope := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return len(r.Namespaces) == 0 || slices.Contains(r.Namespaces, o.GetNamespace())
+	})
+	// A Certificate of ours that is changed or deleted wakes its Gateway,
+	// which puts it back; one whose Gateway is gone is removed.
+	byAnnotation := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		ns, name, ok := strings.Cut(o.GetAnnotations()[AnnotationGateway], "/")
+		if !ok {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	})
+	return builder.ControllerManagedBy(mgr).
+		For(&istionet.Gateway{}, builder.WithPredicates(inScope)).
+		Watches(&cmapi.Certificate{}, byAnnotation, builder.WithPredicates(predicate.Or(
+			// Not cert-manager's status writes: those change nothing here.
+			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Named("gateway-certificates").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 2}).
+		Complete(r)
+}
+
+// Reconcile makes the Gateway's Certificates match its HTTPS servers and
+// annotations.
+func (r *GatewayReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	gw := &istionet.Gateway{}
+	err := r.Client.Get(ctx, req.NamespacedName, gw)
+	if apierrors.IsNotFound(err) {
+		// Certificates in the Gateway's namespace go with it through their
+		// ownerReference; those elsewhere go here.
+		return reconcile.Result{}, r.removeUnwanted(ctx, req.NamespacedName, nil, nil)
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if !gw.DeletionTimestamp.IsZero() || !Annotated(gw.Annotations) || (len(r.Namespaces) > 0 && !slices.Contains(r.Namespaces, gw.Namespace)) {
+		return reconcile.Result{}, r.removeUnwanted(ctx, req.NamespacedName, gw, nil)
+	}
+
+	podNamespace, noNamespace, err := r.podNamespace(ctx, gw)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	desired, err := DesiredCertificates(gw, podNamespace, noNamespace)
+	if err != nil {
+		r.Events.Eventf(gw, nil, corev1.EventTypeWarning, "BadAnnotation", "Certificates", "%v; no Certificate is changed until this is fixed", err)
+		return reconcile.Result{}, nil
+	}
+	for _, why := range desired.Skipped {
+		r.Events.Eventf(gw, nil, corev1.EventTypeWarning, "ServerSkipped", "Certificates", "%s", why)
+	}
+	var kept []*cmapi.Certificate
+	for _, want := range desired.Certificates {
+		ok, err := r.ensure(ctx, gw, want)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if ok {
+			kept = append(kept, want)
+		}
+	}
+	if err := r.removeUnwanted(ctx, req.NamespacedName, gw, kept); err != nil {
+		return reconcile.Result{}, err
+	}
+	if podNamespace == "" && len(desired.Skipped) > 0 {
+		// The gateway pods may appear: look again, gently.
+		return reconcile.Result{RequeueAfter: time.Minute}, nil
+	}
+	return reconcile.Result{}, nil
+}
+
+// podNamespace finds the namespace of the pods the Gateway selects, where
+// Istio reads credentialName; when there is not exactly one, it returns ""
+// and what to do.
+func (r *GatewayReconciler) podNamespace(ctx context.Context, gw *istionet.Gateway) (string, string, error) {
+	var pods metav1.PartialObjectMetadataList
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	sel := labels.FormatLabels(gw.Spec.Selector)
+	if err := r.APIReader.List(ctx, &pods, client.MatchingLabels(gw.Spec.Selector)); err != nil {
+		return "", "", fmt.Errorf("listing the pods of Gateway %s/%s (selector %s): %w", gw.Namespace, gw.Name, sel, err)
+	}
+	namespaces := map[string]bool{}
+	for _, p := range pods.Items {
+		namespaces[p.Namespace] = true
+	}
+	switch len(namespaces) {
+	case 1:
+		for ns := range namespaces {
+			return ns, "", nil
+		}
+	case 0:
+		return "", fmt.Sprintf("no pod has the Gateway's selector labels %s, so where Istio will read it is not known: start the gateway, fix spec.selector, or write credentialName as namespace/name", sel), nil
+	}
+	return "", fmt.Sprintf("the Gateway's selector %s matches gateway pods in several namespaces (%s), and each reads credentialName from its own: narrow spec.selector to one gateway workload, or write credentialName as namespace/name",
+		sel, strings.Join(slices.Sorted(maps.Keys(namespaces)), ", ")), nil
+}
+
+// ensure creates or updates one desired Certificate and reports whether it
+// is ours to keep; someone else's Certificate of that name is left alone.
+func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, want *cmapi.Certificate) (bool, error) {
+	ref := gw.Namespace + "/" + gw.Name
+	want.Labels = map[string]string{LabelGateway: GatewayKey(gw.Namespace, gw.Name)}
+	want.Annotations = map[string]string{AnnotationGateway: ref}
+	if want.Namespace == gw.Namespace {
+		want.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: istionet.SchemeGroupVersion.String(), Kind: "Gateway", Name: gw.Name, UID: gw.UID, Controller: ptr.To(true),
+		}}
+	}
+	existing := &cmapi.Certificate{}
+	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.Client.Create(ctx, want); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return false, err // created meanwhile: look again
+			}
+			r.Events.Eventf(gw, nil, corev1.EventTypeWarning, "CertificateFailed", "Certificates", "creating Certificate %s/%s: %v", want.Namespace, want.Name, err)
+			return false, err
+		}
+		msg := fmt.Sprintf("created Certificate %s/%s for %s", want.Namespace, want.Name, strings.Join(want.Spec.DNSNames, ", "))
+		if want.Namespace != gw.Namespace {
+			msg += fmt.Sprintf(" in the gateway pods' namespace %s, where Istio reads credentialName; it is removed with this Gateway", want.Namespace)
+		}
+		r.Events.Eventf(gw, nil, corev1.EventTypeNormal, "CertificateCreated", "Certificates", "%s", msg)
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("reading Certificate %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	if existing.Annotations[AnnotationGateway] != ref || existing.Labels[LabelGateway] != want.Labels[LabelGateway] {
+		owner := "it was not created for this Gateway"
+		if other := existing.Annotations[AnnotationGateway]; other != "" {
+			owner = "it is kept for Gateway " + other + ", whose server names the same Secret"
+		}
+		r.Events.Eventf(gw, nil, corev1.EventTypeWarning, "CertificateLeftAlone", "Certificates",
+			"Certificate %s/%s exists and %s, so it is left alone; Istio serves whatever it issues into Secret %s", existing.Namespace, existing.Name, owner, want.Spec.SecretName)
+		return false, nil
+	}
+	if equality.Semantic.DeepEqual(existing.Spec, want.Spec) && equality.Semantic.DeepEqual(existing.OwnerReferences, want.OwnerReferences) {
+		return true, nil
+	}
+	existing.Spec = want.Spec
+	existing.OwnerReferences = want.OwnerReferences
+	if err := r.Client.Update(ctx, existing); err != nil {
+		return false, err
+	}
+	r.Events.Eventf(gw, nil, corev1.EventTypeNormal, "CertificateUpdated", "Certificates", "updated Certificate %s/%s: %s", existing.Namespace, existing.Name, strings.Join(want.Spec.DNSNames, ", "))
+	return true, nil
+}
+
+// removeUnwanted deletes this Gateway's Certificates that are not in keep.
+// gw is nil when the Gateway is gone.
+func (r *GatewayReconciler) removeUnwanted(ctx context.Context, key types.NamespacedName, gw *istionet.Gateway, keep []*cmapi.Certificate) error {
+	var list cmapi.CertificateList
+	if err := r.Client.List(ctx, &list, client.MatchingLabels{LabelGateway: GatewayKey(key.Namespace, key.Name)}); err != nil {
+		return fmt.Errorf("listing the Certificates of Gateway %s: %w", key, err)
+	}
+	for i := range list.Items {
+		crt := &list.Items[i]
+		if crt.Annotations[AnnotationGateway] != key.String() || slices.ContainsFunc(keep, func(k *cmapi.Certificate) bool {
+			return k.Namespace == crt.Namespace && k.Name == crt.Name
+		}) {
+			continue
+		}
+		if err := r.Client.Delete(ctx, crt, client.Preconditions{UID: &crt.UID}); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting Certificate %s/%s of Gateway %s: %w", crt.Namespace, crt.Name, key, err)
+		}
+		log.FromContext(ctx).Info("deleted a Certificate the Gateway no longer asks for", "certificate", crt.Namespace+"/"+crt.Name)
+		if gw != nil {
+			r.Events.Eventf(gw, nil, corev1.EventTypeNormal, "CertificateDeleted", "Certificates", "deleted Certificate %s/%s, which no server of this Gateway asks for now (its Secret stays)", crt.Namespace, crt.Name)
+		}
+	}
+	return nil
+}
