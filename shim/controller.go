@@ -179,7 +179,10 @@ func (r *GatewayReconciler) podNamespace(ctx context.Context, gw *istionet.Gatew
 func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, want *cmapi.Certificate) (bool, error) {
 	ref := gw.Namespace + "/" + gw.Name
 	want.Labels = map[string]string{LabelGateway: GatewayKey(gw.Namespace, gw.Name)}
-	want.Annotations = map[string]string{AnnotationGateway: ref}
+	if want.Annotations == nil {
+		want.Annotations = map[string]string{}
+	}
+	want.Annotations[AnnotationGateway] = ref
 	if want.Namespace == gw.Namespace {
 		want.OwnerReferences = []metav1.OwnerReference{{
 			APIVersion: istionet.SchemeGroupVersion.String(), Kind: "Gateway", Name: gw.Name, UID: gw.UID, Controller: ptr.To(true),
@@ -214,11 +217,18 @@ func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, wa
 			"Certificate %s/%s exists and %s, so it is left alone; Istio serves whatever it issues into Secret %s", existing.Namespace, existing.Name, owner, want.Spec.SecretName)
 		return false, nil
 	}
-	if equality.Semantic.DeepEqual(existing.Spec, want.Spec) && equality.Semantic.DeepEqual(existing.OwnerReferences, want.OwnerReferences) {
+	temporary := want.Annotations[cmapi.IssueTemporaryCertificateAnnotation]
+	if equality.Semantic.DeepEqual(existing.Spec, want.Spec) && equality.Semantic.DeepEqual(existing.OwnerReferences, want.OwnerReferences) &&
+		existing.Annotations[cmapi.IssueTemporaryCertificateAnnotation] == temporary {
 		return true, nil
 	}
 	existing.Spec = want.Spec
 	existing.OwnerReferences = want.OwnerReferences
+	if temporary != "" {
+		existing.Annotations[cmapi.IssueTemporaryCertificateAnnotation] = temporary
+	} else {
+		delete(existing.Annotations, cmapi.IssueTemporaryCertificateAnnotation)
+	}
 	if err := r.Client.Update(ctx, existing); err != nil {
 		return false, err
 	}

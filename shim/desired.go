@@ -143,6 +143,9 @@ func DesiredCertificates(gw *istionet.Gateway, podNamespace, noNamespace string)
 			if err := applyAnnotations(crt, gw.Annotations); err != nil {
 				return Desired{}, err
 			}
+			if temporaryCertificate(gw) {
+				crt.Annotations = map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"}
+			}
 			byCredential[cred] = crt
 			order = append(order, cred)
 		}
@@ -156,4 +159,18 @@ func DesiredCertificates(gw *istionet.Gateway, podNamespace, noNamespace string)
 		out.Certificates = append(out.Certificates, byCredential[c])
 	}
 	return out, nil
+}
+
+// temporaryCertificate reports whether the Certificates should have
+// cert-manager store a temporary certificate in a Secret that does not
+// exist yet: when the Gateway asks so (ingress-shim's annotation), or,
+// unless it says "false", when it redirects to HTTPS. Its own HTTPS server
+// then completes the handshake of a first issuance, so the CA can follow
+// the redirect to the challenge route; without one it cannot, and nothing
+// else may serve the host there.
+func temporaryCertificate(gw *istionet.Gateway) bool {
+	if v, ok := gw.Annotations[cmapi.IssueTemporaryCertificateAnnotation]; ok {
+		return v == "true"
+	}
+	return slices.ContainsFunc(gw.Spec.Servers, func(s *istioapi.Server) bool { return s.GetTls().GetHttpsRedirect() })
 }

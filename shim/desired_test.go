@@ -231,3 +231,25 @@ func TestCertificateAnnotations(t *testing.T) {
 		}
 	}
 }
+
+func TestTemporaryCertificateBehindARedirect(t *testing.T) {
+	redirect := &istioapi.Server{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"shop.example.com"}, Tls: &istioapi.ServerTLSSettings{HttpsRedirect: true}}
+	for _, tt := range []struct {
+		name string
+		gw   *istionet.Gateway
+		want string
+	}{
+		{"a redirect to HTTPS: its own server must answer the first issuance's handshake", gateway(ourIssuer, redirect, https("shop-tls", "shop.example.com")), "true"},
+		{"no redirect", gateway(ourIssuer, https("shop-tls", "shop.example.com")), ""},
+		{"turned off", gateway(map[string]string{"cert-manager.io/cluster-issuer": "le", "cert-manager.io/issue-temporary-certificate": "false"}, redirect, https("shop-tls", "shop.example.com")), ""},
+		{"asked for", gateway(map[string]string{"cert-manager.io/cluster-issuer": "le", "cert-manager.io/issue-temporary-certificate": "true"}, https("shop-tls", "shop.example.com")), "true"},
+	} {
+		d, err := DesiredCertificates(tt.gw, "istio-system", "")
+		if err != nil || len(d.Certificates) != 1 {
+			t.Fatalf("%s: %v %v", tt.name, d, err)
+		}
+		if got := d.Certificates[0].Annotations["cert-manager.io/issue-temporary-certificate"]; got != tt.want {
+			t.Errorf("%s: issue-temporary-certificate %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
