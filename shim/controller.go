@@ -112,7 +112,12 @@ func (r *GatewayReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if !gw.DeletionTimestamp.IsZero() || !Annotated(gw.Annotations) || (len(r.Namespaces) > 0 && !slices.Contains(r.Namespaces, gw.Namespace)) {
+	if len(r.Namespaces) > 0 && !slices.Contains(r.Namespaces, gw.Namespace) {
+		// Outside the namespaces served now (say, after the flag changed):
+		// what was created earlier is left as it is.
+		return reconcile.Result{}, nil
+	}
+	if !gw.DeletionTimestamp.IsZero() || !Annotated(gw.Annotations) {
 		return reconcile.Result{}, r.removeUnwanted(ctx, req.NamespacedName, gw, nil)
 	}
 

@@ -104,6 +104,27 @@ func TestGatewayShim(t *testing.T) {
 	}
 	waitGone(t, cl, localKey)
 
+	// A bad annotation value, and a selector that matches no pod: Events
+	// that say what to fix, and no Certificate.
+	bad := gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt", "cert-manager.io/duration": "90d"}, https("bad-tls", "bad.example.com"))
+	bad.Name = "bad"
+	create(bad)
+	waitEvent(ctx, t, cl, bad, "BadAnnotation", `annotation cert-manager.io/duration: "90d" is not a positive Go duration such as 2160h`)
+	nowhere := gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt"}, https("nowhere-tls", "nowhere.example.com"))
+	nowhere.Name, nowhere.Spec.Selector = "nowhere", map[string]string{"istio": "no-such-gateway"}
+	create(nowhere)
+	waitEvent(ctx, t, cl, nowhere, "ServerSkipped", "no pod has the Gateway's selector labels istio=no-such-gateway")
+	for _, name := range []string{"bad-tls", "nowhere-tls"} {
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: "istio-system", Name: name}, &cmapi.Certificate{}); !apierrors.IsNotFound(err) {
+			t.Errorf("Certificate %s exists (%v), want none", name, err)
+		}
+	}
+	for _, g := range []*istionet.Gateway{bad, nowhere} {
+		if err := cl.Delete(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Out of the shim's namespaces: nothing.
 	ignored := gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt"}, https("ignored-tls", "ignored.example.com"))
 	ignored.Namespace = "ignored"
