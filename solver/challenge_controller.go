@@ -351,8 +351,14 @@ func retryDelay(age time.Duration) time.Duration {
 }
 
 // ensure creates want, or updates the existing object when a user or a
-// previous version changed its spec or labels.
+// previous version changed its spec or labels. The cache is asked first: a
+// challenge whose self-check is retried (Istio has not pushed the route
+// yet) then costs the API server no write at all.
 func (r *ChallengeReconciler) ensure(ctx context.Context, want, existing client.Object) error {
+	cached := existing.DeepCopyObject().(client.Object)
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), cached); err == nil && sameRoute(want, cached) {
+		return nil
+	}
 	err := r.Client.Create(ctx, want)
 	if err == nil || !apierrors.IsAlreadyExists(err) {
 		return err
