@@ -28,3 +28,13 @@ func TestTokenServiceFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestPprofIsOffByDefault(t *testing.T) {
+	o, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.pprofAddress != "0" {
+		t.Errorf("--pprof-bind-address defaults to %q, want \"0\" (off): it exposes the process's memory", o.pprofAddress)
+	}
+}

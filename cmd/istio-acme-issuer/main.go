@@ -47,6 +47,7 @@ type options struct {
 	tokenServerAddress       string
 	metricsAddress           string
 	probeAddress             string
+	pprofAddress             string
 	leaderElect              bool
 	leaderElectionNamespace  string
 	leaderElectionID         string
@@ -76,6 +77,8 @@ func parseFlags(args []string) (options, error) {
 		"Address on which every replica answers HTTP-01 challenges; the token Service's target port.")
 	fs.StringVar(&o.metricsAddress, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; \"0\" disables it.")
 	fs.StringVar(&o.probeAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	fs.StringVar(&o.pprofAddress, "pprof-bind-address", "0",
+		"Address of Go's pprof endpoints (/debug/pprof/), for profiling; \"0\" (the default) turns them off. They expose the process's memory: bind to localhost and port-forward.")
 	fs.BoolVar(&o.leaderElect, "leader-elect", true,
 		"Elect a leader among replicas to place orders and publish routes; every replica answers challenges regardless.")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "",
@@ -211,6 +214,7 @@ func run(ctx context.Context, o options) error {
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddress},
 		HealthProbeBindAddress:        o.probeAddress,
+		PprofBindAddress:              o.pprofAddress,
 		LeaderElection:                o.leaderElect,
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
