@@ -3,8 +3,6 @@
 package e2e
 
 import (
-	"os"
-	"strconv"
 	"testing"
 	"time"
 
@@ -16,14 +14,7 @@ import (
 // replicas are SIGKILLed at least 20 times, kube-apiserver restarts once and
 // the gateway's configuration lags for a while. CHAOS_SEED repeats a run.
 func TestChaosCampaign(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("CHAOS_SEED"); s != "" && s != "0" {
-		n, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("CHAOS_SEED=%q: %v", s, err)
-		}
-		seed = n
-	}
+	seed := chaosSeed(t)
 	runChaos(t, chaosPlan{
 		certificates:          100,
 		kills:                 24,
