@@ -16,6 +16,7 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/cert-manager/cert-manager/pkg/util/pki"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Annotated reports whether a Gateway asks for Certificates: it names an
@@ -99,14 +100,14 @@ func applyAnnotations(crt *cmapi.Certificate, annotations map[string]string) err
 		if p, err := strconv.ParseInt(v, 10, 32); err != nil || p < 1 || p > 99 {
 			bad(cmapi.RenewBeforePercentageAnnotationKey, v, "a whole number from 1 to 99")
 		} else {
-			crt.Spec.RenewBeforePercentage = ptrTo(int32(p))
+			crt.Spec.RenewBeforePercentage = ptr.To(int32(p))
 		}
 	}
 	if v, ok := annotations[cmapi.RevisionHistoryLimitAnnotationKey]; ok {
 		if n, err := strconv.ParseInt(v, 10, 32); err != nil || n < 1 {
 			bad(cmapi.RevisionHistoryLimitAnnotationKey, v, "a whole number of at least 1")
 		} else {
-			crt.Spec.RevisionHistoryLimit = ptrTo(int32(n))
+			crt.Spec.RevisionHistoryLimit = ptr.To(int32(n))
 		}
 	}
 	if v, ok := annotations[cmapi.UsagesAnnotationKey]; ok {
@@ -156,5 +157,3 @@ func applyAnnotations(crt *cmapi.Certificate, annotations map[string]string) err
 	}
 	return errors.Join(errs...)
 }
-
-func ptrTo[T any](v T) *T { return &v }

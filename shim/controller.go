@@ -2,8 +2,6 @@ package shim
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -30,25 +28,20 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
 
 const (
 	// LabelGateway marks the Certificates this controller keeps for a
-	// Gateway, with GatewayKey of the Gateway.
+	// Gateway, with kubeutil.LabelKey of the Gateway.
 	LabelGateway = "istio-acme.io/gateway"
 	// AnnotationGateway names that Gateway (namespace/name) for humans and
 	// for mapping a Certificate back to it.
 	AnnotationGateway = "istio-acme.io/gateway"
 )
-
-// GatewayKey is a label value for a Gateway: its namespace and name may
-// together be longer than a label value can be.
-func GatewayKey(namespace, name string) string {
-	sum := sha256.Sum256([]byte(namespace + "/" + name))
-	return hex.EncodeToString(sum[:8])
-}
 
 // GatewayReconciler keeps a cert-manager Certificate for every HTTPS server
 // of each Istio Gateway annotated with an issuer, where Istio reads the
@@ -183,7 +176,7 @@ func (r *GatewayReconciler) podNamespace(ctx context.Context, gw *istionet.Gatew
 // is ours to keep; someone else's Certificate of that name is left alone.
 func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, want *cmapi.Certificate) (bool, error) {
 	ref := gw.Namespace + "/" + gw.Name
-	want.Labels = map[string]string{LabelGateway: GatewayKey(gw.Namespace, gw.Name)}
+	want.Labels = map[string]string{LabelGateway: kubeutil.LabelKey(gw.Namespace, gw.Name)}
 	if want.Annotations == nil {
 		want.Annotations = map[string]string{}
 	}
@@ -245,7 +238,7 @@ func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, wa
 // gw is nil when the Gateway is gone.
 func (r *GatewayReconciler) removeUnwanted(ctx context.Context, key types.NamespacedName, gw *istionet.Gateway, keep []*cmapi.Certificate) error {
 	var list cmapi.CertificateList
-	if err := r.Client.List(ctx, &list, client.MatchingLabels{LabelGateway: GatewayKey(key.Namespace, key.Name)}); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingLabels{LabelGateway: kubeutil.LabelKey(key.Namespace, key.Name)}); err != nil {
 		return fmt.Errorf("listing the Certificates of Gateway %s: %w", key, err)
 	}
 	for i := range list.Items {

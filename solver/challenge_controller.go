@@ -364,8 +364,7 @@ func retryDelay(age time.Duration) time.Duration {
 // challenge whose self-check is retried (Istio has not pushed the route
 // yet) then costs the API server no write at all.
 func (r *ChallengeReconciler) ensure(ctx context.Context, want, existing client.Object) error {
-	cached := existing.DeepCopyObject().(client.Object)
-	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), cached); err == nil && sameRoute(want, cached) {
+	if err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), existing); err == nil && sameRoute(want, existing) {
 		return nil
 	}
 	err := r.Client.Create(ctx, want)

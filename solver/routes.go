@@ -5,8 +5,6 @@
 package solver
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"regexp"
@@ -19,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 const (
@@ -73,8 +72,7 @@ func TemporaryHTTPSSecretName(ch *v1alpha1.ACMEChallenge, index int) string {
 // ChallengeKey identifies a challenge in label values and object names: a
 // short hash of its namespace and name, which may be too long for either.
 func ChallengeKey(namespace, name string) string {
-	sum := sha256.Sum256([]byte(namespace + "/" + name))
-	return hex.EncodeToString(sum[:8])
+	return kubeutil.LabelKey(namespace, name)
 }
 
 // TokenServiceHost is the cluster-local host name of the token Service.
