@@ -11,6 +11,8 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/credentialname"
 )
 
 // ourIssuerGroup is the group of this project's ACME issuers, which prove
@@ -31,34 +33,27 @@ type credential struct {
 	Namespace, Name string
 }
 
-// serverCredential resolves credentialName as Istio does for a gateway
-// (pilot/pkg/model/credentials): "name" and "kubernetes://name" are a
-// Secret in the gateway pods' namespace, "ns/name" and "kubernetes://ns/name"
-// one in ns. Other forms are not Secrets this controller can fill: why says
-// so.
+// serverCredential reads credentialName as Istio does for a gateway: a
+// plain name or "kubernetes://" is a Secret in the gateway pods' namespace
+// (Namespace empty) unless it names one. Other forms are not Secrets this
+// controller can fill: why says so.
 func serverCredential(raw string) (c credential, why string) {
-	rest := raw
+	ref := credentialname.Parse(raw)
 	switch {
-	case strings.HasPrefix(raw, "kubernetes://"):
-		rest = strings.TrimPrefix(raw, "kubernetes://")
-	case strings.HasPrefix(raw, "kubernetes-gateway://"):
+	case ref.Scheme == "kubernetes-gateway":
 		return c, fmt.Sprintf("credentialName %s is Istio's form for Kubernetes Gateway API Gateways, whose certificates cert-manager's gateway-shim manages", raw)
-	case strings.Contains(raw, "://"):
-		return c, fmt.Sprintf("credentialName %s is not a Kubernetes Secret (%s is served by Istio or an SDS server, not by a Certificate)", raw, raw[:strings.Index(raw, "://")+3])
+	case !ref.IsKubernetesSecret():
+		return c, fmt.Sprintf("credentialName %s is not a Kubernetes Secret (%s:// is served by Istio or an SDS server, not by a Certificate)", raw, ref.Scheme)
 	}
-	ns, name, explicit := strings.Cut(rest, "/")
-	if !explicit {
-		ns, name = "", rest
+	if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
+		return c, fmt.Sprintf("credentialName %s: %q is not a valid Secret name (%s)", raw, ref.Name, strings.Join(errs, "; "))
 	}
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return c, fmt.Sprintf("credentialName %s: %q is not a valid Secret name (%s)", raw, name, strings.Join(errs, "; "))
-	}
-	if explicit {
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return c, fmt.Sprintf("credentialName %s: %q is not a valid namespace (%s)", raw, ns, strings.Join(errs, "; "))
+	if ref.Namespace != "" {
+		if errs := validation.IsDNS1123Label(ref.Namespace); len(errs) > 0 {
+			return c, fmt.Sprintf("credentialName %s: %q is not a valid namespace (%s)", raw, ref.Namespace, strings.Join(errs, "; "))
 		}
 	}
-	return credential{Namespace: ns, Name: name}, ""
+	return credential{Namespace: ref.Namespace, Name: ref.Name}, ""
 }
 
 // certificateModes are the server TLS modes in which the gateway presents

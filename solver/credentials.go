@@ -1,16 +1,17 @@
 package solver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
-	"strings"
 
 	istioapi "istio.io/api/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/istio-acme/istio-acme-issuer/internal/credentialname"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
@@ -43,24 +44,14 @@ func credentialRef(t *istioapi.ServerTLSSettings, podNamespace string) (credenti
 		// No certificate at all: nothing Istio can serve.
 		return credentialSecret{Raw: raw, Namespace: podNamespace, Name: ""}, true
 	}
-	rest := raw
+	ref := credentialname.Parse(raw)
 	switch {
-	case strings.HasPrefix(raw, "builtin://"):
-		return credentialSecret{}, false
-	case strings.HasPrefix(raw, "invalid://"), strings.HasPrefix(raw, "configmap://"):
+	case ref.IsKubernetesSecret(), ref.Scheme == "kubernetes-gateway":
+		return credentialSecret{Raw: raw, Namespace: cmp.Or(ref.Namespace, podNamespace), Name: ref.Name}, true
+	case ref.Scheme == "invalid", ref.Scheme == "configmap":
 		return credentialSecret{Raw: raw, Namespace: podNamespace, Name: ""}, true
-	case strings.HasPrefix(raw, "kubernetes-gateway://"):
-		rest = strings.TrimPrefix(raw, "kubernetes-gateway://")
-	case strings.HasPrefix(raw, "kubernetes://"):
-		rest = strings.TrimPrefix(raw, "kubernetes://")
-	case strings.Contains(raw, "://"):
-		return credentialSecret{}, false
 	}
-	ns, name := podNamespace, rest
-	if a, b, ok := strings.Cut(rest, "/"); ok {
-		ns, name = a, b
-	}
-	return credentialSecret{Raw: raw, Namespace: ns, Name: name}, true
+	return credentialSecret{}, false // builtin:// or a source this controller does not know
 }
 
 // SecretCredentials tells from the API server whether a credential Secret
