@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -73,6 +74,17 @@ func (r *GatewayReconciler) SetupWithManager(mgr manager.Manager) error {
 	inScope := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return len(r.Namespaces) == 0 || slices.Contains(r.Namespaces, o.GetNamespace())
 	})
+	// Most Gateways ask for nothing: only one that is or was annotated is
+	// worth a reconcile (a Certificate of a Gateway deleted while the
+	// controller was down comes back through the Certificate watch).
+	annotated := predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return Annotated(e.Object.GetAnnotations()) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return Annotated(e.ObjectOld.GetAnnotations()) || Annotated(e.ObjectNew.GetAnnotations())
+		},
+		DeleteFunc:  func(e event.DeleteEvent) bool { return Annotated(e.Object.GetAnnotations()) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 	// A Certificate of ours that is changed or deleted wakes its Gateway,
 	// which puts it back; one whose Gateway is gone is removed.
 	byAnnotation := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
@@ -83,7 +95,7 @@ func (r *GatewayReconciler) SetupWithManager(mgr manager.Manager) error {
 		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
 	})
 	return builder.ControllerManagedBy(mgr).
-		For(&istionet.Gateway{}, builder.WithPredicates(inScope)).
+		For(&istionet.Gateway{}, builder.WithPredicates(inScope, annotated)).
 		Watches(&cmapi.Certificate{}, byAnnotation, builder.WithPredicates(predicate.Or(
 			// Not cert-manager's status writes: those change nothing here.
 			predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
@@ -186,8 +198,13 @@ func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, wa
 			APIVersion: istionet.SchemeGroupVersion.String(), Kind: "Gateway", Name: gw.Name, UID: gw.UID, Controller: ptr.To(true),
 		}}
 	}
+	// The cache holds only Certificates kept for Gateways; one it lacks may
+	// still be someone else's.
 	existing := &cmapi.Certificate{}
-	err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), existing)
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), existing)
+	if apierrors.IsNotFound(err) {
+		err = r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), existing)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := r.Client.Create(ctx, want); err != nil {
