@@ -46,7 +46,7 @@ func TestBench(t *testing.T) {
 		Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("istio-acme"), ServiceType: corev1.ServiceTypeClusterIP},
 	}})
 	theirs := c.benchRun("cm", func(name string, hosts ...string) *cmapi.Certificate {
-		return c.cmCertificate(appNamespace, name, name+"-tls", hosts...)
+		return c.cmCertificate(name, hosts...)
 	})
 	c.waitNothingLeft()
 

@@ -13,7 +13,6 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -63,11 +62,11 @@ func TestCertManagerACMEIssuer(t *testing.T) {
 	)
 
 	names := []string{"shop.example.com", "www.shop.example.com"}
-	shop := c.cmCertificate(appNamespace, "shop", "shop-tls", names...)
-	shared := c.cmCertificate(appNamespace, "shop-shared", "shop-shared-tls", "shop.shared.test")
-	bare := c.cmCertificate(appNamespace, "bare", "bare-tls", "bare.redirect.test")
-	shadow := c.cmCertificate(appNamespace, "shadow", "shadow-tls", "shop.shadow.test")
-	other := c.cmCertificate(appNamespace, "other", "other-tls", "web.other.test")
+	shop := c.cmCertificate("shop", names...)
+	shared := c.cmCertificate("shop-shared", "shop.shared.test")
+	bare := c.cmCertificate("bare", "bare.redirect.test")
+	shadow := c.cmCertificate("shadow", "shop.shadow.test")
+	other := c.cmCertificate("other", "web.other.test")
 
 	t.Run("cmctl status shows cert-manager's Order and Challenges while they are solved through Istio", func(t *testing.T) {
 		var out string
@@ -210,19 +209,9 @@ func (c *cluster) cmClusterIssuer(name string, solvers ...cmacme.ACMEChallengeSo
 
 // cmCertificate creates a Certificate issued by the cert-manager
 // ClusterIssuer "letsencrypt".
-func (c *cluster) cmCertificate(namespace, name, secretName string, dnsNames ...string) *cmapi.Certificate {
+func (c *cluster) cmCertificate(name string, dnsNames ...string) *cmapi.Certificate {
 	c.t.Helper()
-	crt := &cmapi.Certificate{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec: cmapi.CertificateSpec{
-			SecretName: secretName,
-			DNSNames:   dnsNames,
-			IssuerRef:  cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"},
-		},
-	}
-	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
-	c.create(crt)
-	return crt
+	return c.certificateWith(cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, name, dnsNames...)
 }
 
 // cmChallengeFor returns cert-manager's Challenge for host, or nil.
@@ -242,13 +231,13 @@ func (c *cluster) cmChallengeFor(host string) *cmacme.Challenge {
 // ourEventsOn returns the Events our controller recorded on a Challenge, as
 // "reason: note".
 func (c *cluster) ourEventsOn(ch *cmacme.Challenge) []string {
-	var list eventsv1.EventList
-	if err := c.cl.List(context.Background(), &list, client.InNamespace(ch.Namespace)); err != nil {
+	events, err := testenv.EventsAbout(context.Background(), c.cl, ch.Namespace, func(r corev1.ObjectReference) bool { return r.Kind == "Challenge" && r.UID == ch.UID })
+	if err != nil {
 		c.t.Fatal(err)
 	}
 	var out []string
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "Challenge" && e.Regarding.UID == ch.UID && e.ReportingController == "istio-acme-issuer" {
+	for _, e := range events {
+		if e.ReportingController == "istio-acme-issuer" {
 			out = append(out, e.Reason+": "+e.Note)
 		}
 	}
@@ -260,23 +249,13 @@ func (c *cluster) ourEventsOn(ch *cmacme.Challenge) []string {
 // text; Events outlive their Challenge.
 func (c *cluster) waitChallengeEvent(host, reason, text string) {
 	c.t.Helper()
+	isChallenge := func(r corev1.ObjectReference) bool { return r.Kind == "Challenge" }
 	c.eventually("Event "+reason+" on the Challenge for "+host, 60*time.Second, func() (bool, string) {
-		var list eventsv1.EventList
-		if err := c.cl.List(context.Background(), &list); err != nil {
-			return false, err.Error()
+		ok, found := testenv.FindEvent(context.Background(), c.cl, "", isChallenge, reason, "http://"+host+"/", text)
+		if ok {
+			c.t.Logf("Event on a Challenge for %s: %s", host, found)
 		}
-		var seen []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind != "Challenge" || !(strings.Contains(e.Note, "http://"+host+"/") || strings.Contains(e.Note, "http://"+host+" ")) {
-				continue
-			}
-			if e.Reason == reason && strings.Contains(e.Note, text) {
-				c.t.Logf("Event on Challenge %s: %s: %s", e.Regarding.Name, e.Reason, e.Note)
-				return true, ""
-			}
-			seen = append(seen, e.Reason+": "+e.Note)
-		}
-		return false, strings.Join(seen, "\n")
+		return ok, found
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -12,12 +11,13 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	istioapi "istio.io/api/networking/v1alpha3"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
-	eventsv1 "k8s.io/api/events/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 	"github.com/istio-acme/istio-acme-issuer/shim"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
@@ -165,21 +165,10 @@ func (c *cluster) waitCertificateGone(crt *cmapi.Certificate) {
 func (c *cluster) waitGatewayEvent(gw *istionet.Gateway, reason, text string) {
 	c.t.Helper()
 	c.eventually("Event "+reason+" on Gateway "+gw.Name, 30*time.Second, func() (bool, string) {
-		var list eventsv1.EventList
-		if err := c.cl.List(context.Background(), &list, client.InNamespace(gw.Namespace)); err != nil {
-			return false, err.Error()
+		ok, found := testenv.FindEvent(context.Background(), c.cl, gw.Namespace, func(r corev1.ObjectReference) bool { return r.Kind == "Gateway" && r.Name == gw.Name }, reason, text)
+		if ok {
+			c.t.Logf("Event on Gateway %s/%s: %s", gw.Namespace, gw.Name, found)
 		}
-		var seen []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind != "Gateway" || e.Regarding.Name != gw.Name {
-				continue
-			}
-			if e.Reason == reason && strings.Contains(e.Note, text) {
-				c.t.Logf("Event on Gateway %s/%s: %s: %s", gw.Namespace, gw.Name, e.Reason, e.Note)
-				return true, ""
-			}
-			seen = append(seen, e.Reason+": "+e.Note)
-		}
-		return false, strings.Join(seen, "\n")
+		return ok, found
 	})
 }

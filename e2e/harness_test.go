@@ -434,16 +434,20 @@ func (c *cluster) certificate(name, issuer string, dnsNames ...string) *cmapi.Ce
 	return c.certificateOf(name, "ACMEClusterIssuer", issuer, dnsNames...)
 }
 
-// certificateOf creates a Certificate issued by an issuer of the given kind.
+// certificateOf creates a Certificate issued by an issuer of ours of the
+// given kind.
 func (c *cluster) certificateOf(name, kind, issuer string, dnsNames ...string) *cmapi.Certificate {
+	c.t.Helper()
+	return c.certificateWith(cmmeta.IssuerReference{Group: "istio-acme.io", Kind: kind, Name: issuer}, name, dnsNames...)
+}
+
+// certificateWith creates a Certificate in the apps namespace, its Secret
+// named after it, issued by issuer.
+func (c *cluster) certificateWith(issuer cmmeta.IssuerReference, name string, dnsNames ...string) *cmapi.Certificate {
 	c.t.Helper()
 	crt := &cmapi.Certificate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
-		Spec: cmapi.CertificateSpec{
-			SecretName: name + "-tls",
-			DNSNames:   dnsNames,
-			IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: kind, Name: issuer},
-		},
+		Spec:       cmapi.CertificateSpec{SecretName: name + "-tls", DNSNames: dnsNames, IssuerRef: issuer},
 	}
 	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
 	c.create(crt)

@@ -13,7 +13,6 @@ import (
 	istioapi "istio.io/api/networking/v1alpha3"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -202,20 +201,6 @@ func waitGone(t *testing.T, cl client.Client, key client.ObjectKey) {
 func waitEvent(ctx context.Context, t *testing.T, cl client.Client, gw *istionet.Gateway, reason, text string) {
 	t.Helper()
 	testenv.WaitFor(t, "Event "+reason+" on Gateway "+gw.Name, func() (bool, string) {
-		var list eventsv1.EventList
-		if err := cl.List(ctx, &list, client.InNamespace(gw.Namespace)); err != nil {
-			return false, err.Error()
-		}
-		var seen []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind != "Gateway" || e.Regarding.Name != gw.Name {
-				continue
-			}
-			if e.Reason == reason && strings.Contains(e.Note, text) {
-				return true, ""
-			}
-			seen = append(seen, e.Reason+": "+e.Note)
-		}
-		return false, strings.Join(seen, "\n")
+		return testenv.FindEvent(ctx, cl, gw.Namespace, func(r corev1.ObjectReference) bool { return r.Kind == "Gateway" && r.Name == gw.Name }, reason, text)
 	})
 }

@@ -13,7 +13,7 @@ import (
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
-	eventsv1 "k8s.io/api/events/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -223,21 +223,7 @@ func setProcessing(ctx context.Context, t *testing.T, cl client.Client, chs ...*
 func waitEvent(ctx context.Context, t *testing.T, cl client.Client, ch *cmacme.Challenge, reason, text string) {
 	t.Helper()
 	waitFor(t, "Event "+reason+" on Challenge "+ch.Name, func() (bool, string) {
-		var list eventsv1.EventList
-		if err := cl.List(ctx, &list, client.InNamespace(ch.Namespace)); err != nil {
-			return false, err.Error()
-		}
-		var seen []string
-		for _, e := range list.Items {
-			if e.Regarding.Kind != "Challenge" || e.Regarding.UID != ch.UID {
-				continue
-			}
-			if e.Reason == reason && strings.Contains(e.Note, text) {
-				return true, ""
-			}
-			seen = append(seen, e.Reason+": "+e.Note)
-		}
-		return false, strings.Join(seen, "\n")
+		return testenv.FindEvent(ctx, cl, ch.Namespace, func(r corev1.ObjectReference) bool { return r.Kind == "Challenge" && r.UID == ch.UID }, reason, text)
 	})
 }
 

@@ -62,15 +62,17 @@ func Scheme(t testing.TB) *runtime.Scheme {
 	return s
 }
 
-// CRDPaths are the CRDs the tests install: ours as generated, cert-manager's
-// from its module, and Istio's from istio.io/api.
-func CRDPaths(t testing.TB) []string {
-	root := RepoRoot(t)
-	return []string{
-		filepath.Join(root, "deploy/crds"),
-		filepath.Join(ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/crds"),
-		filepath.Join(ModuleDir(t, ".", "istio.io/api"), "kubernetes/customresourcedefinitions.gen.yaml"),
+// crdPaths are the CRDs the tests install: ours as generated, cert-manager's
+// from its module, and Istio's from istio.io/api, less those o leaves out.
+func crdPaths(t testing.TB, o APIServerOptions) []string {
+	var paths []string
+	if !o.WithoutOurCRDs {
+		paths = append(paths, filepath.Join(RepoRoot(t), "deploy/crds"))
 	}
+	if !o.WithoutCertManagerCRDs {
+		paths = append(paths, filepath.Join(ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/crds"))
+	}
+	return append(paths, filepath.Join(ModuleDir(t, ".", "istio.io/api"), "kubernetes/customresourcedefinitions.gen.yaml"))
 }
 
 // APIServerOptions configure a test API server.
@@ -100,16 +102,9 @@ func StartAPIServerWith(t testing.TB, o APIServerOptions) *APIServer {
 	// test reads (reflector retries while an API server stops); without a
 	// logger, controller-runtime prints a warning with a stack trace.
 	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
-	var crdPaths []string
-	for i, p := range CRDPaths(t) {
-		if (i == 0 && o.WithoutOurCRDs) || (i == 1 && o.WithoutCertManagerCRDs) {
-			continue
-		}
-		crdPaths = append(crdPaths, p)
-	}
 	env := &envtest.Environment{
 		Scheme:                   Scheme(t),
-		CRDDirectoryPaths:        crdPaths,
+		CRDDirectoryPaths:        crdPaths(t, o),
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
