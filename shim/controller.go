@@ -24,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -87,13 +86,7 @@ func (r *GatewayReconciler) SetupWithManager(mgr manager.Manager) error {
 	}
 	// A Certificate of ours that is changed or deleted wakes its Gateway,
 	// which puts it back; one whose Gateway is gone is removed.
-	byAnnotation := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		ns, name, ok := strings.Cut(o.GetAnnotations()[AnnotationGateway], "/")
-		if !ok {
-			return nil
-		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
-	})
+	byAnnotation := kubeutil.EnqueueAnnotated(AnnotationGateway)
 	return builder.ControllerManagedBy(mgr).
 		For(&istionet.Gateway{}, builder.WithPredicates(inScope, annotated)).
 		Watches(&cmapi.Certificate{}, byAnnotation, builder.WithPredicates(predicate.Or(
