@@ -3,186 +3,218 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
-	"maps"
+	"io"
+	"net/http"
 	"os"
-	"slices"
+	"path/filepath"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
-	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
-// TestBench is what 'make bench' runs. It measures, on the same stack as the
-// end-to-end tests and in the same run, the time from Certificate creation
-// to Ready for one Certificate with two names (issued one after another) and
-// for 20 Certificates created at once, with the CPU time and API requests
-// they cost: first through an ACMEClusterIssuer, then through cert-manager's
-// own ACME ClusterIssuer whose HTTP-01 solver names our IngressClass (its
-// Order and Challenge controllers, its own self-check). It prints both side
-// by side with the ratio. The targets for the ACMEClusterIssuer are 1 s and
-// 5 s.
+// TestBench is what 'make bench' runs. On the stack of the end-to-end tests
+// and in one run, it issues the same workloads through three issuers and
+// prints their figures side by side:
+//   - ours: an ACMEClusterIssuer, routes through the Istio gateway;
+//   - cert-manager's own ACME ClusterIssuer at its best: its Order and
+//     Challenge controllers and its self-check, its solver Pods replaced by
+//     an in-process stand-in that answers every Challenge's key at once
+//     (no Istio, no Pod to start);
+//   - cert-manager's ACME ClusterIssuer whose solver names our IngressClass
+//     (our solver mode), on the smaller workloads.
+//
+// Workloads: one Certificate with two names, several times one after
+// another; then each size of BENCH_SIZES created at once; then, for ours,
+// the memory case: the cluster filled with unrelated Secrets, Gateways and
+// VirtualServices and more Certificates issued until ours number
+// BENCH_MEMORY_CERTS. See benchConfig for the variables.
 func TestBench(t *testing.T) {
-	c := startCluster(t)
+	cfg := benchConfigFromEnv(t)
+	opts := clusterOptions{
+		controller: true,
+		api:        testenv.APIServerOptions{AuditPolicy: benchAuditPolicy},
+		certManagerArgs: []string{
+			"-workers", strconv.Itoa(cfg.certManagerWorkers),
+			"-kube-api-qps", strconv.Itoa(cfg.certManagerQPS), "-kube-api-burst", strconv.Itoa(2 * cfg.certManagerQPS),
+		},
+	}
+	pprofAddr := ""
+	if cfg.profileDir != "" {
+		pprofAddr = testenv.Addr(testenv.FreePort(t))
+		opts.controllerArgs = []string{"--pprof-bind-address", pprofAddr}
+	}
+	c := startClusterWith(t, opts)
 	// The gateway translates Istio's configuration at most every 100 ms
 	// for requests it can already route, as istiod debounces its pushes.
 	c.gateway.Debounce = 100 * time.Millisecond
-	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
-	ours := c.benchRun("ours", func(name string, hosts ...string) *cmapi.Certificate {
-		return c.certificate(name, "pebble", hosts...)
-	})
-	c.waitNothingLeft()
+	m := c.startMeter()
+	standIn := c.startStandIn()
 
+	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
+	c.cmClusterIssuer("standin", cmacme.ACMEChallengeSolver{HTTP01: &cmacme.ACMEChallengeSolverHTTP01{
+		Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("standin"), ServiceType: corev1.ServiceTypeClusterIP},
+	}})
 	c.applyChartIngressClasses()
 	c.cmClusterIssuer("letsencrypt", cmacme.ACMEChallengeSolver{HTTP01: &cmacme.ACMEChallengeSolverHTTP01{
 		Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("istio-acme"), ServiceType: corev1.ServiceTypeClusterIP},
 	}})
-	theirs := c.benchRun("cm", func(name string, hosts ...string) *cmapi.Certificate {
-		return c.cmCertificate(name, hosts...)
-	})
-	c.waitNothingLeft()
 
-	fmt.Printf("\n%-44s %-34s %-34s %s\n", "", "ACMEClusterIssuer", "cert-manager ACME + IngressClass", "ratio")
-	row := func(what string, a, b time.Duration) {
-		fmt.Printf("%-44s %-34s %-34s %.1fx\n", what, a.Round(time.Millisecond), b.Round(time.Millisecond), b.Seconds()/a.Seconds())
+	sides := []*benchSide{
+		{key: "ours", title: "ACMEClusterIssuer", issuer: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "pebble"}},
+		{key: "cm", title: "cert-manager ACME, instant solver", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "standin"}, standIn: standIn},
+		{key: "cmi", title: "cert-manager ACME + our class", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, maxSize: cfg.solverModeMaxSize},
 	}
-	row("first Certificate after start (cold)", ours.cold, theirs.cold)
-	row(fmt.Sprintf("one Certificate, 2 names (median of %d)", len(ours.one)), median(ours.one), median(theirs.one))
-	row(fmt.Sprintf("%d at once: all Ready", benchConcurrent), ours.all, theirs.all)
-	row(fmt.Sprintf("%d at once: each, median", benchConcurrent), median(ours.each), median(theirs.each))
-	row(fmt.Sprintf("our controller's CPU for the %d", benchConcurrent), ours.cpu, theirs.cpu)
-	row(fmt.Sprintf("cert-manager's CPU for the %d", benchConcurrent), ours.certManagerCPU, theirs.certManagerCPU)
-	fmt.Printf("%-44s %-34s %s\n", "one Certificate (min, median, max)", summaryShort(ours.one), summaryShort(theirs.one))
-	fmt.Printf("%-44s %-34s %s\n", fmt.Sprintf("%d at once, each (min, median, max)", benchConcurrent), summaryShort(ours.each), summaryShort(theirs.each))
-	fmt.Printf("our controller's API requests per Certificate:\n  ACMEClusterIssuer: %s\n  cert-manager ACME: %s\n", ours.requests, theirs.requests)
-	fmt.Printf("our controller's peak resident memory:       %s\n", peakRSS(c.controller.PID()))
-}
+	report := &benchReport{cfg: cfg, sides: sides}
 
-// benchConcurrent is how many Certificates the bench creates at once.
-const benchConcurrent = 20
-
-// benchFigures are one issuer's figures.
-type benchFigures struct {
-	cold, all           time.Duration
-	one, each           []time.Duration
-	cpu, certManagerCPU time.Duration
-	requests            string
-}
-
-// benchRun issues, through newCert, a first Certificate, then 7 one after
-// another, then benchConcurrent at once, each for two names under prefix.
-func (c *cluster) benchRun(prefix string, newCert func(name string, hosts ...string) *cmapi.Certificate) benchFigures {
-	c.t.Helper()
-	var f benchFigures
-	cert := func(name string) *cmapi.Certificate {
-		host := name + ".example.com"
-		return newCert(name, host, "www."+host)
+	// One Certificate at a time: a first one (cold), then cfg.oneRuns.
+	for _, s := range sides {
+		s.cold = m.issue(s, s.key+"-warmup", 1, 180*time.Second).each[0]
 	}
-	f.cold = c.waitReady(cert(prefix+"-warmup"), 120*time.Second)
-	for i := range 7 {
-		f.one = append(f.one, c.waitReady(cert(fmt.Sprintf("%s-seq%d", prefix, i)), 120*time.Second))
-	}
-
-	requestsBefore := c.apiRequests()
-	cpuBefore, cmBefore := cpuTime(c.controller.PID()), cpuTime(c.certManager.PID())
-	start := time.Now()
-	crts := make([]*cmapi.Certificate, benchConcurrent)
-	for i := range crts {
-		crts[i] = cert(fmt.Sprintf("%s-par%d", prefix, i))
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, crt := range crts {
-		wg.Go(func() {
-			d := c.waitReadyQuiet(crt, 300*time.Second)
-			mu.Lock()
-			f.each = append(f.each, d)
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	f.all = time.Since(start)
-	f.cpu = cpuTime(c.controller.PID()) - cpuBefore
-	f.certManagerCPU = cpuTime(c.certManager.PID()) - cmBefore
-	f.requests = perCertificate(requestsBefore, c.apiRequests(), benchConcurrent)
-	return f
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	return slices.Sorted(slices.Values(ds))[len(ds)/2]
-}
-
-// summaryShort is "min / median / max" in tenths of seconds.
-func summaryShort(ds []time.Duration) string {
-	if len(ds) == 0 {
-		return "none"
-	}
-	s := slices.Sorted(slices.Values(ds))
-	return fmt.Sprintf("%.1f / %.1f / %.1f s", s[0].Seconds(), s[len(s)/2].Seconds(), s[len(s)-1].Seconds())
-}
-
-// peakRSS reads VmHWM, the peak resident set size, of a process.
-func peakRSS(pid int) string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return err.Error()
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			return strings.TrimSpace(v)
+	for i := range cfg.oneRuns {
+		for _, s := range sides {
+			s.one = append(s.one, m.issue(s, fmt.Sprintf("%s-one%d", s.key, i), 1, 180*time.Second).each[0])
 		}
 	}
-	return "unknown"
-}
-
-// apiRequests scrapes the controller's client-go request counter by method.
-func (c *cluster) apiRequests() map[string]float64 {
-	out := map[string]float64{}
-	for labels, n := range c.metric("rest_client_requests_total") {
-		for _, kv := range strings.Split(labels, ",") {
-			if v, ok := strings.CutPrefix(kv, "method="); ok {
-				out[strings.Trim(v, `"`)] += n
+	// Sizes at once, each side in turn on the same cluster.
+	for _, n := range cfg.sizes {
+		for _, s := range sides {
+			if s.maxSize > 0 && n > s.maxSize {
+				continue
 			}
+			c.waitQuiet()
+			resetPeakRSS(c.controller.PID())
+			profile := m.startProfile(pprofAddr, cfg, fmt.Sprintf("%s-%d", s.key, n))
+			f := m.issue(s, fmt.Sprintf("%s-n%d", s.key, n), n, cfg.timeout(n))
+			profile()
+			s.at = append(s.at, f)
 		}
 	}
-	return out
-}
-
-func perCertificate(before, after map[string]float64, n int) string {
-	var parts []string
-	total := 0.0
-	for _, m := range slices.Sorted(maps.Keys(after)) {
-		d := (after[m] - before[m]) / float64(n)
-		total += d
-		parts = append(parts, fmt.Sprintf("%s %.1f", m, d))
+	// The memory case, ours only: a cluster of a real size around it.
+	if cfg.memoryCerts > 0 {
+		c.waitQuiet()
+		resetPeakRSS(c.controller.PID())
+		report.clutter = c.createClutter(cfg.clutter)
+		ours := sides[0]
+		if more := cfg.memoryCerts - ours.issued; more > 0 {
+			profile := m.startProfile(pprofAddr, cfg, "ours-clutter")
+			report.memory = m.issue(ours, "ours-mem", more, cfg.timeout(more))
+			profile()
+		}
+		report.memoryIssued = ours.issued
 	}
-	return fmt.Sprintf("%.1f (%s)", total, strings.Join(parts, ", "))
+	c.waitQuiet()
+	report.peakRSS = peakRSS(c.controller.PID())
+	if pprofAddr != "" {
+		m.saveProfile(pprofAddr, "heap", filepath.Join(cfg.profileDir, "ours-heap.pprof"))
+	}
+	report.print(os.Stdout)
+	c.waitNothingLeft()
 }
 
-// cpuTime reads a process's user and system CPU time from /proc.
-func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// benchSide is one issuer's Certificates and figures.
+type benchSide struct {
+	key, title string
+	issuer     cmmeta.IssuerReference
+	// standIn, when set, answers this side's HTTP-01 challenges: its
+	// names resolve to the stand-in instead of the Istio gateway.
+	standIn *standIn
+	// maxSize leaves out the at-once sizes above it (0: none).
+	maxSize int
+	// issued counts this side's Certificates issued so far.
+	issued int
+	cold   time.Duration
+	one    []time.Duration
+	at     []*benchFigures
+}
+
+// benchFigures are one workload's figures.
+type benchFigures struct {
+	n int
+	// all is from the first creation until every one is Ready; each is
+	// every Certificate's time from its creation to Ready.
+	all  time.Duration
+	each []time.Duration
+	// cpu is each process's CPU time during the workload.
+	cpu processCPU
+	// requests counts API requests by client and verb (audit log).
+	requests map[string]map[string]int
+	// solverWrites counts writes of solver objects by client: Istio
+	// Gateways and VirtualServices by ours, Pods, Services and Ingresses by
+	// cert-manager's HTTP-01 solver.
+	solverWrites map[string]int
+	hosts        int
+	// peakRSS is our controller's peak resident memory in the workload.
+	peakRSS string
+	// standInRequests counts the stand-in's answers.
+	standInRequests int
+}
+
+// benchAuditPolicy records every request but watches, without bodies, to
+// count requests by client, verb and resource.
+const benchAuditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  verbs: [watch]
+- level: Metadata
+`
+
+// waitQuiet waits until no ACME challenge of any issuer is left, so that a
+// workload does not pay for the one before it.
+func (c *cluster) waitQuiet() {
+	c.t.Helper()
+	c.eventually("no challenge left", 5*time.Minute, func() (bool, string) {
+		var ours v1alpha1.ACMEChallengeList
+		var theirs cmacme.ChallengeList
+		if err := c.cl.List(context.Background(), &ours); err != nil {
+			return false, err.Error()
+		}
+		if err := c.cl.List(context.Background(), &theirs); err != nil {
+			return false, err.Error()
+		}
+		return len(ours.Items)+len(theirs.Items) == 0, fmt.Sprintf("%d ACMEChallenges, %d Challenges", len(ours.Items), len(theirs.Items))
+	})
+}
+
+// startProfile takes a CPU profile of our controller for cfg.profileSeconds
+// in the background; the returned function waits for it.
+func (m *meter) startProfile(pprofAddr string, cfg benchConfig, name string) func() {
+	if pprofAddr == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.saveProfile(pprofAddr, fmt.Sprintf("profile?seconds=%d", cfg.profileSeconds), filepath.Join(cfg.profileDir, "ours-cpu-"+name+".pprof"))
+	}()
+	return func() { <-done }
+}
+
+func (m *meter) saveProfile(pprofAddr, what, path string) {
+	res, err := http.Get("http://" + pprofAddr + "/debug/pprof/" + what)
 	if err != nil {
-		return 0
+		m.c.t.Errorf("profile %s: %v", what, err)
+		return
 	}
-	// Fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	if len(fields) < 13 {
-		return 0
+	defer res.Body.Close()
+	data, err := io.ReadAll(res.Body)
+	if err == nil {
+		err = os.WriteFile(path, data, 0o644)
 	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	if err != nil {
+		m.c.t.Errorf("profile %s: %v", what, err)
+		return
+	}
+	fmt.Printf("profile written: %s\n", path)
 }

@@ -97,8 +97,10 @@ type cluster struct {
 	certManager *testenv.Process
 	// metricsAddr serves the controller's Prometheus metrics.
 	metricsAddr string
-	mu          sync.Mutex
-	ourGateways []*istionet.Gateway // every Gateway the controller created
+	// moreControllerArgs are flags the scenario adds to our controller's.
+	moreControllerArgs []string
+	mu                 sync.Mutex
+	ourGateways        []*istionet.Gateway // every Gateway the controller created
 	// created is when each Certificate was sent to the API server; its
 	// creationTimestamp has only whole seconds.
 	created map[string]time.Time
@@ -117,11 +119,15 @@ type clusterOptions struct {
 	api testenv.APIServerOptions
 	// pebbleEnv adds environment variables to Pebble.
 	pebbleEnv []string
+	// certManagerArgs adds flags to cert-manager's controllers.
+	certManagerArgs []string
+	// controllerArgs adds flags to our controller.
+	controllerArgs []string
 }
 
 func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	t.Helper()
-	c := &cluster{t: t, created: map[string]time.Time{}}
+	c := &cluster{t: t, created: map[string]time.Time{}, moreControllerArgs: o.controllerArgs}
 	c.api = testenv.StartAPIServerWith(t, o.api)
 	c.cl = c.api.Client
 	for _, ns := range []string{controllerNamespace, gatewayNamespace, appNamespace, "cert-manager"} {
@@ -158,11 +164,11 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	c.api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t,
 		filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager"),
 		"cert-manager", "cert-manager")))
-	c.certManager = testenv.StartProcess(t, "cert-manager", binaries.certManager, []string{
+	c.certManager = testenv.StartProcess(t, "cert-manager", binaries.certManager, append([]string{
 		"--kubeconfig", c.api.KubeconfigAs(t, "cert-manager", "cert-manager"), "--cluster-resource-namespace", "cert-manager", "-v", "2",
 		// Its HTTP-01 self-check resolves names as the CA does.
 		"--acme-http01-solver-nameservers", c.pebble.DNSAddr,
-	})
+	}, o.certManagerArgs...))
 	if o.controller {
 		c.startController()
 	}
@@ -323,7 +329,7 @@ func (c *cluster) startController() {
 	c.t.Helper()
 	probe := testenv.Addr(testenv.FreePort(c.t))
 	c.metricsAddr = testenv.Addr(testenv.FreePort(c.t))
-	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, c.controllerArgs(testenv.Addr(c.tokenPort), c.metricsAddr, probe))
+	c.controller = testenv.StartProcess(c.t, "istio-acme-issuer", binaries.controller, append(c.controllerArgs(testenv.Addr(c.tokenPort), c.metricsAddr, probe), c.moreControllerArgs...))
 	c.eventually("the controller to be ready", 30*time.Second, func() (bool, string) {
 		if exited, err := c.controller.Exited(); exited {
 			c.t.Fatalf("controller exited: %v", err)

@@ -67,6 +67,8 @@ func run() error {
 	kubeconfig := flag.String("kubeconfig", "", "Path to the kubeconfig.")
 	namespace := flag.String("cluster-resource-namespace", "cert-manager", "cert-manager's cluster resource namespace.")
 	workers := flag.Int("workers", 5, "Workers per controller.")
+	qps := flag.Float64("kube-api-qps", 100, "Requests per second to the API server (client-side limit).")
+	burst := flag.Int("kube-api-burst", 200, "Burst of requests to the API server (client-side limit).")
 	nameservers := flag.String("acme-http01-solver-nameservers", "", "Comma-separated DNS servers (host:port) of the HTTP-01 self-check.")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -80,8 +82,8 @@ func run() error {
 
 	factory, err := controllerpkg.NewContextFactory(ctx, controllerpkg.ContextOptions{
 		Kubeconfig:         *kubeconfig,
-		KubernetesAPIQPS:   100,
-		KubernetesAPIBurst: 200,
+		KubernetesAPIQPS:   float32(*qps),
+		KubernetesAPIBurst: *burst,
 		IssuerOptions:      controllerpkg.IssuerOptions{ClusterResourceNamespace: *namespace},
 		// cert-manager's defaults (its controller's flags).
 		ACMEOptions: controllerpkg.ACMEOptions{

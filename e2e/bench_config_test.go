@@ -1,0 +1,97 @@
+//go:build bench
+
+package e2e
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// benchConfig is what the bench runs, from environment variables so that
+// 'make bench BENCH_SIZES=20' and the like work:
+//
+//	BENCH_ONE=5              one-Certificate runs per issuer (after a cold one)
+//	BENCH_SIZES=20,100,500   Certificates created at once, one workload each
+//	BENCH_SOLVER_MAX=20      largest size run through our solver mode too
+//	BENCH_MEMORY_CERTS=1000  ours issued in all by the end of the memory case (0: no memory case)
+//	BENCH_CLUTTER=10000,2000,5000  unrelated Secrets, Gateways, VirtualServices of the memory case
+//	BENCH_CM_WORKERS=60      cert-manager's workers per controller
+//	BENCH_CM_QPS=500         cert-manager's client-side API request limit
+//	BENCH_PROFILE=dir        write CPU profiles of our controller per workload and a heap profile there
+//	BENCH_PROFILE_SECONDS=30 length of each CPU profile
+type benchConfig struct {
+	oneRuns           int
+	sizes             []int
+	solverModeMaxSize int
+	memoryCerts       int
+	clutter           clutterSize
+	// cert-manager runs with more workers and a higher request limit than
+	// its defaults (5 and 20/s): its HTTP-01 self-check holds a worker for
+	// 8 s per challenge, so with 5 workers 500 Certificates of two names
+	// would take at least 1,600 s on its side alone.
+	certManagerWorkers, certManagerQPS int
+	profileDir                         string
+	profileSeconds                     int
+}
+
+// clutterSize is how many unrelated objects the memory case creates.
+type clutterSize struct{ secrets, gateways, virtualServices int }
+
+func benchConfigFromEnv(t *testing.T) benchConfig {
+	t.Helper()
+	cfg := benchConfig{
+		oneRuns:            envInt(t, "BENCH_ONE", 5),
+		sizes:              envInts(t, "BENCH_SIZES", []int{20, 100, 500}),
+		solverModeMaxSize:  envInt(t, "BENCH_SOLVER_MAX", 20),
+		memoryCerts:        envInt(t, "BENCH_MEMORY_CERTS", 1000),
+		certManagerWorkers: envInt(t, "BENCH_CM_WORKERS", 60),
+		certManagerQPS:     envInt(t, "BENCH_CM_QPS", 500),
+		profileDir:         os.Getenv("BENCH_PROFILE"),
+		profileSeconds:     envInt(t, "BENCH_PROFILE_SECONDS", 30),
+	}
+	cl := envInts(t, "BENCH_CLUTTER", []int{10000, 2000, 5000})
+	if len(cl) != 3 {
+		t.Fatalf("BENCH_CLUTTER=%q: want three numbers: Secrets, Gateways, VirtualServices", os.Getenv("BENCH_CLUTTER"))
+	}
+	cfg.clutter = clutterSize{cl[0], cl[1], cl[2]}
+	return cfg
+}
+
+// timeout is how long a workload of n Certificates may take before the
+// bench reports it as failed.
+func (cfg benchConfig) timeout(n int) time.Duration {
+	return 3*time.Minute + time.Duration(n)*time.Second
+}
+
+func envInt(t *testing.T, name string, def int) int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		t.Fatalf("%s=%q: want a whole number, 0 or more", name, v)
+	}
+	return n
+}
+
+func envInts(t *testing.T, name string, def []int) []int {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 0 {
+			t.Fatalf("%s=%q: want whole numbers separated by commas", name, v)
+		}
+		out = append(out, n)
+	}
+	return out
+}

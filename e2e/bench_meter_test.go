@@ -1,0 +1,305 @@
+//go:build bench
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+)
+
+// meter measures workloads: when each Certificate became Ready (from a
+// watch, so that waiting costs the API server nothing), the API requests
+// of every client (from the audit log), and the CPU time of every process.
+type meter struct {
+	c       *cluster
+	mu      sync.Mutex
+	readyAt map[string]time.Time // namespace/name -> first seen Ready
+	audit   *auditTail
+}
+
+func (c *cluster) startMeter() *meter {
+	c.t.Helper()
+	m := &meter{c: c, readyAt: map[string]time.Time{}, audit: &auditTail{path: c.api.AuditLogPath}}
+	inf, err := c.informers.GetInformer(context.Background(), &cmapi.Certificate{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	record := func(obj any) {
+		crt, ok := obj.(*cmapi.Certificate)
+		if !ok || !isReady(crt) {
+			return
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		key := crt.Namespace + "/" + crt.Name
+		if _, seen := m.readyAt[key]; !seen {
+			m.readyAt[key] = time.Now()
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    record,
+		UpdateFunc: func(_, obj any) { record(obj) },
+	}); err != nil {
+		c.t.Fatal(err)
+	}
+	m.audit.next() // skip the setup's requests
+	return m
+}
+
+// issue creates n Certificates of side s at once (from 16 clients), each
+// for two names under prefix, waits until all are Ready and returns the
+// workload's figures.
+func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration) *benchFigures {
+	c := m.c
+	c.t.Helper()
+	crts := make([]*cmapi.Certificate, n)
+	for i := range crts {
+		name := fmt.Sprintf("%s-%d", prefix, i)
+		host := name + ".example.com"
+		crts[i] = &cmapi.Certificate{}
+		crts[i].Namespace, crts[i].Name = appNamespace, name
+		crts[i].Spec = cmapi.CertificateSpec{SecretName: name + "-tls", DNSNames: []string{host, "www." + host}, IssuerRef: s.issuer}
+		if s.standIn != nil {
+			for _, h := range crts[i].Spec.DNSNames {
+				c.pebble.AddA(c.t, h, s.standIn.ip)
+			}
+		}
+	}
+	f := &benchFigures{n: n, hosts: 2 * n}
+	m.audit.next()
+	cpuBefore := readProcessCPU()
+	standInBefore := s.standIn.answered()
+
+	created := make([]time.Time, n)
+	start := time.Now()
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				created[i] = time.Now()
+				if err := c.cl.Create(context.Background(), crts[i]); err != nil {
+					c.t.Errorf("creating Certificate %s: %v", crts[i].Name, err)
+				}
+			}
+		})
+	}
+	for i := range crts {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+
+	deadline := start.Add(timeout)
+	var last time.Time
+	for {
+		missing, newest := m.readyState(crts)
+		if missing == nil {
+			last = newest
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Errorf("%d of %d Certificates not Ready after %s; %s: %s", len(missing), n, timeout, missing[0].Name, c.requestState(missing[0]))
+			last = time.Now()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	f.all = last.Sub(start)
+	m.mu.Lock()
+	for i, crt := range crts {
+		if at, ok := m.readyAt[crt.Namespace+"/"+crt.Name]; ok {
+			f.each = append(f.each, at.Sub(created[i]))
+		}
+	}
+	m.mu.Unlock()
+	f.cpu = readProcessCPU().minus(cpuBefore)
+	f.peakRSS = peakRSS(c.controller.PID())
+	f.standInRequests = s.standIn.answered() - standInBefore
+	// Requests still in flight when the last Certificate became Ready
+	// (cleanup of challenges) belong to the workload.
+	c.waitQuiet()
+	f.requests, f.solverWrites = countRequests(m.audit.next())
+	s.issued += len(f.each)
+	return f
+}
+
+// readyState returns the Certificates not yet Ready, and when the last of
+// the others became Ready.
+func (m *meter) readyState(crts []*cmapi.Certificate) ([]*cmapi.Certificate, time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var missing []*cmapi.Certificate
+	var newest time.Time
+	for _, crt := range crts {
+		at, ok := m.readyAt[crt.Namespace+"/"+crt.Name]
+		if !ok {
+			missing = append(missing, crt)
+		} else if at.After(newest) {
+			newest = at
+		}
+	}
+	return missing, newest
+}
+
+// Clients as the bench names them.
+const (
+	clientOurs        = "ours"
+	clientCertManager = "cert-manager"
+)
+
+// countRequests counts audit entries by client (ours, cert-manager, the
+// rest) and verb, and the writes of solver objects by ours and cert-manager.
+func countRequests(entries []auditEntry) (map[string]map[string]int, map[string]int) {
+	requests := map[string]map[string]int{}
+	solverWrites := map[string]int{}
+	for _, e := range entries {
+		who := "others"
+		switch user := e.user(); {
+		case strings.HasPrefix(user, "system:serviceaccount:"+controllerNamespace+":"):
+			who = clientOurs
+		case strings.HasPrefix(user, "system:serviceaccount:cert-manager:"):
+			who = clientCertManager
+		}
+		if requests[who] == nil {
+			requests[who] = map[string]int{}
+		}
+		requests[who][e.Verb]++
+		write := e.Verb == "create" || e.Verb == "update" || e.Verb == "patch" || e.Verb == "delete"
+		switch r := e.ObjectRef.Resource; {
+		case !write || e.ObjectRef.Subresource != "":
+		case who == clientOurs && (r == "gateways" || r == "virtualservices"):
+			solverWrites[who]++
+		case who == clientCertManager && (r == "pods" || r == "services" || r == "ingresses"):
+			solverWrites[who]++
+		}
+	}
+	return requests, solverWrites
+}
+
+func (e auditEntry) user() string {
+	if e.ImpersonatedUser != nil {
+		return e.ImpersonatedUser.Username
+	}
+	return e.User.Username
+}
+
+// auditTail reads an audit log from where it last stopped.
+type auditTail struct {
+	path   string
+	offset int64
+}
+
+// next returns the completed requests logged since the last call.
+func (a *auditTail) next() []auditEntry {
+	f, err := os.Open(a.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	if _, err := f.Seek(a.offset, 0); err != nil {
+		return nil
+	}
+	var out []auditEntry
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			break // a partial last line is read next time
+		}
+		a.offset += int64(len(line))
+		var e auditEntry
+		if json.Unmarshal(line, &e) == nil && e.Stage == "ResponseComplete" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// processCPU is CPU time by process name: this test process and every
+// process it started (API server, etcd, controller-manager, Pebble, its
+// DNS, cert-manager, our controller).
+type processCPU map[string]time.Duration
+
+// readProcessCPU reads the CPU time of this process and its children.
+func readProcessCPU() processCPU {
+	self := os.Getpid()
+	out := processCPU{"test process": cpuTime(self)}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || pid == self {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || closing < open {
+			continue
+		}
+		fields := strings.Fields(s[closing+1:])
+		if len(fields) < 2 || fields[1] != strconv.Itoa(self) {
+			continue
+		}
+		out[s[open+1:closing]] += cpuTime(pid)
+	}
+	return out
+}
+
+func (p processCPU) minus(before processCPU) processCPU {
+	out := processCPU{}
+	for k, v := range p {
+		out[k] = v - before[k]
+	}
+	return out
+}
+
+// cpuTime reads a process's user and system CPU time from /proc.
+func cpuTime(pid int) time.Duration {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// peakRSS reads VmHWM, the peak resident set size, of a process.
+func peakRSS(pid int) string {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return err.Error()
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// resetPeakRSS starts a process's VmHWM again from its current RSS.
+func resetPeakRSS(pid int) {
+	_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0) // best effort: older kernels lack it
+}

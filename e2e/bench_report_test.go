@@ -1,0 +1,233 @@
+//go:build bench
+
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// benchReport prints the bench's figures, each side's in a column, with
+// cert-manager's best case divided by ours as the ratio.
+type benchReport struct {
+	cfg          benchConfig
+	sides        []*benchSide
+	clutter      clutterFigures
+	memory       *benchFigures
+	memoryIssued int
+	peakRSS      string
+}
+
+// cpuRows are the processes whose CPU time the report shows, by the name
+// Linux gives them (15 characters at most), with what they stand for.
+var cpuRows = []struct{ comm, title string }{
+	{"istio-acme-issu", "our controller"},
+	{"cert-manager-co", "cert-manager"},
+	{"kube-apiserver", "kube-apiserver"},
+	{"etcd", "etcd"},
+	{"pebble", "Pebble (CA)"},
+	{"pebble-challtes", "Pebble's DNS"},
+	{"kube-controller", "garbage collector"},
+	{"test process", "test process: Istio's translation, stand-in, watches"},
+}
+
+const benchColumn = 30
+
+func (r *benchReport) print(w io.Writer) {
+	fmt.Fprintf(w, "\n%d cores; cert-manager with %d workers per controller and %d requests/s; ratio = %s / %s\n",
+		cores(), r.cfg.certManagerWorkers, r.cfg.certManagerQPS, r.sides[1].title, r.sides[0].title)
+	r.header(w, "One Certificate with two names, one at a time")
+	r.timeRow(w, "first after start (cold)", func(s *benchSide) []time.Duration { return []time.Duration{s.cold} })
+	r.textRow(w, fmt.Sprintf("min / median / max of %d", r.cfg.oneRuns), func(s *benchSide) string { return secondsSummary(s.one, false) })
+	r.timeRow(w, "median", func(s *benchSide) []time.Duration { return s.one })
+	for _, n := range r.cfg.sizes {
+		r.header(w, fmt.Sprintf("%d Certificates created at once, two names each", n))
+		at := func(s *benchSide) *benchFigures {
+			for _, f := range s.at {
+				if f.n == n {
+					return f
+				}
+			}
+			return nil
+		}
+		r.workload(w, at)
+	}
+	if r.memory != nil {
+		c := r.clutter
+		r.header(w, fmt.Sprintf("Memory case: %d Secrets, %d Gateways, %d VirtualServices created (%.0f s), then %d more at once",
+			c.secrets, c.gateways, c.virtualServices, c.took.Seconds(), r.memory.n))
+		r.workload(w, func(s *benchSide) *benchFigures {
+			if s == r.sides[0] {
+				return r.memory
+			}
+			return nil
+		})
+		fmt.Fprintf(w, "our controller's peak resident memory since the clutter, %d Certificates issued: %s\n", r.memoryIssued, r.peakRSS)
+	}
+}
+
+func (r *benchReport) header(w io.Writer, title string) {
+	fmt.Fprintf(w, "\n%s\n%-46s", title, "")
+	for i, s := range r.sides {
+		fmt.Fprintf(w, "%-*s", benchColumn, s.title)
+		if i == 1 {
+			fmt.Fprintf(w, "%-8s", "ratio")
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// row prints one line: a cell per side and, after the second, the ratio.
+func (r *benchReport) row(w io.Writer, what string, cell func(s *benchSide) string, ratio string) {
+	fmt.Fprintf(w, "%-46s", what)
+	for i, s := range r.sides {
+		fmt.Fprintf(w, "%-*s", benchColumn, cell(s))
+		if i == 1 {
+			fmt.Fprintf(w, "%-8s", ratio)
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+func (r *benchReport) textRow(w io.Writer, what string, cell func(s *benchSide) string) {
+	r.row(w, what, cell, "")
+}
+
+// timeRow prints the median of each side's durations and their ratio.
+func (r *benchReport) timeRow(w io.Writer, what string, ds func(s *benchSide) []time.Duration) {
+	cell := func(s *benchSide) string {
+		if len(ds(s)) == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f s", median(ds(s)).Seconds())
+	}
+	r.row(w, what, cell, ratio(median(ds(r.sides[1])), median(ds(r.sides[0]))))
+}
+
+func (r *benchReport) workload(w io.Writer, at func(s *benchSide) *benchFigures) {
+	figure := func(f func(*benchFigures) string) func(*benchSide) string {
+		return func(s *benchSide) string {
+			if fig := at(s); fig != nil {
+				return f(fig)
+			}
+			return "-"
+		}
+	}
+	dur := func(f func(*benchFigures) time.Duration) (func(*benchSide) string, string) {
+		var a, b time.Duration
+		if fig := at(r.sides[0]); fig != nil {
+			a = f(fig)
+		}
+		if fig := at(r.sides[1]); fig != nil {
+			b = f(fig)
+		}
+		return figure(func(fig *benchFigures) string { return fmt.Sprintf("%.2f s", f(fig).Seconds()) }), ratio(b, a)
+	}
+	cell, q := dur(func(f *benchFigures) time.Duration { return f.all })
+	r.row(w, "all Ready", cell, q)
+	cell, q = dur(func(f *benchFigures) time.Duration { return median(f.each) })
+	r.row(w, "each, median", cell, q)
+	r.textRow(w, "each, min / median / p95 / max", figure(func(f *benchFigures) string { return secondsSummary(f.each, true) }))
+	for _, p := range cpuRows {
+		cell, q := dur(func(f *benchFigures) time.Duration { return f.cpu[p.comm] })
+		if !strings.HasPrefix(p.title, "our") && !strings.HasPrefix(p.title, "cert") {
+			q = ""
+		}
+		r.row(w, "CPU, "+p.title, cell, q)
+	}
+	cell, q = dur(func(f *benchFigures) time.Duration { return sumCPU(f.cpu) })
+	r.row(w, "CPU, all processes", cell, q)
+	r.textRow(w, "CPU busy (all processes / cores x all Ready)", figure(func(f *benchFigures) string {
+		return fmt.Sprintf("%.0f%%", 100*sumCPU(f.cpu).Seconds()/(float64(cores())*f.all.Seconds()))
+	}))
+	for _, who := range []string{clientOurs, clientCertManager} {
+		r.textRow(w, fmt.Sprintf("API requests per Certificate, %s", who), figure(func(f *benchFigures) string {
+			return fmt.Sprintf("%.1f", float64(total(f.requests[who]))/float64(f.n))
+		}))
+	}
+	r.textRow(w, "Istio writes per challenged host, ours", figure(func(f *benchFigures) string {
+		return fmt.Sprintf("%.2f", float64(f.solverWrites[clientOurs])/float64(f.hosts))
+	}))
+	r.textRow(w, "Pod/Service/Ingress writes per host, cert-mgr", figure(func(f *benchFigures) string {
+		return fmt.Sprintf("%.2f", float64(f.solverWrites[clientCertManager])/float64(f.hosts))
+	}))
+	r.textRow(w, "stand-in answers per host", figure(func(f *benchFigures) string {
+		return fmt.Sprintf("%.1f", float64(f.standInRequests)/float64(f.hosts))
+	}))
+	r.textRow(w, "our controller's peak resident memory", figure(func(f *benchFigures) string { return f.peakRSS }))
+	fmt.Fprintln(w, "API requests per Certificate by verb:")
+	for _, s := range r.sides {
+		if f := at(s); f != nil {
+			for _, who := range []string{clientOurs, clientCertManager} {
+				if len(f.requests[who]) > 0 {
+					fmt.Fprintf(w, "  %-34s %-13s %s\n", s.title, who, byVerb(f.requests[who], f.n))
+				}
+			}
+		}
+	}
+}
+
+func ratio(theirs, ours time.Duration) string {
+	if theirs <= 0 || ours <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fx", theirs.Seconds()/ours.Seconds())
+}
+
+func sumCPU(p processCPU) time.Duration {
+	var t time.Duration
+	for _, v := range p {
+		t += v
+	}
+	return t
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func byVerb(m map[string]int, n int) string {
+	var parts []string
+	for _, verb := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %.1f", verb, float64(m[verb])/float64(n)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return slices.Sorted(slices.Values(ds))[len(ds)/2]
+}
+
+// secondsSummary is "min / median / max" (with p95 before max when asked) in
+// seconds.
+func secondsSummary(ds []time.Duration, p95 bool) string {
+	if len(ds) == 0 {
+		return "-"
+	}
+	s := slices.Sorted(slices.Values(ds))
+	parts := []float64{s[0].Seconds(), s[len(s)/2].Seconds()}
+	if p95 {
+		parts = append(parts, s[int(math.Ceil(0.95*float64(len(s))))-1].Seconds())
+	}
+	parts = append(parts, s[len(s)-1].Seconds())
+	var out []string
+	for _, p := range parts {
+		out = append(out, fmt.Sprintf("%.1f", p))
+	}
+	return strings.Join(out, " / ") + " s"
+}
+
+func cores() int { return runtime.NumCPU() }
