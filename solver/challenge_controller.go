@@ -394,7 +394,11 @@ func sameRoute(want, existing client.Object) bool {
 
 // deleteRoutes removes every object labelled for this challenge, whether or
 // not its status recorded it (a crash may have come between create and
-// status update).
+// status update). The Gateways and VirtualServices are found in the cache
+// and deleted one by one: a delete-collection would make the API server
+// list them from storage on every pass, and a challenge's deletion is
+// reconciled again as each route's deletion is seen. A route the cache has
+// not seen yet is left to the orphan sweep.
 func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) error {
 	for _, ref := range ch.Status.Routes {
 		if ref.Kind != "Secret" {
@@ -405,14 +409,38 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 			return fmt.Errorf("deleting Secret %s/%s of challenge %s/%s: %w", ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
 		}
 	}
-	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
-	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
-	for _, obj := range []client.Object{&istionet.VirtualService{}, &istionet.Gateway{}} {
-		if err := r.Client.DeleteAllOf(ctx, obj, ns, sel); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting %T for challenge %s/%s: %w", obj, ch.Namespace, ch.Name, err)
+	gws, vss, err := r.ownRoutes(ctx, ch)
+	if err != nil {
+		return err
+	}
+	for _, obj := range append(vss, gws...) {
+		if err := r.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting %s/%s of challenge %s/%s: %w", obj.GetNamespace(), obj.GetName(), ch.Namespace, ch.Name, err)
 		}
 	}
 	return nil
+}
+
+// ownRoutes lists the challenge's Gateways and VirtualServices from the
+// cache by their labels.
+func (r *ChallengeReconciler) ownRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) (gateways, virtualServices []client.Object, err error) {
+	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
+	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
+	var gws istionet.GatewayList
+	if err := r.Client.List(ctx, &gws, ns, sel); err != nil {
+		return nil, nil, fmt.Errorf("listing the Gateways of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	var vss istionet.VirtualServiceList
+	if err := r.Client.List(ctx, &vss, ns, sel); err != nil {
+		return nil, nil, fmt.Errorf("listing the VirtualServices of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	for _, gw := range gws.Items {
+		gateways = append(gateways, gw)
+	}
+	for _, vs := range vss.Items {
+		virtualServices = append(virtualServices, vs)
+	}
+	return gateways, virtualServices, nil
 }
 
 // missingRoute names a recorded Gateway or VirtualService of the challenge
@@ -449,24 +477,18 @@ func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACM
 // serving the host on a workload where ours did: two servers for one host
 // must not linger.
 func (r *ChallengeReconciler) deleteStale(ctx context.Context, ch *v1alpha1.ACMEChallenge, keep Routes) error {
-	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
-	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
-	var gws istionet.GatewayList
-	if err := r.Client.List(ctx, &gws, ns, sel); err != nil {
-		return fmt.Errorf("listing the Gateways of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
-	}
-	var vss istionet.VirtualServiceList
-	if err := r.Client.List(ctx, &vss, ns, sel); err != nil {
-		return fmt.Errorf("listing the VirtualServices of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	gws, vss, err := r.ownRoutes(ctx, ch)
+	if err != nil {
+		return err
 	}
 	var stale []client.Object
-	for _, gw := range gws.Items {
-		if !slices.ContainsFunc(keep.Gateways, func(k *istionet.Gateway) bool { return k.Name == gw.Name }) {
+	for _, gw := range gws {
+		if !slices.ContainsFunc(keep.Gateways, func(k *istionet.Gateway) bool { return k.Name == gw.GetName() }) {
 			stale = append(stale, gw)
 		}
 	}
-	for _, vs := range vss.Items {
-		if !slices.ContainsFunc(keep.VirtualServices, func(k *istionet.VirtualService) bool { return k.Name == vs.Name }) {
+	for _, vs := range vss {
+		if !slices.ContainsFunc(keep.VirtualServices, func(k *istionet.VirtualService) bool { return k.Name == vs.GetName() }) {
 			stale = append(stale, vs)
 		}
 	}
