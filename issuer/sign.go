@@ -493,7 +493,9 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 		return err
 	}
 	metrics.Challenges.WithLabelValues(metrics.ChallengeAccepted).Inc()
-	s.event(cro, corev1.EventTypeNormal, "ChallengeAccepted", "%s: asked the CA to validate http://%s/.well-known/acme-challenge/%s", host, host, ch.Spec.Token)
+	// Logged, not an Event: one per name would double the Events of every
+	// issuance, and the ACMEChallenge's status says the same.
+	log.FromContext(ctx).Info("asked the CA to validate", "host", host, "url", "http://"+host+"/.well-known/acme-challenge/"+ch.Spec.Token)
 	return nil
 }
 
