@@ -89,8 +89,8 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.workers, "workers", 20, "CertificateRequests, and challenges, worked on at once.")
 	fs.DurationVar(&o.orphanSweepInterval, "orphan-sweep-interval", 10*time.Minute,
 		"How often the leader deletes challenge Gateways and VirtualServices whose challenge is gone.")
-	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 50, "Requests per second to the API server (client-side limit).")
-	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 100, "Burst of requests to the API server (client-side limit).")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 200, "Requests per second to the API server (client-side limit).")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 400, "Burst of requests to the API server (client-side limit).")
 	fs.Func("self-check-nameservers",
 		"Comma-separated DNS servers (host:port) that the self-check through DNS (selfCheckThroughDNS on an issuer) resolves challenged hosts with, instead of the system's resolver; for clusters whose DNS answers differently than public DNS.",
 		func(v string) error {
@@ -202,7 +202,9 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("loading the Kubernetes client configuration: %w", err)
 	}
 	// client-go's default of 5 requests per second would queue status
-	// updates and Events behind each other while orders are in flight.
+	// updates and Events behind each other while orders are in flight; a
+	// renewal wave of hundreds of Certificates costs about 30 requests
+	// each. The API server's own priority and fairness protects it.
 	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
 	byObject := solver.IstioCacheOptions()
 	certificates, err := shim.CertificateCacheOptions()
