@@ -130,7 +130,7 @@ func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration)
 	// Requests still in flight when the last Certificate became Ready
 	// (cleanup of challenges) belong to the workload.
 	c.waitQuiet()
-	f.requests, f.solverWrites = countRequests(m.audit.next())
+	f.requests, f.requestsByResource, f.solverWrites = countRequests(m.audit.next())
 	s.issued += len(f.each)
 	return f
 }
@@ -157,15 +157,19 @@ func (m *meter) readyState(crts []*cmapi.Certificate) ([]*cmapi.Certificate, tim
 const (
 	clientOurs        = "ours"
 	clientCertManager = "cert-manager"
+	// clientOthers are the rest: the test's watches and its gateway's
+	// reads, the garbage collector, the API server itself.
+	clientOthers = "others"
 )
 
 // countRequests counts audit entries by client (ours, cert-manager, the
-// rest) and verb, and the writes of solver objects by ours and cert-manager.
-func countRequests(entries []auditEntry) (map[string]map[string]int, map[string]int) {
-	requests := map[string]map[string]int{}
-	solverWrites := map[string]int{}
+// rest) and verb, and by verb and resource, and the writes of solver
+// objects by ours and cert-manager.
+func countRequests(entries []auditEntry) (requests map[string]map[string]int, byResource map[string]map[string]int, solverWrites map[string]int) {
+	requests, byResource = map[string]map[string]int{}, map[string]map[string]int{}
+	solverWrites = map[string]int{}
 	for _, e := range entries {
-		who := "others"
+		who := clientOthers
 		switch user := e.user(); {
 		case strings.HasPrefix(user, "system:serviceaccount:"+controllerNamespace+":"):
 			who = clientOurs
@@ -176,7 +180,15 @@ func countRequests(entries []auditEntry) (map[string]map[string]int, map[string]
 			requests[who] = map[string]int{}
 		}
 		requests[who][e.Verb]++
-		write := e.Verb == "create" || e.Verb == "update" || e.Verb == "patch" || e.Verb == "delete"
+		if byResource[who] == nil {
+			byResource[who] = map[string]int{}
+		}
+		res := e.ObjectRef.Resource
+		if e.ObjectRef.Subresource != "" {
+			res += "/" + e.ObjectRef.Subresource
+		}
+		byResource[who][e.Verb+" "+res]++
+		write := e.Verb == "create" || e.Verb == "update" || e.Verb == "patch" || e.Verb == "delete" || e.Verb == "deletecollection"
 		switch r := e.ObjectRef.Resource; {
 		case !write || e.ObjectRef.Subresource != "":
 		case who == clientOurs && (r == "gateways" || r == "virtualservices"):
@@ -185,7 +197,7 @@ func countRequests(entries []auditEntry) (map[string]map[string]int, map[string]
 			solverWrites[who]++
 		}
 	}
-	return requests, solverWrites
+	return requests, byResource, solverWrites
 }
 
 func (e auditEntry) user() string {

@@ -146,7 +146,7 @@ func (r *benchReport) workload(w io.Writer, at func(s *benchSide) *benchFigures)
 	r.textRow(w, "CPU busy (all processes / cores x all Ready)", figure(func(f *benchFigures) string {
 		return fmt.Sprintf("%.0f%%", 100*sumCPU(f.cpu).Seconds()/(float64(cores())*f.all.Seconds()))
 	}))
-	for _, who := range []string{clientOurs, clientCertManager} {
+	for _, who := range []string{clientOurs, clientCertManager, clientOthers} {
 		r.textRow(w, fmt.Sprintf("API requests per Certificate, %s", who), figure(func(f *benchFigures) string {
 			return fmt.Sprintf("%.1f", float64(total(f.requests[who]))/float64(f.n))
 		}))
@@ -167,6 +167,7 @@ func (r *benchReport) workload(w io.Writer, at func(s *benchSide) *benchFigures)
 			for _, who := range []string{clientOurs, clientCertManager} {
 				if len(f.requests[who]) > 0 {
 					fmt.Fprintf(w, "  %-34s %-13s %s\n", s.title, who, byVerb(f.requests[who], f.n))
+					fmt.Fprintf(w, "  %-34s %-13s %s\n", "", "", byVerb(f.requestsByResource[who], f.n))
 				}
 			}
 		}

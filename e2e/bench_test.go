@@ -15,7 +15,10 @@ import (
 
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -60,6 +63,12 @@ func TestBench(t *testing.T) {
 	m := c.startMeter()
 	standIn := c.startStandIn()
 
+	// The platform's shared Gateway for the Certificates' names, as in the
+	// README: our routes attach to it (one VirtualService per name).
+	shared := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "shared"}}
+	shared.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	shared.Spec.Servers = []*istioapi.Server{httpServer("*.example.com")}
+	c.create(shared)
 	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
 	c.cmClusterIssuer("standin", cmacme.ACMEChallengeSolver{HTTP01: &cmacme.ACMEChallengeSolverHTTP01{
 		Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("standin"), ServiceType: corev1.ServiceTypeClusterIP},
@@ -148,6 +157,8 @@ type benchFigures struct {
 	cpu processCPU
 	// requests counts API requests by client and verb (audit log).
 	requests map[string]map[string]int
+	// requestsByResource counts them by client, verb and resource.
+	requestsByResource map[string]map[string]int
 	// solverWrites counts writes of solver objects by client: Istio
 	// Gateways and VirtualServices by ours, Pods, Services and Ingresses by
 	// cert-manager's HTTP-01 solver.
