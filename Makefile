@@ -97,4 +97,4 @@ CHAOS_SEED ?= 0
 # API requests per Certificate and the controller's peak memory.
 .PHONY: bench
 bench: tools
-	hack/run-e2e-test.sh bench TestBench
+	TEST_TIMEOUT=45m hack/run-e2e-test.sh bench TestBench

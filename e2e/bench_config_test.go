@@ -13,21 +13,25 @@ import (
 // benchConfig is what the bench runs, from environment variables so that
 // 'make bench BENCH_SIZES=20' and the like work:
 //
-//	BENCH_ONE=5              one-Certificate runs per issuer (after a cold one)
+//	BENCH_ONE=3              one-Certificate runs per issuer (after a cold one)
 //	BENCH_SIZES=20,100,500   Certificates created at once, one workload each
+//	BENCH_CM_MAX=100         largest size run through cert-manager's issuer too (500: about 5 minutes more)
 //	BENCH_SOLVER_MAX=20      largest size run through our solver mode too
-//	BENCH_MEMORY_CERTS=1000  ours issued in all by the end of the memory case (0: no memory case)
+//	BENCH_MEMORY_CERTS=1000  ours issued in all before the memory case's clutter (0: no memory case)
 //	BENCH_CLUTTER=10000,2000,5000  unrelated Secrets, Gateways, VirtualServices of the memory case
+//	BENCH_CLUTTER_BATCH=20   Certificates issued at once among the clutter
 //	BENCH_CM_WORKERS=60      cert-manager's workers per controller
 //	BENCH_CM_QPS=500         cert-manager's client-side API request limit
 //	BENCH_PROFILE=dir        write CPU profiles of our controller per workload and a heap profile there
 //	BENCH_PROFILE_SECONDS=30 length of each CPU profile
 type benchConfig struct {
-	oneRuns           int
-	sizes             []int
-	solverModeMaxSize int
-	memoryCerts       int
-	clutter           clutterSize
+	oneRuns            int
+	sizes              []int
+	solverModeMaxSize  int
+	certManagerMaxSize int
+	clutterBatch       int
+	memoryCerts        int
+	clutter            clutterSize
 	// cert-manager runs with more workers and a higher request limit than
 	// its defaults (5 and 20/s): its HTTP-01 self-check holds a worker for
 	// 8 s per challenge, so with 5 workers 500 Certificates of two names
@@ -43,7 +47,9 @@ type clutterSize struct{ secrets, gateways, virtualServices int }
 func benchConfigFromEnv(t *testing.T) benchConfig {
 	t.Helper()
 	cfg := benchConfig{
-		oneRuns:            envInt(t, "BENCH_ONE", 5),
+		oneRuns:            envInt(t, "BENCH_ONE", 3),
+		certManagerMaxSize: envInt(t, "BENCH_CM_MAX", 100),
+		clutterBatch:       envInt(t, "BENCH_CLUTTER_BATCH", 20),
 		sizes:              envInts(t, "BENCH_SIZES", []int{20, 100, 500}),
 		solverModeMaxSize:  envInt(t, "BENCH_SOLVER_MAX", 20),
 		memoryCerts:        envInt(t, "BENCH_MEMORY_CERTS", 1000),

@@ -132,6 +132,10 @@ func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration)
 	c.waitQuiet()
 	f.requests, f.requestsByResource, f.solverWrites = countRequests(m.audit.next())
 	s.issued += len(f.each)
+	if n > 1 {
+		// Progress: the table comes at the end.
+		fmt.Printf("%s: %d at once, all Ready after %.1f s (each %s)\n", s.title, n, f.all.Seconds(), secondsSummary(f.each, true))
+	}
 	return f
 }
 

@@ -19,6 +19,7 @@ type benchReport struct {
 	cfg          benchConfig
 	sides        []*benchSide
 	clutter      clutterFigures
+	topUp        *benchFigures
 	memory       *benchFigures
 	memoryIssued int
 	peakRSS      string
@@ -39,37 +40,51 @@ var cpuRows = []struct{ comm, title string }{
 
 const benchColumn = 30
 
-func (r *benchReport) print(w io.Writer) {
+func (r *benchReport) printHeader(w io.Writer) {
 	fmt.Fprintf(w, "\n%d cores; cert-manager with %d workers per controller and %d requests/s; ratio = %s / %s\n",
 		cores(), r.cfg.certManagerWorkers, r.cfg.certManagerQPS, r.sides[1].title, r.sides[0].title)
+}
+
+func (r *benchReport) printOne(w io.Writer) {
 	r.header(w, "One Certificate with two names, one at a time")
 	r.timeRow(w, "first after start (cold)", func(s *benchSide) []time.Duration { return []time.Duration{s.cold} })
 	r.textRow(w, fmt.Sprintf("min / median / max of %d", r.cfg.oneRuns), func(s *benchSide) string { return secondsSummary(s.one, false) })
 	r.timeRow(w, "median", func(s *benchSide) []time.Duration { return s.one })
-	for _, n := range r.cfg.sizes {
-		r.header(w, fmt.Sprintf("%d Certificates created at once, two names each", n))
-		at := func(s *benchSide) *benchFigures {
-			for _, f := range s.at {
-				if f.n == n {
-					return f
-				}
+}
+
+func (r *benchReport) printSize(w io.Writer, n int) {
+	r.header(w, fmt.Sprintf("%d Certificates created at once, two names each", n))
+	r.workload(w, func(s *benchSide) *benchFigures {
+		for _, f := range s.at {
+			if f.n == n {
+				return f
+			}
+		}
+		return nil
+	})
+}
+
+func (r *benchReport) printMemory(w io.Writer) {
+	c := r.clutter
+	ours := func(f *benchFigures) func(s *benchSide) *benchFigures {
+		return func(s *benchSide) *benchFigures {
+			if s == r.sides[0] {
+				return f
 			}
 			return nil
 		}
-		r.workload(w, at)
+	}
+	if r.topUp != nil {
+		r.header(w, fmt.Sprintf("Memory case: %d more at once, to %d of ours", r.topUp.n, r.cfg.memoryCerts))
+		r.workload(w, ours(r.topUp))
 	}
 	if r.memory != nil {
-		c := r.clutter
-		r.header(w, fmt.Sprintf("Memory case: %d Secrets, %d Gateways, %d VirtualServices created (%.0f s), then %d more at once",
+		r.header(w, fmt.Sprintf("Memory case: %d Secrets, %d Gateways, %d VirtualServices created (%.0f s), then %d at once among them",
 			c.secrets, c.gateways, c.virtualServices, c.took.Seconds(), r.memory.n))
-		r.workload(w, func(s *benchSide) *benchFigures {
-			if s == r.sides[0] {
-				return r.memory
-			}
-			return nil
-		})
-		fmt.Fprintf(w, "our controller's peak resident memory since the clutter, %d Certificates issued: %s\n", r.memoryIssued, r.peakRSS)
+		r.workload(w, ours(r.memory))
 	}
+	fmt.Fprintf(w, "\nour controller's peak resident memory in the memory case (%d Certificates issued, %d Secrets, %d Gateways, %d VirtualServices): %s\n",
+		r.memoryIssued, c.secrets, c.gateways, c.virtualServices, r.peakRSS)
 }
 
 func (r *benchReport) header(w io.Writer, title string) {

@@ -80,7 +80,7 @@ func TestBench(t *testing.T) {
 
 	sides := []*benchSide{
 		{key: "ours", title: "ACMEClusterIssuer", issuer: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "pebble"}},
-		{key: "cm", title: "cert-manager ACME, instant solver", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "standin"}, standIn: standIn},
+		{key: "cm", title: "cert-manager ACME, instant solver", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "standin"}, standIn: standIn, maxSize: cfg.certManagerMaxSize},
 		{key: "cmi", title: "cert-manager ACME + our class", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, maxSize: cfg.solverModeMaxSize},
 	}
 	report := &benchReport{cfg: cfg, sides: sides}
@@ -94,7 +94,10 @@ func TestBench(t *testing.T) {
 			s.one = append(s.one, m.issue(s, fmt.Sprintf("%s-one%d", s.key, i), 1, 180*time.Second).each[0])
 		}
 	}
-	// Sizes at once, each side in turn on the same cluster.
+	report.printHeader(os.Stdout)
+	report.printOne(os.Stdout)
+	// Sizes at once, each side in turn on the same cluster; each block is
+	// printed when done.
 	for _, n := range cfg.sizes {
 		for _, s := range sides {
 			if s.maxSize > 0 && n > s.maxSize {
@@ -107,26 +110,33 @@ func TestBench(t *testing.T) {
 			profile()
 			s.at = append(s.at, f)
 		}
+		report.printSize(os.Stdout, n)
 	}
-	// The memory case, ours only: a cluster of a real size around it.
+	// The memory case, ours only: Certificates issued until ours number
+	// cfg.memoryCerts, then a cluster of a real size around them, and
+	// cfg.clutterBatch more issued in it.
 	if cfg.memoryCerts > 0 {
+		ours := sides[0]
 		c.waitQuiet()
 		resetPeakRSS(c.controller.PID())
-		report.clutter = c.createClutter(cfg.clutter)
-		ours := sides[0]
 		if more := cfg.memoryCerts - ours.issued; more > 0 {
+			report.topUp = m.issue(ours, "ours-mem", more, cfg.timeout(more))
+			c.waitQuiet()
+		}
+		report.clutter = c.createClutter(cfg.clutter)
+		if cfg.clutterBatch > 0 {
 			profile := m.startProfile(pprofAddr, cfg, "ours-clutter")
-			report.memory = m.issue(ours, "ours-mem", more, cfg.timeout(more))
+			report.memory = m.issue(ours, "ours-clutter", cfg.clutterBatch, cfg.timeout(cfg.clutterBatch))
 			profile()
 		}
+		c.waitQuiet()
 		report.memoryIssued = ours.issued
+		report.peakRSS = peakRSS(c.controller.PID())
+		report.printMemory(os.Stdout)
 	}
-	c.waitQuiet()
-	report.peakRSS = peakRSS(c.controller.PID())
 	if pprofAddr != "" {
 		m.saveProfile(pprofAddr, "heap", filepath.Join(cfg.profileDir, "ours-heap.pprof"))
 	}
-	report.print(os.Stdout)
 	c.waitNothingLeft()
 }
 

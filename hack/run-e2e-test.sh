@@ -11,4 +11,4 @@ bin=$(mktemp -d)
 trap 'rm -rf "$bin"' EXIT
 cd e2e
 go test -tags "$tag" -c -o "$bin/$tag.test" .
-"$bin/$tag.test" -test.run "^$test\$" -test.timeout 20m
+"$bin/$tag.test" -test.run "^$test\$" -test.timeout "${TEST_TIMEOUT:-20m}"
