@@ -35,7 +35,7 @@ var cpuRows = []struct{ comm, title string }{
 	{"pebble", "Pebble (CA)"},
 	{"pebble-challtes", "Pebble's DNS"},
 	{"kube-controller", "garbage collector"},
-	{"test process", "test process: Istio's translation, stand-in, watches"},
+	{"test process", "test: Istio translation, stand-in"},
 }
 
 const benchColumn = 30

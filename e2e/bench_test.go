@@ -80,8 +80,8 @@ func TestBench(t *testing.T) {
 
 	sides := []*benchSide{
 		{key: "ours", title: "ACMEClusterIssuer", issuer: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "pebble"}},
-		{key: "cm", title: "cert-manager ACME, instant solver", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "standin"}, standIn: standIn, maxSize: cfg.certManagerMaxSize},
-		{key: "cmi", title: "cert-manager ACME + our class", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, maxSize: cfg.solverModeMaxSize},
+		{key: "cm", title: "cert-manager, instant solver", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "standin"}, standIn: standIn, maxSize: cfg.certManagerMaxSize},
+		{key: "cmi", title: "cert-manager + our class", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, maxSize: cfg.solverModeMaxSize},
 	}
 	report := &benchReport{cfg: cfg, sides: sides}
 
