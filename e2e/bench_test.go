@@ -38,9 +38,10 @@ import (
 //
 // Workloads: one Certificate with two names, several times one after
 // another; then each size of BENCH_SIZES created at once; then, for ours,
-// the memory case: the cluster filled with unrelated Secrets, Gateways and
-// VirtualServices and more Certificates issued until ours number
-// BENCH_MEMORY_CERTS. See benchConfig for the variables.
+// the memory case: Certificates issued until ours number
+// BENCH_MEMORY_CERTS, the cluster filled with unrelated Secrets, Gateways
+// and VirtualServices, and a few more issued among them. See benchConfig
+// for the variables.
 func TestBench(t *testing.T) {
 	cfg := benchConfigFromEnv(t)
 	opts := clusterOptions{
