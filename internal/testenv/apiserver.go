@@ -127,6 +127,9 @@ func StartAPIServerWith(t testing.TB, o APIServerOptions) *APIServer {
 		args.Set("audit-log-path", auditLog)
 		args.Set("audit-log-format", "json")
 		args.Set("audit-log-mode", "blocking")
+		// Never rotated (the API server rotates at 100 MB by default, which
+		// a long bench reaches): readers keep their place in one file.
+		args.Set("audit-log-maxsize", "1000000")
 	}
 	cfg, err := env.Start()
 	if err != nil {
