@@ -305,3 +305,40 @@ func TestL4SourceMatches(t *testing.T) {
 		}
 	}
 }
+
+// Planning a host reads the credential Secret only of HTTPS servers whose
+// answers the route could change: on a gateway crowded with other teams'
+// HTTPS Gateways, reading each of their Secrets for every plan cost over a
+// thousand API requests per Certificate.
+func TestPlanReadsOnlyCredentialsItNeeds(t *testing.T) {
+	gws := []*istionet.Gateway{gateway("istio-system", "shared", ingressLabels, server(80, "HTTP", nil, "*.example.com"))}
+	for i := range 50 {
+		hosts := []string{"*.team" + strconv.Itoa(i) + ".example.net"}
+		gws = append(gws, gateway("team"+strconv.Itoa(i), "edge", ingressLabels,
+			server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "team" + strconv.Itoa(i) + "-cert"}, hosts...),
+			server(80, "HTTP", &istioapi.ServerTLSSettings{HttpsRedirect: true}, hosts...)))
+	}
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1"},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "shop.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+			Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: ingressLabels}},
+			GatewayNamespace: "istio-system",
+			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	var read []string
+	_, refusal := PlanRoutes(PlanInput{
+		Challenge: ch, Gateways: gws, Workloads: []*GatewayWorkload{defaultWorkload()},
+		Credential: func(ns, name string) CredentialState {
+			read = append(read, ns+"/"+name)
+			return CredentialState{Usable: true}
+		},
+		Now: epoch.Add(time.Hour),
+	})
+	if refusal != nil {
+		t.Fatalf("refused: %s", refusal.Message)
+	}
+	if len(read) != 0 {
+		t.Errorf("read %d credentials (%v), want none: no HTTPS server serves shop.example.com", len(read), read)
+	}
+}
