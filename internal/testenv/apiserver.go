@@ -131,14 +131,27 @@ func StartAPIServerWith(t testing.TB, o APIServerOptions) *APIServer {
 		// a long bench reaches): readers keep their place in one file.
 		args.Set("audit-log-maxsize", "1000000")
 	}
+	before, err := Children()
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		t.Fatalf("starting kube-apiserver and etcd: %v", err)
+	}
+	started, err := startedSince(before, Tool(t, "kube-apiserver"), Tool(t, "etcd"))
+	if err == nil {
+		err = guardChildren(started...)
+	}
+	if err != nil {
+		_ = env.Stop() // best effort: the test stops here
+		t.Fatalf("guarding kube-apiserver and etcd against outliving the test binary: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := env.Stop(); err != nil {
 			t.Errorf("stopping kube-apiserver and etcd: %v", err)
 		}
+		releaseChildren(started...)
 	})
 	cfg.QPS, cfg.Burst = 200, 400
 

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -70,33 +68,13 @@ func (a *APIServer) Restart(t testing.TB) (time.Duration, error) {
 // and arguments: envtest starts kube-apiserver and keeps its command line
 // to itself.
 func childProcess(bin string) (int, []string, error) {
-	entries, err := os.ReadDir("/proc")
+	children, err := Children()
 	if err != nil {
 		return 0, nil, err
 	}
-	me := os.Getpid()
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The parent's PID is the 2nd field after the parenthesized name.
-		rest := stat[bytes.LastIndexByte(stat, ')')+1:]
-		fields := strings.Fields(string(rest))
-		if len(fields) < 2 || fields[1] != strconv.Itoa(me) {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-		if len(argv) > 0 && argv[0] == bin {
-			return pid, argv[1:], nil
+	for _, c := range children {
+		if c.Argv[0] == bin {
+			return c.PID, c.Argv[1:], nil
 		}
 	}
 	return 0, nil, fmt.Errorf("no child process runs %s", bin)
