@@ -57,6 +57,9 @@ verify: generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	cd e2e && go vet ./...
+	# The bench, demo and chaos campaign build only with their tags: vet
+	# them too, or a change could break them unseen.
+	cd e2e && go vet -tags bench,demo,chaos ./...
 	@git diff --exit-code -- api deploy $(CHART) README.md || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api deploy $(CHART) README.md)" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART) README.md; exit 1; }
 

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -29,38 +31,74 @@ type auditEntry struct {
 	} `json:"responseStatus"`
 }
 
-// byController reports whether our controller's ServiceAccount made the
-// request (the tests' kubeconfigs impersonate it).
-func (e auditEntry) byController() bool {
-	user := e.User.Username
+// user is who made the request: the impersonated user if any (the tests'
+// kubeconfigs impersonate ServiceAccounts).
+func (e auditEntry) user() string {
 	if e.ImpersonatedUser != nil {
-		user = e.ImpersonatedUser.Username
+		return e.ImpersonatedUser.Username
 	}
-	return strings.HasPrefix(user, "system:serviceaccount:"+controllerNamespace+":")
+	return e.User.Username
+}
+
+// byController reports whether our controller's ServiceAccount made the
+// request.
+func (e auditEntry) byController() bool {
+	return strings.HasPrefix(e.user(), "system:serviceaccount:"+controllerNamespace+":")
 }
 
 // readAudit reads the completed requests of an audit log.
 func readAudit(t *testing.T, path string) []auditEntry {
 	t.Helper()
-	f, err := os.Open(path)
+	entries, err := (&auditTail{path: path}).next()
 	if err != nil {
 		t.Fatalf("reading the audit log: %v", err)
 	}
+	return entries
+}
+
+// auditTail reads an audit log from where it last stopped.
+type auditTail struct {
+	path   string
+	offset int64
+}
+
+// next returns the completed requests logged since the last call. A log
+// shorter than what was read before has been rotated away, which the test
+// API server is configured never to do: that is an error, not zero
+// requests.
+func (a *auditTail) next() ([]auditEntry, error) {
+	f, err := os.Open(a.path)
+	if err != nil {
+		return nil, err
+	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if info.Size() < a.offset {
+		return nil, fmt.Errorf("audit log %s is %d bytes, shorter than the %d already read: it was rotated", a.path, info.Size(), a.offset)
+	}
+	if _, err := f.Seek(a.offset, io.SeekStart); err != nil {
+		return nil, err
+	}
 	var out []auditEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
+	r := bufio.NewReaderSize(f, 1<<20)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err == io.EOF {
+			return out, nil // a partial last line is read next time
+		}
+		if err != nil {
+			return nil, err
+		}
+		a.offset += int64(len(line))
 		var e auditEntry
-		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
-			t.Fatalf("audit log line %q: %v", sc.Text(), err)
+		if err := json.Unmarshal(line, &e); err != nil {
+			return nil, fmt.Errorf("audit log line %q: %w", line, err)
 		}
 		if e.Stage == "ResponseComplete" {
 			out = append(out, e)
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }

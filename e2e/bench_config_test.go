@@ -66,9 +66,9 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 	return cfg
 }
 
-// timeout is how long a workload of n Certificates may take before the
-// bench reports it as failed.
-func (cfg benchConfig) timeout(n int) time.Duration {
+// workloadTimeout is how long a workload of n Certificates may take before
+// the bench reports it as failed.
+func workloadTimeout(n int) time.Duration {
 	return 3*time.Minute + time.Duration(n)*time.Second
 }
 

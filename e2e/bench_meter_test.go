@@ -3,9 +3,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +14,8 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
 // meter measures workloads: when each Certificate became Ready (from a
@@ -53,14 +53,14 @@ func (c *cluster) startMeter() *meter {
 	}); err != nil {
 		c.t.Fatal(err)
 	}
-	m.audit.next() // skip the setup's requests
+	m.requestsSince() // skip the setup's requests
 	return m
 }
 
 // issue creates n Certificates of side s at once (from 16 clients), each
 // for two names under prefix, waits until all are Ready and returns the
 // workload's figures.
-func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration) *benchFigures {
+func (m *meter) issue(s *benchSide, prefix string, n int) *benchFigures {
 	c := m.c
 	c.t.Helper()
 	crts := make([]*cmapi.Certificate, n)
@@ -77,7 +77,7 @@ func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration)
 		}
 	}
 	f := &benchFigures{n: n, hosts: 2 * n}
-	m.audit.next()
+	m.requestsSince()
 	cpuBefore := readProcessCPU()
 	standInBefore := s.standIn.answered()
 
@@ -101,6 +101,7 @@ func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration)
 	close(work)
 	wg.Wait()
 
+	timeout := workloadTimeout(n)
 	deadline := start.Add(timeout)
 	var last time.Time
 	for {
@@ -130,13 +131,23 @@ func (m *meter) issue(s *benchSide, prefix string, n int, timeout time.Duration)
 	// Requests still in flight when the last Certificate became Ready
 	// (cleanup of challenges) belong to the workload.
 	c.waitQuiet()
-	f.requests, f.requestsByResource, f.solverWrites = countRequests(m.audit.next())
+	f.requests, f.requestsByResource, f.solverWrites = countRequests(m.requestsSince())
 	s.issued += len(f.each)
 	if n > 1 {
 		// Progress: the table comes at the end.
 		fmt.Printf("%s: %d at once, all Ready after %.1f s (each %s)\n", s.title, n, f.all.Seconds(), secondsSummary(f.each, true))
 	}
 	return f
+}
+
+// requestsSince returns the requests the API server completed since the
+// last call.
+func (m *meter) requestsSince() []auditEntry {
+	entries, err := m.audit.next()
+	if err != nil {
+		m.c.t.Errorf("counting API requests: %v", err)
+	}
+	return entries
 }
 
 // readyState returns the Certificates not yet Ready, and when the last of
@@ -157,6 +168,10 @@ func (m *meter) readyState(crts []*cmapi.Certificate) ([]*cmapi.Certificate, tim
 	return missing, newest
 }
 
+// testProcess names this process in processCPU: it runs the gateway with
+// Istio's translation, the stand-in solver and the bench's watches.
+const testProcess = "test process"
+
 // Clients as the bench names them.
 const (
 	clientOurs        = "ours"
@@ -174,10 +189,10 @@ func countRequests(entries []auditEntry) (requests map[string]map[string]int, by
 	solverWrites = map[string]int{}
 	for _, e := range entries {
 		who := clientOthers
-		switch user := e.user(); {
-		case strings.HasPrefix(user, "system:serviceaccount:"+controllerNamespace+":"):
+		switch {
+		case e.byController():
 			who = clientOurs
-		case strings.HasPrefix(user, "system:serviceaccount:cert-manager:"):
+		case strings.HasPrefix(e.user(), "system:serviceaccount:cert-manager:"):
 			who = clientCertManager
 		}
 		if requests[who] == nil {
@@ -204,74 +219,17 @@ func countRequests(entries []auditEntry) (requests map[string]map[string]int, by
 	return requests, byResource, solverWrites
 }
 
-func (e auditEntry) user() string {
-	if e.ImpersonatedUser != nil {
-		return e.ImpersonatedUser.Username
-	}
-	return e.User.Username
-}
-
-// auditTail reads an audit log from where it last stopped.
-type auditTail struct {
-	path   string
-	offset int64
-}
-
-// next returns the completed requests logged since the last call.
-func (a *auditTail) next() []auditEntry {
-	f, err := os.Open(a.path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	if _, err := f.Seek(a.offset, 0); err != nil {
-		return nil
-	}
-	var out []auditEntry
-	r := bufio.NewReaderSize(f, 1<<20)
-	for {
-		line, err := r.ReadBytes('\n')
-		if err != nil {
-			break // a partial last line is read next time
-		}
-		a.offset += int64(len(line))
-		var e auditEntry
-		if json.Unmarshal(line, &e) == nil && e.Stage == "ResponseComplete" {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// processCPU is CPU time by process name: this test process and every
-// process it started (API server, etcd, controller-manager, Pebble, its
-// DNS, cert-manager, our controller).
+// processCPU is CPU time by process: this test process and every process
+// it started (API server, etcd, controller-manager, Pebble, its DNS,
+// cert-manager, our controller), by the name of its binary.
 type processCPU map[string]time.Duration
 
 // readProcessCPU reads the CPU time of this process and its children.
 func readProcessCPU() processCPU {
-	self := os.Getpid()
-	out := processCPU{"test process": cpuTime(self)}
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	for _, d := range dirs {
-		pid, err := strconv.Atoi(filepath.Base(d))
-		if err != nil || pid == self {
-			continue
-		}
-		data, err := os.ReadFile(filepath.Join(d, "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		open, closing := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
-		if open < 0 || closing < open {
-			continue
-		}
-		fields := strings.Fields(s[closing+1:])
-		if len(fields) < 2 || fields[1] != strconv.Itoa(self) {
-			continue
-		}
-		out[s[open+1:closing]] += cpuTime(pid)
+	out := processCPU{testProcess: cpuTime(os.Getpid())}
+	children, _ := testenv.Children() // best effort: a figure, not a check
+	for _, c := range children {
+		out[filepath.Base(c.Argv[0])] += cpuTime(c.PID)
 	}
 	return out
 }
