@@ -57,13 +57,17 @@ func (h *caHold) observe(res *http.Response) {
 	}
 }
 
-// holdTransport sends an account's requests through its hold.
+// holdTransport sends an account's requests through its hold, and stops
+// the read of an order that follows a finalize (finalize.go).
 type holdTransport struct {
 	base http.RoundTripper
 	hold *caHold
 }
 
 func (t *holdTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if stoppedAfterFinalize(req) {
+		return nil, errFinalizeSent
+	}
 	if err := t.hold.check(); err != nil {
 		return nil, err
 	}

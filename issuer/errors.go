@@ -1,6 +1,7 @@
 package issuer
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -127,10 +128,23 @@ func describeTransport(err error) error {
 		return fmt.Errorf("the ACME server's TLS certificate does not match its host name (%w); check spec.server", err)
 	case errors.As(err, &dnsErr):
 		return fmt.Errorf("cannot resolve the ACME server's host (%w); check spec.server and the cluster's DNS", err)
+	case answerTimedOut(err):
+		return fmt.Errorf("the ACME server took the request but did not answer within %s (%w); it is slow or overloaded: the request is retried with backoff", caRequestTimeout, err)
 	case errors.As(err, &opErr), errors.As(err, &urlErr):
 		return fmt.Errorf("cannot reach the ACME server (%w); check spec.server and that egress to it is allowed", err)
 	}
 	return err
+}
+
+// answerTimedOut reports whether the request timed out after the connection
+// was made: the server is reachable but has not answered.
+func answerTimedOut(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "dial" {
+		return false
+	}
+	var timeout interface{ Timeout() bool }
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &timeout) && timeout.Timeout())
 }
 
 // mayHaveReachedCA reports whether a failed request may have been acted on

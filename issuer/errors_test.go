@@ -134,3 +134,35 @@ func TestMayHaveReachedCA(t *testing.T) {
 		}
 	}
 }
+
+// A CA that takes the connection but never answers is named as slow, not as
+// unreachable: its address and the egress to it are fine.
+func TestCAOutcomeOfAnAnswerThatNeverCame(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close() // read nothing, answer nothing
+		}
+	}()
+	c := &http.Client{Timeout: 100 * time.Millisecond}
+	_, err = c.Post("http://"+ln.Addr().String()+"/my-order/1", "application/jose+json", strings.NewReader("{}"))
+	if err == nil {
+		t.Fatal("a server that never answers answered")
+	}
+	got := caOutcome("reading order", err).Error()
+	if !strings.Contains(got, "did not answer within") || strings.Contains(got, "cannot reach") {
+		t.Errorf("got %q, want it to say the CA did not answer, not that it cannot be reached", got)
+	}
+	refused := &url.Error{Op: "Post", URL: "https://ca.example/dir", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	if got := caOutcome("reading order", refused).Error(); !strings.Contains(got, "cannot reach the ACME server") {
+		t.Errorf("a refused connection: got %q, want cannot reach the ACME server", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,6 +86,35 @@ func TestOrderStates(t *testing.T) {
 		}
 		if n := len(b.challenges(t, cr)); n != 0 {
 			t.Errorf("%d ACMEChallenges left after issuance", n)
+		}
+	})
+
+	t.Run("a finalization is sent on its own: the order is read on a later pass, not in the same breath", func(t *testing.T) {
+		// The ACME client reads the order at once after finalizing, which
+		// races the CA's issuance (Pebble deadlocks such orders).
+		cr := b.placed(t, "finalize", "finalize.example.com")
+		b.present(t, cr)
+		var err error
+		var pass []testenv.CARequest
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			before := len(b.proxy.Requests())
+			_, err = b.sign(cr)
+			pass = b.proxy.Requests()[before:]
+			if slices.ContainsFunc(pass, func(r testenv.CARequest) bool { return r.Endpoint == testenv.EndpointFinalize }) || time.Now().After(deadline) {
+				break
+			}
+		}
+		wantPending(t, err, "the CA is issuing the certificate")
+		finalized := false
+		for _, r := range pass {
+			finalized = finalized || r.Endpoint == testenv.EndpointFinalize
+			if finalized && r.Endpoint == testenv.EndpointOrder {
+				t.Errorf("the order was read in the pass that finalized it: %+v", pass)
+			}
+		}
+		bundle := b.signUntilDone(t, cr)
+		if !strings.Contains(string(bundle.ChainPEM), "BEGIN CERTIFICATE") {
+			t.Fatalf("no certificate returned: %q", bundle.ChainPEM)
 		}
 	})
 

@@ -168,7 +168,11 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	case acme.StatusReady:
 		fctx, cancel := context.WithTimeout(ctx, finalizeTimeout)
 		defer cancel()
-		der, _, err := acct.client.CreateCertFromOrder(fctx, o, csr.Raw, true)
+		der, issuing, err := finalize(fctx, acct.client, o, csr.Raw)
+		if issuing {
+			// The order's state is recorded when it is read next.
+			return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is issuing the certificate"), RequeueAfter: pollIn}
+		}
 		if err != nil {
 			if fctx.Err() != nil && ctx.Err() == nil {
 				return signer.PEMBundle{}, signer.PendingError{Err: errors.New("the CA is still issuing the certificate"), RequeueAfter: pollIn}
