@@ -26,7 +26,9 @@ func TestAPIServerDiesWithTestBinary(t *testing.T) {
 		os.Exit(3) // no cleanup runs
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAPIServerDiesWithTestBinary$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "TESTENV_DIE_WITH_API_SERVER=1")
+	// The helper's temporary directories, which its cleanups would have
+	// removed, go in this test's own.
+	cmd.Env = append(os.Environ(), "TESTENV_DIE_WITH_API_SERVER=1", "TMPDIR="+t.TempDir())
 	out, _ := cmd.CombinedOutput() // it exits 3 on purpose
 	var pids []int
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
