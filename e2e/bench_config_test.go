@@ -14,9 +14,9 @@ import (
 // 'make bench BENCH_SIZES=20' and the like work:
 //
 //	BENCH_ONE=3              one-Certificate runs per issuer (after a cold one)
-//	BENCH_SIZES=20,100,500   Certificates created at once, one workload each
-//	BENCH_CM_MAX=100         largest size run through cert-manager's issuer too (500: about 5 minutes more)
-//	BENCH_SOLVER_MAX=20      largest size run through our solver mode too
+//	BENCH_SIZES=20,100,500   Certificates created at once, one workload each (0: none)
+//	BENCH_CM_MAX=100         largest size run through cert-manager's issuer too (0: none; 500: about 5 minutes more)
+//	BENCH_SOLVER_MAX=20      largest size run through our solver mode too (0: none)
 //	BENCH_MEMORY_CERTS=1000  ours issued in all before the memory case's clutter (0: no memory case)
 //	BENCH_CLUTTER=10000,2000,5000  unrelated Secrets, Gateways, VirtualServices of the memory case
 //	BENCH_CLUTTER_BATCH=20   Certificates issued at once among the clutter
