@@ -77,6 +77,9 @@ type routeConfig struct {
 	name    string
 	servers []boundServer
 	vhosts  map[string]*vhost
+	// oddWildcard is set when a virtual host's wildcard name does not
+	// start with "*.": selectVhost then compares every wildcard.
+	oddWildcard bool
 }
 
 // vhost is a virtual host with its routes in Envoy's order.
@@ -94,10 +97,18 @@ type modelRoute struct {
 	index    int // of the HTTP route in the (merged) VirtualService
 	match    *istioapi.HTTPMatchRequest
 	catchAll bool
+	keyMemo  string // key(), computed once: models are compared many times
 }
 
 // key identifies the route across models built from the same objects.
 func (r *modelRoute) key() string {
+	if r.keyMemo == "" {
+		r.keyMemo = r.computeKey()
+	}
+	return r.keyMemo
+}
+
+func (r *modelRoute) computeKey() string {
 	m := -1
 	if r.match != nil {
 		for i, x := range r.http.Match {
@@ -311,7 +322,8 @@ func buildRouteConfig(name string, servers []boundServer, idx *virtualServiceInd
 			}
 		}
 	}
-	for _, vh := range rc.vhosts {
+	for name, vh := range rc.vhosts {
+		rc.oddWildcard = rc.oddWildcard || isOddWildcard(name)
 		var first, last []*modelRoute
 		for _, r := range vh.routes {
 			if r.catchAll {
@@ -558,6 +570,12 @@ func intersectHosts(serverHosts, vsHosts []string) []string {
 	return out
 }
 
+// isOddWildcard reports a wildcard name other than "*" and "*.suffix",
+// which Istio's validation refuses but the model still handles.
+func isOddWildcard(name string) bool {
+	return len(name) > 1 && name[0] == '*' && name[1] != '.'
+}
+
 // hostSubsetOf reports whether every name matched by n is matched by o,
 // with Istio's wildcard rules ("*" and "*.suffix").
 func hostSubsetOf(n, o string) bool {
@@ -581,6 +599,18 @@ func (rc *routeConfig) selectVhost(host string) *vhost {
 	if vh := rc.vhosts[host]; vh != nil {
 		return vh
 	}
+	if !rc.oddWildcard {
+		// The longest wildcard covering host is its longest suffix from a
+		// dot that names a virtual host.
+		for i := 0; i < len(host); i++ {
+			if host[i] == '.' {
+				if vh := rc.vhosts["*"+host[i:]]; vh != nil {
+					return vh
+				}
+			}
+		}
+		return rc.vhosts["*"]
+	}
 	var best *vhost
 	for name, vh := range rc.vhosts {
 		if len(name) < 2 || !strings.HasPrefix(name, "*") {
@@ -600,32 +630,75 @@ func (rc *routeConfig) selectVhost(host string) *vhost {
 // ambiguous is true when two chains match equally well (Envoy would reject
 // the listener).
 func selectChain(chains []*tlsChain, sni string) (chain *tlsChain, ambiguous bool) {
-	best, bestRank := []*tlsChain(nil), 0
-	var catchAll []*tlsChain
+	return newChainIndex(chains).selectChain(sni)
+}
+
+// chainIndex answers selectChain for many server names in one pass over
+// the chains: an exact name beats every wildcard, the longest wildcard
+// that covers the name beats the shorter ones, and chains for every name
+// ("*") catch the rest. Ties keep the chains' order.
+type chainIndex struct {
+	exact    map[string][]*tlsChain // by each name, wildcards included
+	wildcard []*tlsChain            // chains with at least one wildcard name
+	catchAll []*tlsChain
+	// oddWildcard is set when a wildcard does not start with "*.": then
+	// the wildcards are all compared, not looked up by suffix.
+	oddWildcard bool
+}
+
+func newChainIndex(chains []*tlsChain) *chainIndex {
+	ci := &chainIndex{exact: map[string][]*tlsChain{}}
 	for _, c := range chains {
 		if len(c.sni) == 0 {
-			catchAll = append(catchAll, c)
+			ci.catchAll = append(ci.catchAll, c)
 			continue
 		}
-		rank := 0
+		wild := false
 		for _, s := range c.sni {
-			switch {
-			case s == sni:
-				rank = max(rank, 1<<30)
-			case hostSubsetOf(sni, s):
-				rank = max(rank, len(s))
+			if l := ci.exact[s]; len(l) == 0 || l[len(l)-1] != c { // a name listed twice
+				ci.exact[s] = append(l, c)
+			}
+			wild = wild || strings.HasPrefix(s, "*")
+			ci.oddWildcard = ci.oddWildcard || isOddWildcard(s)
+		}
+		if wild {
+			ci.wildcard = append(ci.wildcard, c)
+		}
+	}
+	return ci
+}
+
+func (ci *chainIndex) selectChain(sni string) (chain *tlsChain, ambiguous bool) {
+	best := ci.exact[sni]
+	if len(best) == 0 && !ci.oddWildcard {
+		// The longest wildcard covering sni is its longest suffix from a
+		// dot that names one.
+		for i := 0; i < len(sni) && len(best) == 0; i++ {
+			if sni[i] == '.' {
+				best = ci.exact["*"+sni[i:]]
 			}
 		}
-		switch {
-		case rank == 0:
-		case rank > bestRank:
-			best, bestRank = []*tlsChain{c}, rank
-		case rank == bestRank:
-			best = append(best, c)
+	}
+	if len(best) == 0 && ci.oddWildcard {
+		bestRank := 0
+		for _, c := range ci.wildcard {
+			rank := 0
+			for _, s := range c.sni {
+				if strings.HasPrefix(s, "*") && hostSubsetOf(sni, s) {
+					rank = max(rank, len(s))
+				}
+			}
+			switch {
+			case rank == 0:
+			case rank > bestRank:
+				best, bestRank = []*tlsChain{c}, rank
+			case rank == bestRank:
+				best = append(best, c)
+			}
 		}
 	}
 	if len(best) == 0 {
-		best = catchAll
+		best = ci.catchAll
 	}
 	switch len(best) {
 	case 0:

@@ -34,10 +34,10 @@ func unchangedForUsers(before, after *proxyModel, host string, w *GatewayWorkloa
 		}
 	}
 	for _, port := range sortedKeys(before.tls, after.tls) {
-		b, a := before.tls[port], after.tls[port]
+		b, a := newChainIndex(before.tls[port]), newChainIndex(after.tls[port])
 		for _, h := range probes {
-			cb, ambB := selectChain(b, h)
-			ca, ambA := selectChain(a, h)
+			cb, ambB := b.selectChain(h)
+			ca, ambA := a.selectChain(h)
 			switch {
 			case ambB != ambA:
 				return fmt.Errorf("the challenge objects would make the HTTPS servers of %s for %s ambiguous", w.Describe(), h)
@@ -79,20 +79,35 @@ func sameBehaviour(b, a *vhost, tls bool) bool {
 			return true
 		}
 	}
-	return slices.Equal(userRouteKeys(b), userRouteKeys(a))
-}
-
-func userRouteKeys(v *vhost) []string {
-	if v == nil {
-		return nil
-	}
-	var out []string
-	for _, r := range v.routes {
-		if !isChallengeRoute(r) {
-			out = append(out, r.key())
+	ub, ua := userRoutes(b), userRoutes(a)
+	for {
+		r, okB := ub()
+		s, okA := ua()
+		if okB != okA {
+			return false
+		}
+		if !okB {
+			return true
+		}
+		if r.key() != s.key() {
+			return false
 		}
 	}
-	return out
+}
+
+// userRoutes iterates the routes of v that are not challenge routes.
+func userRoutes(v *vhost) func() (*modelRoute, bool) {
+	i := 0
+	return func() (*modelRoute, bool) {
+		for v != nil && i < len(v.routes) {
+			r := v.routes[i]
+			i++
+			if !isChallengeRoute(r) {
+				return r, true
+			}
+		}
+		return nil, false
+	}
 }
 
 func describeVhost(v *vhost) string {
