@@ -90,8 +90,10 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
 	p := &planner{in: in, host: host, path: ChallengePathPrefix + ch.Spec.Token, creds: map[string]CredentialState{}}
 	p.before = make([]*proxyModel, len(in.Workloads))
+	p.vsIndex = make([]*virtualServiceIndex, len(in.Workloads))
 	for i, w := range in.Workloads {
-		p.before[i] = buildProxyModel(modelInput{gateways: in.Gateways, virtualServices: in.VirtualServices, workload: w})
+		p.vsIndex[i] = newVirtualServiceIndex(in.VirtualServices, w.Namespace)
+		p.before[i] = buildProxyModel(modelInput{gateways: in.Gateways, virtualServices: in.VirtualServices, vsIndex: p.vsIndex[i], workload: w})
 	}
 
 	var serving []int
@@ -114,6 +116,11 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 			return nil, refusal
 		}
 		plan.Workloads = append(plan.Workloads, wr)
+	}
+	if len(plan.Workloads) == 1 {
+		// planWorkload checked this very plan: one workload, one
+		// VirtualService.
+		return plan, nil
 	}
 	// All workloads together: one VirtualService when that changes nothing
 	// else, else one per binding.
@@ -143,7 +150,10 @@ type planner struct {
 	host   string
 	path   string
 	before []*proxyModel
-	creds  map[string]CredentialState
+	// vsIndex indexes the users' VirtualServices for each workload; the
+	// models with our objects add ours to it.
+	vsIndex []*virtualServiceIndex
+	creds   map[string]CredentialState
 }
 
 // serves reports whether the workload's Gateways serve the host at all
@@ -443,8 +453,9 @@ func (p *planner) servesNobody(chain *tlsChain, w *GatewayWorkload) bool {
 func (p *planner) after(plan *Plan, routes []WorkloadRoute, i int) *proxyModel {
 	objs := BuildRoutes(p.in.Challenge, routes, plan.Split, nil)
 	gws := append(slices.Clone(p.in.Gateways), p.stamp(objs.Gateways)...)
-	vss := append(slices.Clone(p.in.VirtualServices), p.stampVS(objs.VirtualServices)...)
-	return buildProxyModel(modelInput{gateways: gws, virtualServices: vss, workload: p.in.Workloads[i]})
+	ours := p.stampVS(objs.VirtualServices)
+	vss := append(slices.Clone(p.in.VirtualServices), ours...)
+	return buildProxyModel(modelInput{gateways: gws, virtualServices: vss, vsIndex: p.vsIndex[i].with(ours), workload: p.in.Workloads[i]})
 }
 
 // stamp gives our objects the creation time they will get.

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -152,7 +153,10 @@ type boundServer struct {
 type modelInput struct {
 	gateways        []*istionet.Gateway
 	virtualServices []*istionet.VirtualService
-	workload        *GatewayWorkload
+	// vsIndex, when set, is the index of virtualServices for the
+	// workload's namespace, built before.
+	vsIndex  *virtualServiceIndex
+	workload *GatewayWorkload
 }
 
 // buildProxyModel translates the objects for the workload.
@@ -239,7 +243,10 @@ func buildProxyModel(in modelInput) *proxyModel {
 		}
 	}
 
-	vsIndex := newVirtualServiceIndex(in.virtualServices, w.Namespace)
+	vsIndex := in.vsIndex
+	if vsIndex == nil {
+		vsIndex = newVirtualServiceIndex(in.virtualServices, w.Namespace)
+	}
 	out := &proxyModel{http: map[uint32]*routeConfig{}, tls: map[uint32][]*tlsChain{}}
 	for port, servers := range httpServers {
 		out.http[port] = buildRouteConfig("http."+strconv.FormatUint(uint64(port), 10), servers, vsIndex, podLabels, w.Namespace)
@@ -411,52 +418,115 @@ func isCatchAllMatch(m *istioapi.HTTPMatchRequest) bool {
 // the workload's pods see, in istiod's order, with delegates merged.
 type virtualServiceIndex struct {
 	byGateway map[string][]*istionet.VirtualService
+	// parts are byGateway's lists before they are joined: the pods' own
+	// namespace's private ones, those exported to it, the public ones.
+	parts        map[string]*[3][]*istionet.VirtualService
+	delegates    map[string]*istionet.VirtualService
+	podNamespace string
 }
+
+const (
+	vsPrivate = iota
+	vsExported
+	vsPublic
+)
 
 func newVirtualServiceIndex(vss []*istionet.VirtualService, podNamespace string) *virtualServiceIndex {
 	sorted := slices.Clone(vss)
-	slices.SortStableFunc(sorted, func(a, b *istionet.VirtualService) int {
-		return compareCreation(a.CreationTimestamp.Time, b.CreationTimestamp.Time, a.Name, b.Name, a.Namespace, b.Namespace)
-	})
-	delegates := map[string]*istionet.VirtualService{}
+	slices.SortStableFunc(sorted, compareVirtualServices)
+	idx := &virtualServiceIndex{
+		byGateway:    map[string][]*istionet.VirtualService{},
+		parts:        map[string]*[3][]*istionet.VirtualService{},
+		delegates:    map[string]*istionet.VirtualService{},
+		podNamespace: podNamespace,
+	}
 	for _, vs := range sorted {
 		if len(vs.Spec.Hosts) == 0 {
-			delegates[vs.Namespace+"/"+vs.Name] = vs
+			idx.delegates[vs.Namespace+"/"+vs.Name] = vs
 		}
 	}
-	private, exported, public := map[string][]*istionet.VirtualService{}, map[string][]*istionet.VirtualService{}, map[string][]*istionet.VirtualService{}
 	for _, vs := range sorted {
-		if len(vs.Spec.Hosts) == 0 {
-			continue
-		}
-		merged := mergeDelegates(vs, delegates)
-		exportTo := exportSet(vs.Spec.ExportTo, vs.Namespace)
-		for _, ref := range vs.Spec.Gateways {
-			if ref == "mesh" {
-				continue
-			}
-			gw := resolveGatewayRef(ref, vs.Namespace)
-			switch {
-			case exportTo["*"]:
-				public[gw] = append(public[gw], merged)
-			case exportTo["~"]:
-			default:
-				if exportTo[vs.Namespace] && vs.Namespace == podNamespace {
-					private[gw] = append(private[gw], merged)
-				}
-				if vs.Namespace != podNamespace && exportTo[podNamespace] {
-					exported[gw] = append(exported[gw], merged)
-				}
-			}
-		}
+		idx.place(vs, func(list []*istionet.VirtualService, vs *istionet.VirtualService) []*istionet.VirtualService {
+			return append(list, vs)
+		})
 	}
-	idx := &virtualServiceIndex{byGateway: map[string][]*istionet.VirtualService{}}
-	for _, m := range []map[string][]*istionet.VirtualService{private, exported, public} {
-		for gw, list := range m {
-			idx.byGateway[gw] = append(idx.byGateway[gw], list...)
-		}
+	for gw, parts := range idx.parts {
+		idx.byGateway[gw] = slices.Concat(parts[vsPrivate], parts[vsExported], parts[vsPublic])
 	}
 	return idx
+}
+
+func compareVirtualServices(a, b *istionet.VirtualService) int {
+	return compareCreation(a.CreationTimestamp.Time, b.CreationTimestamp.Time, a.Name, b.Name, a.Namespace, b.Namespace)
+}
+
+// place adds a VirtualService with hosts to the lists of the Gateways it
+// binds, with add.
+func (idx *virtualServiceIndex) place(vs *istionet.VirtualService, add func([]*istionet.VirtualService, *istionet.VirtualService) []*istionet.VirtualService) {
+	if len(vs.Spec.Hosts) == 0 {
+		return
+	}
+	merged := mergeDelegates(vs, idx.delegates)
+	exportTo := exportSet(vs.Spec.ExportTo, vs.Namespace)
+	for _, ref := range vs.Spec.Gateways {
+		if ref == "mesh" {
+			continue
+		}
+		gw := resolveGatewayRef(ref, vs.Namespace)
+		parts := idx.parts[gw]
+		if parts == nil {
+			parts = &[3][]*istionet.VirtualService{}
+			idx.parts[gw] = parts
+		}
+		switch {
+		case exportTo["*"]:
+			parts[vsPublic] = add(parts[vsPublic], merged)
+		case exportTo["~"]:
+		default:
+			if exportTo[vs.Namespace] && vs.Namespace == idx.podNamespace {
+				parts[vsPrivate] = add(parts[vsPrivate], merged)
+			}
+			if vs.Namespace != idx.podNamespace && exportTo[idx.podNamespace] {
+				parts[vsExported] = add(parts[vsExported], merged)
+			}
+		}
+	}
+}
+
+// with returns the index with more VirtualServices, all with hosts, in
+// their places: the same lists as an index built from all of them, without
+// sorting and merging the others again. The receiver is not changed.
+func (idx *virtualServiceIndex) with(more []*istionet.VirtualService) *virtualServiceIndex {
+	out := &virtualServiceIndex{
+		byGateway:    maps.Clone(idx.byGateway),
+		parts:        maps.Clone(idx.parts),
+		delegates:    idx.delegates,
+		podNamespace: idx.podNamespace,
+	}
+	touched := map[string]bool{}
+	for _, vs := range slices.SortedStableFunc(slices.Values(more), compareVirtualServices) {
+		for _, ref := range vs.Spec.Gateways {
+			gw := resolveGatewayRef(ref, vs.Namespace)
+			if !touched[gw] && out.parts[gw] != nil {
+				copied := *out.parts[gw] // the lists are cloned on insert
+				out.parts[gw] = &copied
+			}
+			touched[gw] = true
+		}
+		out.place(vs, func(list []*istionet.VirtualService, vs *istionet.VirtualService) []*istionet.VirtualService {
+			at := len(list)
+			for at > 0 && compareVirtualServices(list[at-1], vs) > 0 {
+				at--
+			}
+			return slices.Insert(slices.Clip(list), at, vs)
+		})
+	}
+	for gw := range touched {
+		if parts := out.parts[gw]; parts != nil {
+			out.byGateway[gw] = slices.Concat(parts[vsPrivate], parts[vsExported], parts[vsPublic])
+		}
+	}
+	return out
 }
 
 func (idx *virtualServiceIndex) forGateway(gateway string) []*istionet.VirtualService {

@@ -1,0 +1,75 @@
+package solver
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+)
+
+// An index extended with more VirtualServices lists, for every Gateway, the
+// same VirtualServices in the same order as one built from all of them,
+// delegates merged, and the index it extends is left as it was.
+func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	namespaces := []string{"istio-system", "apps", "team"}
+	exports := [][]string{nil, {"."}, {"*"}, {"~"}, {"istio-system"}, {"apps"}}
+	gateways := []string{"istio-system/shared", "apps/edge", "team/gw"}
+	vs := func(i int, delegate bool) *istionet.VirtualService {
+		ns := namespaces[rng.IntN(len(namespaces))]
+		v := virtualService(ns, fmt.Sprintf("v%d", i), rng.IntN(5), nil, nil)
+		v.Spec.ExportTo = exports[rng.IntN(len(exports))]
+		if delegate {
+			v.Spec.Http = []*istioapi.HTTPRoute{route("sub", prefix("/sub"))}
+			return v
+		}
+		v.Spec.Hosts = []string{fmt.Sprintf("h%d.example.com", rng.IntN(3))}
+		for _, g := range gateways {
+			if rng.IntN(2) == 0 {
+				v.Spec.Gateways = append(v.Spec.Gateways, g)
+			}
+		}
+		v.Spec.Http = []*istioapi.HTTPRoute{route("r", prefix("/"))}
+		if rng.IntN(4) == 0 {
+			v.Spec.Http = append(v.Spec.Http, &istioapi.HTTPRoute{Delegate: &istioapi.Delegate{Name: fmt.Sprintf("v%d", rng.IntN(40)), Namespace: ns}})
+		}
+		return v
+	}
+	names := func(list []*istionet.VirtualService) []string {
+		var out []string
+		for _, v := range list {
+			out = append(out, fmt.Sprintf("%s/%s%d", v.Namespace, v.Name, len(v.Spec.Http)))
+		}
+		return out
+	}
+	for round := range 500 {
+		var users, more []*istionet.VirtualService
+		for i := range rng.IntN(30) {
+			users = append(users, vs(i, rng.IntN(5) == 0))
+		}
+		for i := range 1 + rng.IntN(3) {
+			more = append(more, vs(100+i, false))
+		}
+		podNamespace := namespaces[rng.IntN(len(namespaces))]
+		base := newVirtualServiceIndex(users, podNamespace)
+		before := map[string][]string{}
+		for gw, list := range base.byGateway {
+			before[gw] = names(list)
+		}
+		got := base.with(more)
+		want := newVirtualServiceIndex(append(slices.Clone(users), more...), podNamespace)
+		for _, gw := range gateways {
+			if g, w := names(got.forGateway(gw)), names(want.forGateway(gw)); !slices.Equal(g, w) {
+				t.Fatalf("round %d, Gateway %s: extended %v, rebuilt %v", round, gw, g, w)
+			}
+		}
+		for gw, list := range base.byGateway {
+			if !slices.Equal(names(list), before[gw]) {
+				t.Fatalf("round %d: extending changed the index it extends for %s", round, gw)
+			}
+		}
+	}
+}
