@@ -192,6 +192,9 @@ func run(ctx context.Context, o options) error {
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
 	logger.Info("starting istio-acme-issuer", "version", version)
+	if limit := setMemoryLimit("/sys/fs/cgroup"); limit > 0 {
+		logger.Info("Go heap limit set below the container's memory limit", "bytes", limit)
+	}
 
 	scheme, err := newScheme()
 	if err != nil {
