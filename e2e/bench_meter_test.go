@@ -260,13 +260,18 @@ func cpuTime(pid int) time.Duration {
 }
 
 // peakRSS reads VmHWM, the peak resident set size, of a process.
-func peakRSS(pid int) string {
+func peakRSS(pid int) string { return procStatus(pid, "VmHWM") }
+
+// residentRSS reads VmRSS, the resident set size of a process now.
+func residentRSS(pid int) string { return procStatus(pid, "VmRSS") }
+
+func procStatus(pid int, field string) string {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return err.Error()
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			return strings.TrimSpace(v)
 		}
 	}

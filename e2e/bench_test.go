@@ -129,6 +129,10 @@ func TestBench(t *testing.T) {
 			c.waitQuiet()
 		}
 		report.clutter = c.createClutter(cfg.clutter)
+		// The peak so far is the informers taking in the clutter; the
+		// batch's own is measured from here.
+		report.clutterPeakRSS = peakRSS(c.controller.PID())
+		resetPeakRSS(c.controller.PID())
 		if cfg.clutterBatch > 0 {
 			profile := m.startProfile(pprofAddr, cfg, "ours-clutter")
 			report.memory = m.issue(ours, "ours-clutter", cfg.clutterBatch)
@@ -137,6 +141,7 @@ func TestBench(t *testing.T) {
 		c.waitQuiet()
 		report.memoryIssued = ours.issued
 		report.peakRSS = peakRSS(c.controller.PID())
+		report.settledRSS = residentRSS(c.controller.PID())
 		report.printMemory(os.Stdout)
 	}
 	if pprofAddr != "" {

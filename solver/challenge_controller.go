@@ -55,6 +55,7 @@ type ChallengeReconciler struct {
 	Gateways *IngressGateways
 
 	passes passMemo
+	plans  planSlots
 }
 
 // SetupWithManager registers the reconciler.
@@ -238,6 +239,11 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 		}
 		workloads[i] = w
 	}
+	release, err := r.plans.acquire(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer release()
 	gateways, virtualServices, err := r.usersIstioObjects(ctx)
 	if err != nil {
 		return nil, nil, nil, err
