@@ -21,11 +21,22 @@ func selectsAny(selector map[string]string, podLabels []map[string]string) bool 
 	if len(selector) == 0 {
 		return true
 	}
-	sel := labels.SelectorFromSet(selector)
 	for _, l := range podLabels {
-		if sel.Matches(labels.Set(l)) {
+		if hasLabels(l, selector) {
 			return true
 		}
 	}
 	return false
+}
+
+// hasLabels reports whether labels carry every key of selector with its
+// value, as a label selector built from the set matches: without building
+// one for each of the cluster's Gateways on every plan.
+func hasLabels(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if got, ok := labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
 }
