@@ -56,6 +56,7 @@ type ChallengeReconciler struct {
 
 	passes passMemo
 	plans  planSlots
+	models ModelCache
 }
 
 // SetupWithManager registers the reconciler.
@@ -257,7 +258,8 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 		Credential: func(namespace, name string) CredentialState {
 			return creds.State(ctx, namespace, name)
 		},
-		Now: time.Now(),
+		Now:    time.Now(),
+		Models: &r.models,
 	})
 	if refusal != nil {
 		return nil, nil, &notPresented{refusal.Reason, refusal.Message}, nil

@@ -30,6 +30,9 @@ type PlanInput struct {
 	// Now is when the challenge's objects are created: istiod orders
 	// objects by creation time.
 	Now time.Time
+	// Models, when set, keeps the models of the users' objects between
+	// plans.
+	Models *ModelCache
 }
 
 // Plan is how a challenge is routed: the objects to publish and, per
@@ -89,11 +92,14 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	ch := in.Challenge
 	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
 	p := &planner{in: in, host: host, path: ChallengePathPrefix + ch.Spec.Token, creds: map[string]CredentialState{}}
+	models := in.Models
+	if models == nil {
+		models = &ModelCache{}
+	}
 	p.before = make([]*proxyModel, len(in.Workloads))
 	p.vsIndex = make([]*virtualServiceIndex, len(in.Workloads))
 	for i, w := range in.Workloads {
-		p.vsIndex[i] = newVirtualServiceIndex(in.VirtualServices, w.Namespace)
-		p.before[i] = buildProxyModel(modelInput{gateways: in.Gateways, virtualServices: in.VirtualServices, vsIndex: p.vsIndex[i], workload: w})
+		p.before[i], p.vsIndex[i] = models.before(in.Gateways, in.VirtualServices, w)
 	}
 
 	var serving []int

@@ -98,15 +98,15 @@ type modelRoute struct {
 	index    int // of the HTTP route in the (merged) VirtualService
 	match    *istioapi.HTTPMatchRequest
 	catchAll bool
-	keyMemo  string // key(), computed once: models are compared many times
+	keyMemo  string // key(), computed when the route is built: models are compared many times, and shared by plans
 }
 
 // key identifies the route across models built from the same objects.
 func (r *modelRoute) key() string {
-	if r.keyMemo == "" {
-		r.keyMemo = r.computeKey()
+	if r.keyMemo != "" {
+		return r.keyMemo
 	}
-	return r.keyMemo
+	return r.computeKey()
 }
 
 func (r *modelRoute) computeKey() string {
@@ -350,7 +350,9 @@ func translateRoutes(vs *istionet.VirtualService, gateway string, port uint32, p
 	var out []*modelRoute
 	for i, h := range vs.Spec.Http {
 		if len(h.Match) == 0 {
-			out = append(out, &modelRoute{vs: vs, http: h, index: i, catchAll: true})
+			r := &modelRoute{vs: vs, http: h, index: i, catchAll: true}
+			r.keyMemo = r.computeKey()
+			out = append(out, r)
 			break
 		}
 		stop := false
@@ -362,6 +364,7 @@ func translateRoutes(vs *istionet.VirtualService, gateway string, port uint32, p
 				continue
 			}
 			r := &modelRoute{vs: vs, http: h, index: i, match: m, catchAll: isCatchAllMatch(m)}
+			r.keyMemo = r.computeKey()
 			out = append(out, r)
 			if r.catchAll {
 				stop = true

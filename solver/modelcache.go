@@ -1,0 +1,85 @@
+package solver
+
+import (
+	"reflect"
+	"sync"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+)
+
+// ModelCache keeps, per gateway workload, the model of the users' Gateways
+// and VirtualServices from the last plan, and gives it to the next plan
+// when the workload and the objects are the same ones: on a cluster whose
+// Gateways change less often than challenges come, most plans then model
+// only the candidates. The cache's lists hand out the same object for an
+// unchanged Gateway or VirtualService and a new one for a changed one, so
+// the same set of objects is the same configuration. Models are never
+// changed once built; plans share them. The zero value is ready to use.
+type ModelCache struct {
+	mu      sync.Mutex
+	entries map[string]*cachedModel // by workload namespace and labels
+}
+
+type cachedModel struct {
+	workload *GatewayWorkload
+	gateways map[*istionet.Gateway]bool
+	vss      map[*istionet.VirtualService]bool
+	model    *proxyModel
+	vsIndex  *virtualServiceIndex
+}
+
+// before returns the model of the users' objects on the workload and the
+// index of their VirtualServices, built now or kept from an earlier plan.
+func (c *ModelCache) before(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *GatewayWorkload) (*proxyModel, *virtualServiceIndex) {
+	key := w.Namespace + "|" + describeTarget(w.Target)
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e != nil && e.matches(gws, vss, w) {
+		return e.model, e.vsIndex
+	}
+	idx := newVirtualServiceIndex(vss, w.Namespace)
+	e = &cachedModel{
+		workload: w,
+		gateways: make(map[*istionet.Gateway]bool, len(gws)),
+		vss:      make(map[*istionet.VirtualService]bool, len(vss)),
+		model:    buildProxyModel(modelInput{gateways: gws, virtualServices: vss, vsIndex: idx, workload: w}),
+		vsIndex:  idx,
+	}
+	for _, g := range gws {
+		e.gateways[g] = true
+	}
+	for _, v := range vss {
+		e.vss[v] = true
+	}
+	c.mu.Lock()
+	if c.entries == nil {
+		c.entries = map[string]*cachedModel{}
+	}
+	c.entries[key] = e
+	c.mu.Unlock()
+	return e.model, e.vsIndex
+}
+
+// matches reports whether the entry was built from exactly these objects
+// for a workload with the same pods and ports. The entry holds its objects,
+// so none of them is freed and its address given to another.
+func (e *cachedModel) matches(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *GatewayWorkload) bool {
+	if len(gws) != len(e.gateways) || len(vss) != len(e.vss) {
+		return false
+	}
+	if e.workload.Namespace != w.Namespace || !reflect.DeepEqual(e.workload.PodLabels, w.PodLabels) || !reflect.DeepEqual(e.workload.servicePorts, w.servicePorts) {
+		return false
+	}
+	for _, g := range gws {
+		if !e.gateways[g] {
+			return false
+		}
+	}
+	for _, v := range vss {
+		if !e.vss[v] {
+			return false
+		}
+	}
+	return true
+}
