@@ -43,7 +43,7 @@ func (c *ModelCache) before(gws []*istionet.Gateway, vss []*istionet.VirtualServ
 		workload: w,
 		gateways: make(map[*istionet.Gateway]bool, len(gws)),
 		vss:      make(map[*istionet.VirtualService]bool, len(vss)),
-		model:    buildProxyModel(modelInput{gateways: gws, virtualServices: vss, vsIndex: idx, workload: w}),
+		model:    buildProxyModel(modelInput{gateways: gws, virtualServices: idx, workload: w}),
 		vsIndex:  idx,
 	}
 	for _, g := range gws {

@@ -459,9 +459,8 @@ func (p *planner) servesNobody(chain *tlsChain, w *GatewayWorkload) bool {
 func (p *planner) after(plan *Plan, routes []WorkloadRoute, i int) *proxyModel {
 	objs := BuildRoutes(p.in.Challenge, routes, plan.Split, nil)
 	gws := append(slices.Clone(p.in.Gateways), p.stamp(objs.Gateways)...)
-	ours := p.stampVS(objs.VirtualServices)
-	vss := append(slices.Clone(p.in.VirtualServices), ours...)
-	return buildProxyModel(modelInput{gateways: gws, virtualServices: vss, vsIndex: p.vsIndex[i].with(ours), workload: p.in.Workloads[i]})
+	vss := p.vsIndex[i].with(p.stampVS(objs.VirtualServices))
+	return buildProxyModel(modelInput{gateways: gws, virtualServices: vss, workload: p.in.Workloads[i]})
 }
 
 // stamp gives our objects the creation time they will get.

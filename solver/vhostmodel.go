@@ -98,27 +98,15 @@ type modelRoute struct {
 	index    int // of the HTTP route in the (merged) VirtualService
 	match    *istioapi.HTTPMatchRequest
 	catchAll bool
-	keyMemo  string // key(), computed when the route is built: models are compared many times, and shared by plans
+	// key identifies the route across models built from the same objects
+	// (routeKey); models are compared many times.
+	key string
 }
 
-// key identifies the route across models built from the same objects.
-func (r *modelRoute) key() string {
-	if r.keyMemo != "" {
-		return r.keyMemo
-	}
-	return r.computeKey()
-}
-
-func (r *modelRoute) computeKey() string {
-	m := -1
-	if r.match != nil {
-		for i, x := range r.http.Match {
-			if x == r.match {
-				m = i
-			}
-		}
-	}
-	return r.vs.Namespace + "/" + r.vs.Name + "#" + strconv.Itoa(r.index) + "." + strconv.Itoa(m)
+// routeKey identifies match m (-1: none) of HTTP route i of a
+// VirtualService across models built from the same objects.
+func routeKey(vs *istionet.VirtualService, i, m int) string {
+	return vs.Namespace + "/" + vs.Name + "#" + strconv.Itoa(i) + "." + strconv.Itoa(m)
 }
 
 // name describes the route for messages.
@@ -151,12 +139,10 @@ type boundServer struct {
 
 // modelInput is what the model reads.
 type modelInput struct {
-	gateways        []*istionet.Gateway
-	virtualServices []*istionet.VirtualService
-	// vsIndex, when set, is the index of virtualServices for the
-	// workload's namespace, built before.
-	vsIndex  *virtualServiceIndex
-	workload *GatewayWorkload
+	gateways []*istionet.Gateway
+	// virtualServices are indexed for the workload's namespace.
+	virtualServices *virtualServiceIndex
+	workload        *GatewayWorkload
 }
 
 // buildProxyModel translates the objects for the workload.
@@ -243,10 +229,7 @@ func buildProxyModel(in modelInput) *proxyModel {
 		}
 	}
 
-	vsIndex := in.vsIndex
-	if vsIndex == nil {
-		vsIndex = newVirtualServiceIndex(in.virtualServices, w.Namespace)
-	}
+	vsIndex := in.virtualServices
 	out := &proxyModel{http: map[uint32]*routeConfig{}, tls: map[uint32][]*tlsChain{}}
 	for port, servers := range httpServers {
 		out.http[port] = buildRouteConfig("http."+strconv.FormatUint(uint64(port), 10), servers, vsIndex, podLabels, w.Namespace)
@@ -350,21 +333,18 @@ func translateRoutes(vs *istionet.VirtualService, gateway string, port uint32, p
 	var out []*modelRoute
 	for i, h := range vs.Spec.Http {
 		if len(h.Match) == 0 {
-			r := &modelRoute{vs: vs, http: h, index: i, catchAll: true}
-			r.keyMemo = r.computeKey()
-			out = append(out, r)
+			out = append(out, &modelRoute{vs: vs, http: h, index: i, catchAll: true, key: routeKey(vs, i, -1)})
 			break
 		}
 		stop := false
-		for _, m := range h.Match {
+		for j, m := range h.Match {
 			if m.GetPort() != 0 && m.GetPort() != port {
 				continue
 			}
 			if !sourceMatches(m, gateway, vs.Namespace, podLabels, podNamespace) {
 				continue
 			}
-			r := &modelRoute{vs: vs, http: h, index: i, match: m, catchAll: isCatchAllMatch(m)}
-			r.keyMemo = r.computeKey()
+			r := &modelRoute{vs: vs, http: h, index: i, match: m, catchAll: isCatchAllMatch(m), key: routeKey(vs, i, j)}
 			out = append(out, r)
 			if r.catchAll {
 				stop = true
@@ -449,12 +429,17 @@ func newVirtualServiceIndex(vss []*istionet.VirtualService, podNamespace string)
 		}
 	}
 	for _, vs := range sorted {
-		idx.place(vs, func(list []*istionet.VirtualService, vs *istionet.VirtualService) []*istionet.VirtualService {
-			return append(list, vs)
+		idx.place(vs, func(gw string, part int, merged *istionet.VirtualService) {
+			p := idx.parts[gw]
+			if p == nil {
+				p = &[3][]*istionet.VirtualService{}
+				idx.parts[gw] = p
+			}
+			p[part] = append(p[part], merged)
 		})
 	}
-	for gw, parts := range idx.parts {
-		idx.byGateway[gw] = slices.Concat(parts[vsPrivate], parts[vsExported], parts[vsPublic])
+	for gw := range idx.parts {
+		idx.join(gw)
 	}
 	return idx
 }
@@ -463,9 +448,10 @@ func compareVirtualServices(a, b *istionet.VirtualService) int {
 	return compareCreation(a.CreationTimestamp.Time, b.CreationTimestamp.Time, a.Name, b.Name, a.Namespace, b.Namespace)
 }
 
-// place adds a VirtualService with hosts to the lists of the Gateways it
-// binds, with add.
-func (idx *virtualServiceIndex) place(vs *istionet.VirtualService, add func([]*istionet.VirtualService, *istionet.VirtualService) []*istionet.VirtualService) {
+// place calls add with a VirtualService that has hosts, its delegates
+// merged, for each Gateway it binds where the pods see it, with the part
+// of that Gateway's list it goes in.
+func (idx *virtualServiceIndex) place(vs *istionet.VirtualService, add func(gateway string, part int, merged *istionet.VirtualService)) {
 	if len(vs.Spec.Hosts) == 0 {
 		return
 	}
@@ -476,29 +462,31 @@ func (idx *virtualServiceIndex) place(vs *istionet.VirtualService, add func([]*i
 			continue
 		}
 		gw := resolveGatewayRef(ref, vs.Namespace)
-		parts := idx.parts[gw]
-		if parts == nil {
-			parts = &[3][]*istionet.VirtualService{}
-			idx.parts[gw] = parts
-		}
 		switch {
 		case exportTo["*"]:
-			parts[vsPublic] = add(parts[vsPublic], merged)
+			add(gw, vsPublic, merged)
 		case exportTo["~"]:
 		default:
 			if exportTo[vs.Namespace] && vs.Namespace == idx.podNamespace {
-				parts[vsPrivate] = add(parts[vsPrivate], merged)
+				add(gw, vsPrivate, merged)
 			}
 			if vs.Namespace != idx.podNamespace && exportTo[idx.podNamespace] {
-				parts[vsExported] = add(parts[vsExported], merged)
+				add(gw, vsExported, merged)
 			}
 		}
 	}
 }
 
+// join sets the Gateway's list from its parts.
+func (idx *virtualServiceIndex) join(gateway string) {
+	p := idx.parts[gateway]
+	idx.byGateway[gateway] = slices.Concat(p[vsPrivate], p[vsExported], p[vsPublic])
+}
+
 // with returns the index with more VirtualServices, all with hosts, in
 // their places: the same lists as an index built from all of them, without
-// sorting and merging the others again. The receiver is not changed.
+// sorting and merging the others again. The receiver is not changed: a
+// Gateway's parts are copied before the first insert.
 func (idx *virtualServiceIndex) with(more []*istionet.VirtualService) *virtualServiceIndex {
 	out := &virtualServiceIndex{
 		byGateway:    maps.Clone(idx.byGateway),
@@ -506,28 +494,26 @@ func (idx *virtualServiceIndex) with(more []*istionet.VirtualService) *virtualSe
 		delegates:    idx.delegates,
 		podNamespace: idx.podNamespace,
 	}
-	touched := map[string]bool{}
+	copied := map[string]bool{}
 	for _, vs := range slices.SortedStableFunc(slices.Values(more), compareVirtualServices) {
-		for _, ref := range vs.Spec.Gateways {
-			gw := resolveGatewayRef(ref, vs.Namespace)
-			if !touched[gw] && out.parts[gw] != nil {
-				copied := *out.parts[gw] // the lists are cloned on insert
-				out.parts[gw] = &copied
+		out.place(vs, func(gw string, part int, merged *istionet.VirtualService) {
+			if !copied[gw] {
+				var p [3][]*istionet.VirtualService
+				if shared := idx.parts[gw]; shared != nil {
+					p = *shared
+				}
+				out.parts[gw], copied[gw] = &p, true
 			}
-			touched[gw] = true
-		}
-		out.place(vs, func(list []*istionet.VirtualService, vs *istionet.VirtualService) []*istionet.VirtualService {
-			at := len(list)
-			for at > 0 && compareVirtualServices(list[at-1], vs) > 0 {
+			p := out.parts[gw]
+			at := len(p[part])
+			for at > 0 && compareVirtualServices(p[part][at-1], merged) > 0 {
 				at--
 			}
-			return slices.Insert(slices.Clip(list), at, vs)
+			p[part] = slices.Insert(slices.Clip(p[part]), at, merged)
 		})
 	}
-	for gw := range touched {
-		if parts := out.parts[gw]; parts != nil {
-			out.byGateway[gw] = slices.Concat(parts[vsPrivate], parts[vsExported], parts[vsPublic])
-		}
+	for gw := range copied {
+		out.join(gw)
 	}
 	return out
 }
@@ -672,29 +658,15 @@ func (rc *routeConfig) selectVhost(host string) *vhost {
 	if vh := rc.vhosts[host]; vh != nil {
 		return vh
 	}
-	if !rc.oddWildcard {
-		// The longest wildcard covering host is its longest suffix from a
-		// dot that names a virtual host.
-		for i := 0; i < len(host); i++ {
-			if host[i] == '.' {
-				if vh := rc.vhosts["*"+host[i:]]; vh != nil {
-					return vh
-				}
+	// The longest wildcard covering host is "*" and its longest suffix
+	// that names a virtual host: one from a dot, or from anywhere when a
+	// name is not "*.suffix". A wildcard is never longer than the host.
+	for i := 1; i < len(host); i++ {
+		if host[i] == '.' || rc.oddWildcard {
+			if vh := rc.vhosts["*"+host[i:]]; vh != nil {
+				return vh
 			}
 		}
-		return rc.vhosts["*"]
-	}
-	var best *vhost
-	for name, vh := range rc.vhosts {
-		if len(name) < 2 || !strings.HasPrefix(name, "*") {
-			continue
-		}
-		if len(host) >= len(name) && strings.HasSuffix(host, name[1:]) && (best == nil || len(name) > len(best.name)) {
-			best = vh
-		}
-	}
-	if best != nil {
-		return best
 	}
 	return rc.vhosts["*"]
 }
@@ -712,10 +684,9 @@ func selectChain(chains []*tlsChain, sni string) (chain *tlsChain, ambiguous boo
 // ("*") catch the rest. Ties keep the chains' order.
 type chainIndex struct {
 	exact    map[string][]*tlsChain // by each name, wildcards included
-	wildcard []*tlsChain            // chains with at least one wildcard name
 	catchAll []*tlsChain
 	// oddWildcard is set when a wildcard does not start with "*.": then
-	// the wildcards are all compared, not looked up by suffix.
+	// suffixes from every position are looked up, not only from dots.
 	oddWildcard bool
 }
 
@@ -726,16 +697,11 @@ func newChainIndex(chains []*tlsChain) *chainIndex {
 			ci.catchAll = append(ci.catchAll, c)
 			continue
 		}
-		wild := false
 		for _, s := range c.sni {
 			if l := ci.exact[s]; len(l) == 0 || l[len(l)-1] != c { // a name listed twice
 				ci.exact[s] = append(l, c)
 			}
-			wild = wild || strings.HasPrefix(s, "*")
 			ci.oddWildcard = ci.oddWildcard || isOddWildcard(s)
-		}
-		if wild {
-			ci.wildcard = append(ci.wildcard, c)
 		}
 	}
 	return ci
@@ -743,31 +709,11 @@ func newChainIndex(chains []*tlsChain) *chainIndex {
 
 func (ci *chainIndex) selectChain(sni string) (chain *tlsChain, ambiguous bool) {
 	best := ci.exact[sni]
-	if len(best) == 0 && !ci.oddWildcard {
-		// The longest wildcard covering sni is its longest suffix from a
-		// dot that names one.
-		for i := 0; i < len(sni) && len(best) == 0; i++ {
-			if sni[i] == '.' {
-				best = ci.exact["*"+sni[i:]]
-			}
-		}
-	}
-	if len(best) == 0 && ci.oddWildcard {
-		bestRank := 0
-		for _, c := range ci.wildcard {
-			rank := 0
-			for _, s := range c.sni {
-				if strings.HasPrefix(s, "*") && hostSubsetOf(sni, s) {
-					rank = max(rank, len(s))
-				}
-			}
-			switch {
-			case rank == 0:
-			case rank > bestRank:
-				best, bestRank = []*tlsChain{c}, rank
-			case rank == bestRank:
-				best = append(best, c)
-			}
+	// Else the longest wildcard covering sni: its longest suffix that
+	// names one, from a dot (or from anywhere, see oddWildcard).
+	for i := 0; len(best) == 0 && i < len(sni); i++ {
+		if sni[i] == '.' || ci.oddWildcard {
+			best = ci.exact["*"+sni[i:]]
 		}
 	}
 	if len(best) == 0 {

@@ -89,7 +89,7 @@ func sameBehaviour(b, a *vhost, tls bool) bool {
 		if !okB {
 			return true
 		}
-		if r.key() != s.key() {
+		if r.key != s.key {
 			return false
 		}
 	}
