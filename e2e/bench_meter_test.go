@@ -244,13 +244,8 @@ func (p processCPU) minus(before processCPU) processCPU {
 
 // cpuTime reads a process's user and system CPU time from /proc.
 func cpuTime(pid int) time.Duration {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// Fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
-	if len(fields) < 13 {
+	fields, err := testenv.StatFields(pid)
+	if err != nil || len(fields) < 13 {
 		return 0
 	}
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/acme"
 
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
 func TestCAOutcome(t *testing.T) {
@@ -138,22 +139,9 @@ func TestMayHaveReachedCA(t *testing.T) {
 // A CA that takes the connection but never answers is named as slow, not as
 // unreachable: its address and the egress to it are fine.
 func TestCAOutcomeOfAnAnswerThatNeverCame(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close() // read nothing, answer nothing
-		}
-	}()
+	addr := testenv.ServeTCP(t, func(net.Conn) {}) // read nothing, answer nothing
 	c := &http.Client{Timeout: 100 * time.Millisecond}
-	_, err = c.Post("http://"+ln.Addr().String()+"/my-order/1", "application/jose+json", strings.NewReader("{}"))
+	_, err := c.Post("http://"+addr+"/my-order/1", "application/jose+json", strings.NewReader("{}"))
 	if err == nil {
 		t.Fatal("a server that never answers answered")
 	}

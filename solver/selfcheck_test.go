@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
 func TestNewGatewayWorkload(t *testing.T) {
@@ -206,27 +207,16 @@ func TestSelfCheck(t *testing.T) {
 // message each time, although every attempt comes from another client
 // port: the message is what decides whether the status is written again.
 func TestSelfCheckMessageIsStableAcrossAttempts(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			// Read the request, then reset: RST instead of FIN.
-			_, _ = conn.Read(make([]byte, 4096))
-			_ = conn.(*net.TCPConn).SetLinger(0)
-			_ = conn.Close()
-		}
-	}()
+	addr := testenv.ServeTCP(t, func(conn net.Conn) {
+		// Read the request, then reset: RST instead of FIN.
+		_, _ = conn.Read(make([]byte, 4096))
+		_ = conn.(*net.TCPConn).SetLinger(0)
+		_ = conn.Close()
+	})
 	gw := &IngressGateways{}
 	var messages []string
 	for range 3 {
-		err := gw.Check(context.Background(), ln.Addr().String(), "shop.example.com", "tok", "tok.key")
+		err := gw.Check(context.Background(), addr, "shop.example.com", "tok", "tok.key")
 		if err == nil {
 			t.Fatal("the self-check passed against a gateway that resets every connection")
 		}

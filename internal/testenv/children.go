@@ -29,12 +29,10 @@ func Children() ([]Child, error) {
 		if err != nil {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		fields, err := StatFields(pid)
 		if err != nil {
 			continue // ended meanwhile
 		}
-		// The parent's PID is the 2nd field after the parenthesized name.
-		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
 		if len(fields) < 2 || fields[1] != me {
 			continue
 		}
@@ -45,6 +43,17 @@ func Children() ([]Child, error) {
 		out = append(out, Child{PID: pid, Argv: strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")})
 	}
 	return out, nil
+}
+
+// StatFields returns the fields of /proc/PID/stat after the command name
+// (which is in parentheses and may hold spaces): the state first, then the
+// parent's PID; the user and system CPU ticks are the 12th and 13th.
+func StatFields(pid int) ([]string, error) {
+	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])), nil
 }
 
 // startedSince returns the PIDs of this process's children running one of

@@ -42,25 +42,10 @@ func TestAPIServerDiesWithTestBinary(t *testing.T) {
 	if len(pids) != 2 {
 		t.Fatalf("the helper reported %v as kube-apiserver and etcd; its output:\n%s", pids, out)
 	}
-	deadline := time.Now().Add(15 * time.Second)
 	for _, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-				t.Fatalf("process %d still runs 15 s after the test binary that started it died", pid)
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !waitGone(pid, 15*time.Second) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("process %d still runs 15 s after the test binary that started it died", pid)
 		}
 	}
-}
-
-// alive reports whether pid runs (a zombie, reaped by init soon, does not).
-func alive(pid int) bool {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(stat)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(fields) > 0 && fields[0] != "Z"
 }

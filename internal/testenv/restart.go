@@ -1,11 +1,8 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -85,11 +82,8 @@ func waitGone(pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
 		// Its parent reaps it; until then it is a zombie or running.
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 0 && f[0] == "Z" {
+		f, err := StatFields(pid)
+		if err != nil || len(f) > 0 && f[0] == "Z" {
 			return true
 		}
 		if time.Now().After(deadline) {
