@@ -30,20 +30,22 @@ type cachedModel struct {
 
 // before returns the model of the users' objects on the workload and the
 // index of their VirtualServices, built now or kept from an earlier plan.
+// A nil cache builds them and keeps nothing.
 func (c *ModelCache) before(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *GatewayWorkload) (*proxyModel, *virtualServiceIndex) {
 	key := w.Namespace + "|" + describeTarget(w.Target)
-	c.mu.Lock()
-	e := c.entries[key]
-	c.mu.Unlock()
-	if e != nil && e.matches(gws, vss, w) {
+	if e := c.entry(key); e != nil && e.matches(gws, vss, w) {
 		return e.model, e.vsIndex
 	}
 	idx := newVirtualServiceIndex(vss, w.Namespace)
-	e = &cachedModel{
+	model := buildProxyModel(modelInput{gateways: gws, virtualServices: idx, workload: w})
+	if c == nil {
+		return model, idx
+	}
+	e := &cachedModel{
 		workload: w,
 		gateways: make(map[*istionet.Gateway]bool, len(gws)),
 		vss:      make(map[*istionet.VirtualService]bool, len(vss)),
-		model:    buildProxyModel(modelInput{gateways: gws, virtualServices: idx, workload: w}),
+		model:    model,
 		vsIndex:  idx,
 	}
 	for _, g := range gws {
@@ -53,12 +55,21 @@ func (c *ModelCache) before(gws []*istionet.Gateway, vss []*istionet.VirtualServ
 		e.vss[v] = true
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.entries == nil {
 		c.entries = map[string]*cachedModel{}
 	}
 	c.entries[key] = e
-	c.mu.Unlock()
-	return e.model, e.vsIndex
+	return model, idx
+}
+
+func (c *ModelCache) entry(key string) *cachedModel {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key]
 }
 
 // matches reports whether the entry was built from exactly these objects

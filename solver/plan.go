@@ -92,14 +92,10 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	ch := in.Challenge
 	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
 	p := &planner{in: in, host: host, path: ChallengePathPrefix + ch.Spec.Token, creds: map[string]CredentialState{}}
-	models := in.Models
-	if models == nil {
-		models = &ModelCache{}
-	}
 	p.before = make([]*proxyModel, len(in.Workloads))
 	p.vsIndex = make([]*virtualServiceIndex, len(in.Workloads))
 	for i, w := range in.Workloads {
-		p.before[i], p.vsIndex[i] = models.before(in.Gateways, in.VirtualServices, w)
+		p.before[i], p.vsIndex[i] = in.Models.before(in.Gateways, in.VirtualServices, w)
 	}
 
 	var serving []int

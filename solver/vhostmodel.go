@@ -10,7 +10,6 @@ import (
 
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
-	"k8s.io/apimachinery/pkg/labels"
 )
 
 // This file models what istiod (checked against Istio 1.31's own
@@ -368,7 +367,7 @@ func sourceMatches(m *istioapi.HTTPMatchRequest, gateway, vsNamespace string, po
 		}
 		return false
 	}
-	if !labels.SelectorFromSet(m.GetSourceLabels()).Matches(labels.Set(podLabels)) {
+	if !hasLabels(podLabels, m.GetSourceLabels()) {
 		return false
 	}
 	return m.GetSourceNamespace() == "" || m.GetSourceNamespace() == podNamespace
