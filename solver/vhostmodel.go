@@ -718,13 +718,10 @@ func (ci *chainIndex) selectChain(sni string) (chain *tlsChain, ambiguous bool) 
 	if len(best) == 0 {
 		best = ci.catchAll
 	}
-	switch len(best) {
-	case 0:
+	if len(best) == 0 {
 		return nil, false
-	case 1:
-		return best[0], false
 	}
-	return best[0], true
+	return best[0], len(best) > 1
 }
 
 // l4ServerNames reports whether istiod builds a filter chain for a TLS
