@@ -12,6 +12,8 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // clutterGateway is the i-th unrelated Gateway: an HTTPS server for its own
@@ -65,6 +67,15 @@ func (c *cluster) createClutter(size clutterSize) clutterFigures {
 		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("clutter%d", i)}})
 	}
 	key := make([]byte, 1700) // about the size of a TLS Secret's data
+	// The tests' client is limited to 200 requests per second, which
+	// would make this take as many seconds as objects / 200; the API
+	// server and etcd are the limit here.
+	cfg := rest.CopyConfig(c.api.Config)
+	cfg.QPS, cfg.Burst = 2000, 2000
+	cl, err := client.New(cfg, client.Options{Scheme: c.cl.Scheme()})
+	if err != nil {
+		c.t.Fatal(err)
+	}
 	work := make(chan func() error)
 	var wg sync.WaitGroup
 	for range 16 {
@@ -79,7 +90,7 @@ func (c *cluster) createClutter(size clutterSize) clutterFigures {
 	ctx := context.Background()
 	for i := range size.secrets {
 		work <- func() error {
-			return c.cl.Create(ctx, &corev1.Secret{
+			return cl.Create(ctx, &corev1.Secret{
 				ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("clutter%d", i%namespaces), Name: fmt.Sprintf("secret%d", i)},
 				Type:       corev1.SecretTypeTLS,
 				Data:       map[string][]byte{"tls.crt": key, "tls.key": key[:240]},
@@ -87,10 +98,10 @@ func (c *cluster) createClutter(size clutterSize) clutterFigures {
 		}
 	}
 	for i := range size.gateways {
-		work <- func() error { return c.cl.Create(ctx, clutterGateway(i, namespaces)) }
+		work <- func() error { return cl.Create(ctx, clutterGateway(i, namespaces)) }
 	}
 	for i := range size.virtualServices {
-		work <- func() error { return c.cl.Create(ctx, clutterVirtualService(i, size.gateways, namespaces)) }
+		work <- func() error { return cl.Create(ctx, clutterVirtualService(i, size.gateways, namespaces)) }
 	}
 	close(work)
 	wg.Wait()

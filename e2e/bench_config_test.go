@@ -8,15 +8,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 )
 
 // benchConfig is what the bench runs, from environment variables so that
 // 'make bench BENCH_SIZES=20' and the like work:
 //
 //	BENCH_ONE=3              one-Certificate runs per issuer (after a cold one)
+//	BENCH_KEY=ecdsa          the Certificates' private keys: ecdsa (P-256) or rsa (2048, cert-manager's default)
 //	BENCH_SIZES=20,100,500   Certificates created at once, one workload each (0: none)
 //	BENCH_CM_MAX=100         largest size run through cert-manager's issuer too (0: none; 500: about 5 minutes more)
-//	BENCH_SOLVER_MAX=20      largest size run through our solver mode too (0: none)
+//	BENCH_SOLVER_MAX=0       largest size run through our solver mode too (0: none; its one-Certificate runs always)
 //	BENCH_MEMORY_CERTS=1000  ours issued in all before the memory case's clutter (0: no memory case)
 //	BENCH_CLUTTER=10000,2000,5000  unrelated Secrets, Gateways, VirtualServices of the memory case
 //	BENCH_CLUTTER_BATCH=20   Certificates issued at once among the clutter
@@ -25,7 +28,12 @@ import (
 //	BENCH_PROFILE=dir        write CPU profiles of our controller per workload and a heap profile there
 //	BENCH_PROFILE_SECONDS=30 length of each CPU profile
 type benchConfig struct {
-	oneRuns            int
+	oneRuns int
+	// keyAlgorithm is the Certificates' private key algorithm. ECDSA by
+	// default: cert-manager generates every Certificate's key, the same on
+	// each side, and an RSA 2048 key costs about 0.1 CPU-seconds on this
+	// machine, more than our controller spends on the whole Certificate.
+	keyAlgorithm       cmapi.PrivateKeyAlgorithm
 	sizes              []int
 	solverModeMaxSize  int
 	certManagerMaxSize int
@@ -51,12 +59,20 @@ func benchConfigFromEnv(t *testing.T) benchConfig {
 		certManagerMaxSize: envInt(t, "BENCH_CM_MAX", 100),
 		clutterBatch:       envInt(t, "BENCH_CLUTTER_BATCH", 20),
 		sizes:              envInts(t, "BENCH_SIZES", []int{20, 100, 500}),
-		solverModeMaxSize:  envInt(t, "BENCH_SOLVER_MAX", 20),
+		solverModeMaxSize:  envInt(t, "BENCH_SOLVER_MAX", 0),
 		memoryCerts:        envInt(t, "BENCH_MEMORY_CERTS", 1000),
 		certManagerWorkers: envInt(t, "BENCH_CM_WORKERS", 60),
 		certManagerQPS:     envInt(t, "BENCH_CM_QPS", 500),
 		profileDir:         os.Getenv("BENCH_PROFILE"),
 		profileSeconds:     envInt(t, "BENCH_PROFILE_SECONDS", 30),
+	}
+	switch key := os.Getenv("BENCH_KEY"); key {
+	case "", "ecdsa":
+		cfg.keyAlgorithm = cmapi.ECDSAKeyAlgorithm
+	case "rsa":
+		cfg.keyAlgorithm = cmapi.RSAKeyAlgorithm
+	default:
+		t.Fatalf("BENCH_KEY=%q: want ecdsa or rsa", key)
 	}
 	cl := envInts(t, "BENCH_CLUTTER", []int{10000, 2000, 5000})
 	if len(cl) != 3 {

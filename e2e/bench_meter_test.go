@@ -26,11 +26,13 @@ type meter struct {
 	mu      sync.Mutex
 	readyAt map[string]time.Time // namespace/name -> first seen Ready
 	audit   *auditTail
+	// key is the Certificates' private key algorithm.
+	key cmapi.PrivateKeyAlgorithm
 }
 
-func (c *cluster) startMeter() *meter {
+func (c *cluster) startMeter(key cmapi.PrivateKeyAlgorithm) *meter {
 	c.t.Helper()
-	m := &meter{c: c, readyAt: map[string]time.Time{}, audit: &auditTail{path: c.api.AuditLogPath}}
+	m := &meter{c: c, readyAt: map[string]time.Time{}, audit: &auditTail{path: c.api.AuditLogPath}, key: key}
 	inf, err := c.informers.GetInformer(context.Background(), &cmapi.Certificate{})
 	if err != nil {
 		c.t.Fatal(err)
@@ -57,25 +59,81 @@ func (c *cluster) startMeter() *meter {
 	return m
 }
 
-// issue creates n Certificates of side s at once (from 16 clients), each
-// for two names under prefix, waits until all are Ready and returns the
-// workload's figures.
-func (m *meter) issue(s *benchSide, prefix string, n int) *benchFigures {
-	c := m.c
-	c.t.Helper()
+// certificates are n Certificates of side s, each for two names under
+// prefix; the stand-in's names resolve to it.
+func (m *meter) certificates(s *benchSide, prefix string, n int) []*cmapi.Certificate {
 	crts := make([]*cmapi.Certificate, n)
 	for i := range crts {
 		name := fmt.Sprintf("%s-%d", prefix, i)
 		host := name + ".example.com"
 		crts[i] = &cmapi.Certificate{}
 		crts[i].Namespace, crts[i].Name = appNamespace, name
-		crts[i].Spec = cmapi.CertificateSpec{SecretName: name + "-tls", DNSNames: []string{host, "www." + host}, IssuerRef: s.issuer}
+		crts[i].Spec = cmapi.CertificateSpec{
+			SecretName: name + "-tls", DNSNames: []string{host, "www." + host}, IssuerRef: s.issuer,
+			PrivateKey: &cmapi.CertificatePrivateKey{Algorithm: m.key},
+		}
 		if s.standIn != nil {
 			for _, h := range crts[i].Spec.DNSNames {
-				c.pebble.AddA(c.t, h, s.standIn.ip)
+				m.c.pebble.AddA(m.c.t, h, s.standIn.ip)
 			}
 		}
 	}
+	return crts
+}
+
+// issueSideBySide creates one Certificate for each side at the same time
+// and returns each one's time until Ready (the timeout when it never was,
+// which it reports as an error). Only for issuers that spend their time
+// waiting, not working: each would otherwise slow the other.
+func (m *meter) issueSideBySide(sides []*benchSide, prefix string) []time.Duration {
+	c := m.c
+	c.t.Helper()
+	crts := make([]*cmapi.Certificate, len(sides))
+	for i, s := range sides {
+		crts[i] = m.certificates(s, s.key+"-"+prefix, 1)[0]
+	}
+	created := make([]time.Time, len(crts))
+	for i, crt := range crts {
+		created[i] = time.Now()
+		if err := c.cl.Create(context.Background(), crt); err != nil {
+			c.t.Errorf("creating Certificate %s: %v", crt.Name, err)
+		}
+	}
+	timeout := workloadTimeout(1)
+	deadline := created[0].Add(timeout)
+	for {
+		missing, _ := m.readyState(crts)
+		if missing == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Errorf("Certificate %s not Ready after %s: %s", missing[0].Name, timeout, c.requestState(missing[0]))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := make([]time.Duration, len(crts))
+	m.mu.Lock()
+	for i, crt := range crts {
+		took[i] = timeout
+		if at, ok := m.readyAt[crt.Namespace+"/"+crt.Name]; ok {
+			took[i] = at.Sub(created[i])
+			sides[i].issued++
+		}
+	}
+	m.mu.Unlock()
+	c.waitQuiet()
+	m.requestsSince() // not counted: the sides' requests are mixed
+	return took
+}
+
+// issue creates n Certificates of side s at once (from 16 clients), each
+// for two names under prefix, waits until all are Ready and returns the
+// workload's figures.
+func (m *meter) issue(s *benchSide, prefix string, n int) *benchFigures {
+	c := m.c
+	c.t.Helper()
+	crts := m.certificates(s, prefix, n)
 	f := &benchFigures{n: n, hosts: 2 * n}
 	m.requestsSince()
 	cpuBefore := readProcessCPU()

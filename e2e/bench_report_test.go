@@ -44,8 +44,8 @@ var cpuRows = []struct{ binary, title string }{
 const benchColumn = 30
 
 func (r *benchReport) printHeader(w io.Writer) {
-	fmt.Fprintf(w, "\n%d cores; cert-manager with %d workers per controller and %d requests/s; ratio = %s / %s\n",
-		cores(), r.cfg.certManagerWorkers, r.cfg.certManagerQPS, r.sides[1].title, r.sides[0].title)
+	fmt.Fprintf(w, "\n%d cores; %s keys; cert-manager with %d workers per controller and %d requests/s; ratio = %s / %s\n",
+		cores(), r.cfg.keyAlgorithm, r.cfg.certManagerWorkers, r.cfg.certManagerQPS, r.sides[1].title, r.sides[0].title)
 }
 
 func (r *benchReport) printOne(w io.Writer) {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -65,7 +68,7 @@ func TestBench(t *testing.T) {
 	// The gateway translates Istio's configuration at most every 100 ms
 	// for requests it can already route, as istiod debounces its pushes.
 	c.gateway.Debounce = 100 * time.Millisecond
-	m := c.startMeter()
+	m := c.startMeter(cfg.keyAlgorithm)
 	standIn := c.startStandIn()
 
 	// The platform's shared Gateway for the Certificates' names, as in the
@@ -91,12 +94,17 @@ func TestBench(t *testing.T) {
 	report := &benchReport{cfg: cfg, sides: sides}
 
 	// One Certificate at a time: a first one (cold), then cfg.oneRuns.
-	for _, s := range sides {
-		s.cold = m.issue(s, s.key+"-warmup", 1).only()
+	// Ours alone; cert-manager's two issuers side by side: each spends
+	// 8 of its 10 s waiting between the tries of its self-check.
+	ours, theirs := sides[0], sides[1:]
+	ours.cold = m.issue(ours, "ours-warmup", 1).only()
+	for i, d := range m.issueSideBySide(theirs, "warmup") {
+		theirs[i].cold = d
 	}
 	for i := range cfg.oneRuns {
-		for _, s := range sides {
-			s.one = append(s.one, m.issue(s, fmt.Sprintf("%s-one%d", s.key, i), 1).only())
+		ours.one = append(ours.one, m.issue(ours, fmt.Sprintf("ours-one%d", i), 1).only())
+		for j, d := range m.issueSideBySide(theirs, fmt.Sprintf("one%d", i)) {
+			theirs[j].one = append(theirs[j].one, d)
 		}
 	}
 	report.printHeader(os.Stdout)
@@ -121,7 +129,6 @@ func TestBench(t *testing.T) {
 	// cfg.memoryCerts, then a cluster of a real size around them, and
 	// cfg.clutterBatch more issued in it.
 	if cfg.memoryCerts > 0 {
-		ours := sides[0]
 		c.waitQuiet()
 		resetPeakRSS(c.controller.PID())
 		if more := cfg.memoryCerts - ours.issued; more > 0 {
@@ -145,7 +152,7 @@ func TestBench(t *testing.T) {
 		report.printMemory(os.Stdout)
 	}
 	if pprofAddr != "" {
-		m.saveProfile(pprofAddr, "heap", filepath.Join(cfg.profileDir, "ours-heap.pprof"))
+		m.saveProfile(http.DefaultClient, "http://"+pprofAddr, "heap", filepath.Join(cfg.profileDir, "ours-heap.pprof"))
 	}
 	c.waitNothingLeft()
 }
@@ -227,33 +234,47 @@ func (c *cluster) waitQuiet() {
 	})
 }
 
-// startProfile takes a CPU profile of our controller for cfg.profileSeconds
-// in the background; the returned function waits for it.
+// startProfile takes CPU profiles of our controller and of the API server
+// for cfg.profileSeconds in the background; the returned function waits
+// for them.
 func (m *meter) startProfile(pprofAddr string, cfg benchConfig, name string) func() {
 	if pprofAddr == "" {
 		return func() {}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.saveProfile(pprofAddr, fmt.Sprintf("profile?seconds=%d", cfg.profileSeconds), filepath.Join(cfg.profileDir, "ours-cpu-"+name+".pprof"))
-	}()
-	return func() { <-done }
+	what := fmt.Sprintf("profile?seconds=%d", cfg.profileSeconds)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		m.saveProfile(http.DefaultClient, "http://"+pprofAddr, what, filepath.Join(cfg.profileDir, "ours-cpu-"+name+".pprof"))
+	})
+	wg.Go(func() {
+		// The API server serves its profiles to administrators.
+		cl, err := rest.HTTPClientFor(m.c.api.Config)
+		if err != nil {
+			m.c.t.Errorf("API server profile: %v", err)
+			return
+		}
+		m.saveProfile(cl, strings.TrimSuffix(m.c.api.Config.Host, "/"), what, filepath.Join(cfg.profileDir, "apiserver-cpu-"+name+".pprof"))
+	})
+	return wg.Wait
 }
 
-func (m *meter) saveProfile(pprofAddr, what, path string) {
-	res, err := http.Get("http://" + pprofAddr + "/debug/pprof/" + what)
+// saveProfile writes the pprof profile what served at base to path.
+func (m *meter) saveProfile(cl *http.Client, base, what, path string) {
+	res, err := cl.Get(base + "/debug/pprof/" + what)
 	if err != nil {
-		m.c.t.Errorf("profile %s: %v", what, err)
+		m.c.t.Errorf("profile %s: %v", path, err)
 		return
 	}
 	defer res.Body.Close()
 	data, err := io.ReadAll(res.Body)
+	if err == nil && res.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s", res.Status, data)
+	}
 	if err == nil {
 		err = os.WriteFile(path, data, 0o644)
 	}
 	if err != nil {
-		m.c.t.Errorf("profile %s: %v", what, err)
+		m.c.t.Errorf("profile %s: %v", path, err)
 		return
 	}
 	fmt.Printf("profile written: %s\n", path)
