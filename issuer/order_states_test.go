@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -86,6 +87,43 @@ func TestOrderStates(t *testing.T) {
 		}
 		if n := len(b.challenges(t, cr)); n != 0 {
 			t.Errorf("%d ACMEChallenges left after issuance", n)
+		}
+	})
+
+	t.Run("a pass reads the order's challenges by name; one named otherwise is still found", func(t *testing.T) {
+		cr := b.placed(t, "byname", "byname.example.com")
+		b.present(t, cr)
+		lists := b.cl.challengeLists.Load()
+		_, err := b.sign(cr)
+		wantPending(t, err, "byname.example.com: the CA is validating")
+		if n := b.cl.challengeLists.Load() - lists; n != 0 {
+			t.Errorf("the pass listed the namespace's challenges %d times, want none: each is read by its name", n)
+		}
+
+		// A challenge under another name, as when the CA spells the
+		// name differently from the request.
+		cr = b.placed(t, "renamed", "renamed.example.com")
+		chs := b.challenges(t, cr)
+		if len(chs) != 1 {
+			t.Fatalf("%d challenges, want 1", len(chs))
+		}
+		moved := chs[0].DeepCopy()
+		moved.Name, moved.ResourceVersion, moved.UID = moved.Name+"-moved", "", ""
+		if err := b.api.Client.Create(context.Background(), moved); err != nil {
+			t.Fatal(err)
+		}
+		chs[0].Finalizers = nil
+		if err := b.api.Client.Update(context.Background(), &chs[0]); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.api.Client.Delete(context.Background(), &chs[0]); err != nil {
+			t.Fatal(err)
+		}
+		b.present(t, cr)
+		_, err = b.sign(cr)
+		wantPending(t, err, "renamed.example.com: the CA is validating")
+		if n := b.accepts("renamed.example.com"); n != 1 {
+			t.Errorf("the CA was asked %d times to validate renamed.example.com, want once", n)
 		}
 	})
 
@@ -591,6 +629,15 @@ type flakyClient struct {
 	mu        sync.Mutex
 	failWrite func(client.Object) bool
 	stale     *v1alpha1.ACMEOrder
+	// challengeLists counts the lists of ACMEChallenges.
+	challengeLists atomic.Int32
+}
+
+func (c *flakyClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if _, ok := list.(*v1alpha1.ACMEChallengeList); ok {
+		c.challengeLists.Add(1)
+	}
+	return c.Client.List(ctx, list, opts...)
 }
 
 func (c *flakyClient) failNextStatusWrite(match func(client.Object) bool) {

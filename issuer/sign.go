@@ -382,7 +382,7 @@ func (s *Signer) recordPlaced(ctx context.Context, cro signer.CertificateRequest
 // and asks the CA nothing more; after that it reads the authorization too,
 // so the report says which name is done and which one the CA failed.
 func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject, acct *account, order *v1alpha1.ACMEOrder, o *acme.Order) (string, error) {
-	challenges, err := s.challengesByAuthorization(ctx, order)
+	challenges, err := s.challengesByAuthorization(ctx, order, o.AuthzURLs)
 	if err != nil {
 		return "", err
 	}
@@ -504,18 +504,38 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 }
 
 // challengesByAuthorization returns the order's challenges (from the cache)
-// by authorization URL.
-func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.ACMEOrder) (map[string]*v1alpha1.ACMEChallenge, error) {
+// by authorization URL. Each is first read by its name, made from the order
+// and the name it proves: listing the namespace's challenges copies every
+// one in flight, on each pass of each request. Only when that does not find
+// one for each of authzURLs (none created yet, or the CA spells a name
+// differently) are they listed.
+func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.ACMEOrder, authzURLs []string) (map[string]*v1alpha1.ACMEChallenge, error) {
+	out := map[string]*v1alpha1.ACMEChallenge{}
+	add := func(ch *v1alpha1.ACMEChallenge) {
+		if ch.Spec.Order == order.Name && ch.DeletionTimestamp == nil {
+			out[ch.Spec.AuthorizationURL] = ch
+		}
+	}
+	for _, host := range order.Spec.DNSNames {
+		ch := &v1alpha1.ACMEChallenge{}
+		key := client.ObjectKey{Namespace: order.Namespace, Name: challengeName(order.Name, host)}
+		if err := s.client.Get(ctx, key, ch); apierrors.IsNotFound(err) {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("reading ACMEChallenge %s: %w", key, err)
+		}
+		add(ch)
+	}
+	if !slices.ContainsFunc(authzURLs, func(u string) bool { return out[u] == nil }) {
+		return out, nil
+	}
 	var list v1alpha1.ACMEChallengeList
 	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
 	}
-	out := map[string]*v1alpha1.ACMEChallenge{}
+	clear(out)
 	for i := range list.Items {
-		ch := &list.Items[i]
-		if ch.Spec.Order == order.Name && ch.DeletionTimestamp == nil {
-			out[ch.Spec.AuthorizationURL] = ch
-		}
+		add(&list.Items[i])
 	}
 	return out, nil
 }
