@@ -445,7 +445,7 @@ func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject,
 		}
 		if ch != nil {
 			// Accepted a while ago and still pending at the CA.
-			progress = append(progress, fmt.Sprintf("%s: the CA is validating (for %s)", host, s.validatingFor(ch).Round(time.Second)))
+			progress = append(progress, host+": the CA is validating"+validatingSince(s.validatingFor(ch)))
 			continue
 		}
 		if _, err := s.ensureChallenge(ctx, cro, acct, order, a, chal); err != nil {
@@ -454,6 +454,17 @@ func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject,
 		progress = append(progress, host+": publishing routes")
 	}
 	return strings.Join(progress, "; "), nil
+}
+
+// validatingSince says how long a validation has been pending in whole
+// minutes, and nothing in the first minute: the message is the request's
+// status and an Event each time it changes, so it must not change on every
+// pass.
+func validatingSince(d time.Duration) string {
+	if d < time.Minute {
+		return ""
+	}
+	return fmt.Sprintf(" (for over %d min)", int(d/time.Minute))
 }
 
 // quietValidation is how long a validation is left to the order's status
