@@ -111,6 +111,16 @@ func TestChartRenders(t *testing.T) {
 			t.Errorf("topology spread %v, want one constraint selecting the controller's pods", spread)
 		}
 	}
+	for _, o := range render(t, "extraEnv[0].name=GOMEMLIMIT", "extraEnv[0].value=200MiB") {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		env := fmt.Sprint(containers[0].(map[string]any)["env"])
+		if !strings.Contains(env, "map[name:GOMEMLIMIT value:200MiB]") || !strings.Contains(env, "POD_NAMESPACE") {
+			t.Errorf("extraEnv: container env %s, want GOMEMLIMIT=200MiB next to POD_NAMESPACE", env)
+		}
+	}
 	monitored := kinds(render(t, "metrics.serviceMonitor.enabled=true", "replicaCount=1", "sidecarInjection=true", "extraArgs={--workers=40}"))
 	for _, want := range []string{"ServiceMonitor/istio-acme-issuer", "Service/istio-acme-issuer-metrics"} {
 		if !slices.Contains(monitored, want) {
@@ -142,6 +152,8 @@ func TestValuesSchemaRejectsTypos(t *testing.T) {
 		"image.pullPolicy=Sometimes":     "pullPolicy",
 		"tokenServer.port=80000":         "port",
 		"rbac.issuerNamespaces={Team_A}": "issuerNamespaces",
+		// --set makes 100 a number; the API server would refuse it.
+		"extraEnv[0].name=GOGC,extraEnv[0].value=100": "value",
 	} {
 		_, err := testenv.HelmResult(t, "template", "istio-acme-issuer", chartDir(t), "--kube-version", testenv.KubeVersion, "--set", set)
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -168,7 +180,8 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 	for _, values := range [][]string{
 		nil,
 		{"rbac.issuerNamespaces={team-a}", "rbac.gatewayNamespaces={istio-system,istio-ingress}", "rbac.temporaryHTTPSNamespaces={istio-ingress}",
-			"podLabels.team=platform", "extraArgs={--workers=40}", "selfCheckNameservers={10.0.0.10:53}", "sidecarInjection=true", "podDisruptionBudget.minAvailable=50%"},
+			"podLabels.team=platform", "extraArgs={--workers=40}", "selfCheckNameservers={10.0.0.10:53}", "sidecarInjection=true", "podDisruptionBudget.minAvailable=50%",
+			"extraEnv[0].name=GOMEMLIMIT", "extraEnv[0].value=200MiB"},
 		{"rbac.secretsClusterWide=true", "crds.enabled=false"},
 	} {
 		for _, o := range render(t, values...) {

@@ -192,6 +192,9 @@ func run(ctx context.Context, o options) error {
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
 	logger.Info("starting istio-acme-issuer", "version", version)
+	if pct := setGCPercent(); pct > 0 {
+		logger.V(1).Info("garbage collector target set", "percent", pct)
+	}
 	if limit := setMemoryLimit("/sys/fs/cgroup"); limit > 0 {
 		logger.Info("Go heap limit set below the container's memory limit", "bytes", limit)
 	}
@@ -229,6 +232,10 @@ func run(ctx context.Context, o options) error {
 			// planner reads users' ones for every challenge. Certificates
 			// only the Gateway shim's.
 			ByObject: byObject,
+			// Nothing reads managedFields, and server-side apply leaves
+			// several entries on every CertificateRequest; an update sent
+			// without them keeps the server's.
+			DefaultTransform: cache.TransformStripManagedFields(),
 		},
 		Client: client.Options{
 			// Account keys are read rarely and directly: no informer on

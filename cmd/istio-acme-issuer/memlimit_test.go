@@ -52,3 +52,21 @@ func TestSetMemoryLimitFromCgroup(t *testing.T) {
 		}
 	})
 }
+
+func TestSetGCPercentUnlessGOGCIsSet(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	t.Setenv("GOGC", "")
+	if got := setGCPercent(); got != gcPercent {
+		t.Errorf("without GOGC: set %d, want %d", got, gcPercent)
+	}
+	if prev := debug.SetGCPercent(100); prev != gcPercent {
+		t.Errorf("without GOGC: the collector's percentage is %d, want %d", prev, gcPercent)
+	}
+	t.Setenv("GOGC", "200")
+	if got := setGCPercent(); got != 0 {
+		t.Errorf("with GOGC=200: set %d, want to leave it", got)
+	}
+	if prev := debug.SetGCPercent(100); prev != 100 {
+		t.Errorf("with GOGC=200: the collector's percentage is %d, want it untouched (100)", prev)
+	}
+}
