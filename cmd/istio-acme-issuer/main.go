@@ -218,6 +218,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	maps.Copy(byObject, certificates)
+	maps.Copy(byObject, issuer.CertificateRequestCacheOptions())
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddress},
@@ -230,7 +231,8 @@ func run(ctx context.Context, o options) error {
 		Cache: cache.Options{
 			// Gateways and VirtualServices are cached trimmed: the route
 			// planner reads users' ones for every challenge. Certificates
-			// only the Gateway shim's.
+			// only the Gateway shim's; finished CertificateRequests
+			// without their PEMs.
 			ByObject: byObject,
 			// Nothing reads managedFields, and server-side apply leaves
 			// several entries on every CertificateRequest; an update sent
