@@ -5,10 +5,12 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 // CertificateRequestCacheOptions caches CertificateRequests without their
-// managedFields and, once a request is finished (Ready, failed or denied),
+// managedFields (see kubeutil.CacheTransform) and, once a request is finished (Ready, failed or denied),
 // without its CSR and certificates: the request controller reads nothing
 // of a finished request but its conditions, and cert-manager keeps every
 // revision's request unless a Certificate limits its history, so the
@@ -19,22 +21,16 @@ import (
 // apply patches of the fields set.
 func CertificateRequestCacheOptions() map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
-		&cmapi.CertificateRequest{}: {Transform: trimCertificateRequest},
+		&cmapi.CertificateRequest{}: {Transform: kubeutil.CacheTransform(trimCertificateRequest)},
 	}
 }
 
-func trimCertificateRequest(obj any) (any, error) {
-	cr, ok := obj.(*cmapi.CertificateRequest)
-	if !ok {
-		return obj, nil // a deletion tombstone
-	}
-	cr.ManagedFields = nil
-	if finished(cr) {
+func trimCertificateRequest(o client.Object) {
+	if cr, ok := o.(*cmapi.CertificateRequest); ok && finished(cr) {
 		cr.Spec.Request = nil
 		cr.Status.Certificate = nil
 		cr.Status.CA = nil
 	}
-	return cr, nil
 }
 
 // finished says whether the request's Ready condition is True, or False

@@ -24,6 +24,12 @@ func TestTrimCertificateRequestKeepsWhatAPendingRequestNeeds(t *testing.T) {
 	ready := func(status cmmeta.ConditionStatus, reason string) *cmapi.CertificateRequestCondition {
 		return &cmapi.CertificateRequestCondition{Type: cmapi.CertificateRequestConditionReady, Status: status, Reason: reason}
 	}
+	var transform func(any) (any, error)
+	for obj, o := range CertificateRequestCacheOptions() {
+		if _, ok := obj.(*cmapi.CertificateRequest); ok {
+			transform = o.Transform
+		}
+	}
 	for _, c := range []struct {
 		name     string
 		cond     *cmapi.CertificateRequestCondition
@@ -35,7 +41,7 @@ func TestTrimCertificateRequestKeepsWhatAPendingRequestNeeds(t *testing.T) {
 		{"failed", ready(cmmeta.ConditionFalse, cmapi.CertificateRequestReasonFailed), true},
 		{"denied", ready(cmmeta.ConditionFalse, cmapi.CertificateRequestReasonDenied), true},
 	} {
-		out, err := trimCertificateRequest(request(c.cond))
+		out, err := transform(request(c.cond))
 		if err != nil {
 			t.Fatal(err)
 		}

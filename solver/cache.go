@@ -6,6 +6,8 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 // IstioCacheOptions caches every Gateway and VirtualService, since the
@@ -15,18 +17,11 @@ import (
 // them; kubectl's last-applied-configuration alone would double the cache).
 // Ours keep theirs: they name the challenge.
 func IstioCacheOptions() map[client.Object]cache.ByObject {
-	return map[client.Object]cache.ByObject{
-		&istionet.Gateway{}:        {Transform: trimIstioObject},
-		&istionet.VirtualService{}: {Transform: trimIstioObject},
-	}
+	trimmed := cache.ByObject{Transform: kubeutil.CacheTransform(trimIstioObject)}
+	return map[client.Object]cache.ByObject{&istionet.Gateway{}: trimmed, &istionet.VirtualService{}: trimmed}
 }
 
-func trimIstioObject(obj any) (any, error) {
-	o, ok := obj.(client.Object)
-	if !ok {
-		return obj, nil // a deletion tombstone
-	}
-	o.SetManagedFields(nil)
+func trimIstioObject(o client.Object) {
 	if o.GetLabels()[LabelManagedBy] != ManagedByValue {
 		o.SetAnnotations(certManagerAnnotations(o.GetAnnotations()))
 	}
@@ -36,7 +31,6 @@ func trimIstioObject(obj any) (any, error) {
 	case *istionet.VirtualService:
 		t.Status.Reset()
 	}
-	return o, nil
 }
 
 // certManagerAnnotations keeps the annotations under cert-manager.io/, or

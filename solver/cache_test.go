@@ -13,7 +13,13 @@ func TestTrimKeepsCertManagerAnnotations(t *testing.T) {
 		"kubectl.kubernetes.io/last-applied-configuration": "{...}",
 		"cert-manager.io/cluster-issuer":                   "letsencrypt",
 	}, ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}}}
-	out, err := trimIstioObject(gw)
+	var transform func(any) (any, error)
+	for obj, o := range IstioCacheOptions() {
+		if _, ok := obj.(*istionet.Gateway); ok {
+			transform = o.Transform
+		}
+	}
+	out, err := transform(gw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +28,7 @@ func TestTrimKeepsCertManagerAnnotations(t *testing.T) {
 		t.Errorf("trimmed annotations %v, managedFields %v; want only %v", got.Annotations, got.ManagedFields, want)
 	}
 	plain := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"a": "b"}}}
-	if out, _ := trimIstioObject(plain); out.(*istionet.Gateway).Annotations != nil {
+	if out, _ := transform(plain); out.(*istionet.Gateway).Annotations != nil {
 		t.Errorf("a Gateway without cert-manager annotations keeps %v", out.(*istionet.Gateway).Annotations)
 	}
 }

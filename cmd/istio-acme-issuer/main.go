@@ -33,6 +33,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 	"github.com/istio-acme/istio-acme-issuer/issuer"
 	"github.com/istio-acme/istio-acme-issuer/shim"
 	"github.com/istio-acme/istio-acme-issuer/solver"
@@ -237,7 +238,7 @@ func run(ctx context.Context, o options) error {
 			// Nothing reads managedFields, and server-side apply leaves
 			// several entries on every CertificateRequest; an update sent
 			// without them keeps the server's.
-			DefaultTransform: cache.TransformStripManagedFields(),
+			DefaultTransform: kubeutil.CacheTransform(nil),
 		},
 		Client: client.Options{
 			// Account keys are read rarely and directly: no informer on
