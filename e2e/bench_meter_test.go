@@ -99,29 +99,12 @@ func (m *meter) issueSideBySide(sides []*benchSide, prefix string) []time.Durati
 			c.t.Errorf("creating Certificate %s: %v", crt.Name, err)
 		}
 	}
-	timeout := workloadTimeout(1)
-	deadline := created[0].Add(timeout)
-	for {
-		missing, _ := m.readyState(crts)
-		if missing == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			c.t.Errorf("Certificate %s not Ready after %s: %s", missing[0].Name, timeout, c.requestState(missing[0]))
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	took := make([]time.Duration, len(crts))
-	m.mu.Lock()
-	for i, crt := range crts {
-		took[i] = timeout
-		if at, ok := m.readyAt[crt.Namespace+"/"+crt.Name]; ok {
-			took[i] = at.Sub(created[i])
+	_, took, ready := m.waitReady(crts, created, created[0], workloadTimeout(1))
+	for i := range sides {
+		if ready[i] {
 			sides[i].issued++
 		}
 	}
-	m.mu.Unlock()
 	c.waitQuiet()
 	m.requestsSince() // not counted: the sides' requests are mixed
 	return took
@@ -159,30 +142,13 @@ func (m *meter) issue(s *benchSide, prefix string, n int) *benchFigures {
 	close(work)
 	wg.Wait()
 
-	timeout := workloadTimeout(n)
-	deadline := start.Add(timeout)
-	var last time.Time
-	for {
-		missing, newest := m.readyState(crts)
-		if missing == nil {
-			last = newest
-			break
-		}
-		if time.Now().After(deadline) {
-			c.t.Errorf("%d of %d Certificates not Ready after %s; %s: %s", len(missing), n, timeout, missing[0].Name, c.requestState(missing[0]))
-			last = time.Now()
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	last, took, ready := m.waitReady(crts, created, start, workloadTimeout(n))
 	f.all = last.Sub(start)
-	m.mu.Lock()
-	for i, crt := range crts {
-		if at, ok := m.readyAt[crt.Namespace+"/"+crt.Name]; ok {
-			f.each = append(f.each, at.Sub(created[i]))
+	for i, d := range took {
+		if ready[i] {
+			f.each = append(f.each, d)
 		}
 	}
-	m.mu.Unlock()
 	f.cpu = readProcessCPU().minus(cpuBefore)
 	f.peakRSS = peakRSS(c.controller.PID())
 	f.standInRequests = s.standIn.answered() - standInBefore
@@ -196,6 +162,39 @@ func (m *meter) issue(s *benchSide, prefix string, n int) *benchFigures {
 		fmt.Printf("%s: %d at once, all Ready after %.1f s (each %s)\n", s.title, n, f.all.Seconds(), secondsSummary(f.each, true))
 	}
 	return f
+}
+
+// waitReady waits until every one of crts is Ready, or reports an error
+// once timeout has passed since start. It returns when the last one became
+// Ready (when it gave up, if one never did) and each one's time from its
+// creation until Ready (the timeout if never) and whether it was.
+func (m *meter) waitReady(crts []*cmapi.Certificate, created []time.Time, start time.Time, timeout time.Duration) (time.Time, []time.Duration, []bool) {
+	c := m.c
+	c.t.Helper()
+	last := time.Now()
+	for {
+		missing, newest := m.readyState(crts)
+		if missing == nil {
+			last = newest
+			break
+		}
+		if time.Now().After(start.Add(timeout)) {
+			c.t.Errorf("%d of %d Certificates not Ready after %s; %s: %s", len(missing), len(crts), timeout, missing[0].Name, c.requestState(missing[0]))
+			last = time.Now()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took, ready := make([]time.Duration, len(crts)), make([]bool, len(crts))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, crt := range crts {
+		took[i] = timeout
+		if at, ok := m.readyAt[crt.Namespace+"/"+crt.Name]; ok {
+			took[i], ready[i] = at.Sub(created[i]), true
+		}
+	}
+	return last, took, ready
 }
 
 // requestsSince returns the requests the API server completed since the
