@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -41,6 +42,34 @@ func TestEndToEnd(t *testing.T) {
 			if n := c.gateway.Served(solver.SelfCheckUserAgent, host, solver.ChallengePathPrefix); n == 0 {
 				t.Errorf("the controller never checked the token for %s through the Istio gateway before the CA", host)
 			}
+		}
+	})
+
+	t.Run("the request's Events say the order was created and the certificate issued, and raise no Warning", func(t *testing.T) {
+		isRequest := func(r corev1.ObjectReference) bool {
+			return r.Kind == cmapi.CertificateRequestKind && strings.HasPrefix(r.Name, crt.Name+"-")
+		}
+		// Events are sent in the background: wait for the last one.
+		c.eventually("the Issued Event on "+crt.Name+"'s request", 30*time.Second, func() (bool, string) {
+			return testenv.FindEvent(ctx, c.cl, crt.Namespace, isRequest, "Issued", "issued by order")
+		})
+		evs, err := testenv.EventsAbout(ctx, c.cl, crt.Namespace, isRequest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reasons []string
+		for _, e := range evs {
+			if e.ReportingController != "istio-acme-issuer" {
+				continue // cert-manager's approver records one too
+			}
+			reasons = append(reasons, e.Reason)
+			if e.Type != corev1.EventTypeNormal {
+				t.Errorf("a normal issuance recorded a %s Event on the request: %s: %s", e.Type, e.Reason, e.Note)
+			}
+		}
+		slices.Sort(reasons)
+		if want := []string{"Issued", "OrderCreated"}; !slices.Equal(reasons, want) {
+			t.Errorf("the request's Events are %v, want %v (one each)", reasons, want)
 		}
 	})
 
@@ -154,7 +183,7 @@ func TestEndToEnd(t *testing.T) {
 		// While the order is stuck, cmctl shows why, from the request.
 		status := c.cmctl("status", "certificate", resume.Name, "-n", resume.Namespace)
 		t.Logf("cmctl status certificate %s while its route cannot be published:\n%s", resume.Name, status)
-		for _, want := range []string{"CertificateRequest:", "Ready: False", "resume.example.com: publishing routes", "creating Gateway late-gateways/", "rbac.gatewayNamespaces", "OrderCreated"} {
+		for _, want := range []string{"CertificateRequest:", "Ready: False", "resume.example.com: publishing routes", "creating Gateway late-gateways/", "rbac.gatewayNamespaces", "OrderCreated", "NotPresented"} {
 			if !strings.Contains(status, want) {
 				t.Errorf("cmctl status output lacks %q", want)
 			}

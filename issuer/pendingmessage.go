@@ -5,16 +5,13 @@ import (
 	"context"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
 
 // issuer-lib v0.11.0 puts its pending prefix on a request's message twice:
 // the request controller adds it and the CertificateRequest helper adds it
-// again, so `cmctl status certificate` and the request's Events read
-// "Signing still in progress. Reason: Signing still in progress. Reason: ...".
+// again, so `cmctl status certificate` would read "Signing still in progress. Reason: Signing still in progress. Reason: ...".
 // Newer issuer-lib releases cannot be fetched here, so the doubled prefix is
 // written once on the way to the API server instead.
 const (
@@ -26,8 +23,9 @@ func oncePending(s string) string {
 	return strings.ReplaceAll(s, doubledPendingPrefix, pendingPrefix)
 }
 
-// onceManager hands issuer-lib a client and an event recorder that write
-// the pending prefix once; everything else is the manager's own.
+// onceManager hands issuer-lib a client that writes the pending prefix
+// once; everything else is the manager's own. (issuer-lib's pending Events,
+// which carried it too, are not recorded: see requestEvents.)
 type onceManager struct {
 	manager.Manager
 }
@@ -57,13 +55,4 @@ func (w onceStatusWriter) Patch(ctx context.Context, obj client.Object, patch cl
 		patch = client.RawPatch(patch.Type(), fixed)
 	}
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
-}
-
-// onceRecorder records issuer-lib's Events with the prefix once.
-type onceRecorder struct {
-	events.EventRecorder
-}
-
-func (r onceRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
-	r.EventRecorder.Eventf(regarding, related, eventtype, reason, action, oncePending(note), args...)
 }

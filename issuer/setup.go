@@ -50,7 +50,7 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 		MaxRetryDuration:               o.MaxRetryDuration,
 		Sign:                           o.Signer.Sign,
 		Check:                          o.Signer.Check,
-		EventRecorder:                  onceRecorder{EventRecorder: o.Signer.events},
+		EventRecorder:                  requestEvents{EventRecorder: o.Signer.events},
 		DisableKubernetesCSRController: true,
 		ControllerOptions: controller.Options{
 			MaxConcurrentReconciles: o.Workers,

@@ -394,6 +394,13 @@ func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject,
 			msg := ch.Spec.DNSName + ": publishing routes"
 			if ch.Status.Message != "" {
 				msg += " (" + ch.Status.Message + ")"
+				// The challenge controller writes a message only once the
+				// routes could not be published for a while: a problem,
+				// said once more where `cmctl status certificate` lists
+				// Events, when the request's message does not show it yet.
+				if !showsProgress(cro, msg) {
+					s.event(cro, corev1.EventTypeWarning, "NotPresented", "%s: %s", ch.Spec.DNSName, ch.Status.Message)
+				}
 			}
 			progress = append(progress, msg)
 			continue
@@ -454,6 +461,17 @@ func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject,
 		progress = append(progress, host+": publishing routes")
 	}
 	return strings.Join(progress, "; "), nil
+}
+
+// showsProgress reports whether the request's Ready message already holds
+// part of a progress report, as one of its "; "-separated parts.
+func showsProgress(cro signer.CertificateRequestObject, part string) bool {
+	for _, c := range cro.GetConditions() {
+		if c.Type == string(cmapi.CertificateRequestConditionReady) {
+			return strings.Contains(c.Message, pendingPrefix+part) || strings.Contains(c.Message, "; "+part)
+		}
+	}
+	return false
 }
 
 // validatingSince says how long a validation has been pending in whole
