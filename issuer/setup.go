@@ -63,7 +63,7 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 			b.Watches(&v1alpha1.ACMEChallenge{}, handler.EnqueueRequestsFromMapFunc(requestOfChallenge))
 			return nil
 		},
-	}).SetupWithManager(ctx, onceManager{Manager: mgr})
+	}).SetupWithManager(ctx, requestManager{Manager: mgr})
 }
 
 // retryBackoff spaces the retries of a request (or issuer) after an error:

@@ -1,0 +1,121 @@
+package issuer
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+)
+
+// countingWriter counts the status patches that reach the API server.
+type countingWriter struct {
+	client.SubResourceWriter
+	patches *int
+}
+
+func (w countingWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	*w.patches++
+	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// TestUnchangedRequestStatusIsNotWritten applies request statuses as
+// issuer-lib v0.11.0 does (server-side apply of the whole status it owns)
+// against a real API server, reading the request back as the cache would.
+func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	api.CreateNamespaces(t, "apps")
+	ctx := context.Background()
+	cr := &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
+		Spec: cmapi.CertificateRequestSpec{
+			Request:   csrPEM(t, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}}),
+			IssuerRef: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "x"},
+		},
+	}
+	mustCreate(t, api.Client, cr)
+
+	sent := 0
+	w := requestStatusWriter{SubResourceWriter: countingWriter{SubResourceWriter: api.Client.Status(), patches: &sent}, cache: api.Client}
+	since := metav1.NewTime(time.Now().Truncate(time.Second))
+	ready := func(reason, message string, at metav1.Time) cmapi.CertificateRequestCondition {
+		return cmapi.CertificateRequestCondition{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: reason, Message: message, LastTransitionTime: &at}
+	}
+	apply := func(obj client.Object, status any) {
+		t.Helper()
+		data, err := json.Marshal(map[string]any{
+			"apiVersion": obj.GetObjectKind().GroupVersionKind().GroupVersion().String(),
+			"kind":       obj.GetObjectKind().GroupVersionKind().Kind,
+			"metadata":   map[string]string{"name": obj.GetName(), "namespace": obj.GetNamespace()},
+			"status":     status,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Patch(ctx, obj, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	target := &cmapi.CertificateRequest{
+		TypeMeta:   metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
+	}
+	pending := func(message string, at metav1.Time) cmapi.CertificateRequestStatus {
+		return cmapi.CertificateRequestStatus{Conditions: []cmapi.CertificateRequestCondition{ready(cmapi.CertificateRequestReasonPending, message, at)}}
+	}
+
+	for _, step := range []struct {
+		what   string
+		status cmapi.CertificateRequestStatus
+		sent   bool
+	}{
+		{"a first pending message", pending(doubledPendingPrefix+"a.example.com: publishing routes", since), true},
+		{"the same message again, prefixed twice as issuer-lib does", pending(doubledPendingPrefix+"a.example.com: publishing routes", since), false},
+		{"a new message", pending(pendingPrefix+"a.example.com: the CA is validating", since), true},
+		{"the same message with another transition time", pending(pendingPrefix+"a.example.com: the CA is validating", metav1.NewTime(since.Add(time.Minute))), true},
+		{"the same condition with a certificate", cmapi.CertificateRequestStatus{
+			Conditions:  pending(pendingPrefix+"a.example.com: the CA is validating", metav1.NewTime(since.Add(time.Minute))).Conditions,
+			Certificate: []byte("-----BEGIN CERTIFICATE-----\n"),
+		}, true},
+		{"a failure with the same message", cmapi.CertificateRequestStatus{
+			Conditions:  []cmapi.CertificateRequestCondition{ready(cmapi.CertificateRequestReasonFailed, pendingPrefix+"a.example.com: the CA is validating", metav1.NewTime(since.Add(time.Minute)))},
+			FailureTime: &since,
+		}, true},
+		{"the failure's condition again, alone", cmapi.CertificateRequestStatus{
+			Conditions: []cmapi.CertificateRequestCondition{ready(cmapi.CertificateRequestReasonFailed, pendingPrefix+"a.example.com: the CA is validating", metav1.NewTime(since.Add(time.Minute)))},
+		}, true},
+	} {
+		before := sent
+		apply(target, step.status)
+		if got := sent > before; got != step.sent {
+			t.Errorf("%s: sent %v, want %v", step.what, got, step.sent)
+		}
+	}
+	var got cmapi.CertificateRequest
+	if err := api.Client.Get(ctx, client.ObjectKeyFromObject(cr), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Status.Conditions; len(c) != 1 || c[0].Reason != cmapi.CertificateRequestReasonFailed {
+		t.Errorf("the request's status ended as %+v, want the failure", got.Status)
+	}
+
+	// Another kind's status is always sent.
+	iss := &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: v1alpha1.ACMEIssuerSpec{Server: "https://ca.example/directory", PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "k"}}}
+	mustCreate(t, api.Client, iss)
+	iss.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ACMEClusterIssuer"}
+	before := sent
+	for range 2 {
+		apply(iss, map[string]any{})
+	}
+	if sent-before != 2 {
+		t.Errorf("%d of 2 issuer status applies sent, want both", sent-before)
+	}
+}
