@@ -210,7 +210,7 @@ func run(ctx context.Context, o options) error {
 	}
 	// client-go's default of 5 requests per second would queue status
 	// updates and Events behind each other while orders are in flight; a
-	// renewal wave of hundreds of Certificates costs about 30 requests
+	// renewal wave of hundreds of Certificates costs about 26 requests
 	// each. The API server's own priority and fairness protects it.
 	cfg.QPS, cfg.Burst = float32(o.kubeAPIQPS), o.kubeAPIBurst
 	byObject := solver.IstioCacheOptions()
