@@ -20,8 +20,9 @@ const (
 	// to another gateway replica.
 	selfCheckAttempts = 3
 	selfCheckTimeout  = 3 * time.Second
-	// maxBodyPreview is how much of a wrong answer a message quotes.
-	maxBodyPreview = 120
+	// maxAnswer bounds how much of a wrong answer is read (to tell its
+	// length); none of it is quoted.
+	maxAnswer = 64 << 10
 )
 
 // SelfCheckUserAgent identifies the self-check's requests in gateway logs.
@@ -109,7 +110,7 @@ func fetchToken(ctx context.Context, cl *http.Client, where, host, token, key st
 			}
 			return fmt.Errorf("GET %s %s failed: %s", url, where, stableNetError(err))
 		}
-		body, err := io.ReadAll(io.LimitReader(res.Body, int64(len(key))+maxBodyPreview))
+		body, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer+1))
 		_ = res.Body.Close() // the body was read; a close error changes nothing
 		if err != nil {
 			return fmt.Errorf("GET %s %s: reading the answer: %v", url, where, err)
@@ -148,25 +149,44 @@ func followLikeTheCA(host string) func(*http.Request, []*http.Request) error {
 	}
 }
 
+// describeAnswer says what a wrong answer was without quoting it: its
+// status, where it came from and its length. The message lands in the
+// request's status, which the requesting namespace reads, and whatever
+// answered may be another team's Service.
 func describeAnswer(res *http.Response, body []byte) string {
 	var b strings.Builder
 	b.WriteString(strconv.Itoa(res.StatusCode))
 	if loc := res.Header.Get("Location"); loc != "" {
 		fmt.Fprintf(&b, " redirecting to %s", loc)
 	}
-	preview := strings.TrimSpace(string(body))
-	if len(preview) > maxBodyPreview {
-		preview = preview[:maxBodyPreview] + "..."
-	}
-	if preview == "" {
+	switch n := len(body); {
+	case n == 0:
 		b.WriteString(" with an empty body")
-	} else {
-		fmt.Fprintf(&b, " with body %q", preview)
+	case n > maxAnswer:
+		fmt.Fprintf(&b, " with a body of over %d bytes", maxAnswer)
+	default:
+		fmt.Fprintf(&b, " with a %d-byte body", n)
 	}
+	b.WriteString(" " + answerSource(res))
 	if res.StatusCode == http.StatusOK {
 		b.WriteString(", which is not this challenge's key authorization")
 	}
 	return b.String()
+}
+
+// answerSource tells who answered: the token server marks its answers;
+// Envoy adds x-envoy-upstream-service-time to what a backend answered and
+// answers itself (no route, a redirect, a direct response) without it.
+func answerSource(res *http.Response) string {
+	switch {
+	case res.Header.Get(TokenServerHeader) != "":
+		return "from the token server (it knows no challenge for this token and host)"
+	case res.Header.Get("X-Envoy-Upstream-Service-Time") != "":
+		return "from a Service that is not the token server (a route of yours, or another destination)"
+	case strings.EqualFold(res.Header.Get("Server"), "istio-envoy"):
+		return "from the gateway itself (no route for the path, a redirect or a direct response)"
+	}
+	return "from something that is not the token server"
 }
 
 // ephemeralAddress is a client's own address in Go's network errors

@@ -143,6 +143,8 @@ func TestSelfCheck(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 		want    []string // empty: the check passes
+		// absent must not be in the message: what answered is never quoted.
+		absent string
 	}{
 		{name: "the token comes back", handler: func(w http.ResponseWriter, r *http.Request) {
 			if r.Host != "shop.example.com" || r.URL.Path != "/.well-known/acme-challenge/tok" {
@@ -151,7 +153,14 @@ func TestSelfCheck(t *testing.T) {
 			}
 			_, _ = w.Write([]byte(key))
 		}},
-		{name: "no route", handler: http.NotFound, want: []string{"returned 404", "404 page not found", "shop.example.com"}},
+		{name: "no route", handler: http.NotFound, want: []string{"returned 404", "19-byte body", "not the token server", "shop.example.com"}, absent: "page not found"},
+		{name: "Envoy answers itself", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Server", "istio-envoy")
+			w.WriteHeader(http.StatusNotFound)
+		}, want: []string{"returned 404 with an empty body from the gateway itself"}},
+		{name: "the token server does not know the token", handler: func(w http.ResponseWriter, r *http.Request) {
+			(&TokenServer{Lookup: func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) { return nil, nil }}).ServeHTTP(w, r)
+		}, want: []string{"returned 404", "from the token server"}, absent: "page not found"},
 		{name: "an https redirect", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "https://shop.example.com"+r.URL.Path, http.StatusMovedPermanently)
 		}, want: []string{"https://shop.example.com/.well-known/acme-challenge/tok", ":443"}},
@@ -162,8 +171,9 @@ func TestSelfCheck(t *testing.T) {
 			http.Redirect(w, r, "http://shop.example.com:8080/x", http.StatusFound)
 		}, want: []string{"only ports 80 and 443"}},
 		{name: "the user's app answers", handler: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("X-Envoy-Upstream-Service-Time", "3")
 			_, _ = w.Write([]byte("<html>shop</html>"))
-		}, want: []string{"200", "<html>shop</html>", "not this challenge's key authorization"}},
+		}, want: []string{"200 with a 17-byte body from a Service that is not the token server", "not this challenge's key authorization"}, absent: "shop</html>"},
 		{name: "one replica of three is wrong", handler: func() http.HandlerFunc {
 			n := 0
 			return func(w http.ResponseWriter, r *http.Request) {
@@ -195,6 +205,9 @@ func TestSelfCheck(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("message %q lacks %q", err, w)
 				}
+			}
+			if tt.absent != "" && strings.Contains(err.Error(), tt.absent) {
+				t.Errorf("message %q quotes the answer (%q)", err, tt.absent)
 			}
 		})
 	}

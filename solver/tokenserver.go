@@ -39,6 +39,11 @@ func CacheLookup(r client.Reader) func(context.Context, string) ([]v1alpha1.ACME
 	}
 }
 
+// TokenServerHeader marks the token server's answers, so that the
+// self-check can tell them from a route of someone else's without quoting
+// what that route answered.
+const TokenServerHeader = "X-Istio-Acme-Token-Server"
+
 // maxTokenLength bounds the token in the path; real tokens are 43 characters.
 const maxTokenLength = 128
 
@@ -110,6 +115,7 @@ func (s *TokenServer) ReadyCheck(*http.Request) error {
 // host, and 404 otherwise.
 func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set(TokenServerHeader, "1")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
