@@ -20,6 +20,13 @@ const (
 	OrderUnknown = "unknown"
 )
 
+// Front doors of a request, for HostsNotAllowed.
+const (
+	SourceIssuer = "issuer"
+	SourceSolver = "solver"
+	SourceShim   = "shim"
+)
+
 // Challenge outcomes.
 const (
 	ChallengeAccepted = "accepted" // the CA was asked to validate
@@ -38,6 +45,8 @@ const (
 	// the issuer's gateway namespace.
 	NotPresentedGatewayNamespace = "gateway_namespace"
 	NotPresentedPublish          = "publish"
+	// The tenancy rule refuses the host to the challenge's namespace.
+	NotPresentedHostNotAllowed = "host_not_allowed"
 	NotPresentedSelfCheck        = "self_check"
 	NotPresentedSelfCheckDNS     = "self_check_dns"
 )
@@ -59,8 +68,17 @@ var (
 	// being published or self-checked, before the CA was asked.
 	NotPresented = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "istio_acme_challenge_not_presented_total",
-		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, publish, self_check, self_check_dns.",
+		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, users_traffic, gateway_namespace, host_not_allowed, publish, self_check, self_check_dns.",
 	}, []string{"reason"})
+
+	// HostsNotAllowed counts the requests refused by the tenancy rule
+	// before any order, by front door (issuer: our issuers' requests,
+	// solver: cert-manager Challenges of our IngressClasses, shim: the
+	// Gateway shim's Certificates); each distinct refusal once.
+	HostsNotAllowed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_hosts_not_allowed_total",
+		Help: "Requests refused before any order because their namespace may not get a name (no Gateway server admits it there and no HostnameGrant grants it), by front door: issuer, solver, shim.",
+	}, []string{"source"})
 
 	// CAErrors counts errors from the ACME server by ACME problem type
 	// (rateLimited, badNonce, serverInternal, ...) or "transport".
@@ -79,7 +97,7 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Orders, Challenges, NotPresented, CAErrors, TimeToIssue)
+	ctrlmetrics.Registry.MustRegister(Orders, Challenges, NotPresented, HostsNotAllowed, CAErrors, TimeToIssue)
 }
 
 // ProblemType is the label value for an ACME problem type URN.
