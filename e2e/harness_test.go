@@ -133,6 +133,18 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	for _, ns := range []string{controllerNamespace, gatewayNamespace, appNamespace, "cert-manager"} {
 		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
 	}
+	// The platform grants the apps namespace (and the gateway pods' one,
+	// where the Gateway shim's Certificates live) the zones the scenarios
+	// use, as a platform grants its app teams their zones: the scenarios
+	// about routing then need no Gateway to list a name first. The tenancy
+	// scenarios run in namespaces of their own, without a grant.
+	c.create(&v1alpha1.HostnameGrant{
+		ObjectMeta: metav1.ObjectMeta{Name: "apps-zones"},
+		Spec: v1alpha1.HostnameGrantSpec{
+			Namespaces: []string{appNamespace, gatewayNamespace},
+			Zones:      []string{"example.com", "test"},
+		},
+	})
 	// The token Service, as the Helm chart installs it.
 	c.create(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: controllerNamespace, Name: "istio-acme-issuer"},
@@ -278,7 +290,10 @@ func (c *cluster) ourGatewaySelectorsFor(host string) []string {
 	defer c.mu.Unlock()
 	var out []string
 	for _, gw := range c.ourGateways {
-		if slices.ContainsFunc(gw.Spec.Servers, func(s *istioapi.Server) bool { return slices.Contains(s.Hosts, host) }) {
+		// Our servers admit the requester's routes only: "ns/host".
+		if slices.ContainsFunc(gw.Spec.Servers, func(s *istioapi.Server) bool {
+			return slices.ContainsFunc(s.Hosts, func(h string) bool { return h == host || strings.HasSuffix(h, "/"+host) })
+		}) {
 			out = append(out, labels.FormatLabels(gw.Spec.Selector))
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
 // FieldOwner is the field manager of what issuer-lib writes for us.
@@ -56,11 +57,16 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 			MaxConcurrentReconciles: o.Workers,
 			RateLimiter:             retryBackoff(),
 		},
-		PreSetupWithManager: func(_ context.Context, gvk schema.GroupVersionKind, _ manager.Manager, b *builder.Builder) error {
+		PreSetupWithManager: func(_ context.Context, gvk schema.GroupVersionKind, mgr manager.Manager, b *builder.Builder) error {
 			if gvk != crGVK {
 				return nil
 			}
 			b.Watches(&v1alpha1.ACMEChallenge{}, handler.EnqueueRequestsFromMapFunc(requestOfChallenge))
+			// A request the tenancy rule refuses is decided again when
+			// what the rule reads changes.
+			refused := handler.EnqueueRequestsFromMapFunc(o.Signer.refused.Requests)
+			b.WatchesRawSource(solver.UsersGatewaysSource(mgr, refused))
+			b.Watches(&v1alpha1.HostnameGrant{}, refused)
 			return nil
 		},
 	}).SetupWithManager(ctx, requestManager{Manager: mgr})

@@ -42,7 +42,17 @@ type Signer struct {
 	accounts *accounts
 	// unrecorded holds orders placed whose URL could not be written yet.
 	unrecorded unrecordedOrders
+	// authorize and refusalGrace: see Options.
+	authorize    AuthorizeFunc
+	refusalGrace time.Duration
+	// refused are the requests the tenancy rule refuses, woken when
+	// users' Gateways or the HostnameGrants change.
+	refused kubeutil.KeySet
 }
+
+// AuthorizeFunc decides the tenancy rule: why namespace may not get some of
+// the names through the solver's gateways, or "" when it may get all.
+type AuthorizeFunc func(ctx context.Context, namespace string, sol v1alpha1.IstioHTTP01Solver, gatewaysField string, names []string) (string, error)
 
 // Options configure a Signer.
 type Options struct {
@@ -59,6 +69,14 @@ type Options struct {
 	UserAgent string
 	// Clock defaults to the real clock.
 	Clock clock.PassiveClock
+	// Authorize, when set, is asked on every pass before anything is sent
+	// to the CA: a request whose namespace may not get its names stays
+	// pending with the reason, and no order is placed.
+	Authorize AuthorizeFunc
+	// RefusalGrace is how long after its creation a refused request stays
+	// pending (decided again whenever Gateways or grants change) before it
+	// fails with the reason.
+	RefusalGrace time.Duration
 }
 
 // NewSigner returns a Signer.
@@ -67,9 +85,11 @@ func NewSigner(o Options) *Signer {
 		o.Clock = clock.RealClock{}
 	}
 	return &Signer{
-		client: o.Client,
-		events: o.Events,
-		clock:  o.Clock,
+		client:       o.Client,
+		events:       o.Events,
+		clock:        o.Clock,
+		authorize:    o.Authorize,
+		refusalGrace: o.RefusalGrace,
 		accounts: &accounts{
 			secrets:                  o.Secrets,
 			clusterResourceNamespace: o.ClusterResourceNamespace,
@@ -109,6 +129,9 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	csr, names, err := parseCSR(details.CSR)
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: err}
+	}
+	if err := s.authorized(ctx, cro, iss, names); err != nil {
+		return signer.PEMBundle{}, err
 	}
 
 	acct, err := s.accounts.forSigning(ctx, iss)

@@ -8,6 +8,10 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
@@ -147,4 +151,12 @@ func (a *HostAuthorizer) usersGateways(ctx context.Context) ([]*istionet.Gateway
 		return nil, fmt.Errorf("listing Gateways: %w", err)
 	}
 	return gws.Items, nil
+}
+
+// UsersGatewaysSource watches the Gateways this controller did not create
+// and hands every change to h: the tenancy rule reads them.
+func UsersGatewaysSource(mgr manager.Manager, h handler.EventHandler) source.Source {
+	return source.Kind(mgr.GetCache(), client.Object(&istionet.Gateway{}), h, predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[LabelManagedBy] != ManagedByValue
+	}))
 }

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -35,7 +36,8 @@ import (
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/finalizers,verbs=update
 // +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=create;update;patch;delete;deletecollection,namespace=challenge-routes
+// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=create;update;patch;delete;deletecollection,namespace=challenge-routes
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete,namespace=temporary-https
 
@@ -53,6 +55,12 @@ type ChallengeReconciler struct {
 	// serve a host, and fetches the token through the gateways before the
 	// challenge counts as presented.
 	Gateways *IngressGateways
+	// Authorizer decides the tenancy rule before anything is planned.
+	Authorizer *HostAuthorizer
+
+	// refused are the challenges the tenancy rule refuses: a change of
+	// users' Gateways or of HostnameGrants wakes them.
+	refused kubeutil.KeySet
 
 	passes passMemo
 	plans  planSlots
@@ -69,10 +77,13 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	})
 	owner := kubeutil.EnqueueAnnotated(AnnotationChallenge)
+	refused := handler.EnqueueRequestsFromMapFunc(r.refused.Requests)
 	return builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.ACMEChallenge{}, builder.WithPredicates(notStatusOnly)).
 		Watches(&istionet.VirtualService{}, owner, deleted).
 		Watches(&istionet.Gateway{}, owner, deleted).
+		WatchesRawSource(UsersGatewaysSource(mgr, refused)).
+		Watches(&v1alpha1.HostnameGrant{}, refused).
 		Named("acmechallenge").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
 		Complete(r)
@@ -129,6 +140,19 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if err := r.Client.Update(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}
+	}
+
+	// The tenancy rule first: a name the requester may not serve is never
+	// routed nor self-checked, and what an earlier pass published goes.
+	if r.Authorizer != nil {
+		why, err := r.Authorizer.Authorize(ctx, RequesterNamespace(ch), ch.Spec.Solver, settingsField(ch, "gateways"), []string{ch.Spec.DNSName})
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if why != "" {
+			return r.hostNotAllowed(ctx, ch, why)
+		}
+		r.refused.Remove(req.NamespacedName)
 	}
 
 	// Plan where the route goes from the users' Gateways and
@@ -213,6 +237,34 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		r.Events.Eventf(owner, ch, corev1.EventTypeNormal, "RoutesPublished", "Present", "%s", msg)
 	}
 	return reconcile.Result{}, nil
+}
+
+// hostNotAllowed removes whatever routes the challenge has and records the
+// tenancy rule's refusal once, with an Event (on a cert-manager Challenge
+// too). The challenge is decided again when users' Gateways or the
+// HostnameGrants change, and at least on the usual backoff.
+func (r *ChallengeReconciler) hostNotAllowed(ctx context.Context, ch *v1alpha1.ACMEChallenge, why string) (reconcile.Result, error) {
+	r.refused.Add(client.ObjectKeyFromObject(ch))
+	if err := r.deleteRoutes(ctx, ch); err != nil {
+		return reconcile.Result{}, err
+	}
+	retry := reconcile.Result{RequeueAfter: retryDelay(time.Since(ch.CreationTimestamp.Time))}
+	if ch.Status.Message == why && !ch.Status.Presented {
+		return retry, nil
+	}
+	log.FromContext(ctx).Info("the tenancy rule refuses the challenge's host", "reason", why)
+	metrics.NotPresented.WithLabelValues(metrics.NotPresentedHostNotAllowed).Inc()
+	if certManagerChallengeOf(ch) != nil {
+		metrics.HostsNotAllowed.WithLabelValues(metrics.SourceSolver).Inc()
+	}
+	r.eventf(ch, corev1.EventTypeWarning, "HostNotAllowed", "%s", why)
+	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+		st.Presented = false
+		st.Message = why
+	}); err != nil {
+		return reconcile.Result{}, err
+	}
+	return retry, nil
 }
 
 // eventf records an Event on the challenge and, for one answering a
@@ -429,17 +481,16 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 	return nil
 }
 
-// ownRoutes lists the challenge's Gateways and VirtualServices from the
-// cache by their labels.
+// ownRoutes lists the challenge's Gateways (in the gateway namespace) and
+// VirtualServices (in the requester's) from the cache by their labels.
 func (r *ChallengeReconciler) ownRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) (gateways, virtualServices []client.Object, err error) {
 	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
-	ns := client.InNamespace(ch.Spec.Solver.GatewayNamespace)
 	var gws istionet.GatewayList
-	if err := r.Client.List(ctx, &gws, ns, sel); err != nil {
+	if err := r.Client.List(ctx, &gws, client.InNamespace(ch.Spec.Solver.GatewayNamespace), sel); err != nil {
 		return nil, nil, fmt.Errorf("listing the Gateways of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
 	}
 	var vss istionet.VirtualServiceList
-	if err := r.Client.List(ctx, &vss, ns, sel); err != nil {
+	if err := r.Client.List(ctx, &vss, client.InNamespace(RequesterNamespace(ch)), sel); err != nil {
 		return nil, nil, fmt.Errorf("listing the VirtualServices of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
 	}
 	for _, gw := range gws.Items {

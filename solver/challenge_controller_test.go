@@ -203,8 +203,8 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 	testenv.WaitFor(t, what, cond)
 }
 
-// TestFailingSelfCheckWaitsForItsBackoff: a gateway that gives another
-// wrong answer every time makes every self-check message new, so every
+// TestFailingSelfCheckWaitsForItsBackoff: a gateway that gives a wrong
+// answer of another length every time makes every self-check message new, so every
 // attempt writes the challenge's status. Those writes must not wake the
 // controller: the attempts keep to the backoff (a few a second at most once
 // the challenge is a few seconds old), not as fast as the API server
@@ -219,7 +219,8 @@ func TestFailingSelfCheckWaitsForItsBackoff(t *testing.T) {
 	createGatewayPod(ctx, t, cl, gwLabels)
 	var gets atomic.Int64
 	gateway := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "wrong answer %d", gets.Add(1))
+		// A body one byte longer each time: the message gives its length.
+		fmt.Fprint(w, strings.Repeat("x", int(gets.Add(1))))
 	})}
 	ln, err := net.Listen("tcp", gatewayAddr)
 	if err != nil {
@@ -234,7 +235,7 @@ func TestFailingSelfCheckWaitsForItsBackoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitChallenge(t, cl, ch, "the self-check failure to be reported", func(got *v1alpha1.ACMEChallenge) bool {
-		return strings.Contains(got.Status.Message, "self-check failed") && strings.Contains(got.Status.Message, "wrong answer")
+		return strings.Contains(got.Status.Message, "self-check failed") && strings.Contains(got.Status.Message, "-byte body")
 	})
 	from := gets.Load()
 	const window = 3 * time.Second

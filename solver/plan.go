@@ -248,7 +248,7 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 	w := p.in.Workloads[i]
 	m := p.before[i]
-	ns := p.in.Challenge.Spec.Solver.GatewayNamespace
+	ns := RequesterNamespace(p.in.Challenge)
 	var out []WorkloadRoute
 	seen := map[Binding]bool{}
 	add := func(b Binding) {
@@ -303,8 +303,8 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 			attempt = &Plan{Workloads: []WorkloadRoute{{Index: i, Bindings: []Binding{*refusedBinding}}}}
 		}
 		return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Attempt: attempt, Message: fmt.Sprintf(
-			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s (or */%s) to that server's hosts, or set %s to a namespace they admit",
-			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name, joined.name, settingsField(p.in.Challenge, "gatewayNamespace"))}
+			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices of namespace %s, which the request comes from (the challenge route is written there, as that namespace would write it); the Gateway's owner admits it by adding %s/%s to that server's hosts",
+			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name)}
 	}
 	return out, nil
 }
@@ -325,7 +325,7 @@ func admits(hosts []string, namespace, name string) bool {
 func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 	w := p.in.Workloads[i]
 	m := p.before[i]
-	ns := p.in.Challenge.Spec.Solver.GatewayNamespace
+	ns := RequesterNamespace(p.in.Challenge)
 	if len(w.HTTPSPorts) == 0 {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
 			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and no Service in front of %s has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off", p.host, w.Describe())}
@@ -341,8 +341,8 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 			hosts := sanitizeServerHosts(chain.server.Hosts, chain.gateway.Namespace)
 			if !admits(hosts, ns, name) {
 				return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Message: fmt.Sprintf(
-					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices from namespace %s, where the challenge route is created; add %s/%s to that server's hosts, or set %s to a namespace they admit",
-					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name, settingsField(p.in.Challenge, "gatewayNamespace"))}
+					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices of namespace %s, which the request comes from (the challenge route is written there, as that namespace would write it); the Gateway's owner admits it by adding %s/%s to that server's hosts",
+					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name)}
 			}
 			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: chain.gateway.Namespace + "/" + chain.gateway.Name, Host: name}}}}, nil
 		}
@@ -376,10 +376,15 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 }
 
 // duplicateTLSHost returns the TLS server on the port that lists exactly
-// host: istiod would drop a newer server for the same host.
+// host, whatever namespace the entry names: istiod would drop a newer
+// server for the same host, and two servers whose entries differ only in
+// their namespace part would give Envoy two filter chains for one SNI.
 func duplicateTLSHost(chains []*tlsChain, host string) *tlsChain {
 	for _, c := range chains {
 		for _, h := range sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace) {
+			if _, name, ok := strings.Cut(h, "/"); ok {
+				h = name
+			}
 			if strings.EqualFold(h, host) {
 				return c
 			}

@@ -218,11 +218,27 @@ func TestPlanRoutes(t *testing.T) {
 			wantRefusal: "temporaryHTTPSServer: false",
 		},
 		{
-			name:        "a server that admits only the app's namespace",
+			name:        "a server that admits only another namespace",
 			host:        "shop.example.com",
-			gateways:    []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "apps/*.example.com"))},
-			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
-			wantRefusal: "do not admit VirtualServices from namespace istio-system",
+			gateways:    []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "team-b/*.example.com"))},
+			vss:         []*istionet.VirtualService{virtualService("team-b", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			wantRefusal: "do not admit VirtualServices of namespace apps, which the request comes from",
+		},
+		{
+			// The challenge route is written in the requester's namespace,
+			// so a server restricted to it admits the route.
+			name:     "a server that admits only the requester's namespace",
+			host:     "shop.example.com",
+			gateways: []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "apps/*.example.com"))},
+			vss:      []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{public}, []string{"shop.example.com"}, route("app"))},
+			want:     []Binding{{Gateway: public, Host: "shop.example.com"}},
+		},
+		{
+			name:     "a team's own Gateway with ./host",
+			host:     "app.example.com",
+			gateways: []*istionet.Gateway{gateway("apps", "app", ingressLabels, server(80, "HTTP", nil, "./app.example.com"))},
+			vss:      []*istionet.VirtualService{virtualService("apps", "app", 0, []string{"app"}, []string{"app.example.com"}, route("app"))},
+			want:     []Binding{{Gateway: "apps/app", Host: "app.example.com"}},
 		},
 		{
 			name:     "a Gateway of another workload is not ours to use",

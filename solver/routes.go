@@ -114,6 +114,12 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 			Annotations: map[string]string{AnnotationChallenge: ch.Namespace + "/" + ch.Name},
 		}
 	}
+	// The challenge's VirtualServices are written in the namespace the
+	// request comes from, as that namespace would write them, so the ns/host
+	// restrictions of the Gateways' servers apply to it and not to the
+	// controller; a server of our own admits only that namespace's routes.
+	requester := RequesterNamespace(ch)
+	ownServerHost := requester + "/" + host
 	var out Routes
 	var bindings []Binding
 	for _, w := range workloads {
@@ -128,7 +134,7 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 		if w.OwnHTTP {
 			gw.Spec.Servers = append(gw.Spec.Servers, &istioapi.Server{
 				Port:  &istioapi.Port{Number: httpPort, Name: "http-acme", Protocol: "HTTP"},
-				Hosts: []string{host},
+				Hosts: []string{ownServerHost},
 			})
 		}
 		if w.OwnHTTPS {
@@ -141,7 +147,7 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 			out.Secrets = append(out.Secrets, secret)
 			gw.Spec.Servers = append(gw.Spec.Servers, &istioapi.Server{
 				Port:  &istioapi.Port{Number: httpsPort, Name: "https-acme", Protocol: "HTTPS"},
-				Hosts: []string{host},
+				Hosts: []string{ownServerHost},
 				Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: secret.Name},
 			})
 		}
@@ -150,7 +156,7 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 	}
 
 	vs := func(name string) *istionet.VirtualService {
-		v := &istionet.VirtualService{ObjectMeta: meta(name, sol.GatewayNamespace)}
+		v := &istionet.VirtualService{ObjectMeta: meta(name, requester)}
 		// Visible to every gateway, whatever the mesh's default exportTo.
 		v.Spec.ExportTo = []string{"*"}
 		v.Spec.Http = []*istioapi.HTTPRoute{challengeRoute(ch, host)}

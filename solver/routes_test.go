@@ -58,9 +58,11 @@ func TestBuildRoutes(t *testing.T) {
 			gw, vs := r.Gateways[0], r.VirtualServices[0]
 			key := ChallengeKey(tt.namespace, "req-1-abc")
 
-			for _, m := range []metav1.Object{gw, vs} {
-				if m.GetNamespace() != tt.wantNS || m.GetName() != "acme-"+key {
-					t.Errorf("object at %s/%s, want %s/acme-%s", m.GetNamespace(), m.GetName(), tt.wantNS, key)
+			// The Gateway goes to the gateway namespace, the VirtualService
+			// to the requester's, as that namespace would write it.
+			for m, ns := range map[metav1.Object]string{gw: tt.wantNS, vs: tt.namespace} {
+				if m.GetNamespace() != ns || m.GetName() != "acme-"+key {
+					t.Errorf("object at %s/%s, want %s/acme-%s", m.GetNamespace(), m.GetName(), ns, key)
 				}
 				if m.GetLabels()[LabelManagedBy] != ManagedByValue || m.GetLabels()[LabelChallenge] != key {
 					t.Errorf("labels %v lack ours", m.GetLabels())
@@ -82,8 +84,9 @@ func TestBuildRoutes(t *testing.T) {
 				t.Fatalf("gateway has %d servers, want 1", len(gw.Spec.Servers))
 			}
 			srv := gw.Spec.Servers[0]
-			if srv.Port.Number != 80 || srv.Port.Protocol != "HTTP" || len(srv.Hosts) != 1 || srv.Hosts[0] != tt.host || srv.Tls != nil {
-				t.Errorf("server = %v, want plain HTTP on 80 for exactly %s", srv, tt.host)
+			// The server admits only the requester's routes (never */).
+			if srv.Port.Number != 80 || srv.Port.Protocol != "HTTP" || len(srv.Hosts) != 1 || srv.Hosts[0] != tt.namespace+"/"+tt.host || srv.Tls != nil {
+				t.Errorf("server = %v, want plain HTTP on 80 for exactly %s/%s", srv, tt.namespace, tt.host)
 			}
 
 			if len(vs.Spec.Hosts) != 1 || vs.Spec.Hosts[0] != tt.host {
@@ -172,7 +175,7 @@ func TestBuildRoutesBindsToVirtualHosts(t *testing.T) {
 				if got := m.GetAuthority().GetRegex(); got != `shop\.example\.com(:[0-9]+)?` {
 					t.Errorf("authority match %q", got)
 				}
-				if vs.Namespace != "istio-system" || vs.Labels[LabelManagedBy] != ManagedByValue {
+				if vs.Namespace != "apps" || vs.Labels[LabelManagedBy] != ManagedByValue {
 					t.Errorf("VirtualService %s/%s labels %v", vs.Namespace, vs.Name, vs.Labels)
 				}
 			}
@@ -205,7 +208,7 @@ func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
 		t.Error("the Secret is not labelled as ours")
 	}
 	srv := gw.Spec.Servers
-	if len(srv) != 1 || srv[0].Port.Number != 443 || srv[0].Port.Protocol != "HTTPS" || srv[0].Tls.GetCredentialName() != sec.Name || !slices.Equal(srv[0].Hosts, []string{"bare.example.com"}) {
+	if len(srv) != 1 || srv[0].Port.Number != 443 || srv[0].Port.Protocol != "HTTPS" || srv[0].Tls.GetCredentialName() != sec.Name || !slices.Equal(srv[0].Hosts, []string{"apps/bare.example.com"}) {
 		t.Fatalf("temporary server %v, want HTTPS on 443 for exactly the host with our Secret", srv)
 	}
 	vs := r.VirtualServices[0]

@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
 
 // The tenancy rule. HTTP-01 proves that the requester can serve content on
@@ -15,6 +17,13 @@ import (
 // at least one does; or where the platform granted N the name
 // (HostnameGrant, grants.go). Everything else is refused before any ACME
 // order and before any Istio object is written.
+
+// RequesterNamespace is the namespace a challenge is judged for and its
+// VirtualServices are written in: the namespace of the request (our
+// issuers' requests and cert-manager's Challenges alike).
+func RequesterNamespace(ch *v1alpha1.ACMEChallenge) string {
+	return ch.Namespace
+}
 
 // serverAdmits reads one Gateway server's hosts for a name: whether an
 // entry lists the name (its host part covers it, whatever namespace it

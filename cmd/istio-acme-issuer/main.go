@@ -263,12 +263,17 @@ func run(ctx context.Context, o options) error {
 	}
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
+	gateways := &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)}
+	// One tenancy rule for every front door: our issuers' requests before
+	// any order, and every challenge before its routes are planned.
+	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Gateways: gateways}
 	if err := (&solver.ChallengeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Events:    recorder,
-		Workers:   o.workers,
-		Gateways:  &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)},
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Events:     recorder,
+		Workers:    o.workers,
+		Gateways:   gateways,
+		Authorizer: authorizer,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
@@ -306,6 +311,8 @@ func run(ctx context.Context, o options) error {
 		Events:                   recorder,
 		ClusterResourceNamespace: o.clusterResourceNamespace,
 		UserAgent:                "istio-acme-issuer/" + version,
+		Authorize:                authorizer.Authorize,
+		RefusalGrace:             o.maxRetryDuration,
 	})
 	if err := issuer.SetupWithManager(ctx, mgr, issuer.SetupOptions{
 		Signer:           signer,
