@@ -47,8 +47,8 @@ const (
 	NotPresentedPublish          = "publish"
 	// The tenancy rule refuses the host to the challenge's namespace.
 	NotPresentedHostNotAllowed = "host_not_allowed"
-	NotPresentedSelfCheck        = "self_check"
-	NotPresentedSelfCheckDNS     = "self_check_dns"
+	NotPresentedSelfCheck      = "self_check"
+	NotPresentedSelfCheckDNS   = "self_check_dns"
 )
 
 var (
