@@ -127,11 +127,22 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 			t.Fatal(err)
 		}
 	}
+	// As a platform grants its app team a zone: the routing tests' names
+	// need no Gateway to list them first. The tenancy tests use other
+	// namespaces and zones.
+	if err := api.Client.Create(ctx, &v1alpha1.HostnameGrant{
+		ObjectMeta: metav1.ObjectMeta{Name: "apps-example-com"},
+		Spec:       v1alpha1.HostnameGrantSpec{Namespaces: []string{"apps"}, Zones: []string{"example.com"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	gateways := &IngressGateways{Reader: mgr.GetAPIReader()}
 	if err := (&ChallengeReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Events:    mgr.GetEventRecorder("test"),
-		Gateways:  &IngressGateways{Reader: mgr.GetAPIReader()},
+		Client:     mgr.GetClient(),
+		APIReader:  mgr.GetAPIReader(),
+		Events:     mgr.GetEventRecorder("test"),
+		Gateways:   gateways,
+		Authorizer: &HostAuthorizer{Client: mgr.GetClient(), Gateways: gateways},
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,120 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+	"github.com/istio-acme/istio-acme-issuer/solver"
+)
+
+// The tenancy rule in the signer, with the real rule (solver's
+// HostAuthorizer) against a real API server and Pebble: a request whose
+// namespace may not get a name places no order and writes nothing; a grant
+// admits it on the next pass; a refusal past its grace fails the request.
+func TestTenancyRefusesBeforeAnyOrder(t *testing.T) {
+	b := &orderBench{t: t, api: testenv.StartAPIServer(t)}
+	lenient := testenv.StartPebble(t, testenv.PebbleOptions{Env: []string{"PEBBLE_VA_ALWAYS_VALID=1"}})
+	b.proxy = testenv.StartFaultProxy(t, lenient, 1)
+	b.api.CreateNamespaces(t, "istio-acme-issuer", orderNamespace, "istio-system", "team-b")
+	b.cl = &flakyClient{Client: b.api.Client}
+	b.events = events.NewFakeRecorder(100)
+	ctx := context.Background()
+
+	// Istio's default ingress gateway: its pod and Service.
+	ingress := map[string]string{"istio": "ingressgateway"}
+	mustCreate(t, b.api.Client, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway-0", Labels: ingress},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Image: "istio/proxyv2"}}},
+	})
+	mustCreate(t, b.api.Client, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "istio-ingressgateway"},
+		Spec:       corev1.ServiceSpec{Selector: ingress, Ports: []corev1.ServicePort{{Name: "http2", Port: 80}}},
+	})
+	// team-b serves secure.b.example.com on 443 only, from its own Gateway.
+	teamB := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "secure"}}
+	teamB.Spec.Selector = ingress
+	teamB.Spec.Servers = []*istioapi.Server{{
+		Port:  &istioapi.Port{Number: 443, Name: "https", Protocol: "HTTPS"},
+		Hosts: []string{"./secure.b.example.com"},
+		Tls:   &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "secure-b-tls"},
+	}}
+	mustCreate(t, b.api.Client, teamB)
+
+	authz := &solver.HostAuthorizer{Client: b.api.Client, Gateways: &solver.IngressGateways{Reader: b.api.Client}}
+	now := time.Now()
+	clock := &stepClock{now: now}
+	b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",
+		Authorize: authz.Authorize, RefusalGrace: time.Hour, Clock: clock})
+	b.valid = b.readyIssuer("lenient", b.proxy.DirectoryURL, lenient.ServerCAPEM)
+
+	cr := b.request(t, b.valid, "taken", "secure.b.example.com", "free.example.com")
+	sent := len(b.proxy.Requests())
+	for range 3 {
+		_, err := b.sign(cr)
+		wantPending(t, err, "namespace apps may not get secure.b.example.com",
+			"the server of Gateway team-b/secure on port 443 (hosts ./secure.b.example.com)",
+			"namespace apps may not get free.example.com: no Gateway server",
+			"HostnameGrant", "no order is placed")
+	}
+	if err := b.api.Client.Get(ctx, client.ObjectKeyFromObject(cr), &v1alpha1.ACMEOrder{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an ACMEOrder exists for the refused request (%v)", err)
+	}
+	b.wantNewOrders(t, "free.example.com,secure.b.example.com", 0)
+	if n := len(b.proxy.Requests()) - sent; n != 0 {
+		t.Errorf("the refused request sent %d requests to the CA, want none", n)
+	}
+	if !strings.Contains(drainEvents(b.events), "HostNotAllowed") {
+		t.Error("no HostNotAllowed Event for the refused request")
+	}
+
+	// The platform grants the names: the next pass places the order.
+	mustCreate(t, b.api.Client, &v1alpha1.HostnameGrant{
+		ObjectMeta: metav1.ObjectMeta{Name: "apps"},
+		Spec:       v1alpha1.HostnameGrantSpec{Namespaces: []string{orderNamespace}, DNSNames: []string{"secure.b.example.com"}, Zones: []string{"free.example.com"}},
+	})
+	_, err := b.sign(cr)
+	wantPending(t, err, "secure.b.example.com: publishing routes", "free.example.com: publishing routes")
+	b.wantNewOrders(t, "free.example.com,secure.b.example.com", 1)
+
+	// Still refused an hour after its creation: the request fails, and
+	// still no order.
+	late := b.request(t, b.valid, "late", "other.b.example.com")
+	clock.now = now.Add(2 * time.Hour)
+	_, err = b.sign(late)
+	if !errors.As(err, &signer.PermanentError{}) || !strings.Contains(err.Error(), "no order was placed") {
+		t.Fatalf("a refusal past its grace: %v, want a permanent error", err)
+	}
+	b.wantNewOrders(t, "other.b.example.com", 0)
+}
+
+// stepClock is a clock a test sets.
+type stepClock struct{ now time.Time }
+
+func (c *stepClock) Now() time.Time                  { return c.now }
+func (c *stepClock) Since(t time.Time) time.Duration { return c.now.Sub(t) }
+
+func drainEvents(r *events.FakeRecorder) string {
+	var out []string
+	for {
+		select {
+		case e := <-r.Events:
+			out = append(out, e)
+		default:
+			return strings.Join(out, "\n")
+		}
+	}
+}
