@@ -13,7 +13,6 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -57,6 +56,9 @@ type ChallengeReconciler struct {
 	Gateways *IngressGateways
 	// Authorizer decides the tenancy rule before anything is planned.
 	Authorizer *HostAuthorizer
+	// Provenance, when set, leaves alone the challenges that no order of
+	// ours and no cert-manager Challenge of our classes owns.
+	Provenance *Provenance
 
 	// refused are the challenges the tenancy rule refuses: a change of
 	// users' Gateways or of HostnameGrants wakes them.
@@ -121,6 +123,21 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		logger.V(1).Info("removed challenge routes")
 		controllerutil.RemoveFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer)
 		return reconcile.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, ch))
+	}
+
+	if r.Provenance != nil {
+		why, err := r.Provenance.Check(ctx, ch)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if why != "" {
+			// Reported, never routed; a route an earlier pass published
+			// goes. The owner may only be late in the cache: look again.
+			if err := r.deleteRoutes(ctx, ch); err != nil {
+				return reconcile.Result{}, err
+			}
+			return r.notYet(ctx, ch, notPresented{metrics.NotPresentedNotOurs, fmt.Sprintf("ACMEChallenge %s/%s is not answered: %s", ch.Namespace, ch.Name, why)}, nil)
+		}
 	}
 
 	if ch.Status.Presented {
@@ -464,8 +481,20 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 		if ref.Kind != "Secret" {
 			continue
 		}
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ref.Namespace, Name: ref.Name}}
-		if err := r.Client.Delete(ctx, sec); client.IgnoreNotFound(err) != nil {
+		// The status is writable by whoever may write the challenge: only
+		// a Secret this challenge created (our labels, its key) is deleted.
+		sec := &corev1.Secret{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, sec); err != nil {
+			if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+				continue // gone, or where no Secret of ours can be
+			}
+			return fmt.Errorf("reading Secret %s/%s of challenge %s/%s: %w", ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
+		}
+		if sec.Labels[LabelManagedBy] != ManagedByValue || sec.Labels[LabelChallenge] != ChallengeKey(ch.Namespace, ch.Name) {
+			log.FromContext(ctx).Info("not deleting a Secret the challenge lists but did not create", "secret", ref.Namespace+"/"+ref.Name)
+			continue
+		}
+		if err := r.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting Secret %s/%s of challenge %s/%s: %w", ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
 		}
 	}

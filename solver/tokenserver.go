@@ -56,6 +56,9 @@ type TokenServer struct {
 	// Lookup returns the challenges with a token; CacheLookup reads them
 	// from the manager's cache.
 	Lookup func(ctx context.Context, token string) ([]v1alpha1.ACMEChallenge, error)
+	// Proven, when set, tells whether a challenge is one of ours
+	// (Provenance.Proven): a hand-written ACMEChallenge gets a 404.
+	Proven func(ctx context.Context, ch *v1alpha1.ACMEChallenge) bool
 	// Log is the server's logger.
 	Log logr.Logger
 
@@ -137,6 +140,10 @@ func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for i := range challenges {
 		ch := &challenges[i]
 		if ch.DeletionTimestamp != nil || !strings.EqualFold(ch.Spec.DNSName, host) {
+			continue
+		}
+		if s.Proven != nil && !s.Proven(r.Context(), ch) {
+			s.Log.Info("not answering a challenge that no order or cert-manager Challenge of ours owns", "host", host, "challenge", ch.Namespace+"/"+ch.Name)
 			continue
 		}
 		s.Log.V(1).Info("answered challenge", "host", host, "token", token, "challenge", ch.Namespace+"/"+ch.Name)

@@ -253,9 +253,13 @@ func run(ctx context.Context, o options) error {
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, solver.TokenIndex, solver.IndexChallengeToken); err != nil {
 		return fmt.Errorf("indexing challenges by token: %w", err)
 	}
+	// Only challenges of our orders or of cert-manager Challenges of our
+	// classes are routed and answered.
+	provenance := &solver.Provenance{Client: mgr.GetClient()}
 	tokens := &solver.TokenServer{
 		Addr:   o.tokenServerAddress,
 		Lookup: solver.CacheLookup(mgr.GetCache()),
+		Proven: provenance.Proven,
 		Log:    logger.WithName("token-server"),
 	}
 	if err := mgr.Add(tokens); err != nil {
@@ -274,6 +278,7 @@ func run(ctx context.Context, o options) error {
 		Workers:    o.workers,
 		Gateways:   gateways,
 		Authorizer: authorizer,
+		Provenance: provenance,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}

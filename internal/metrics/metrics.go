@@ -47,8 +47,11 @@ const (
 	NotPresentedPublish          = "publish"
 	// The tenancy rule refuses the host to the challenge's namespace.
 	NotPresentedHostNotAllowed = "host_not_allowed"
-	NotPresentedSelfCheck      = "self_check"
-	NotPresentedSelfCheckDNS   = "self_check_dns"
+	// The challenge belongs to no ACMEOrder of ours and mirrors no
+	// cert-manager Challenge of our IngressClasses (written by hand).
+	NotPresentedNotOurs      = "not_ours"
+	NotPresentedSelfCheck    = "self_check"
+	NotPresentedSelfCheckDNS = "self_check_dns"
 )
 
 var (
@@ -68,7 +71,7 @@ var (
 	// being published or self-checked, before the CA was asked.
 	NotPresented = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "istio_acme_challenge_not_presented_total",
-		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, users_traffic, gateway_namespace, host_not_allowed, publish, self_check, self_check_dns.",
+		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, users_traffic, gateway_namespace, host_not_allowed, not_ours, publish, self_check, self_check_dns.",
 	}, []string{"reason"})
 
 	// HostsNotAllowed counts the requests refused by the tenancy rule

@@ -1,0 +1,129 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// Provenance tells the ACMEChallenges this controller answers from ones
+// someone wrote by hand. Whoever may write an ACMEChallenge could otherwise
+// have a route published and any text served on any host. A challenge is
+// ours when its controller is either
+//   - an ACMEOrder (same UID) that lists the challenge's name and is itself
+//     owned by its CertificateRequest (same UID), or
+//   - a cert-manager Challenge (same UID) for the same name, token and key,
+//     whose http01 solver names an IngressClass of ours, which the challenge
+//     records.
+//
+// Everything else is reported and ignored: no route, no answer from the
+// token server. Even a forged chain of objects gains nothing across
+// namespaces: the tenancy rule judges the challenge's own namespace.
+type Provenance struct {
+	// Client reads ACMEOrders, CertificateRequests, cert-manager
+	// Challenges and IngressClasses, from the cache.
+	Client client.Reader
+}
+
+// Check returns why the challenge is not one of ours, or "".
+func (p *Provenance) Check(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
+	owner := metav1.GetControllerOf(ch)
+	switch {
+	case owner == nil:
+		return "it has no controller: an ACMEChallenge is answered only for an ACMEOrder of this controller or a cert-manager Challenge of one of its IngressClasses", nil
+	case owner.APIVersion == v1alpha1.GroupVersion.String() && owner.Kind == "ACMEOrder":
+		return p.checkOrder(ctx, ch, owner)
+	case owner.APIVersion == cmacme.SchemeGroupVersion.String() && owner.Kind == cmacme.ChallengeKind:
+		return p.checkCertManagerChallenge(ctx, ch, owner)
+	}
+	return fmt.Sprintf("its controller is %s %s, not an ACMEOrder or a cert-manager Challenge", owner.Kind, owner.Name), nil
+}
+
+func (p *Provenance) checkOrder(ctx context.Context, ch *v1alpha1.ACMEChallenge, owner *metav1.OwnerReference) (string, error) {
+	order := &v1alpha1.ACMEOrder{}
+	if err := p.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: owner.Name}, order); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("its ACMEOrder %s/%s does not exist", ch.Namespace, owner.Name), nil
+		}
+		return "", fmt.Errorf("reading ACMEOrder %s/%s: %w", ch.Namespace, owner.Name, err)
+	}
+	switch {
+	case order.UID != owner.UID:
+		return fmt.Sprintf("ACMEOrder %s/%s is not the one that owns it (another UID)", ch.Namespace, owner.Name), nil
+	case ch.Spec.Order != order.Name:
+		return fmt.Sprintf("its spec.order %q is not its owner %s", ch.Spec.Order, order.Name), nil
+	case !containsFold(order.Spec.DNSNames, ch.Spec.DNSName):
+		return fmt.Sprintf("its ACMEOrder %s/%s does not list %s", ch.Namespace, order.Name, ch.Spec.DNSName), nil
+	}
+	reqOwner := metav1.GetControllerOf(order)
+	if reqOwner == nil || reqOwner.Kind != cmapi.CertificateRequestKind || reqOwner.APIVersion != cmapi.SchemeGroupVersion.String() {
+		return fmt.Sprintf("its ACMEOrder %s/%s is not owned by a CertificateRequest", ch.Namespace, order.Name), nil
+	}
+	cr := &cmapi.CertificateRequest{}
+	if err := p.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: reqOwner.Name}, cr); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("the CertificateRequest %s/%s of its ACMEOrder does not exist", ch.Namespace, reqOwner.Name), nil
+		}
+		return "", fmt.Errorf("reading CertificateRequest %s/%s: %w", ch.Namespace, reqOwner.Name, err)
+	}
+	if cr.UID != reqOwner.UID || cr.Spec.IssuerRef.Group != v1alpha1.GroupVersion.Group {
+		return fmt.Sprintf("CertificateRequest %s/%s is not the one its ACMEOrder was placed for, or not for an issuer of ours", ch.Namespace, cr.Name), nil
+	}
+	return "", nil
+}
+
+func (p *Provenance) checkCertManagerChallenge(ctx context.Context, ch *v1alpha1.ACMEChallenge, owner *metav1.OwnerReference) (string, error) {
+	cm := &cmacme.Challenge{}
+	if err := p.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: owner.Name}, cm); err != nil {
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
+			return fmt.Sprintf("its cert-manager Challenge %s/%s does not exist", ch.Namespace, owner.Name), nil
+		}
+		return "", fmt.Errorf("reading cert-manager Challenge %s/%s: %w", ch.Namespace, owner.Name, err)
+	}
+	switch {
+	case cm.UID != owner.UID:
+		return fmt.Sprintf("cert-manager Challenge %s/%s is not the one that owns it (another UID)", ch.Namespace, cm.Name), nil
+	case !strings.EqualFold(cm.Spec.DNSName, ch.Spec.DNSName) || cm.Spec.Token != ch.Spec.Token || cm.Spec.Key != ch.Spec.Key:
+		return fmt.Sprintf("its name, token or key differ from those of cert-manager Challenge %s/%s", ch.Namespace, cm.Name), nil
+	case ch.Spec.IngressClass == "" || ingressClassOf(cm) != ch.Spec.IngressClass:
+		return fmt.Sprintf("cert-manager Challenge %s/%s does not name IngressClass %q", ch.Namespace, cm.Name, ch.Spec.IngressClass), nil
+	}
+	class := &networkingv1.IngressClass{}
+	if err := p.Client.Get(ctx, client.ObjectKey{Name: ch.Spec.IngressClass}, class); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("IngressClass %s does not exist", ch.Spec.IngressClass), nil
+		}
+		return "", fmt.Errorf("reading IngressClass %s: %w", ch.Spec.IngressClass, err)
+	}
+	if class.Spec.Controller != v1alpha1.SolverIngressController {
+		return fmt.Sprintf("IngressClass %s is not one of ours (spec.controller %s)", class.Name, class.Spec.Controller), nil
+	}
+	return "", nil
+}
+
+func containsFold(list []string, s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	for _, v := range list {
+		if strings.EqualFold(strings.TrimSuffix(v, "."), s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Proven reports whether the challenge is ours, for the token server: a
+// lookup that fails counts as not proven (the CA retries).
+func (p *Provenance) Proven(ctx context.Context, ch *v1alpha1.ACMEChallenge) bool {
+	why, err := p.Check(ctx, ch)
+	return err == nil && why == ""
+}
