@@ -118,12 +118,26 @@ func TestChallengeLifecycle(t *testing.T) {
 // server until the test ends.
 func startChallengeController(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens bool, more ...func(manager.Manager) error) {
 	t.Helper()
+	startChallengeControllerWith(ctx, t, api, gatewayAddr, tokens, false, more...)
+}
+
+// startChallengeControllerWith also checks the challenges' provenance, as
+// the controller does in a cluster, when provenance is set: the routing
+// tests write their challenges by hand.
+func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens, provenance bool, more ...func(manager.Manager) error) {
+	t.Helper()
 	mgr := testenv.NewManager(t, api, cache.Options{ByObject: IstioCacheOptions()})
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
 		t.Fatal(err)
 	}
+	var prov *Provenance
+	var proven func(context.Context, *v1alpha1.ACMEChallenge) bool
+	if provenance {
+		prov = &Provenance{Client: mgr.GetClient()}
+		proven = prov.Proven
+	}
 	if tokens {
-		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(mgr.GetCache()), Log: logr.Discard()}); err != nil {
+		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(mgr.GetCache()), Proven: proven, Log: logr.Discard()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -143,6 +157,7 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 		Events:     mgr.GetEventRecorder("test"),
 		Gateways:   gateways,
 		Authorizer: &HostAuthorizer{Client: mgr.GetClient(), Gateways: gateways},
+		Provenance: prov,
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,122 @@
+package solver
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+)
+
+// A hand-written ACMEChallenge gets no route and no answer from the token
+// server, whatever it claims; one of a real request's order is routed and
+// answered. A Secret a forged challenge lists in its status survives the
+// challenge.
+func TestForgedChallengesAreIgnored(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	ctx := context.Background()
+	cl := api.Client
+	api.CreateNamespaces(t, "apps", "istio-system")
+	gwLabels := map[string]string{"istio": "ingressgateway"}
+	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
+	createGatewayPod(ctx, t, cl, gwLabels)
+	// The token server listens where the gateway would: every request
+	// reaches it, so what it answers is what a route would get.
+	startChallengeControllerWith(ctx, t, api, gatewayAddr, true, true)
+
+	// Someone else's Secret where temporary HTTPS Secrets live.
+	victim := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "shop-tls"}, Data: map[string][]byte{"tls.crt": []byte("x")}}
+	mustCreateObject(t, cl, victim)
+
+	forged := testChallenge()
+	forged.Name, forged.Spec.Token, forged.Spec.Key = "forged", "tok-forged", "any text I like"
+	forged.Finalizers = []string{v1alpha1.ChallengeRoutesFinalizer}
+	mustCreateObject(t, cl, forged)
+	forged.Status.Routes = []v1alpha1.ObjectReference{{APIVersion: "v1", Kind: "Secret", Namespace: "istio-system", Name: "shop-tls"}}
+	if err := cl.Status().Update(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+
+	// A challenge of a real request's order, for contrast.
+	cr := &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1"},
+		Spec:       cmapi.CertificateRequestSpec{Request: []byte("csr"), IssuerRef: cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "le"}},
+	}
+	mustCreateObject(t, cl, cr)
+	order := &v1alpha1.ACMEOrder{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1", OwnerReferences: []metav1.OwnerReference{{
+			APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind, Name: cr.Name, UID: cr.UID, Controller: ptr.To(true)}}},
+		Spec: v1alpha1.ACMEOrderSpec{Request: cr.Name, IssuerRef: v1alpha1.IssuerReference{Kind: "ACMEClusterIssuer", Name: "le"}, DNSNames: []string{"shop.example.com"}},
+	}
+	mustCreateObject(t, cl, order)
+	ownedBy := func(ch *v1alpha1.ACMEChallenge) {
+		ch.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ACMEOrder", Name: order.Name, UID: order.UID, Controller: ptr.To(true)}}
+	}
+	real := testChallenge()
+	ownedBy(real)
+	mustCreateObject(t, cl, real)
+	// Owned by the real order, for a name the order does not list.
+	stray := testChallenge()
+	stray.Name, stray.Spec.DNSName, stray.Spec.Token, stray.Spec.Key = "stray", "bank.example.com", "tok-stray", "tok-stray.thumb"
+	ownedBy(stray)
+	mustCreateObject(t, cl, stray)
+
+	waitChallenge(t, cl, real, "the real challenge to be presented", func(got *v1alpha1.ACMEChallenge) bool { return got.Status.Presented })
+	if code, body := getToken(gatewayAddr, "shop.example.com", real.Spec.Token); code != http.StatusOK || body != real.Spec.Key {
+		t.Errorf("the real challenge's token: %d %q", code, body)
+	}
+	for ch, why := range map[*v1alpha1.ACMEChallenge]string{forged: "it has no controller", stray: "does not list bank.example.com"} {
+		waitChallenge(t, cl, ch, "the challenge "+ch.Name+" to be reported", func(got *v1alpha1.ACMEChallenge) bool {
+			return strings.Contains(got.Status.Message, "is not answered: ") && strings.Contains(got.Status.Message, why)
+		})
+		if code, body := getToken(gatewayAddr, ch.Spec.DNSName, ch.Spec.Token); code != http.StatusNotFound {
+			t.Errorf("the token server answered %s's token: %d %q", ch.Name, code, body)
+		}
+		var vss istionet.VirtualServiceList
+		if err := cl.List(ctx, &vss, client.MatchingLabels{LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}); err != nil {
+			t.Fatal(err)
+		}
+		var gws istionet.GatewayList
+		if err := cl.List(ctx, &gws, client.MatchingLabels{LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}); err != nil {
+			t.Fatal(err)
+		}
+		if len(vss.Items)+len(gws.Items) != 0 {
+			t.Errorf("%s has %d VirtualServices and %d Gateways", ch.Name, len(vss.Items), len(gws.Items))
+		}
+	}
+
+	// The forged challenge goes (its author set our finalizer): the Secret
+	// it listed stays.
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(forged), forged); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Delete(ctx, forged); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the forged challenge to be gone", func() (bool, string) {
+		err := cl.Get(ctx, client.ObjectKeyFromObject(forged), &v1alpha1.ACMEChallenge{})
+		return err != nil, "still there"
+	})
+	time.Sleep(500 * time.Millisecond)
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(victim), &corev1.Secret{}); err != nil {
+		t.Errorf("the Secret a forged challenge listed was deleted: %v", err)
+	}
+}
+
+func mustCreateObject(t *testing.T, cl client.Client, obj client.Object) {
+	t.Helper()
+	if err := cl.Create(context.Background(), obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}
