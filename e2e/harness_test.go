@@ -123,6 +123,9 @@ type clusterOptions struct {
 	certManagerArgs []string
 	// controllerArgs adds flags to our controller.
 	controllerArgs []string
+	// noZoneGrant leaves out the platform's grant of the scenarios' zones
+	// to the apps namespace.
+	noZoneGrant bool
 }
 
 func startClusterWith(t *testing.T, o clusterOptions) *cluster {
@@ -138,13 +141,15 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	// use, as a platform grants its app teams their zones: the scenarios
 	// about routing then need no Gateway to list a name first. The tenancy
 	// scenarios run in namespaces of their own, without a grant.
-	c.create(&v1alpha1.HostnameGrant{
-		ObjectMeta: metav1.ObjectMeta{Name: "apps-zones"},
-		Spec: v1alpha1.HostnameGrantSpec{
-			Namespaces: []string{appNamespace, gatewayNamespace},
-			Zones:      []string{"example.com", "test"},
-		},
-	})
+	if !o.noZoneGrant {
+		c.create(&v1alpha1.HostnameGrant{
+			ObjectMeta: metav1.ObjectMeta{Name: "apps-zones"},
+			Spec: v1alpha1.HostnameGrantSpec{
+				Namespaces: []string{appNamespace, gatewayNamespace},
+				Zones:      []string{"example.com", "test"},
+			},
+		})
+	}
 	// The token Service, as the Helm chart installs it.
 	c.create(&corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: controllerNamespace, Name: "istio-acme-issuer"},
