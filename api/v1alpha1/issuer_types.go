@@ -110,8 +110,12 @@ type IstioHTTP01Solver struct {
 	// +listType=atomic
 	Gateways []GatewayWorkloadSelector `json:"gateways,omitempty"`
 
-	// GatewayNamespace is the namespace in which the Gateway and
-	// VirtualService for a challenge are created. Defaults to "istio-system".
+	// GatewayNamespace is the namespace in which a Gateway of the
+	// challenge's own is created, when no Gateway of yours serves the host
+	// where the CA arrives; its server admits only the requester's
+	// VirtualServices (requester-namespace/host). The challenge's
+	// VirtualServices are written in the requester's namespace. Defaults to
+	// "istio-system".
 	// +optional
 	// +kubebuilder:default="istio-system"
 	// +kubebuilder:validation:MinLength=1
