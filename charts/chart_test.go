@@ -62,6 +62,7 @@ func TestChartRenders(t *testing.T) {
 	for _, want := range []string{
 		"CustomResourceDefinition/acmeclusterissuers.istio-acme.io", "CustomResourceDefinition/acmeissuers.istio-acme.io",
 		"CustomResourceDefinition/acmeorders.istio-acme.io", "CustomResourceDefinition/acmechallenges.istio-acme.io",
+		"CustomResourceDefinition/hostnamegrants.istio-acme.io",
 		"Deployment/istio-acme-issuer", "Service/istio-acme-issuer", "ServiceAccount/istio-acme-issuer",
 		"ClusterRole/istio-acme-issuer", "ClusterRoleBinding/istio-acme-issuer",
 		"ClusterRole/istio-acme-issuer:approve-requests", "ClusterRoleBinding/istio-acme-issuer:approve-requests",
@@ -69,6 +70,14 @@ func TestChartRenders(t *testing.T) {
 	} {
 		if !slices.Contains(defaults, want) {
 			t.Errorf("default render lacks %s (has %v)", want, defaults)
+		}
+	}
+
+	// A platform that uses cert-manager's approver-policy leaves out the
+	// default approver's right to approve our requests.
+	for _, k := range kinds(render(t, "certManager.approveRequests=false")) {
+		if strings.Contains(k, "approve-requests") {
+			t.Errorf("certManager.approveRequests=false still renders %s", k)
 		}
 	}
 

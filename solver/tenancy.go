@@ -32,6 +32,12 @@ func RequesterNamespace(ch *v1alpha1.ACMEChallenge) string {
 // "*/host" or a host without a namespace. gatewayNamespace is the Gateway's
 // own namespace, which "./" stands for.
 func serverAdmits(hosts []string, gatewayNamespace, namespace, name string) (lists, admits bool) {
+	return ServerAdmits(hosts, gatewayNamespace, namespace, name)
+}
+
+// ServerAdmits is serverAdmits, for the differential check against Istio's
+// own translation.
+func ServerAdmits(hosts []string, gatewayNamespace, namespace, name string) (lists, admits bool) {
 	for _, h := range hosts {
 		ns, host, ok := strings.Cut(h, "/")
 		if !ok {

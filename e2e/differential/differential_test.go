@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -60,6 +61,7 @@ func TestDifferential(t *testing.T) {
 		err     error
 	}
 	results := make([]result, *layouts)
+	var tenancyChecked atomic.Int64
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range max(*workers, 1) {
@@ -67,7 +69,14 @@ func TestDifferential(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				outcome, err := check(t, generate(s, *from+i))
+				l := generate(s, *from+i)
+				outcome, err := check(t, l)
+				if err == nil {
+					var checked bool
+					if checked, err = checkTenancy(t, l); checked && err == nil {
+						tenancyChecked.Add(1)
+					}
+				}
 				results[i] = result{outcome, err}
 			}
 		}()
@@ -99,10 +108,13 @@ func TestDifferential(t *testing.T) {
 	for _, r := range reasons {
 		parts = append(parts, fmt.Sprintf("%s %d", r, refused[r]))
 	}
-	t.Logf("differential summary: seed %d, %d layouts in %s (%d workers): %d published, refused %d (%s), %d refused without an attempt to check, %d failures",
-		s, *layouts, time.Since(start).Round(time.Second), max(*workers, 1), published, *layouts-published-failures-refusedNoAttempt, strings.Join(parts, ", "), refusedNoAttempt, failures)
+	t.Logf("differential summary: seed %d, %d layouts in %s (%d workers): %d published, refused %d (%s), %d refused without an attempt to check, %d failures; the tenancy rule's reading of a server's hosts agreed with Istio on %d layouts",
+		s, *layouts, time.Since(start).Round(time.Second), max(*workers, 1), published, *layouts-published-failures-refusedNoAttempt, strings.Join(parts, ", "), refusedNoAttempt, failures, tenancyChecked.Load())
 	if published == 0 {
 		t.Error("no layout was published: the generator or the planner is broken")
+	}
+	if *layouts >= 100 && tenancyChecked.Load() == 0 {
+		t.Error("the tenancy rule was checked on no layout: the generator or the check is broken")
 	}
 }
 

@@ -229,8 +229,12 @@ func generate(seed uint64, i int) *layout {
 	for _, w := range l.Workloads {
 		selectors = append(selectors, v1alpha1.GatewayWorkloadSelector{Selector: map[string]string{"istio": w.Labels["istio"]}, Namespace: w.Namespace})
 	}
+	// The request comes from any of the namespaces: the challenge's
+	// VirtualService is written there, so the servers' ns/host forms
+	// admit or refuse it as they would that namespace's own routes.
+	requester := pick(namespaces)
 	l.Challenge = &v1alpha1.ACMEChallenge{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: fmt.Sprintf("layout-%d", i)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: requester, Name: fmt.Sprintf("layout-%d", i)},
 		Spec: v1alpha1.ACMEChallengeSpec{DNSName: l.Host, Token: "tok-" + fmt.Sprint(i), Key: "key", Solver: v1alpha1.IstioHTTP01Solver{
 			Gateways:         selectors,
 			GatewayNamespace: "istio-system",
