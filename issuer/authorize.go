@@ -28,6 +28,9 @@ const refusedPoll = 30 * time.Second
 // the request fails, and cert-manager retries on its own backoff with a
 // new request, which is judged again.
 func (s *Signer) authorized(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, names []string) error {
+	if err := s.confined(iss); err != nil {
+		return signer.IssuerError{Err: err}
+	}
 	if s.authorize == nil {
 		return nil
 	}

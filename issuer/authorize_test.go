@@ -118,3 +118,42 @@ func drainEvents(r *events.FakeRecorder) string {
 		}
 	}
 }
+
+// A namespaced ACMEIssuer whose routing settings the platform does not
+// allow is not Ready, and its requests reach neither the CA nor the API
+// server's orders; an ACMEClusterIssuer with the same settings is the
+// platform's own and is not confined.
+func TestNamespacedIssuersAreConfined(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	api.CreateNamespaces(t, "istio-acme-issuer", "team-a", orderNamespace)
+	policy := &solver.NamespacedIssuerPolicy{
+		GatewayNamespaces: []string{"istio-system"},
+		GatewaySelectors:  []map[string]string{{"istio": "ingressgateway"}},
+		TokenServices:     []v1alpha1.TokenServiceReference{v1alpha1.DefaultIstioHTTP01Solver().TokenService},
+	}
+	s := NewSigner(Options{Client: api.Client, Secrets: api.Client, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test", NamespacedPolicy: policy.Check})
+	sol := v1alpha1.DefaultIstioHTTP01Solver()
+	sol.GatewayNamespace = "team-b" // another team's namespace
+	// The CA's URL answers nothing: a confined issuer never gets that far.
+	spec := v1alpha1.ACMEIssuerSpec{Server: "https://127.0.0.1:1/dir", PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "k"}, Solver: v1alpha1.ACMESolver{Istio: sol}}
+	iss := &v1alpha1.ACMEIssuer{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "own"}, Spec: spec}
+	mustCreate(t, api.Client, iss)
+	err := s.Check(context.Background(), iss)
+	if !errors.As(err, &signer.PermanentError{}) || !strings.Contains(err.Error(), `ACMEIssuer team-a/own: spec.solver.istio.gatewayNamespace "team-b"`) || !strings.Contains(err.Error(), "namespacedIssuers.gatewayNamespaces") {
+		t.Errorf("Check: %v, want a permanent error naming the field and the chart value", err)
+	}
+	cr := (&orderBench{t: t, api: api}).request(t, &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "unused"}}, "r", "a.example.com")
+	_, err = s.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+	if !errors.As(err, &signer.IssuerError{}) || !strings.Contains(err.Error(), "gatewayNamespace") {
+		t.Errorf("Sign: %v, want an issuer error", err)
+	}
+	if err := api.Client.Get(context.Background(), client.ObjectKeyFromObject(cr), &v1alpha1.ACMEOrder{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an ACMEOrder exists for the confined issuer's request (%v)", err)
+	}
+	// The same settings on a cluster issuer pass the policy (and fail only
+	// at the unreachable CA).
+	cluster := &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "platform"}, Spec: spec}
+	if err := s.Check(context.Background(), cluster); err == nil || strings.Contains(err.Error(), "gatewayNamespace") {
+		t.Errorf("the cluster issuer's Check: %v, want only the CA's failure", err)
+	}
+}

@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"fmt"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -20,6 +21,10 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 	if !ok {
 		return fmt.Errorf("unexpected issuer type %T", obj)
 	}
+	if err := s.confined(iss); err != nil {
+		// Nothing is asked of the CA for settings the platform refuses.
+		return signer.PermanentError{Err: err}
+	}
 	acct, err := s.accounts.register(ctx, iss)
 	if err != nil {
 		return err
@@ -33,6 +38,18 @@ func (s *Signer) Check(ctx context.Context, obj issuerapi.Issuer) error {
 			return fmt.Errorf("recording the ACME account in the issuer's status: %w", err)
 		}
 		log.FromContext(ctx).Info("ACME account ready", "account", acct.uri, "server", spec.Server)
+	}
+	return nil
+}
+
+// confined returns why a namespaced issuer's solver settings are not ones
+// the platform allows namespaced issuers, or nil.
+func (s *Signer) confined(iss v1alpha1.ACMEIssuerObject) error {
+	if _, namespaced := iss.(*v1alpha1.ACMEIssuer); !namespaced || s.namespacedPolicy == nil {
+		return nil
+	}
+	if why := s.namespacedPolicy(iss.GetSpec().Solver.Istio); why != "" {
+		return fmt.Errorf("ACMEIssuer %s/%s: %s", iss.GetNamespace(), iss.GetName(), why)
 	}
 	return nil
 }

@@ -43,8 +43,9 @@ type Signer struct {
 	// unrecorded holds orders placed whose URL could not be written yet.
 	unrecorded unrecordedOrders
 	// authorize and refusalGrace: see Options.
-	authorize    AuthorizeFunc
-	refusalGrace time.Duration
+	authorize        AuthorizeFunc
+	refusalGrace     time.Duration
+	namespacedPolicy func(v1alpha1.IstioHTTP01Solver) string
 	// refused are the requests the tenancy rule refuses, woken when
 	// users' Gateways or the HostnameGrants change.
 	refused kubeutil.KeySet
@@ -77,6 +78,11 @@ type Options struct {
 	// pending (decided again whenever Gateways or grants change) before it
 	// fails with the reason.
 	RefusalGrace time.Duration
+	// NamespacedPolicy, when set, says why a namespaced ACMEIssuer may not
+	// use its spec.solver.istio (gateway namespace, gateway pods, token
+	// Service the platform did not allow), or "". Checked when the issuer
+	// is checked and before any of its requests reaches the CA.
+	NamespacedPolicy func(v1alpha1.IstioHTTP01Solver) string
 }
 
 // NewSigner returns a Signer.
@@ -88,8 +94,9 @@ func NewSigner(o Options) *Signer {
 		client:       o.Client,
 		events:       o.Events,
 		clock:        o.Clock,
-		authorize:    o.Authorize,
-		refusalGrace: o.RefusalGrace,
+		authorize:        o.Authorize,
+		refusalGrace:     o.RefusalGrace,
+		namespacedPolicy: o.NamespacedPolicy,
 		accounts: &accounts{
 			secrets:                  o.Secrets,
 			clusterResourceNamespace: o.ClusterResourceNamespace,

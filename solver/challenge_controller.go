@@ -59,6 +59,9 @@ type ChallengeReconciler struct {
 	// Provenance, when set, leaves alone the challenges that no order of
 	// ours and no cert-manager Challenge of our classes owns.
 	Provenance *Provenance
+	// NamespacedPolicy, when set, confines the settings of the challenges
+	// of namespaced ACMEIssuers' orders.
+	NamespacedPolicy *NamespacedIssuerPolicy
 
 	// refused are the challenges the tenancy rule refuses: a change of
 	// users' Gateways or of HostnameGrants wakes them.
@@ -167,9 +170,15 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			return reconcile.Result{}, err
 		}
 		if why != "" {
-			return r.hostNotAllowed(ctx, ch, why)
+			return r.refuse(ctx, ch, metrics.NotPresentedHostNotAllowed, "HostNotAllowed", why)
 		}
 		r.refused.Remove(req.NamespacedName)
+	}
+	if why, err := r.confined(ctx, ch); err != nil || why != "" {
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		return r.refuse(ctx, ch, metrics.NotPresentedIssuerSettings, "IssuerSettingsNotAllowed", why)
 	}
 
 	// Plan where the route goes from the users' Gateways and
@@ -256,11 +265,33 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	return reconcile.Result{}, nil
 }
 
-// hostNotAllowed removes whatever routes the challenge has and records the
-// tenancy rule's refusal once, with an Event (on a cert-manager Challenge
-// too). The challenge is decided again when users' Gateways or the
-// HostnameGrants change, and at least on the usual backoff.
-func (r *ChallengeReconciler) hostNotAllowed(ctx context.Context, ch *v1alpha1.ACMEChallenge, why string) (reconcile.Result, error) {
+// confined returns why the challenge, of a namespaced ACMEIssuer's order,
+// uses settings the platform does not allow namespaced issuers, or "".
+func (r *ChallengeReconciler) confined(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
+	if r.NamespacedPolicy == nil || ch.Spec.Order == "" {
+		return "", nil
+	}
+	order := &v1alpha1.ACMEOrder{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ch.Spec.Order}, order); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "the challenge's ACMEOrder " + ch.Spec.Order + " does not exist", nil
+		}
+		return "", fmt.Errorf("reading ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
+	}
+	if order.Spec.IssuerRef.Kind != "ACMEIssuer" {
+		return "", nil
+	}
+	if why := r.NamespacedPolicy.Check(ch.Spec.Solver); why != "" {
+		return fmt.Sprintf("ACMEIssuer %s/%s: %s", ch.Namespace, order.Spec.IssuerRef.Name, why), nil
+	}
+	return "", nil
+}
+
+// refuse removes whatever routes the challenge has and records why it may
+// not be routed once, with an Event (on a cert-manager Challenge too). The
+// challenge is decided again when users' Gateways or the HostnameGrants
+// change, and at least on the usual backoff.
+func (r *ChallengeReconciler) refuse(ctx context.Context, ch *v1alpha1.ACMEChallenge, reason, eventReason, why string) (reconcile.Result, error) {
 	r.refused.Add(client.ObjectKeyFromObject(ch))
 	if err := r.deleteRoutes(ctx, ch); err != nil {
 		return reconcile.Result{}, err
@@ -269,12 +300,12 @@ func (r *ChallengeReconciler) hostNotAllowed(ctx context.Context, ch *v1alpha1.A
 	if ch.Status.Message == why && !ch.Status.Presented {
 		return retry, nil
 	}
-	log.FromContext(ctx).Info("the tenancy rule refuses the challenge's host", "reason", why)
-	metrics.NotPresented.WithLabelValues(metrics.NotPresentedHostNotAllowed).Inc()
-	if certManagerChallengeOf(ch) != nil {
+	log.FromContext(ctx).Info("the challenge may not be routed", "reason", why)
+	metrics.NotPresented.WithLabelValues(reason).Inc()
+	if reason == metrics.NotPresentedHostNotAllowed && certManagerChallengeOf(ch) != nil {
 		metrics.HostsNotAllowed.WithLabelValues(metrics.SourceSolver).Inc()
 	}
-	r.eventf(ch, corev1.EventTypeWarning, "HostNotAllowed", "%s", why)
+	r.eventf(ch, corev1.EventTypeWarning, eventReason, "%s", why)
 	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = false
 		st.Message = why

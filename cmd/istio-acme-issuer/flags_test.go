@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,5 +37,32 @@ func TestPprofIsOffByDefault(t *testing.T) {
 	}
 	if o.pprofAddress != "0" {
 		t.Errorf("--pprof-bind-address defaults to %q, want \"0\" (off): it exposes the process's memory", o.pprofAddress)
+	}
+}
+
+func TestNamespacedIssuerFlags(t *testing.T) {
+	o, err := parseFlags([]string{"--token-service=platform/acme:9000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := o.namespacedIssuers
+	if !slices.Equal(p.GatewayNamespaces, []string{"istio-system"}) || len(p.GatewaySelectors) != 1 || p.GatewaySelectors[0]["istio"] != "ingressgateway" ||
+		len(p.TokenServices) != 1 || p.TokenServices[0] != (v1alpha1.TokenServiceReference{Namespace: "platform", Name: "acme", Port: 9000}) {
+		t.Errorf("defaults %+v, want istio-system, istio=ingressgateway and --token-service's Service", p)
+	}
+	o, err = parseFlags([]string{
+		"--namespaced-issuer-gateway-namespaces=istio-system, istio-ingress",
+		"--namespaced-issuer-gateway-selectors=istio=ingressgateway;istio=ingressgateway,istio.io/rev=canary",
+		"--namespaced-issuer-token-services=a/b:80,c/d:81",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p = o.namespacedIssuers
+	if !slices.Equal(p.GatewayNamespaces, []string{"istio-system", "istio-ingress"}) || len(p.GatewaySelectors) != 2 || p.GatewaySelectors[1]["istio.io/rev"] != "canary" || len(p.TokenServices) != 2 {
+		t.Errorf("parsed %+v", p)
+	}
+	if _, err := parseFlags([]string{"--namespaced-issuer-gateway-selectors=not a selector"}); err == nil {
+		t.Error("a malformed selector was accepted")
 	}
 }

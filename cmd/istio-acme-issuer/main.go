@@ -20,6 +20,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -62,7 +63,10 @@ type options struct {
 	tokenService             v1alpha1.TokenServiceReference
 	gatewayShim              bool
 	gatewayShimNamespaces    []string
-	zap                      zap.Options
+	// namespacedIssuers confines namespaced ACMEIssuers; its token
+	// Services default to --token-service.
+	namespacedIssuers solver.NamespacedIssuerPolicy
+	zap               zap.Options
 }
 
 func parseFlags(args []string) (options, error) {
@@ -126,6 +130,39 @@ func parseFlags(args []string) (options, error) {
 			}
 			return nil
 		})
+	o.namespacedIssuers.GatewayNamespaces = []string{v1alpha1.DefaultIstioHTTP01Solver().GatewayNamespace}
+	fs.Func("namespaced-issuer-gateway-namespaces",
+		"Comma-separated namespaces a namespaced ACMEIssuer's spec.solver.istio.gatewayNamespace may name (default istio-system): its author is a tenant, and the controller creates Gateways there with its own rights.",
+		func(v string) error {
+			o.namespacedIssuers.GatewayNamespaces = splitList(v, ",")
+			return nil
+		})
+	o.namespacedIssuers.GatewaySelectors = []map[string]string{v1alpha1.DefaultIstioHTTP01Solver().Gateways[0].Selector}
+	fs.Func("namespaced-issuer-gateway-selectors",
+		"Gateway pod selectors a namespaced ACMEIssuer's spec.solver.istio.gateways may use, each exactly: selectors separated by ';', labels by ',' (default istio=ingressgateway).",
+		func(v string) error {
+			o.namespacedIssuers.GatewaySelectors = nil
+			for _, sel := range splitList(v, ";") {
+				m, err := labels.ConvertSelectorToLabelsMap(sel)
+				if err != nil || len(m) == 0 {
+					return fmt.Errorf("%q is not a selector of labels (for example istio=ingressgateway,istio.io/rev=canary): %v", sel, err)
+				}
+				o.namespacedIssuers.GatewaySelectors = append(o.namespacedIssuers.GatewaySelectors, m)
+			}
+			return nil
+		})
+	fs.Func("namespaced-issuer-token-services",
+		"Comma-separated token Services (namespace/name:port) a namespaced ACMEIssuer's spec.solver.istio.tokenService may name (default: --token-service's).",
+		func(v string) error {
+			for _, ref := range splitList(v, ",") {
+				svc, err := parseServiceRef(ref)
+				if err != nil {
+					return err
+				}
+				o.namespacedIssuers.TokenServices = append(o.namespacedIssuers.TokenServices, svc)
+			}
+			return nil
+		})
 	o.zap.BindFlags(fs)
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
@@ -134,6 +171,9 @@ func parseFlags(args []string) (options, error) {
 	}
 	if o.leaderElectionNamespace == "" {
 		o.leaderElectionNamespace = o.clusterResourceNamespace
+	}
+	if len(o.namespacedIssuers.TokenServices) == 0 {
+		o.namespacedIssuers.TokenServices = []v1alpha1.TokenServiceReference{o.tokenService}
 	}
 	if o.orphanSweepInterval <= 0 {
 		return o, errors.New("--orphan-sweep-interval must be positive")
@@ -145,6 +185,17 @@ func parseFlags(args []string) (options, error) {
 }
 
 // parseServiceRef parses namespace/name:port.
+// splitList splits a flag's list and drops empty entries.
+func splitList(v, sep string) []string {
+	var out []string
+	for _, x := range strings.Split(v, sep) {
+		if x = strings.TrimSpace(x); x != "" {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
 func parseServiceRef(v string) (v1alpha1.TokenServiceReference, error) {
 	nsName, port, ok := strings.Cut(v, ":")
 	ns, name, ok2 := strings.Cut(nsName, "/")
@@ -272,13 +323,14 @@ func run(ctx context.Context, o options) error {
 	// any order, and every challenge before its routes are planned.
 	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Gateways: gateways}
 	if err := (&solver.ChallengeReconciler{
-		Client:     mgr.GetClient(),
-		APIReader:  mgr.GetAPIReader(),
-		Events:     recorder,
-		Workers:    o.workers,
-		Gateways:   gateways,
-		Authorizer: authorizer,
-		Provenance: provenance,
+		Client:           mgr.GetClient(),
+		APIReader:        mgr.GetAPIReader(),
+		Events:           recorder,
+		Workers:          o.workers,
+		Gateways:         gateways,
+		Authorizer:       authorizer,
+		Provenance:       provenance,
+		NamespacedPolicy: &o.namespacedIssuers,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the challenge controller: %w", err)
 	}
@@ -318,6 +370,7 @@ func run(ctx context.Context, o options) error {
 		UserAgent:                "istio-acme-issuer/" + version,
 		Authorize:                authorizer.Authorize,
 		RefusalGrace:             o.maxRetryDuration,
+		NamespacedPolicy:         o.namespacedIssuers.Check,
 	})
 	if err := issuer.SetupWithManager(ctx, mgr, issuer.SetupOptions{
 		Signer:           signer,

@@ -41,17 +41,19 @@ const (
 	NotPresentedHTTPSRedirect    = "https_redirect"
 	NotPresentedShadowed         = "shadowed"
 	NotPresentedUsersTraffic     = "users_traffic"
-	// The servers that serve the host do not admit VirtualServices from
-	// the issuer's gateway namespace.
+	// The servers that build the host's virtual host do not admit
+	// VirtualServices of the requester's namespace.
 	NotPresentedGatewayNamespace = "gateway_namespace"
 	NotPresentedPublish          = "publish"
 	// The tenancy rule refuses the host to the challenge's namespace.
 	NotPresentedHostNotAllowed = "host_not_allowed"
 	// The challenge belongs to no ACMEOrder of ours and mirrors no
 	// cert-manager Challenge of our IngressClasses (written by hand).
-	NotPresentedNotOurs      = "not_ours"
-	NotPresentedSelfCheck    = "self_check"
-	NotPresentedSelfCheckDNS = "self_check_dns"
+	NotPresentedNotOurs = "not_ours"
+	// A namespaced issuer's settings are not ones the platform allows.
+	NotPresentedIssuerSettings = "issuer_settings"
+	NotPresentedSelfCheck      = "self_check"
+	NotPresentedSelfCheckDNS   = "self_check_dns"
 )
 
 var (
@@ -71,7 +73,7 @@ var (
 	// being published or self-checked, before the CA was asked.
 	NotPresented = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "istio_acme_challenge_not_presented_total",
-		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, users_traffic, gateway_namespace, host_not_allowed, not_ours, publish, self_check, self_check_dns.",
+		Help: "Problems reported on challenges before the CA was asked, by reason: gateway_discovery, https_redirect, shadowed, users_traffic, gateway_namespace, host_not_allowed, not_ours, issuer_settings, publish, self_check, self_check_dns.",
 	}, []string{"reason"})
 
 	// HostsNotAllowed counts the requests refused by the tenancy rule
