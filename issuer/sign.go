@@ -91,9 +91,9 @@ func NewSigner(o Options) *Signer {
 		o.Clock = clock.RealClock{}
 	}
 	return &Signer{
-		client:       o.Client,
-		events:       o.Events,
-		clock:        o.Clock,
+		client:           o.Client,
+		events:           o.Events,
+		clock:            o.Clock,
 		authorize:        o.Authorize,
 		refusalGrace:     o.RefusalGrace,
 		namespacedPolicy: o.NamespacedPolicy,
