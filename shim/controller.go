@@ -32,7 +32,7 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;list;watch;create;update;patch;delete,namespace=gateway-shim
 
 const (
 	// LabelGateway marks the Certificates this controller keeps for a
@@ -171,10 +171,10 @@ func (r *GatewayReconciler) podNamespace(ctx context.Context, gw *istionet.Gatew
 			return ns, "", nil
 		}
 	case 0:
-		return "", fmt.Sprintf("no pod has the Gateway's selector labels %s, so where Istio will read it is not known: start the gateway, fix spec.selector, or write credentialName as namespace/name", sel), nil
+		return "", fmt.Sprintf("no pod has the Gateway's selector labels %s, so where Istio will read it is not known: start the gateway, fix spec.selector, or write credentialName as %s/name to keep the Secret in the Gateway's namespace", sel, gw.Namespace), nil
 	}
-	return "", fmt.Sprintf("the Gateway's selector %s matches gateway pods in several namespaces (%s), and each reads credentialName from its own: narrow spec.selector to one gateway workload, or write credentialName as namespace/name",
-		sel, strings.Join(slices.Sorted(maps.Keys(namespaces)), ", ")), nil
+	return "", fmt.Sprintf("the Gateway's selector %s matches gateway pods in several namespaces (%s), and each reads credentialName from its own: narrow spec.selector to one gateway workload, or write credentialName as %s/name to keep the Secret in the Gateway's namespace",
+		sel, strings.Join(slices.Sorted(maps.Keys(namespaces)), ", "), gw.Namespace), nil
 }
 
 // ensure creates or updates one desired Certificate and reports whether it
@@ -200,6 +200,13 @@ func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, wa
 	}
 	switch {
 	case apierrors.IsNotFound(err):
+		if why, err := r.secretTaken(ctx, want); err != nil || why != "" {
+			if err != nil {
+				return false, err
+			}
+			r.Events.Eventf(gw, nil, corev1.EventTypeWarning, "SecretNotAdopted", "Certificates", "%s", why)
+			return false, nil
+		}
 		if err := r.Client.Create(ctx, want); err != nil {
 			if apierrors.IsAlreadyExists(err) {
 				return false, err // created meanwhile: look again
@@ -242,6 +249,30 @@ func (r *GatewayReconciler) ensure(ctx context.Context, gw *istionet.Gateway, wa
 	}
 	r.Events.Eventf(gw, nil, corev1.EventTypeNormal, "CertificateUpdated", "Certificates", "updated Certificate %s/%s: %s", existing.Namespace, existing.Name, strings.Join(want.Spec.DNSNames, ", "))
 	return true, nil
+}
+
+// secretTaken says why the Certificate must not be created: its Secret
+// exists and was not written for a Certificate of that name (cert-manager
+// would overwrite someone's certificate with the Gateway author's), or the
+// controller cannot tell. Empty when the Secret is free.
+func (r *GatewayReconciler) secretTaken(ctx context.Context, want *cmapi.Certificate) (string, error) {
+	sec := &metav1.PartialObjectMetadata{}
+	sec.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: want.Namespace, Name: want.Spec.SecretName}, sec)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case apierrors.IsForbidden(err):
+		return fmt.Sprintf("Certificate %s/%s is not created: whether Secret %s/%s already holds someone's certificate cannot be told, since the controller may not read Secrets in %s (with the Helm chart, add it to rbac.temporaryHTTPSNamespaces)",
+			want.Namespace, want.Name, want.Namespace, want.Spec.SecretName, want.Namespace), nil
+	case err != nil:
+		return "", fmt.Errorf("reading Secret %s/%s: %w", want.Namespace, want.Spec.SecretName, err)
+	}
+	if sec.Annotations[cmapi.CertificateNameKey] == want.Name {
+		return "", nil // written for a Certificate of this name: ours before
+	}
+	return fmt.Sprintf("Certificate %s/%s is not created: Secret %s/%s exists and no Certificate %s manages it, so cert-manager would overwrite it with this Gateway's certificate; name another Secret in credentialName, or delete that Secret if it is stale",
+		want.Namespace, want.Name, want.Namespace, want.Spec.SecretName, want.Name), nil
 }
 
 // removeUnwanted deletes this Gateway's Certificates that are not in keep.

@@ -50,11 +50,15 @@ func TestGatewayShim(t *testing.T) {
 		Spec: cmapi.CertificateSpec{SecretName: "legacy-tls", DNSNames: []string{"legacy.example.com"},
 			IssuerRef: cmmeta.IssuerReference{Name: "other", Kind: "ClusterIssuer", Group: "cert-manager.io"}},
 	})
+	// Someone's Secret that no Certificate manages (a certificate they
+	// uploaded): the shim must not have cert-manager overwrite it.
+	create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "uploaded-tls"}, Data: map[string][]byte{"tls.crt": []byte("theirs")}})
 	gw := gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt", "cert-manager.io/duration": "2160h"},
 		&istioapi.Server{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"shop.example.com"}, Tls: &istioapi.ServerTLSSettings{HttpsRedirect: true}},
 		https("shop-tls", "shop.example.com", "www.shop.example.com"),
 		https("api-tls", "api.example.com"),
 		https("legacy-tls", "legacy.example.com"),
+		https("uploaded-tls", "uploaded.example.com"),
 	)
 	create(gw)
 
@@ -67,6 +71,10 @@ func TestGatewayShim(t *testing.T) {
 	}
 	waitEvent(ctx, t, cl, gw, "CertificateCreated", "in the gateway pods' namespace istio-system, where Istio reads credentialName")
 	waitEvent(ctx, t, cl, gw, "CertificateLeftAlone", "Certificate istio-system/legacy-tls exists and it was not created for this Gateway")
+	waitEvent(ctx, t, cl, gw, "SecretNotAdopted", "Secret istio-system/uploaded-tls exists and no Certificate uploaded-tls manages it")
+	if err := cl.Get(ctx, client.ObjectKey{Namespace: "istio-system", Name: "uploaded-tls"}, &cmapi.Certificate{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a Certificate was created for someone's Secret uploaded-tls (%v)", err)
+	}
 	legacy := &cmapi.Certificate{}
 	if err := cl.Get(ctx, client.ObjectKey{Namespace: "istio-system", Name: "legacy-tls"}, legacy); err != nil || legacy.Spec.IssuerRef.Name != "other" || legacy.Labels[LabelGateway] != "" {
 		t.Errorf("the hand-written Certificate was changed: %+v (%v)", legacy, err)

@@ -107,6 +107,23 @@ func DesiredCertificates(gw *istionet.Gateway, podNamespace, noNamespace string)
 			}
 			cred.Namespace = podNamespace
 		}
+		// A Gateway's author gets Certificates only where the Gateway's
+		// own pods read them or in the Gateway's own namespace: never in
+		// a third namespace, whose Secret of that name may be another
+		// team's.
+		if cred.Namespace != gw.Namespace && cred.Namespace != podNamespace {
+			out.Skipped = append(out.Skipped, fmt.Sprintf("%s: credentialName %s names namespace %s, which is neither the Gateway's (%s) nor its gateway pods' (%s); Certificates are kept only there: write the credentialName without a namespace, or keep that Certificate in %s yourself",
+				where, raw, cred.Namespace, gw.Namespace, orUnknown(podNamespace), cred.Namespace))
+			continue
+		}
+		// A namespaced issuer resolves in the Certificate's namespace: in
+		// the gateway pods' namespace it would be the platform's issuer,
+		// not the Gateway author's.
+		if cred.Namespace != gw.Namespace && namespacedIssuerKind(ref.Kind) {
+			out.Skipped = append(out.Skipped, fmt.Sprintf("%s: the Certificate for credentialName %s goes to the gateway pods' namespace %s, where %s %s would be that namespace's issuer, not this Gateway's; name a cluster-scoped issuer (cert-manager.io/cluster-issuer, or cert-manager.io/issuer-kind: ACMEClusterIssuer), or serve the Secret from the Gateway's namespace (credentialName %s/%s)",
+				where, raw, cred.Namespace, ref.Kind, ref.Name, gw.Namespace, cred.Name))
+			continue
+		}
 		var hosts []string
 		for _, h := range s.GetHosts() {
 			if _, host, ok := strings.Cut(h, "/"); ok {
@@ -168,4 +185,18 @@ func temporaryCertificate(gw *istionet.Gateway) bool {
 		return v == "true"
 	}
 	return slices.ContainsFunc(gw.Spec.Servers, func(s *istioapi.Server) bool { return s.GetTls().GetHttpsRedirect() })
+}
+
+// namespacedIssuerKind reports whether an issuer kind is namespaced:
+// cert-manager's Issuer, our ACMEIssuer, and any external kind whose name
+// does not say Cluster (external issuers name their cluster kinds so).
+func namespacedIssuerKind(kind string) bool {
+	return !strings.Contains(kind, "Cluster")
+}
+
+func orUnknown(ns string) string {
+	if ns == "" {
+		return "not known"
+	}
+	return ns
 }

@@ -64,11 +64,26 @@ func TestDesiredCertificates(t *testing.T) {
 			want: []want{{"istio-system", "shared", theirs, []string{"a.example.com", "b.example.com"}}},
 		},
 		{
-			name: "a credential in another namespace",
-			gw:   gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt"}, https("kubernetes://edge/shop-tls", "shop.example.com"), https("certs/other", "other.example.com")),
-			want: []want{
-				{"edge", "shop-tls", theirs, []string{"shop.example.com"}},
-				{"certs", "other", theirs, []string{"other.example.com"}},
+			// A third namespace's Secret of that name may be another
+			// team's: cert-manager would overwrite it.
+			name: "a credential in a third namespace is left out",
+			gw:   gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt"}, https("kubernetes://edge/shop-tls", "shop.example.com"), https("team-b/b-tls", "other.example.com")),
+			skipped: []string{
+				"spec.servers[0] (https): credentialName kubernetes://edge/shop-tls names namespace edge, which is neither the Gateway's (apps) nor its gateway pods' (istio-system)",
+				"spec.servers[1] (https): credentialName team-b/b-tls names namespace team-b",
+			},
+		},
+		{
+			name: "a credential in the Gateway's own namespace",
+			gw:   gateway(map[string]string{"cert-manager.io/cluster-issuer": "letsencrypt"}, https("apps/shop-tls", "shop.example.com")),
+			want: []want{{"apps", "shop-tls", theirs, []string{"shop.example.com"}}},
+		},
+		{
+			name: "a namespaced issuer is used only in the Gateway's own namespace",
+			gw:   gateway(map[string]string{"cert-manager.io/issuer": "team"}, https("shop-tls", "shop.example.com"), https("apps/own-tls", "own.example.com")),
+			want: []want{{"apps", "own-tls", cmmeta.IssuerReference{Name: "team", Kind: "Issuer", Group: "cert-manager.io"}, []string{"own.example.com"}}},
+			skipped: []string{
+				"spec.servers[0] (https): the Certificate for credentialName shop-tls goes to the gateway pods' namespace istio-system, where Issuer team would be that namespace's issuer, not this Gateway's",
 			},
 		},
 		{
@@ -149,13 +164,13 @@ func TestDesiredCertificates(t *testing.T) {
 }
 
 func TestDesiredCertificatesWithoutPodNamespace(t *testing.T) {
-	gw := gateway(ourIssuer, https("shop-tls", "shop.example.com"), https("edge/api-tls", "api.example.com"))
+	gw := gateway(ourIssuer, https("shop-tls", "shop.example.com"), https("apps/api-tls", "api.example.com"))
 	d, err := DesiredCertificates(gw, "", "no pod has the Gateway's selector labels istio=ingressgateway")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(d.Certificates) != 1 || d.Certificates[0].Namespace != "edge" {
-		t.Errorf("Certificates %v, want only the one whose credentialName names its namespace", d.Certificates)
+	if len(d.Certificates) != 1 || d.Certificates[0].Namespace != "apps" {
+		t.Errorf("Certificates %v, want only the one whose credentialName names the Gateway's namespace", d.Certificates)
 	}
 	if len(d.Skipped) != 1 || !strings.Contains(d.Skipped[0], "credentialName shop-tls is read from the gateway pods' namespace, and no pod has the Gateway's selector labels") {
 		t.Errorf("skipped %q", d.Skipped)

@@ -46,6 +46,13 @@ cluster-wide.
 {{- $v.gatewayNamespaces | uniq | toYaml -}}
 {{- else if eq .role "temporary-https" -}}
 {{- $v.temporaryHTTPSNamespaces | default list | uniq | toYaml -}}
+{{- else if eq .role "gateway-shim" -}}
+{{- /* Certificates in every namespace, only while the shim runs. */ -}}
+{{- if .ctx.Values.gatewayShim.enabled -}}
+{{- list "*" | toYaml -}}
+{{- else -}}
+{{- list | toYaml -}}
+{{- end -}}
 {{- else -}}
 {{- fail (printf "no namespaces are configured for the controller's Role %q: add it to istio-acme-issuer.roleNamespaces" .role) -}}
 {{- end -}}
