@@ -100,6 +100,49 @@ func TestTenancy(t *testing.T) {
 		}
 	})
 
+	t.Run("team-a's annotated Gateway gets no Certificate in team-b's namespace, and team-b's Secret stays", func(t *testing.T) {
+		c.create(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "b-tls"}, Data: map[string][]byte{"tls.crt": []byte("team-b's")}})
+		gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "grab", Annotations: map[string]string{
+			"cert-manager.io/issuer": "shared", "cert-manager.io/issuer-kind": "ACMEClusterIssuer", "cert-manager.io/issuer-group": "istio-acme.io",
+		}}}
+		gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+		gw.Spec.Servers = []*istioapi.Server{{
+			Port: &istioapi.Port{Number: 443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{"./grab.a.tenants.example"},
+			Tls: &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "team-b/b-tls"},
+		}}
+		c.create(gw)
+		c.waitGatewayEvent(gw, "ServerSkipped", "credentialName team-b/b-tls names namespace team-b, which is neither the Gateway's (team-a) nor its gateway pods' (istio-system)")
+		if err := c.cl.Get(ctx, client.ObjectKey{Namespace: "team-b", Name: "b-tls"}, &cmapi.Certificate{}); err == nil {
+			t.Error("a Certificate was created in team-b for team-a's Gateway")
+		}
+		sec := &corev1.Secret{}
+		if err := c.cl.Get(ctx, client.ObjectKey{Namespace: "team-b", Name: "b-tls"}, sec); err != nil || string(sec.Data["tls.crt"]) != "team-b's" {
+			t.Errorf("team-b's Secret changed: %v %q", err, sec.Data["tls.crt"])
+		}
+	})
+
+	t.Run("a namespaced ACMEIssuer naming another team's gateway namespace is not Ready", func(t *testing.T) {
+		sol := v1alpha1.DefaultIstioHTTP01Solver()
+		sol.GatewayNamespace = "team-b"
+		c.create(&v1alpha1.ACMEIssuer{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "wide"},
+			Spec: v1alpha1.ACMEIssuerSpec{Server: c.pebble.DirectoryURL, CABundle: c.pebble.ServerCAPEM,
+				PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "wide-account"}, Solver: v1alpha1.ACMESolver{Istio: sol}},
+		})
+		c.eventually("ACMEIssuer team-a/wide to be refused", 30*time.Second, func() (bool, string) {
+			got := &v1alpha1.ACMEIssuer{}
+			if err := c.cl.Get(ctx, client.ObjectKey{Namespace: "team-a", Name: "wide"}, got); err != nil {
+				return false, err.Error()
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == "Ready" {
+					return cond.Status == metav1.ConditionFalse && strings.Contains(cond.Message, `spec.solver.istio.gatewayNamespace "team-b" is not one the platform allows`), cond.Message
+				}
+			}
+			return false, "no Ready condition"
+		})
+	})
+
 	t.Run("team-b gets its names and team-a its own, and users' traffic stays", func(t *testing.T) {
 		for _, tc := range []struct{ ns, name, host, app string }{{"team-b", "shop", shop, "shop-b"}, {"team-b", "secure", secure, ""}, {"team-a", "app", app, "app-a"}} {
 			crt := c.teamCertificate(tc.ns, tc.name+"-own", shared, tc.host)
