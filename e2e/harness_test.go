@@ -471,13 +471,7 @@ func (c *cluster) certificateOf(name, kind, issuer string, dnsNames ...string) *
 // named after it, issued by issuer.
 func (c *cluster) certificateWith(issuer cmmeta.IssuerReference, name string, dnsNames ...string) *cmapi.Certificate {
 	c.t.Helper()
-	crt := &cmapi.Certificate{
-		ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: name},
-		Spec:       cmapi.CertificateSpec{SecretName: name + "-tls", DNSNames: dnsNames, IssuerRef: issuer},
-	}
-	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
-	c.create(crt)
-	return crt
+	return c.teamCertificate(appNamespace, name, issuer, dnsNames...)
 }
 
 // waitReady waits until the Certificate is Ready and returns how long that

@@ -178,7 +178,8 @@ func (c *cluster) teamRoute(namespace, name, gateway, host, app string) {
 	c.create(vs)
 }
 
-// teamCertificate creates a Certificate in a team's namespace.
+// teamCertificate creates a Certificate in a namespace, its Secret named
+// after it, issued by issuer.
 func (c *cluster) teamCertificate(namespace, name string, issuer cmmeta.IssuerReference, dnsNames ...string) *cmapi.Certificate {
 	c.t.Helper()
 	crt := &cmapi.Certificate{

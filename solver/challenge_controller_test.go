@@ -169,6 +169,20 @@ func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testen
 	testenv.RunManager(ctx, t, mgr)
 }
 
+// startIngress starts an API server with namespaces apps, istio-system and
+// more, and Istio's default ingress gateway in it (a pod labelled
+// istio=ingressgateway and its Service); it returns the Service's address,
+// where a test may listen in the gateway's place.
+func startIngress(ctx context.Context, t *testing.T, more ...string) (*testenv.APIServer, string) {
+	t.Helper()
+	api := testenv.StartAPIServer(t)
+	api.CreateNamespaces(t, append([]string{"apps", "istio-system"}, more...)...)
+	gwLabels := map[string]string{"istio": "ingressgateway"}
+	addr := createGatewayService(ctx, t, api.Client, gwLabels)
+	createGatewayPod(ctx, t, api.Client, gwLabels)
+	return api, addr
+}
+
 // createGatewayService creates the ingress gateway's Service (port 80) for
 // pods with labels and returns its cluster IP address and port, a loopback
 // address the test may listen on.
@@ -236,13 +250,9 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 // the challenge is a few seconds old), not as fast as the API server
 // answers.
 func TestFailingSelfCheckWaitsForItsBackoff(t *testing.T) {
-	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
+	api, gatewayAddr := startIngress(ctx, t)
 	cl := api.Client
-	api.CreateNamespaces(t, "apps", "istio-system")
-	gwLabels := map[string]string{"istio": "ingressgateway"}
-	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
-	createGatewayPod(ctx, t, cl, gwLabels)
 	var gets atomic.Int64
 	gateway := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		// A body one byte longer each time: the message gives its length.

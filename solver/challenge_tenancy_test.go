@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
-	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
 // The tenancy rule in the challenge controller, against a real API server:
@@ -21,13 +20,10 @@ import (
 // admits team-b's routes only, and its VirtualService lives in team-b; a
 // grant admits team-a at once.
 func TestChallengeTenancy(t *testing.T) {
-	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
+	api, gatewayAddr := startIngress(ctx, t, "team-a", "team-b")
 	cl := api.Client
-	api.CreateNamespaces(t, "apps", "istio-system", "team-a", "team-b")
 	gwLabels := map[string]string{"istio": "ingressgateway"}
-	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
-	createGatewayPod(ctx, t, cl, gwLabels)
 	teamB := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "team-b", Name: "secure"}}
 	teamB.Spec.Selector = gwLabels
 	teamB.Spec.Servers = []*istioapi.Server{{

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
-	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
 // A hand-written ACMEChallenge gets no route and no answer from the token
@@ -24,13 +23,9 @@ import (
 // answered. A Secret a forged challenge lists in its status survives the
 // challenge.
 func TestForgedChallengesAreIgnored(t *testing.T) {
-	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
+	api, gatewayAddr := startIngress(ctx, t)
 	cl := api.Client
-	api.CreateNamespaces(t, "apps", "istio-system")
-	gwLabels := map[string]string{"istio": "ingressgateway"}
-	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
-	createGatewayPod(ctx, t, cl, gwLabels)
 	// The token server listens where the gateway would: every request
 	// reaches it, so what it answers is what a route would get.
 	startChallengeControllerWith(ctx, t, api, gatewayAddr, true, true)
