@@ -2,6 +2,7 @@ package differential
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,8 @@ import (
 // against Istio's own translation: for the first plain-HTTP server on the
 // first workload whose hosts list the challenged name, a VirtualService of
 // the requester's namespace for the name, bound to that Gateway, must reach
-// its destination exactly when the rule says one of the Gateway's servers
-// on that port admits the namespace. A control VirtualService from a
+// its destination exactly when the rule says one of the Gateway's plain
+// HTTP servers on that pod port admits the namespace. A control VirtualService from a
 // namespace an entry names tells a server Istio does not bind at all (a
 // port conflict) from one that refuses the namespace. It returns whether
 // the layout could be checked.
@@ -47,9 +48,16 @@ func checkTenancy(t *testing.T, l *layout) (bool, error) {
 	if gw == nil {
 		return false, nil
 	}
+	// Servers of the Gateway on one pod port share its route
+	// configuration (port 80 and 8080 both land on 8080 behind Istio's
+	// default Service): a VirtualService bound to the Gateway joins
+	// through any of them.
+	pw := l.workloads()[0]
+	podPorts := pw.ListenPorts(srv.GetPort().GetNumber())
 	admits := false
 	for _, s := range gw.Spec.Servers {
-		if s.GetPort().GetNumber() != srv.GetPort().GetNumber() || s.GetPort().GetProtocol() != "HTTP" {
+		if s.GetPort().GetProtocol() != "HTTP" || s.GetTls().GetHttpsRedirect() || s.GetBind() != "" ||
+			!slices.ContainsFunc(pw.ListenPorts(s.GetPort().GetNumber()), func(p uint32) bool { return slices.Contains(podPorts, p) }) {
 			continue
 		}
 		if _, a := solver.ServerAdmits(s.Hosts, gw.Namespace, requester, l.Host); a {
@@ -78,7 +86,7 @@ func checkTenancy(t *testing.T, l *layout) (bool, error) {
 	defer tr.Close()
 	none := func(string, string) bool { return false }
 	reaches := func(name string) (reached, inconclusive bool) {
-		for _, port := range l.workloads()[0].ListenPorts(srv.GetPort().GetNumber()) {
+		for _, port := range podPorts {
 			d := decide(t, tr.Sim, int(port), request{host: l.Host, path: "/" + name}, none, w.Namespace)
 			switch {
 			case d.kind == "cluster" && strings.Contains(d.target, name+".probes"):
