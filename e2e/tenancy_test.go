@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/shim"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -119,6 +122,62 @@ func TestTenancy(t *testing.T) {
 		if err := c.cl.Get(ctx, client.ObjectKey{Namespace: "team-b", Name: "b-tls"}, sec); err != nil || string(sec.Data["tls.crt"]) != "team-b's" {
 			t.Errorf("team-b's Secret changed: %v %q", err, sec.Data["tls.crt"])
 		}
+	})
+
+	t.Run("team-a's annotated ./host Gateway gets its Certificate in the gateway pods' namespace, judged for team-a", func(t *testing.T) {
+		const host = "shim.a.tenants.example"
+		gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "own-shim", Annotations: map[string]string{
+			"cert-manager.io/issuer": "shared", "cert-manager.io/issuer-kind": "ACMEClusterIssuer", "cert-manager.io/issuer-group": "istio-acme.io",
+		}}}
+		gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+		gw.Spec.Servers = []*istioapi.Server{
+			httpServer("./" + host),
+			{Port: &istioapi.Port{Number: 443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{"./" + host},
+				Tls: &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "shim-a-tls"}},
+		}
+		c.create(gw)
+		crt := &cmapi.Certificate{}
+		c.eventually("the shim's Certificate", 30*time.Second, func() (bool, string) {
+			err := c.cl.Get(ctx, client.ObjectKey{Namespace: gatewayNamespace, Name: "shim-a-tls"}, crt)
+			return err == nil, fmt.Sprint(err)
+		})
+		var challengeVS string
+		c.eventually("the Certificate to be Ready, its challenge routed from team-a", 60*time.Second, func() (bool, string) {
+			var vss istionet.VirtualServiceList
+			if err := c.cl.List(ctx, &vss, client.MatchingLabels{solver.LabelManagedBy: solver.ManagedByValue}); err == nil {
+				for _, v := range vss.Items {
+					if slices.Contains(v.Spec.Hosts, host) {
+						challengeVS = v.Namespace + "/" + v.Name
+					}
+				}
+			}
+			got := &cmapi.Certificate{}
+			if err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), got); err != nil {
+				return false, err.Error()
+			}
+			for _, cond := range got.Status.Conditions {
+				if cond.Type == cmapi.CertificateConditionReady && cond.Status == cmmeta.ConditionTrue {
+					return true, ""
+				}
+			}
+			return false, c.requestState(got)
+		})
+		if !strings.HasPrefix(challengeVS, "team-a/") {
+			t.Errorf("the challenge's VirtualService was %q, want one in team-a, the Gateway's namespace", challengeVS)
+		}
+	})
+
+	t.Run("a Certificate that claims a Gateway it is not kept for is judged for its own namespace", func(t *testing.T) {
+		// team-c writes what the shim would write, for team-a's Gateway.
+		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-c"}})
+		forged := &cmapi.Certificate{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "team-c", Name: "shim-a-tls",
+				Labels:      map[string]string{shim.LabelGateway: "x"},
+				Annotations: map[string]string{shim.AnnotationGateway: "team-a/own-shim"}},
+			Spec: cmapi.CertificateSpec{SecretName: "shim-a-tls", DNSNames: []string{"shim.a.tenants.example"}, IssuerRef: shared},
+		}
+		c.create(forged)
+		c.waitRequestMessage(forged, "namespace team-c may not get shim.a.tenants.example", "whose gateway pods are not in team-c")
 	})
 
 	t.Run("a namespaced ACMEIssuer naming another team's gateway namespace is not Ready", func(t *testing.T) {

@@ -35,9 +35,16 @@ func (s *Signer) authorized(ctx context.Context, cro signer.CertificateRequestOb
 		return nil
 	}
 	key := types.NamespacedName{Namespace: cro.GetNamespace(), Name: cro.GetName()}
-	why, err := s.authorize(ctx, cro.GetNamespace(), iss.GetSpec().Solver.Istio, issuerKind(iss)+" "+iss.GetName()+" spec.solver.istio.gateways", names)
+	requester, unbelieved, err := s.requesterOf(ctx, cro)
 	if err != nil {
 		return err
+	}
+	why, err := s.authorize(ctx, requester, iss.GetSpec().Solver.Istio, issuerKind(iss)+" "+iss.GetName()+" spec.solver.istio.gateways", names)
+	if err != nil {
+		return err
+	}
+	if why != "" && unbelieved != "" {
+		why += " (judged for the request's own namespace: " + unbelieved + ")"
 	}
 	if why == "" {
 		s.refused.Remove(key)
@@ -47,7 +54,11 @@ func (s *Signer) authorized(ctx context.Context, cro signer.CertificateRequestOb
 	if !readyMessageContains(cro, why) {
 		log.FromContext(ctx).Info("the tenancy rule refuses the request's names", "reason", why)
 		s.event(cro, corev1.EventTypeWarning, "HostNotAllowed", "%s", why)
-		metrics.HostsNotAllowed.WithLabelValues(metrics.SourceIssuer).Inc()
+		source := metrics.SourceIssuer
+		if requester != cro.GetNamespace() {
+			source = metrics.SourceShim
+		}
+		metrics.HostsNotAllowed.WithLabelValues(source).Inc()
 	}
 	deadline := cro.GetCreationTimestamp().Add(s.refusalGrace)
 	if !s.clock.Now().Before(deadline) {
@@ -66,4 +77,14 @@ func readyMessageContains(cro signer.CertificateRequestObject, text string) bool
 		}
 	}
 	return false
+}
+
+// requesterOf is the namespace the request asks for: its own, or the
+// Gateway's for a Certificate of the Gateway shim in the gateway pods'
+// namespace (checked, never taken on trust).
+func (s *Signer) requesterOf(ctx context.Context, cro signer.CertificateRequestObject) (requester, unbelieved string, err error) {
+	if s.requester == nil {
+		return cro.GetNamespace(), "", nil
+	}
+	return s.requester(ctx, cro.GetNamespace(), cro.GetOwnerReferences())
 }

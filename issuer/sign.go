@@ -46,6 +46,7 @@ type Signer struct {
 	authorize        AuthorizeFunc
 	refusalGrace     time.Duration
 	namespacedPolicy func(v1alpha1.IstioHTTP01Solver) string
+	requester        RequesterFunc
 	// refused are the requests the tenancy rule refuses, woken when
 	// users' Gateways or the HostnameGrants change.
 	refused kubeutil.KeySet
@@ -83,7 +84,15 @@ type Options struct {
 	// Service the platform did not allow), or "". Checked when the issuer
 	// is checked and before any of its requests reaches the CA.
 	NamespacedPolicy func(v1alpha1.IstioHTTP01Solver) string
+	// Requester, when set, tells the namespace a request asks for (the
+	// Gateway's, for a Certificate of the Gateway shim): the tenancy rule
+	// judges that namespace, and the challenges' routes are written there.
+	Requester RequesterFunc
 }
+
+// RequesterFunc tells the namespace a request asks for from its namespace
+// and owners; why says why a claim was not believed.
+type RequesterFunc func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
 
 // NewSigner returns a Signer.
 func NewSigner(o Options) *Signer {
@@ -97,6 +106,7 @@ func NewSigner(o Options) *Signer {
 		authorize:        o.Authorize,
 		refusalGrace:     o.RefusalGrace,
 		namespacedPolicy: o.NamespacedPolicy,
+		requester:        o.Requester,
 		accounts: &accounts{
 			secrets:                  o.Secrets,
 			clusterResourceNamespace: o.ClusterResourceNamespace,
@@ -681,6 +691,11 @@ func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequ
 			AuthorizationURL: a.URI,
 			Solver:           issuerSpec,
 		},
+	}
+	if requester, _, err := s.requesterOf(ctx, cro); err != nil {
+		return nil, err
+	} else if requester != cro.GetNamespace() {
+		ch.Spec.RequesterNamespace = requester
 	}
 	if err := s.client.Create(ctx, ch); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, fmt.Errorf("creating ACMEChallenge %s: %w", key, err)

@@ -119,7 +119,7 @@ func (r *GatewayReconciler) Reconcile(ctx context.Context, req reconcile.Request
 		return reconcile.Result{}, r.removeUnwanted(ctx, req.NamespacedName, gw, nil)
 	}
 
-	podNamespace, noNamespace, err := r.podNamespace(ctx, gw)
+	podNamespace, noNamespace, err := PodNamespace(ctx, r.APIReader, gw)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -151,18 +151,18 @@ func (r *GatewayReconciler) Reconcile(ctx context.Context, req reconcile.Request
 	return reconcile.Result{}, nil
 }
 
-// podNamespace finds the namespace of the pods the Gateway selects, where
+// PodNamespace finds the namespace of the pods the Gateway selects, where
 // Istio reads credentialName; when there is not exactly one, it returns ""
 // and what to do.
-func (r *GatewayReconciler) podNamespace(ctx context.Context, gw *istionet.Gateway) (string, string, error) {
-	var pods metav1.PartialObjectMetadataList
-	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+func PodNamespace(ctx context.Context, pods client.Reader, gw *istionet.Gateway) (string, string, error) {
+	var list metav1.PartialObjectMetadataList
+	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
 	sel := labels.FormatLabels(gw.Spec.Selector)
-	if err := r.APIReader.List(ctx, &pods, client.MatchingLabels(gw.Spec.Selector)); err != nil {
+	if err := pods.List(ctx, &list, client.MatchingLabels(gw.Spec.Selector)); err != nil {
 		return "", "", fmt.Errorf("listing the pods of Gateway %s/%s (selector %s): %w", gw.Namespace, gw.Name, sel, err)
 	}
 	namespaces := map[string]bool{}
-	for _, p := range pods.Items {
+	for _, p := range list.Items {
 		namespaces[p.Namespace] = true
 	}
 	switch len(namespaces) {

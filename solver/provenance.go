@@ -33,7 +33,15 @@ type Provenance struct {
 	// Client reads ACMEOrders, CertificateRequests, cert-manager
 	// Challenges and IngressClasses, from the cache.
 	Client client.Reader
+	// Requester, when set, tells the namespace a request asks for from
+	// its namespace and owners (shim.Requester.Of); a challenge whose
+	// spec.requesterNamespace differs from its own namespace is ours only
+	// when it agrees.
+	Requester func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
 }
+
+// RequesterFunc is Provenance.Requester's type.
+type RequesterFunc = func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
 
 // Check returns why the challenge is not one of ours, or "".
 func (p *Provenance) Check(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
@@ -79,6 +87,21 @@ func (p *Provenance) checkOrder(ctx context.Context, ch *v1alpha1.ACMEChallenge,
 	if cr.UID != reqOwner.UID || cr.Spec.IssuerRef.Group != v1alpha1.GroupVersion.Group {
 		return fmt.Sprintf("CertificateRequest %s/%s is not the one its ACMEOrder was placed for, or not for an issuer of ours", ch.Namespace, cr.Name), nil
 	}
+	if claim := ch.Spec.RequesterNamespace; claim != "" && claim != ch.Namespace {
+		if p.Requester == nil {
+			return fmt.Sprintf("its spec.requesterNamespace %s cannot be checked", claim), nil
+		}
+		got, why, err := p.Requester(ctx, cr.Namespace, cr.OwnerReferences)
+		if err != nil {
+			return "", err
+		}
+		if got != claim {
+			if why != "" {
+				why = ": " + why
+			}
+			return fmt.Sprintf("its spec.requesterNamespace %s is not the namespace its CertificateRequest %s/%s asks for (%s)%s", claim, cr.Namespace, cr.Name, got, why), nil
+		}
+	}
 	return "", nil
 }
 
@@ -95,6 +118,8 @@ func (p *Provenance) checkCertManagerChallenge(ctx context.Context, ch *v1alpha1
 		return fmt.Sprintf("cert-manager Challenge %s/%s is not the one that owns it (another UID)", ch.Namespace, cm.Name), nil
 	case !strings.EqualFold(cm.Spec.DNSName, ch.Spec.DNSName) || cm.Spec.Token != ch.Spec.Token || cm.Spec.Key != ch.Spec.Key:
 		return fmt.Sprintf("its name, token or key differ from those of cert-manager Challenge %s/%s", ch.Namespace, cm.Name), nil
+	case ch.Spec.RequesterNamespace != "" && ch.Spec.RequesterNamespace != ch.Namespace:
+		return fmt.Sprintf("its spec.requesterNamespace %s is not its own namespace, which a cert-manager Challenge's is", ch.Spec.RequesterNamespace), nil
 	case ch.Spec.IngressClass == "" || ingressClassOf(cm) != ch.Spec.IngressClass:
 		return fmt.Sprintf("cert-manager Challenge %s/%s does not name IngressClass %q", ch.Namespace, cm.Name, ch.Spec.IngressClass), nil
 	}

@@ -67,11 +67,17 @@ func TestForgedChallengesAreIgnored(t *testing.T) {
 	ownedBy(stray)
 	mustCreateObject(t, cl, stray)
 
+	// Of the real order, but claiming to be judged for another namespace.
+	claimed := testChallenge()
+	claimed.Name, claimed.Spec.Token, claimed.Spec.Key, claimed.Spec.RequesterNamespace = "claimed", "tok-claimed", "tok-claimed.thumb", "team-b"
+	ownedBy(claimed)
+	mustCreateObject(t, cl, claimed)
+
 	waitChallenge(t, cl, real, "the real challenge to be presented", func(got *v1alpha1.ACMEChallenge) bool { return got.Status.Presented })
 	if code, body := getToken(gatewayAddr, "shop.example.com", real.Spec.Token); code != http.StatusOK || body != real.Spec.Key {
 		t.Errorf("the real challenge's token: %d %q", code, body)
 	}
-	for ch, why := range map[*v1alpha1.ACMEChallenge]string{forged: "it has no controller", stray: "does not list bank.example.com"} {
+	for ch, why := range map[*v1alpha1.ACMEChallenge]string{forged: "it has no controller", stray: "does not list bank.example.com", claimed: "its spec.requesterNamespace team-b cannot be checked"} {
 		waitChallenge(t, cl, ch, "the challenge "+ch.Name+" to be reported", func(got *v1alpha1.ACMEChallenge) bool {
 			return strings.Contains(got.Status.Message, "is not answered: ") && strings.Contains(got.Status.Message, why)
 		})

@@ -20,8 +20,13 @@ import (
 
 // RequesterNamespace is the namespace a challenge is judged for and its
 // VirtualServices are written in: the namespace of the request (our
-// issuers' requests and cert-manager's Challenges alike).
+// issuers' requests and cert-manager's Challenges alike), or the Gateway's
+// for a Certificate of the Gateway shim (spec.requesterNamespace, which
+// Provenance checks before anything is published).
 func RequesterNamespace(ch *v1alpha1.ACMEChallenge) string {
+	if ch.Spec.RequesterNamespace != "" {
+		return ch.Spec.RequesterNamespace
+	}
 	return ch.Namespace
 }
 

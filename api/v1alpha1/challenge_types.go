@@ -61,6 +61,14 @@ type ACMEChallengeSpec struct {
 	// SolverClass is the IstioSolverClass Solver came from, if any.
 	// +optional
 	SolverClass string `json:"solverClass,omitempty"`
+
+	// RequesterNamespace, when set, is the namespace the challenge is
+	// judged for and its VirtualServices are written in instead of its
+	// own: the Gateway's, for a Certificate the Gateway shim keeps in the
+	// gateway pods' namespace. The controller believes it only when the
+	// challenge's request is of such a Certificate.
+	// +optional
+	RequesterNamespace string `json:"requesterNamespace,omitempty"`
 }
 
 // ObjectReference names an object the controller created for a challenge.

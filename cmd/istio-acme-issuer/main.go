@@ -307,6 +307,14 @@ func run(ctx context.Context, o options) error {
 	// Only challenges of our orders or of cert-manager Challenges of our
 	// classes are routed and answered.
 	provenance := &solver.Provenance{Client: mgr.GetClient()}
+	// A Certificate the Gateway shim keeps in the gateway pods' namespace
+	// asks for the Gateway's namespace; only the shim's Certificates are
+	// readable (and cached), so only with the shim.
+	var requester issuer.RequesterFunc
+	if o.gatewayShim {
+		requester = (&shim.Requester{Client: mgr.GetClient(), Pods: mgr.GetAPIReader()}).Of
+		provenance.Requester = requester
+	}
 	tokens := &solver.TokenServer{
 		Addr:   o.tokenServerAddress,
 		Lookup: solver.CacheLookup(mgr.GetCache()),
@@ -371,6 +379,7 @@ func run(ctx context.Context, o options) error {
 		Authorize:                authorizer.Authorize,
 		RefusalGrace:             o.maxRetryDuration,
 		NamespacedPolicy:         o.namespacedIssuers.Check,
+		Requester:                requester,
 	})
 	if err := issuer.SetupWithManager(ctx, mgr, issuer.SetupOptions{
 		Signer:           signer,
