@@ -49,6 +49,7 @@ func TestCertManagerACMEIssuer(t *testing.T) {
 	c.userGateway("bare", "bare.redirect.test", app, withHTTPSRedirect)
 	c.userGateway("shadow", "shop.shadow.test", app)
 	c.userRoute("shadow-wellknown", "shadow", "shop.shadow.test", app, "/.well-known")
+	c.olderThanWhatFollows()
 
 	// The user's existing ClusterIssuer: our class for these zones, another
 	// ingress controller's class for another zone.

@@ -54,6 +54,7 @@ func TestExistingGateways(t *testing.T) {
 	// app, ahead of any challenge route.
 	c.userGateway("shadow", "shadow.attach.test", app)
 	c.userRoute("shadow-wellknown", "shadow", "shadow.attach.test", app, "/.well-known")
+	c.olderThanWhatFollows()
 	// A user's Gateway written with the gateway pod's port (8080, behind
 	// the Service's port 80), and one on a port the Service does not expose.
 	c.userGateway("container-port", "container.port.test", app, onPort(8080))

@@ -126,6 +126,8 @@ type clusterOptions struct {
 	// noZoneGrant leaves out the platform's grant of the scenarios' zones
 	// to the apps namespace.
 	noZoneGrant bool
+	// chartValues are more Helm values for the chart's RBAC.
+	chartValues []string
 }
 
 func startClusterWith(t *testing.T, o clusterOptions) *cluster {
@@ -172,7 +174,7 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	c.gateway, gatewayIP = c.startGateway(gatewayNamespace, "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"})
 	c.pebble = testenv.StartPebble(t, testenv.PebbleOptions{HTTPPort: 80, ResolveTo: gatewayIP, Env: o.pebbleEnv})
 
-	c.applyChartRBAC()
+	c.applyChartRBAC(o.chartValues...)
 	// cert-manager runs as its own ServiceAccount with the RBAC of its own
 	// Helm chart plus ours, so it does nothing here it could not do in a
 	// cluster. (Whether it may approve our requests is enforced by its
@@ -625,6 +627,14 @@ func (c *cluster) waitNothingLeft() {
 		left := c.ourObjectsLeft()
 		return len(left) == 0, strings.Join(left, ", ")
 	})
+}
+
+// olderThanWhatFollows waits for the next whole second: creation times
+// have whole seconds, and Istio orders VirtualServices created in the same
+// second by name, so a user's route that must come before the challenge's
+// (as an existing route does) needs a second of its own.
+func (c *cluster) olderThanWhatFollows() {
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
 }
 
 // metric scrapes the controller's metrics endpoint and returns the samples

@@ -21,8 +21,9 @@ declare -A spec=(
   [pebble-challtestsrv]="pebble github.com/letsencrypt/pebble/v2 github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv"
   [helm]="helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm"
   [cmctl]="cmctl github.com/cert-manager/cmctl/v2 github.com/cert-manager/cmctl/v2"
+  [approver-policy]="approver-policy github.com/cert-manager/approver-policy github.com/cert-manager/approver-policy/cmd"
 )
-order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm)
+order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy)
 
 tool_path() {
   local tool=$1 group module pkg version

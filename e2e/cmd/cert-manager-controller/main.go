@@ -70,6 +70,7 @@ func run() error {
 	qps := flag.Float64("kube-api-qps", 100, "Requests per second to the API server (client-side limit).")
 	burst := flag.Int("kube-api-burst", 200, "Burst of requests to the API server (client-side limit).")
 	nameservers := flag.String("acme-http01-solver-nameservers", "", "Comma-separated DNS servers (host:port) of the HTTP-01 self-check.")
+	noApprover := flag.Bool("disable-approver", false, "Leave out cert-manager's own approver (certificaterequests-approver), as a cluster that runs approver-policy does.")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if *kubeconfig == "" {
@@ -109,6 +110,9 @@ func run() error {
 	var wg sync.WaitGroup
 	errs := make(chan error, len(controllers))
 	for _, name := range controllers {
+		if *noApprover && name == "certificaterequests-approver" {
+			continue
+		}
 		construct, ok := controllerpkg.Known()[name]
 		if !ok {
 			return fmt.Errorf("cert-manager has no controller %q", name)
