@@ -167,6 +167,35 @@ func TestTenancy(t *testing.T) {
 		}
 	})
 
+	t.Run("team-a's annotated Gateway for team-b's name gets a Certificate judged for team-a, and refused", func(t *testing.T) {
+		gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "borrow", Annotations: map[string]string{
+			"cert-manager.io/issuer": "shared", "cert-manager.io/issuer-kind": "ACMEClusterIssuer", "cert-manager.io/issuer-group": "istio-acme.io",
+		}}}
+		gw.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+		// A bare host: the Gateway itself admits every namespace, the
+		// platform's server for the name admits team-b only.
+		gw.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{shop},
+			Tls: &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "borrow-tls"}}}
+		c.create(gw)
+		crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "borrow-tls"}}
+		c.eventually("the shim's Certificate", 30*time.Second, func() (bool, string) {
+			err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), crt)
+			return err == nil, fmt.Sprint(err)
+		})
+		c.waitRequestMessage(crt, "namespace team-a may not get "+shop, "Gateway istio-system/team-b-shop")
+		c.wantNoRouteFor(t, shop)
+	})
+
+	t.Run("a granted namespace gets a name another team serves only on 443", func(t *testing.T) {
+		c.create(&v1alpha1.HostnameGrant{
+			ObjectMeta: metav1.ObjectMeta{Name: "team-a-secure"},
+			Spec:       v1alpha1.HostnameGrantSpec{Namespaces: []string{"team-a"}, DNSNames: []string{secure}},
+		})
+		crt := c.teamCertificate("team-a", "secure-granted", shared, secure)
+		c.waitReady(crt, 60*time.Second)
+		c.verifySecret(crt, secure)
+	})
+
 	t.Run("a Certificate that claims a Gateway it is not kept for is judged for its own namespace", func(t *testing.T) {
 		// team-c writes what the shim would write, for team-a's Gateway.
 		c.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-c"}})
