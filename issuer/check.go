@@ -3,9 +3,9 @@ package issuer
 import (
 	"context"
 	"fmt"
-	"github.com/cert-manager/issuer-lib/controllers/signer"
 
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
+	"github.com/cert-manager/issuer-lib/controllers/signer"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"

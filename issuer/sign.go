@@ -31,6 +31,7 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
+	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
 // Signer implements issuer-lib's Sign and Check for ACMEIssuer and
@@ -46,7 +47,7 @@ type Signer struct {
 	authorize        AuthorizeFunc
 	refusalGrace     time.Duration
 	namespacedPolicy func(v1alpha1.IstioHTTP01Solver) string
-	requester        RequesterFunc
+	requester        solver.RequesterFunc
 	// refused are the requests the tenancy rule refuses, woken when
 	// users' Gateways or the HostnameGrants change.
 	refused kubeutil.KeySet
@@ -87,12 +88,8 @@ type Options struct {
 	// Requester, when set, tells the namespace a request asks for (the
 	// Gateway's, for a Certificate of the Gateway shim): the tenancy rule
 	// judges that namespace, and the challenges' routes are written there.
-	Requester RequesterFunc
+	Requester solver.RequesterFunc
 }
-
-// RequesterFunc tells the namespace a request asks for from its namespace
-// and owners; why says why a claim was not believed.
-type RequesterFunc func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
 
 // NewSigner returns a Signer.
 func NewSigner(o Options) *Signer {

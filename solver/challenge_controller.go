@@ -112,6 +112,9 @@ var notStatusOnly = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	ch := &v1alpha1.ACMEChallenge{}
 	if err := r.Client.Get(ctx, req.NamespacedName, ch); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.refused.Remove(req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	logger := log.FromContext(ctx).WithValues("host", ch.Spec.DNSName)

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 
+	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,11 +39,13 @@ type Provenance struct {
 	// its namespace and owners (shim.Requester.Of); a challenge whose
 	// spec.requesterNamespace differs from its own namespace is ours only
 	// when it agrees.
-	Requester func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
+	Requester RequesterFunc
 }
 
-// RequesterFunc is Provenance.Requester's type.
-type RequesterFunc = func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
+// RequesterFunc tells the namespace a request asks for from its namespace
+// and owners (the Gateway's, for a Certificate of the Gateway shim); why
+// says why a claim was not believed. The signer and Provenance share it.
+type RequesterFunc func(ctx context.Context, namespace string, owners []metav1.OwnerReference) (requester, why string, err error)
 
 // Check returns why the challenge is not one of ours, or "".
 func (p *Provenance) Check(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
@@ -84,8 +88,20 @@ func (p *Provenance) checkOrder(ctx context.Context, ch *v1alpha1.ACMEChallenge,
 		}
 		return "", fmt.Errorf("reading CertificateRequest %s/%s: %w", ch.Namespace, reqOwner.Name, err)
 	}
-	if cr.UID != reqOwner.UID || cr.Spec.IssuerRef.Group != v1alpha1.GroupVersion.Group {
-		return fmt.Sprintf("CertificateRequest %s/%s is not the one its ACMEOrder was placed for, or not for an issuer of ours", ch.Namespace, cr.Name), nil
+	if cr.UID != reqOwner.UID || cr.Spec.IssuerRef.Group != v1alpha1.GroupVersion.Group ||
+		cr.Spec.IssuerRef.Kind != order.Spec.IssuerRef.Kind || cr.Spec.IssuerRef.Name != order.Spec.IssuerRef.Name {
+		return fmt.Sprintf("CertificateRequest %s/%s is not the one its ACMEOrder was placed for, or not for its issuer", ch.Namespace, cr.Name), nil
+	}
+	// A request nobody approved (or one denied, by approver-policy say)
+	// is never signed, so no order of ours is placed for it.
+	if !apiutil.CertificateRequestIsApproved(cr) || apiutil.CertificateRequestIsDenied(cr) {
+		return fmt.Sprintf("CertificateRequest %s/%s is not approved", ch.Namespace, cr.Name), nil
+	}
+	// The routes are built from the challenge's settings: they must be its
+	// issuer's, or whoever wrote the challenge chooses the gateway pods and
+	// the Service the token path is sent to.
+	if why, err := p.issuerSettingsMatch(ctx, ch, order); err != nil || why != "" {
+		return why, err
 	}
 	if claim := ch.Spec.RequesterNamespace; claim != "" && claim != ch.Namespace {
 		if p.Requester == nil {
@@ -132,6 +148,28 @@ func (p *Provenance) checkCertManagerChallenge(ctx context.Context, ch *v1alpha1
 	}
 	if class.Spec.Controller != v1alpha1.SolverIngressController {
 		return fmt.Sprintf("IngressClass %s is not one of ours (spec.controller %s)", class.Name, class.Spec.Controller), nil
+	}
+	return "", nil
+}
+
+// issuerSettingsMatch says why the challenge's routing settings are not its
+// order's issuer's (spec.solver.istio, as the signer copies them), or "".
+// An issuer changed while a challenge is open therefore stops its routes.
+func (p *Provenance) issuerSettingsMatch(ctx context.Context, ch *v1alpha1.ACMEChallenge, order *v1alpha1.ACMEOrder) (string, error) {
+	var iss v1alpha1.ACMEIssuerObject = &v1alpha1.ACMEIssuer{}
+	key := client.ObjectKey{Namespace: order.Namespace, Name: order.Spec.IssuerRef.Name}
+	if order.Spec.IssuerRef.Kind == "ACMEClusterIssuer" {
+		iss, key.Namespace = &v1alpha1.ACMEClusterIssuer{}, ""
+	}
+	name := order.Spec.IssuerRef.Kind + " " + strings.TrimPrefix(key.String(), "/")
+	if err := p.Client.Get(ctx, key, iss); err != nil {
+		if apierrors.IsNotFound(err) {
+			return fmt.Sprintf("its issuer %s does not exist", name), nil
+		}
+		return "", fmt.Errorf("reading %s: %w", name, err)
+	}
+	if !equality.Semantic.DeepEqual(ch.Spec.Solver, iss.GetSpec().Solver.Istio) {
+		return fmt.Sprintf("its spec.solver is not the spec.solver.istio of its issuer %s", name), nil
 	}
 	return "", nil
 }

@@ -43,24 +43,54 @@ func TestForgedChallengesAreIgnored(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A challenge of a real request's order, for contrast.
-	cr := &cmapi.CertificateRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1"},
-		Spec:       cmapi.CertificateRequestSpec{Request: []byte("csr"), IssuerRef: cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "le"}},
+	// A challenge of a real, approved request's order, with its issuer's
+	// settings (as the API server defaults them), for contrast.
+	iss := &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "le"}, Spec: v1alpha1.ACMEIssuerSpec{
+		Server: "https://ca.example/dir", PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "le"}}}
+	mustCreateObject(t, cl, iss)
+	request := func(name string, approved bool) (*cmapi.CertificateRequest, *v1alpha1.ACMEOrder) {
+		cr := &cmapi.CertificateRequest{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name},
+			Spec:       cmapi.CertificateRequestSpec{Request: []byte("csr"), IssuerRef: cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "le"}},
+		}
+		mustCreateObject(t, cl, cr)
+		if approved {
+			cr.Status.Conditions = []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionApproved, Status: cmmeta.ConditionTrue, Reason: "test", Message: "approved"}}
+			if err := cl.Status().Update(ctx, cr); err != nil {
+				t.Fatal(err)
+			}
+		}
+		order := &v1alpha1.ACMEOrder{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name, OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind, Name: cr.Name, UID: cr.UID, Controller: ptr.To(true)}}},
+			Spec: v1alpha1.ACMEOrderSpec{Request: cr.Name, IssuerRef: v1alpha1.IssuerReference{Kind: "ACMEClusterIssuer", Name: "le"}, DNSNames: []string{"shop.example.com"}},
+		}
+		mustCreateObject(t, cl, order)
+		return cr, order
 	}
-	mustCreateObject(t, cl, cr)
-	order := &v1alpha1.ACMEOrder{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1", OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind, Name: cr.Name, UID: cr.UID, Controller: ptr.To(true)}}},
-		Spec: v1alpha1.ACMEOrderSpec{Request: cr.Name, IssuerRef: v1alpha1.IssuerReference{Kind: "ACMEClusterIssuer", Name: "le"}, DNSNames: []string{"shop.example.com"}},
-	}
-	mustCreateObject(t, cl, order)
-	ownedBy := func(ch *v1alpha1.ACMEChallenge) {
+	_, order := request("shop-1", true)
+	ownedByOrder := func(ch *v1alpha1.ACMEChallenge, order *v1alpha1.ACMEOrder) {
 		ch.OwnerReferences = []metav1.OwnerReference{{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ACMEOrder", Name: order.Name, UID: order.UID, Controller: ptr.To(true)}}
+		ch.Spec.Order = order.Name
+		ch.Spec.Solver = iss.Spec.Solver.Istio
 	}
+	ownedBy := func(ch *v1alpha1.ACMEChallenge) { ownedByOrder(ch, order) }
 	real := testChallenge()
 	ownedBy(real)
 	mustCreateObject(t, cl, real)
+	// Of the real order, but routed wherever its author likes: another
+	// Service gets the token path.
+	elsewhere := testChallenge()
+	ownedBy(elsewhere)
+	elsewhere.Name, elsewhere.Spec.Token, elsewhere.Spec.Key = "elsewhere", "tok-elsewhere", "tok-elsewhere.thumb"
+	elsewhere.Spec.Solver.TokenService = v1alpha1.TokenServiceReference{Namespace: "team-b", Name: "admin", Port: 80}
+	mustCreateObject(t, cl, elsewhere)
+	// Of an order of a request nobody approved.
+	_, unapprovedOrder := request("shop-2", false)
+	unapproved := testChallenge()
+	ownedByOrder(unapproved, unapprovedOrder)
+	unapproved.Name, unapproved.Spec.Token, unapproved.Spec.Key = "unapproved", "tok-unapproved", "tok-unapproved.thumb"
+	mustCreateObject(t, cl, unapproved)
 	// Owned by the real order, for a name the order does not list.
 	stray := testChallenge()
 	stray.Name, stray.Spec.DNSName, stray.Spec.Token, stray.Spec.Key = "stray", "bank.example.com", "tok-stray", "tok-stray.thumb"
@@ -77,7 +107,10 @@ func TestForgedChallengesAreIgnored(t *testing.T) {
 	if code, body := getToken(gatewayAddr, "shop.example.com", real.Spec.Token); code != http.StatusOK || body != real.Spec.Key {
 		t.Errorf("the real challenge's token: %d %q", code, body)
 	}
-	for ch, why := range map[*v1alpha1.ACMEChallenge]string{forged: "it has no controller", stray: "does not list bank.example.com", claimed: "its spec.requesterNamespace team-b cannot be checked"} {
+	for ch, why := range map[*v1alpha1.ACMEChallenge]string{
+		forged: "it has no controller", stray: "does not list bank.example.com", claimed: "its spec.requesterNamespace team-b cannot be checked",
+		elsewhere: "its spec.solver is not the spec.solver.istio of its issuer ACMEClusterIssuer le", unapproved: "CertificateRequest apps/shop-2 is not approved",
+	} {
 		waitChallenge(t, cl, ch, "the challenge "+ch.Name+" to be reported", func(got *v1alpha1.ACMEChallenge) bool {
 			return strings.Contains(got.Status.Message, "is not answered: ") && strings.Contains(got.Status.Message, why)
 		})

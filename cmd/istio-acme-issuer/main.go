@@ -310,7 +310,7 @@ func run(ctx context.Context, o options) error {
 	// A Certificate the Gateway shim keeps in the gateway pods' namespace
 	// asks for the Gateway's namespace; only the shim's Certificates are
 	// readable (and cached), so only with the shim.
-	var requester issuer.RequesterFunc
+	var requester solver.RequesterFunc
 	if o.gatewayShim {
 		requester = (&shim.Requester{Client: mgr.GetClient(), Pods: mgr.GetAPIReader()}).Of
 		provenance.Requester = requester
