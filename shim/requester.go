@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -26,6 +29,46 @@ type Requester struct {
 	Client client.Reader
 	// Pods lists the gateway pods (metadata), as the shim does.
 	Pods client.Reader
+
+	// podNamespaces remembers, by Gateway selector, where its pods were
+	// found a moment ago: the signer asks on every pass and the token
+	// server on every request, and pods are not cached.
+	mu            sync.Mutex
+	podNamespaces map[string]podNamespace
+}
+
+type podNamespace struct {
+	namespace string
+	at        time.Time
+}
+
+// podNamespaceTTL bounds how stale a remembered pods' namespace may be.
+const podNamespaceTTL = 10 * time.Second
+
+func (r *Requester) podNamespaceOf(ctx context.Context, gw *istionet.Gateway) (string, error) {
+	key := labels.FormatLabels(gw.Spec.Selector)
+	r.mu.Lock()
+	e, ok := r.podNamespaces[key]
+	r.mu.Unlock()
+	if ok && time.Since(e.at) < podNamespaceTTL {
+		return e.namespace, nil
+	}
+	ns, _, err := PodNamespace(ctx, r.Pods, gw)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.podNamespaces == nil {
+		r.podNamespaces = map[string]podNamespace{}
+	}
+	for k, old := range r.podNamespaces {
+		if time.Since(old.at) >= podNamespaceTTL {
+			delete(r.podNamespaces, k)
+		}
+	}
+	r.podNamespaces[key] = podNamespace{namespace: ns, at: time.Now()}
+	return ns, nil
 }
 
 // Of returns the namespace the request asks for; why says why a claimed
@@ -62,7 +105,7 @@ func (r *Requester) Of(ctx context.Context, namespace string, owners []metav1.Ow
 	if !Annotated(gw.Annotations) {
 		return namespace, fmt.Sprintf("Certificate %s/%s names Gateway %s, which asks for no Certificates", namespace, crtName, ref), nil
 	}
-	pods, _, err := PodNamespace(ctx, r.Pods, gw)
+	pods, err := r.podNamespaceOf(ctx, gw)
 	if err != nil {
 		return "", "", err
 	}
