@@ -51,7 +51,7 @@ func kinds(objs []*unstructured.Unstructured) []string {
 }
 
 func TestChartLints(t *testing.T) {
-	out := testenv.Helm(t, "lint", chartDir(t), "--kube-version", testenv.KubeVersion)
+	out := testenv.Helm(t, "lint", "--strict", chartDir(t), "--kube-version", testenv.KubeVersion)
 	if !strings.Contains(out, "0 chart(s) failed") {
 		t.Fatalf("helm lint:\n%s", out)
 	}
@@ -197,6 +197,13 @@ func TestChartIsAcceptedByTheAPIServer(t *testing.T) {
 			if err := api.ApplyObject(namespace, o, client.DryRunAll); err != nil {
 				t.Errorf("with %v: %v", values, err)
 			}
+		}
+	}
+	hardened := testenv.DecodeObjects(t, testenv.Helm(t, "template", "istio-acme-issuer", chartDir(t), "--namespace", namespace,
+		"--kube-version", testenv.KubeVersion, "-f", "testdata/hardened-values.yaml"))
+	for _, o := range hardened {
+		if err := api.ApplyObject(namespace, o, client.DryRunAll); err != nil {
+			t.Errorf("with testdata/hardened-values.yaml: %v", err)
 		}
 	}
 }

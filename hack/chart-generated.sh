@@ -102,7 +102,7 @@ roleRef:
   name: {{ include "istio-acme-issuer.fullname" $ }}:ROLE
 subjects:
   - kind: ServiceAccount
-    name: {{ include "istio-acme-issuer.fullname" $ }}
+    name: {{ include "istio-acme-issuer.serviceAccountName" $ }}
     namespace: {{ $.Release.Namespace }}
 {{- end }}
 EOT
