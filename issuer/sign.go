@@ -340,6 +340,8 @@ func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestO
 			DNSNames:  names,
 		},
 	}
+	v1alpha1.SetLabelIfValid(order, v1alpha1.LabelCertificateRequest, cro.GetName())
+	order.SyncReadyCondition()
 	if err := s.client.Create(ctx, order); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			// The cache was behind; read it from the next pass.
@@ -367,6 +369,7 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	now := metav1.NewTime(s.clock.Now())
 	claim.Status.RequestedAt = &now
 	claim.Status.Message = "asking the CA for an order for " + strings.Join(order.Spec.DNSNames, ", ")
+	claim.SyncReadyCondition()
 	if err := s.client.Status().Update(ctx, claim); err != nil {
 		if apierrors.IsConflict(err) {
 			return nil, signer.PendingError{Err: fmt.Errorf("ACMEOrder %s/%s changed meanwhile; reading it again before placing an order", order.Namespace, order.Name), RequeueAfter: minPoll}
@@ -689,6 +692,8 @@ func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequ
 			Solver:           issuerSpec,
 		},
 	}
+	v1alpha1.SetLabelIfValid(ch, v1alpha1.LabelCertificateRequest, order.Spec.Request)
+	v1alpha1.SetLabelIfValid(ch, v1alpha1.LabelOrder, order.Name)
 	if requester, _, err := s.requesterOf(ctx, cro); err != nil {
 		return nil, err
 	} else if requester != cro.GetNamespace() {
@@ -725,13 +730,44 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 	case state == v1alpha1.ChallengeInvalid:
 		metrics.Challenges.WithLabelValues(metrics.ChallengeInvalid).Inc()
 	}
-	return kubeutil.UpdateStatus(ctx, s.client, ch, func(ch *v1alpha1.ACMEChallenge) {
+	changed := ch.Status.State != state
+	if err := kubeutil.UpdateStatus(ctx, s.client, ch, func(ch *v1alpha1.ACMEChallenge) {
 		if state == v1alpha1.ChallengeProcessing && ch.Status.State == "" {
 			ch.Status.AcceptedAt = &metav1.Time{Time: s.clock.Now()}
 		}
 		ch.Status.State = state
 		ch.Status.Message = msg
-	})
+		ch.SyncReadyCondition("")
+	}); err != nil {
+		return err
+	}
+	if changed {
+		s.challengeEvent(ch, state, msg)
+	}
+	return nil
+}
+
+// challengeEvent records a change of the CA's view of a challenge on the
+// challenge itself, where `kubectl describe acmechallenge` shows it; the
+// request gets its own Events.
+func (s *Signer) challengeEvent(ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) {
+	if s.events == nil {
+		return
+	}
+	eventType := corev1.EventTypeNormal
+	if state == v1alpha1.ChallengeInvalid {
+		eventType = corev1.EventTypeWarning
+	}
+	s.events.Eventf(ch, nil, eventType, challengeEventReason[state], "Validate", "%s", msg)
+}
+
+// challengeEventReason is the reason of the Event a challenge gets when the
+// CA's view of it changes.
+var challengeEventReason = map[v1alpha1.ChallengeState]string{
+	v1alpha1.ChallengePending:    v1alpha1.ChallengeReasonPending,
+	v1alpha1.ChallengeProcessing: v1alpha1.ChallengeReasonValidating,
+	v1alpha1.ChallengeValid:      v1alpha1.ChallengeReasonValid,
+	v1alpha1.ChallengeInvalid:    v1alpha1.ChallengeReasonInvalid,
 }
 
 func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, o *acme.Order, der [][]byte) (signer.PEMBundle, error) {
@@ -826,7 +862,10 @@ func (s *Signer) recordOrder(ctx context.Context, order *v1alpha1.ACMEOrder, o *
 }
 
 func (s *Signer) updateOrderStatus(ctx context.Context, order *v1alpha1.ACMEOrder, mutate func(*v1alpha1.ACMEOrderStatus)) error {
-	return kubeutil.UpdateStatus(ctx, s.client, order, func(o *v1alpha1.ACMEOrder) { mutate(&o.Status) })
+	return kubeutil.UpdateStatus(ctx, s.client, order, func(o *v1alpha1.ACMEOrder) {
+		mutate(&o.Status)
+		o.SyncReadyCondition()
+	})
 }
 
 // resetOrder forgets the CA order so the next pass places a new one.
@@ -856,7 +895,13 @@ func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder
 			continue
 		}
 		if settled != nil && ch.Status.State == v1alpha1.ChallengeProcessing {
-			metrics.Challenges.WithLabelValues(settled(ch.Spec.DNSName)).Inc()
+			outcome := settled(ch.Spec.DNSName)
+			metrics.Challenges.WithLabelValues(outcome).Inc()
+			if outcome == metrics.ChallengeValid {
+				s.challengeEvent(ch, v1alpha1.ChallengeValid, "validated by the CA")
+			} else {
+				s.challengeEvent(ch, v1alpha1.ChallengeInvalid, "the CA's validation failed; ACMEOrder "+order.Name+" gives the CA's reason")
+			}
 		}
 		if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting ACMEChallenge %s/%s: %w", ch.Namespace, ch.Name, err)

@@ -251,7 +251,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 
 	wasPresented := ch.Status.Presented
-	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+	if err := r.updateStatus(ctx, ch, "", func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = true
 		st.Message = msg
 		st.Routes = withRecordedSecrets(st.Routes, refs)
@@ -260,10 +260,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	r.passes.forget(ch.UID)
 	logger.Info("published challenge routes", "routes", refs)
-	if owner := certManagerChallengeOf(ch); owner != nil && !wasPresented {
-		// cert-manager's Challenge shows its own progress; this says where
-		// its request goes through Istio.
-		r.Events.Eventf(owner, ch, corev1.EventTypeNormal, "RoutesPublished", "Present", "%s", msg)
+	if !wasPresented {
+		// Says where the CA's request goes through Istio, on the challenge
+		// and on a cert-manager Challenge it answers (which shows its own
+		// progress otherwise).
+		r.eventf(ch, corev1.EventTypeNormal, "RoutesPublished", "%s", msg)
 	}
 	return reconcile.Result{}, nil
 }
@@ -309,7 +310,7 @@ func (r *ChallengeReconciler) refuse(ctx context.Context, ch *v1alpha1.ACMEChall
 		metrics.HostsNotAllowed.WithLabelValues(metrics.SourceSolver).Inc()
 	}
 	r.eventf(ch, corev1.EventTypeWarning, eventReason, "%s", why)
-	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+	if err := r.updateStatus(ctx, ch, eventReason, func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = false
 		st.Message = why
 	}); err != nil {
@@ -438,7 +439,7 @@ func (r *ChallengeReconciler) notYet(ctx context.Context, ch *v1alpha1.ACMEChall
 		log.FromContext(ctx).Info("challenge not presented yet", "reason", why)
 		r.eventf(ch, corev1.EventTypeWarning, "NotPresented", "%s", why)
 		metrics.NotPresented.WithLabelValues(np.reason).Inc()
-		if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) {
+		if err := r.updateStatus(ctx, ch, "NotPresented", func(st *v1alpha1.ACMEChallengeStatus) {
 			st.Message = why
 			if refs != nil {
 				// Without new routes the recorded ones stay: they are what
@@ -626,15 +627,20 @@ func (r *ChallengeReconciler) fail(ctx context.Context, ch *v1alpha1.ACMEChallen
 	if ch.Status.Message != cause.Error() {
 		metrics.NotPresented.WithLabelValues(metrics.NotPresentedPublish).Inc()
 	}
-	if err := r.updateStatus(ctx, ch, func(st *v1alpha1.ACMEChallengeStatus) { st.Message = cause.Error() }); err != nil {
+	if err := r.updateStatus(ctx, ch, "PresentFailed", func(st *v1alpha1.ACMEChallengeStatus) { st.Message = cause.Error() }); err != nil {
 		return fmt.Errorf("%w (and recording it failed: %v)", cause, err)
 	}
 	r.eventf(ch, corev1.EventTypeWarning, "PresentFailed", "%s", cause.Error())
 	return cause
 }
 
-func (r *ChallengeReconciler) updateStatus(ctx context.Context, ch *v1alpha1.ACMEChallenge, mutate func(*v1alpha1.ACMEChallengeStatus)) error {
-	return kubeutil.UpdateStatus(ctx, r.Client, ch, func(ch *v1alpha1.ACMEChallenge) { mutate(&ch.Status) })
+// updateStatus writes the challenge's status; problem is the reason of the
+// Event that says why it is not presented ("" when it is).
+func (r *ChallengeReconciler) updateStatus(ctx context.Context, ch *v1alpha1.ACMEChallenge, problem string, mutate func(*v1alpha1.ACMEChallengeStatus)) error {
+	return kubeutil.UpdateStatus(ctx, r.Client, ch, func(ch *v1alpha1.ACMEChallenge) {
+		mutate(&ch.Status)
+		ch.SyncReadyCondition(problem)
+	})
 }
 
 func objectRef(obj client.Object, kind string) v1alpha1.ObjectReference {

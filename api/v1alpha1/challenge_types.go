@@ -106,15 +106,26 @@ type ACMEChallengeStatus struct {
 	// Message describes the last step taken or what went wrong.
 	// +optional
 	Message string `json:"message,omitempty"`
+
+	// Conditions: Ready is True once the CA validated the challenge, and
+	// False with where it is (Pending, Presented, Validating, Invalid) or
+	// the problem that keeps it from being presented (HostNotAllowed,
+	// NotPresented, PresentFailed, ...).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=istio-acme
+// +kubebuilder:resource:categories=istio-acme,shortName=acmechal
+// +kubebuilder:printcolumn:name="Ready",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].status"
+// +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].reason"
 // +kubebuilder:printcolumn:name="Host",type="string",JSONPath=".spec.dnsName"
-// +kubebuilder:printcolumn:name="Presented",type="boolean",JSONPath=".status.presented"
-// +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state"
 // +kubebuilder:printcolumn:name="Order",type="string",JSONPath=".spec.order"
+// +kubebuilder:printcolumn:name="Presented",type="boolean",JSONPath=".status.presented",priority=1
+// +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state",priority=1
 // +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.message",priority=1
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 

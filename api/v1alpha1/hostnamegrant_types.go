@@ -49,7 +49,7 @@ type HostnameGrantSpec struct {
 }
 
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:scope=Cluster,categories=istio-acme
+// +kubebuilder:resource:scope=Cluster,categories=istio-acme,shortName=hostgrant
 // +kubebuilder:printcolumn:name="Namespaces",type="string",JSONPath=".spec.namespaces"
 // +kubebuilder:printcolumn:name="Names",type="string",JSONPath=".spec.dnsNames"
 // +kubebuilder:printcolumn:name="Zones",type="string",JSONPath=".spec.zones"

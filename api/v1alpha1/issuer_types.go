@@ -224,15 +224,15 @@ type ACMEAccountStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=istio-acme
+// +kubebuilder:resource:categories=istio-acme,shortName=acmeiss
 // +kubebuilder:printcolumn:name="Ready",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].status"
-// +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].reason"
-// +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].message"
+// +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].reason",priority=1
+// +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].message",priority=1
 // +kubebuilder:printcolumn:name="Server",type="string",JSONPath=".spec.server",priority=1
 // +kubebuilder:printcolumn:name="Account",type="string",JSONPath=".status.account.uri",priority=1
-// +kubebuilder:printcolumn:name="LastTransition",type="date",JSONPath=".status.conditions[?(@.type==\"Ready\")].lastTransitionTime"
-// +kubebuilder:printcolumn:name="ObservedGeneration",type="integer",JSONPath=".status.conditions[?(@.type==\"Ready\")].observedGeneration"
-// +kubebuilder:printcolumn:name="Generation",type="integer",JSONPath=".metadata.generation"
+// +kubebuilder:printcolumn:name="LastTransition",type="date",JSONPath=".status.conditions[?(@.type==\"Ready\")].lastTransitionTime",priority=1
+// +kubebuilder:printcolumn:name="ObservedGeneration",type="integer",JSONPath=".status.conditions[?(@.type==\"Ready\")].observedGeneration",priority=1
+// +kubebuilder:printcolumn:name="Generation",type="integer",JSONPath=".metadata.generation",priority=1
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 
 // ACMEIssuer issues certificates from an ACME CA for CertificateRequests in
@@ -257,15 +257,15 @@ type ACMEIssuerList struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:scope=Cluster,categories=istio-acme
+// +kubebuilder:resource:scope=Cluster,categories=istio-acme,shortName=acmeciss
 // +kubebuilder:printcolumn:name="Ready",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].status"
-// +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].reason"
-// +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].message"
+// +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].reason",priority=1
+// +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].message",priority=1
 // +kubebuilder:printcolumn:name="Server",type="string",JSONPath=".spec.server",priority=1
 // +kubebuilder:printcolumn:name="Account",type="string",JSONPath=".status.account.uri",priority=1
-// +kubebuilder:printcolumn:name="LastTransition",type="date",JSONPath=".status.conditions[?(@.type==\"Ready\")].lastTransitionTime"
-// +kubebuilder:printcolumn:name="ObservedGeneration",type="integer",JSONPath=".status.conditions[?(@.type==\"Ready\")].observedGeneration"
-// +kubebuilder:printcolumn:name="Generation",type="integer",JSONPath=".metadata.generation"
+// +kubebuilder:printcolumn:name="LastTransition",type="date",JSONPath=".status.conditions[?(@.type==\"Ready\")].lastTransitionTime",priority=1
+// +kubebuilder:printcolumn:name="ObservedGeneration",type="integer",JSONPath=".status.conditions[?(@.type==\"Ready\")].observedGeneration",priority=1
+// +kubebuilder:printcolumn:name="Generation",type="integer",JSONPath=".metadata.generation",priority=1
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 
 // ACMEClusterIssuer issues certificates from an ACME CA for CertificateRequests

@@ -76,14 +76,25 @@ type ACMEOrderStatus struct {
 	// before the URL was recorded).
 	// +optional
 	RequestedAt *metav1.Time `json:"requestedAt,omitempty"`
+
+	// Conditions: Ready is True once the certificate was issued, and False
+	// with the step the order is at (Created, Ordering, Authorizing,
+	// Finalizing) or Invalid.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=istio-acme
-// +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state"
+// +kubebuilder:resource:categories=istio-acme,shortName=acmeord
+// +kubebuilder:printcolumn:name="Ready",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].status"
+// +kubebuilder:printcolumn:name="Reason",type="string",JSONPath=".status.conditions[?(@.type==\"Ready\")].reason"
+// +kubebuilder:printcolumn:name="Names",type="string",JSONPath=".spec.dnsNames"
 // +kubebuilder:printcolumn:name="Request",type="string",JSONPath=".spec.request"
-// +kubebuilder:printcolumn:name="Issuer",type="string",JSONPath=".spec.issuerRef.name"
+// +kubebuilder:printcolumn:name="Issuer",type="string",JSONPath=".spec.issuerRef.name",priority=1
+// +kubebuilder:printcolumn:name="State",type="string",JSONPath=".status.state",priority=1
 // +kubebuilder:printcolumn:name="URL",type="string",JSONPath=".status.url",priority=1
 // +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.message",priority=1
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"

@@ -11,7 +11,7 @@ import (
 const SolverIngressController = "istio-acme.io/solver"
 
 // +kubebuilder:object:root=true
-// +kubebuilder:resource:scope=Cluster,categories=istio-acme
+// +kubebuilder:resource:scope=Cluster,categories=istio-acme,shortName=isc
 // +kubebuilder:printcolumn:name="Gateway namespace",type="string",JSONPath=".spec.gatewayNamespace"
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 

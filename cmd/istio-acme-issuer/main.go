@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -35,6 +36,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 	"github.com/istio-acme/istio-acme-issuer/issuer"
 	"github.com/istio-acme/istio-acme-issuer/shim"
 	"github.com/istio-acme/istio-acme-issuer/solver"
@@ -67,6 +69,8 @@ type options struct {
 	// Services default to --token-service.
 	namespacedIssuers solver.NamespacedIssuerPolicy
 	zap               zap.Options
+	// showVersion prints the version and exits.
+	showVersion bool
 }
 
 func parseFlags(args []string) (options, error) {
@@ -164,6 +168,7 @@ func parseFlags(args []string) (options, error) {
 			return nil
 		})
 	o.zap.BindFlags(fs)
+	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
 	if err := fs.Parse(args); err != nil {
@@ -243,7 +248,8 @@ func run(ctx context.Context, o options) error {
 	logger := zap.New(zap.UseFlagOptions(&o.zap))
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
-	logger.Info("starting istio-acme-issuer", "version", version)
+	logger.Info("starting istio-acme-issuer", "version", version, "go", goruntime.Version())
+	metrics.SetBuildInfo(version, goruntime.Version())
 	if pct := setGCPercent(); pct > 0 {
 		logger.V(1).Info("garbage collector target set", "percent", pct)
 	}
@@ -405,11 +411,20 @@ func loadConfig(kubeconfig string) (*rest.Config, error) {
 	return ctrl.GetConfig()
 }
 
+// versionLine is what --version prints.
+func versionLine() string {
+	return fmt.Sprintf("istio-acme-issuer %s (%s, %s/%s)", version, goruntime.Version(), goruntime.GOOS, goruntime.GOARCH)
+}
+
 func main() {
 	err := func() error {
 		o, err := parseFlags(os.Args[1:])
 		if err != nil {
 			return err
+		}
+		if o.showVersion {
+			fmt.Println(versionLine())
+			return nil
 		}
 		return run(ctrl.SetupSignalHandler(), o)
 	}()
