@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -73,6 +75,70 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("kubectl shows the order Ready with its names, found by its request's label, and each challenge's Events", func(t *testing.T) {
+		request := crt.Name + "-1"
+		var orders v1alpha1.ACMEOrderList
+		if err := c.cl.List(ctx, &orders, client.InNamespace(crt.Namespace), client.MatchingLabels{v1alpha1.LabelCertificateRequest: request}); err != nil {
+			t.Fatal(err)
+		}
+		if len(orders.Items) != 1 {
+			t.Fatalf("%d ACMEOrders labelled %s=%s, want 1", len(orders.Items), v1alpha1.LabelCertificateRequest, request)
+		}
+		order := orders.Items[0]
+		table, err := testenv.GetTable(ctx, c.api.Config, "/apis/istio-acme.io/v1alpha1/namespaces/"+crt.Namespace+"/acmeorders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := table.Default(), []string{"Name", "Ready", "Reason", "Names", "Request", "Age"}; !slices.Equal(got, want) {
+			t.Errorf("kubectl get acmeorders shows columns %v, want %v", got, want)
+		}
+		for i := range table.Rows {
+			if table.Cell(i, "Name") != order.Name {
+				continue
+			}
+			if table.Cell(i, "Ready") != "True" || table.Cell(i, "Reason") != v1alpha1.OrderReasonIssued || !strings.Contains(table.Cell(i, "Names"), names[1]) || table.Cell(i, "Request") != request {
+				t.Errorf("kubectl get acmeorders shows %v for the issued order (columns %v)", table.Rows[i], table.Columns)
+			}
+		}
+		issuers, err := testenv.GetTable(ctx, c.api.Config, "/apis/istio-acme.io/v1alpha1/acmeclusterissuers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := issuers.Default(), []string{"Name", "Ready", "Age"}; !slices.Equal(got, want) {
+			t.Errorf("kubectl get acmeclusterissuers shows columns %v, want %v (the rest with -o wide)", got, want)
+		}
+		// The challenges are gone with the issuance; their Events stay, one
+		// story per challenge.
+		stories := map[string][]string{}
+		c.eventually("the Valid Events of the order's two challenges", 30*time.Second, func() (bool, string) {
+			evs, err := testenv.EventsAbout(ctx, c.cl, crt.Namespace, func(r corev1.ObjectReference) bool {
+				return r.Kind == "ACMEChallenge" && strings.HasPrefix(r.Name, order.Name+"-")
+			})
+			if err != nil {
+				return false, err.Error()
+			}
+			clear(stories)
+			valid := 0
+			for _, e := range evs {
+				stories[e.Regarding.Name] = append(stories[e.Regarding.Name], e.Reason)
+				if e.Reason == v1alpha1.ChallengeReasonValid {
+					valid++
+				}
+			}
+			return valid == len(names), fmt.Sprint(stories)
+		})
+		if len(stories) != len(names) {
+			t.Errorf("Events about %d challenges of order %s, want %d: %v", len(stories), order.Name, len(names), stories)
+		}
+		for name, story := range stories {
+			for _, want := range []string{"RoutesPublished", v1alpha1.ChallengeReasonValidating, v1alpha1.ChallengeReasonValid} {
+				if !slices.Contains(story, want) {
+					t.Errorf("ACMEChallenge %s's Events are %v, want %s among them (kubectl describe acmechallenge tells the story)", name, story, want)
+				}
+			}
+		}
+	})
+
 	t.Run("the metrics count the order, its challenges and the time to issue", func(t *testing.T) {
 		issuer := `issuer="pebble",issuer_kind="ACMEClusterIssuer"`
 		for _, m := range []struct {
@@ -86,12 +152,21 @@ func TestEndToEnd(t *testing.T) {
 			{"istio_acme_challenges_total", []string{`outcome="accepted"`}, 2},
 			{"istio_acme_challenges_total", []string{`outcome="valid"`}, 2},
 			{"istio_acme_time_to_issue_seconds_count", []string{issuer}, 1},
+			{"istio_acme_build_info", []string{`version="` + controllerVersion + `"`}, 1},
 		} {
 			if got := c.metricSum(m.name, m.labels...); got != m.want {
 				t.Errorf("%s{%s} = %v, want %v", m.name, strings.Join(m.labels, ","), got, m.want)
 			}
 		}
+		out, err := exec.Command(binaries.controller, "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "istio-acme-issuer "+controllerVersion+" (go") {
+			t.Errorf("istio-acme-issuer --version: %v: %q, want the stamped version %s and the Go version", err, out, controllerVersion)
+		}
 		t.Logf("time to issue: sum %vs over %v certificate(s)", c.metricSum("istio_acme_time_to_issue_seconds_sum"), c.metricSum("istio_acme_time_to_issue_seconds_count"))
+	})
+
+	t.Run("every query of the chart's dashboard and alerts reads series the controller and cert-manager export", func(t *testing.T) {
+		checkMonitoring(t, c)
 	})
 
 	t.Run("a namespaced ACMEIssuer issues with its own account Secret", func(t *testing.T) {

@@ -55,6 +55,10 @@ func TestMain(m *testing.M) {
 	os.Exit(runTests(m))
 }
 
+// controllerVersion is stamped into the controller the scenarios run, as
+// make build stamps a release's.
+const controllerVersion = "v0.0.0-e2e"
+
 func runTests(m *testing.M) int {
 	dir, err := os.MkdirTemp("", "istio-acme-e2e-bin-")
 	if err != nil {
@@ -64,11 +68,11 @@ func runTests(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	binaries.controller = filepath.Join(dir, "istio-acme-issuer")
 	binaries.certManager = filepath.Join(dir, "cert-manager-controller")
-	for _, b := range []struct{ dir, out, pkg string }{
-		{"..", binaries.controller, "./cmd/istio-acme-issuer"},
-		{".", binaries.certManager, "./cmd/cert-manager-controller"},
+	for _, b := range []struct{ dir, out, pkg, ldflags string }{
+		{"..", binaries.controller, "./cmd/istio-acme-issuer", "-X main.version=" + controllerVersion},
+		{".", binaries.certManager, "./cmd/cert-manager-controller", ""},
 	} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", b.out, b.pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = b.dir, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
@@ -97,6 +101,8 @@ type cluster struct {
 	certManager *testenv.Process
 	// metricsAddr serves the controller's Prometheus metrics.
 	metricsAddr string
+	// certManagerMetricsAddr serves cert-manager's.
+	certManagerMetricsAddr string
 	// moreControllerArgs are flags the scenario adds to our controller's.
 	moreControllerArgs []string
 	mu                 sync.Mutex
@@ -183,8 +189,10 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	c.api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t,
 		filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager"),
 		"cert-manager", "cert-manager")))
+	c.certManagerMetricsAddr = testenv.Addr(testenv.FreePort(t))
 	c.certManager = testenv.StartProcess(t, "cert-manager", binaries.certManager, append([]string{
 		"--kubeconfig", c.api.KubeconfigAs(t, "cert-manager", "cert-manager"), "--cluster-resource-namespace", "cert-manager", "-v", "2",
+		"--metrics-listen-address", c.certManagerMetricsAddr,
 		// Its HTTP-01 self-check resolves names as the CA does.
 		"--acme-http01-solver-nameservers", c.pebble.DNSAddr,
 	}, o.certManagerArgs...))

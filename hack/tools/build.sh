@@ -22,8 +22,9 @@ declare -A spec=(
   [helm]="helm helm.sh/helm/v3 helm.sh/helm/v3/cmd/helm"
   [cmctl]="cmctl github.com/cert-manager/cmctl/v2 github.com/cert-manager/cmctl/v2"
   [approver-policy]="approver-policy github.com/cert-manager/approver-policy github.com/cert-manager/approver-policy/cmd"
+  [promtool]="promtool github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool"
 )
-order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy)
+order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool)
 
 tool_path() {
   local tool=$1 group module pkg version

@@ -57,6 +57,13 @@ const (
 )
 
 var (
+	// BuildInfo is always 1, labelled with the running version, so that
+	// dashboards and alerts can tell which release a replica runs.
+	BuildInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "istio_acme_build_info",
+		Help: "Always 1; labelled with the controller's version and the Go version it was built with.",
+	}, []string{"version", "goversion"})
+
 	// Orders counts ACME orders by issuer and outcome.
 	Orders = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "istio_acme_orders_total",
@@ -101,8 +108,20 @@ var (
 	}, []string{"issuer_kind", "issuer"})
 )
 
+// Collectors are the controller's own metrics, served next to
+// controller-runtime's.
+func Collectors() []prometheus.Collector {
+	return []prometheus.Collector{BuildInfo, Orders, Challenges, NotPresented, HostsNotAllowed, CAErrors, TimeToIssue}
+}
+
 func init() {
-	ctrlmetrics.Registry.MustRegister(Orders, Challenges, NotPresented, HostsNotAllowed, CAErrors, TimeToIssue)
+	ctrlmetrics.Registry.MustRegister(Collectors()...)
+}
+
+// SetBuildInfo records the running version in BuildInfo.
+func SetBuildInfo(version, goVersion string) {
+	BuildInfo.Reset()
+	BuildInfo.WithLabelValues(version, goVersion).Set(1)
 }
 
 // ProblemType is the label value for an ACME problem type URN.

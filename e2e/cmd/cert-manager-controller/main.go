@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -70,6 +71,7 @@ func run() error {
 	qps := flag.Float64("kube-api-qps", 100, "Requests per second to the API server (client-side limit).")
 	burst := flag.Int("kube-api-burst", 200, "Burst of requests to the API server (client-side limit).")
 	nameservers := flag.String("acme-http01-solver-nameservers", "", "Comma-separated DNS servers (host:port) of the HTTP-01 self-check.")
+	metricsAddr := flag.String("metrics-listen-address", "", "Address of cert-manager's Prometheus metrics endpoint; empty: none.")
 	noApprover := flag.Bool("disable-approver", false, "Leave out cert-manager's own approver (certificaterequests-approver), as a cluster that runs approver-policy does.")
 	klog.InitFlags(nil)
 	flag.Parse()
@@ -133,6 +135,18 @@ func run() error {
 	shared, err := factory.Build("informers")
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		// cert-manager's metrics endpoint, with its Certificate collector,
+		// as its controller serves them.
+		shared.Metrics.SetupCertificateCollector(shared.SharedInformerFactory.Certmanager().V1().Certificates().Lister())
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			return fmt.Errorf("serving metrics: %w", err)
+		}
+		srv := shared.Metrics.NewServer(ln)
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
 	}
 	shared.SharedInformerFactory.Start(ctx.Done())
 	shared.KubeSharedInformerFactory.Start(ctx.Done())
