@@ -38,7 +38,7 @@ generate:
 	$(CONTROLLER_GEN) rbac:roleName=istio-acme-issuer paths=./issuer/... paths=./solver/... paths=./shim/... paths=./cmd/... output:rbac:artifacts:config=deploy/rbac
 	hack/chart-generated.sh deploy/crds deploy/rbac/role.yaml $(CHART)
 	$(MAKE) --no-print-directory install-yaml
-	go run ./hack/valuestable $(CHART)/values.yaml README.md
+	go run ./hack/valuestable $(CHART)/values.yaml $(CHART)/README.md
 
 # deploy/install.yaml: the chart rendered with its defaults, for kubectl apply.
 .PHONY: install-yaml
@@ -62,8 +62,8 @@ verify: generate
 	# The bench, demo and chaos campaign build only with their tags: vet
 	# them too, or a change could break them unseen.
 	cd e2e && go vet -tags bench,demo,chaos ./...
-	@git diff --exit-code -- api deploy $(CHART) README.md || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api deploy $(CHART) README.md)" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART) README.md; exit 1; }
+	@git diff --exit-code -- api deploy $(CHART) || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api deploy $(CHART))" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART); exit 1; }
 
 .PHONY: test
 test: tools

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -344,12 +346,13 @@ func TestCertManagerMayApproveOurRequests(t *testing.T) {
 func TestHelmInstall(t *testing.T) {
 	api := testenv.StartAPIServerWith(t, testenv.APIServerOptions{WithoutOurCRDs: true})
 	api.CreateNamespaces(t, "istio-system")
-	helm := func(args ...string) {
+	helm := func(args ...string) string {
 		t.Helper()
 		out, err := testenv.HelmResult(t, append(args, "--kubeconfig", api.Kubeconfig)...)
 		if err != nil {
 			t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
+		return out
 	}
 	ingressClasses := func() map[string]*networkingv1.IngressClassParametersReference {
 		t.Helper()
@@ -367,7 +370,8 @@ func TestHelmInstall(t *testing.T) {
 		return out
 	}
 
-	helm("install", "istio-acme-issuer", chartDir(t), "--namespace", namespace, "--create-namespace")
+	notes := helm("install", "istio-acme-issuer", chartDir(t), "--namespace", namespace, "--create-namespace")
+	checkNotes(t, api, notes)
 	if got := ingressClasses(); len(got) != 1 || got["istio-acme"] != nil {
 		t.Errorf("IngressClasses after install: %v, want istio-acme without parameters", got)
 	}
@@ -379,5 +383,39 @@ func TestHelmInstall(t *testing.T) {
 	helm("uninstall", "istio-acme-issuer", "--namespace", namespace)
 	if got := ingressClasses(); len(got) != 0 {
 		t.Errorf("IngressClasses after uninstall: %v, want none", got)
+	}
+}
+
+// checkNotes checks what helm install prints: the image the release runs,
+// how to check the install, and examples the API server accepts.
+func checkNotes(t *testing.T, api *testenv.APIServer, notes string) {
+	t.Helper()
+	for _, want := range []string{"running\nimage ghcr.io/istio-acme/istio-acme-issuer:v0.1.0", "no image is published there yet", "rollout status deployment/istio-acme-issuer"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the install's notes lack %q:\n%s", want, notes)
+		}
+	}
+	heredocs := regexp.MustCompile(`(?s)<<YAML\n(.*?)\n  YAML`).FindAllStringSubmatch(notes, -1)
+	if len(heredocs) < 3 {
+		t.Fatalf("%d YAML examples in the install's notes, want the issuer, the grant and the Certificate:\n%s", len(heredocs), notes)
+	}
+	for _, h := range heredocs {
+		var lines []string
+		for _, l := range strings.Split(h[1], "\n") {
+			lines = append(lines, strings.TrimPrefix(l, "  "))
+		}
+		for _, o := range testenv.DecodeObjects(t, strings.Join(lines, "\n")) {
+			// The CRDs the chart just installed may take a moment to be served.
+			var err error
+			for range 50 {
+				if err = api.ApplyObject(namespace, o, client.DryRunAll, client.FieldValidation("Strict")); err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil {
+				t.Errorf("the install's notes show %s %s, which the API server refuses: %v", o.GetKind(), o.GetName(), err)
+			}
+		}
 	}
 }

@@ -1,8 +1,8 @@
 // Command valuestable writes the chart's configuration table into the
-// README from the "# --" comments of values.yaml, between the markers
+// chart's README from the "# --" comments of values.yaml, between the markers
 // <!-- values-table:start --> and <!-- values-table:end -->.
 //
-//	go run ./hack/valuestable charts/istio-acme-issuer/values.yaml README.md
+//	go run ./hack/valuestable charts/istio-acme-issuer/values.yaml charts/istio-acme-issuer/README.md
 package main
 
 import (

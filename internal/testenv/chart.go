@@ -92,7 +92,11 @@ func (a *APIServer) Apply(t testing.TB, namespace string, objs []*unstructured.U
 // (opts such as client.DryRunAll added); an object without a namespace
 // gets namespace unless its kind is cluster-scoped.
 func (a *APIServer) ApplyObject(namespace string, o *unstructured.Unstructured, opts ...client.PatchOption) error {
-	if o.GetNamespace() == "" && !clusterScoped(o.GetKind()) {
+	namespaced, err := a.Client.IsObjectNamespaced(o)
+	if err != nil {
+		namespaced = !clusterScoped(o.GetKind())
+	}
+	if o.GetNamespace() == "" && namespaced {
 		o.SetNamespace(namespace)
 	}
 	opts = append([]client.PatchOption{client.FieldOwner("test"), client.ForceOwnership}, opts...)
