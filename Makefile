@@ -58,6 +58,9 @@ verify: generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
 	hack/check-image-build.sh
+	# The CI and release workflows, as GitHub would read them.
+	$(TOOLS) actionlint
+	$$($(TOOLS) --path actionlint) -no-color .github/workflows/*.yaml
 	cd e2e && go vet ./...
 	# The bench, demo and chaos campaign build only with their tags: vet
 	# them too, or a change could break them unseen.

@@ -23,8 +23,9 @@ declare -A spec=(
   [cmctl]="cmctl github.com/cert-manager/cmctl/v2 github.com/cert-manager/cmctl/v2"
   [approver-policy]="approver-policy github.com/cert-manager/approver-policy github.com/cert-manager/approver-policy/cmd"
   [promtool]="promtool github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool"
+  [actionlint]="actionlint github.com/rhysd/actionlint github.com/rhysd/actionlint/cmd/actionlint"
 )
-order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool)
+order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool actionlint)
 
 tool_path() {
   local tool=$1 group module pkg version
