@@ -8,6 +8,7 @@
 #   make docker-build  build the controller image (IMAGE=..., VERSION=...)
 #   make differential  the route planner against Istio on 20,000 generated layouts
 #   make chaos     100 Certificates through a faulty CA, killed replicas and a restarted API server
+#   make test-compat  the chart and one issuance on the ends of the supported Kubernetes and cert-manager range
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -100,6 +101,16 @@ chaos: tools
 	CHAOS_SEED=$(CHAOS_SEED) hack/run-e2e-test.sh chaos TestChaosCampaign
 
 CHAOS_SEED ?= 0
+
+# The compatibility range: the chart, its RBAC and one issuance on the
+# lowest and highest Kubernetes (KUBE_GROUPS) with the lowest and highest
+# cert-manager (CERT_MANAGER_VERSIONS), and the route planner against Istio
+# on LAYOUTS (default 3000) layouts. Prints each combination's result.
+.PHONY: test-compat
+test-compat: tools
+	LAYOUTS=$(COMPAT_LAYOUTS) hack/test-compat.sh
+
+COMPAT_LAYOUTS ?= 3000
 
 # Time from Certificate creation to Ready (one at a time and 20 at once),
 # API requests per Certificate and the controller's peak memory.

@@ -303,7 +303,7 @@ func TestCertManagerMayApproveOurRequests(t *testing.T) {
 	api := testenv.StartAPIServer(t)
 	ctx := context.Background()
 	api.CreateNamespaces(t, namespace, "cert-manager", "istio-system")
-	certManagerChart := filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager")
+	certManagerChart := filepath.Join(testenv.CertManagerDir(t), "deploy/charts/cert-manager")
 	api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t, certManagerChart, "cert-manager", "cert-manager")))
 
 	mayApprove := func(signer string) bool {

@@ -68,18 +68,84 @@ func runTests(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	binaries.controller = filepath.Join(dir, "istio-acme-issuer")
 	binaries.certManager = filepath.Join(dir, "cert-manager-controller")
-	for _, b := range []struct{ dir, out, pkg, ldflags string }{
-		{"..", binaries.controller, "./cmd/istio-acme-issuer", "-X main.version=" + controllerVersion},
-		{".", binaries.certManager, "./cmd/cert-manager-controller", ""},
+	certManagerFlags, err := certManagerBuildFlags(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, b := range []struct {
+		dir, out, pkg string
+		flags         []string
+	}{
+		{"..", binaries.controller, "./cmd/istio-acme-issuer", []string{"-ldflags", "-X main.version=" + controllerVersion}},
+		{".", binaries.certManager, "./cmd/cert-manager-controller", certManagerFlags},
 	} {
-		cmd := exec.Command("go", "build", "-ldflags", b.ldflags, "-o", b.out, b.pkg)
+		cmd := exec.Command("go", append(append([]string{"build"}, b.flags...), "-o", b.out, b.pkg)...)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = b.dir, os.Stderr, os.Stderr
 		if err := cmd.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
 			return 1
 		}
 	}
+	if err := checkCertManagerVersion(binaries.certManager); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return m.Run()
+}
+
+// certManagerBuildFlags builds cert-manager's controllers from the release
+// under test (CERT_MANAGER_VERSION, for make test-compat) with a copy of
+// this module's go.mod that replaces cert-manager with it; no flags
+// without one.
+func certManagerBuildFlags(dir string) ([]string, error) {
+	if testenv.CertManagerVersion == "" {
+		return nil, nil
+	}
+	modfile := filepath.Join(dir, "go.mod")
+	for _, f := range []string{"go.mod", "go.sum"} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	edit := exec.Command("go", "mod", "edit", "-modfile="+modfile,
+		"-replace=github.com/cert-manager/cert-manager=github.com/cert-manager/cert-manager@"+testenv.CertManagerVersion)
+	if out, err := edit.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pinning cert-manager %s: %v\n%s", testenv.CertManagerVersion, err, out)
+	}
+	return []string{"-mod=mod", "-modfile=" + modfile}, nil
+}
+
+// checkCertManagerVersion makes sure the cert-manager binary is built from
+// the release under test.
+func checkCertManagerVersion(binary string) error {
+	want := testenv.CertManagerVersion
+	if want == "" {
+		return nil
+	}
+	out, err := exec.Command("go", "version", "-m", binary).Output()
+	if err != nil {
+		return fmt.Errorf("reading the build of %s: %v", binary, err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == "dep" && f[1] == "github.com/cert-manager/cert-manager" {
+			// A replaced module shows "=> module version" after it.
+			if f[len(f)-2] == "github.com/cert-manager/cert-manager" && f[len(f)-1] == want || f[2] == want {
+				fmt.Fprintf(os.Stderr, "cert-manager's controllers are built from %s\n", want)
+				return nil
+			}
+		}
+		if len(f) >= 4 && f[0] == "=>" && f[1] == "github.com/cert-manager/cert-manager" && f[2] == want {
+			fmt.Fprintf(os.Stderr, "cert-manager's controllers are built from %s\n", want)
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is not built from cert-manager %s:\n%s", binary, want, out)
 }
 
 // cluster is everything a scenario runs against: a real API server, Pebble,
@@ -187,7 +253,7 @@ func startClusterWith(t *testing.T, o clusterOptions) *cluster {
 	// webhook, which does not run here; the chart tests ask the API server
 	// the webhook's question.)
 	c.api.Apply(t, "cert-manager", testenv.RBACObjects(testenv.RenderChart(t,
-		filepath.Join(testenv.ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/charts/cert-manager"),
+		filepath.Join(testenv.CertManagerDir(t), "deploy/charts/cert-manager"),
 		"cert-manager", "cert-manager")))
 	c.certManagerMetricsAddr = testenv.Addr(testenv.FreePort(t))
 	c.certManager = testenv.StartProcess(t, "cert-manager", binaries.certManager, append([]string{

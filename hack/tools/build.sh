@@ -27,9 +27,22 @@ declare -A spec=(
 )
 order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool actionlint)
 
+# KUBE_GROUP picks another group's kube-apiserver and kube-controller-manager
+# (make test-compat: kube-1.30, kube-1.37, ...).
+group_of() {
+  local tool=$1 group
+  read -r group _ <<<"${spec[$tool]}"
+  if [ "$group" = kube ] && [ "$tool" != etcd ] && [ -n "${KUBE_GROUP:-}" ]; then
+    [ -f "$here/$KUBE_GROUP/go.mod" ] || { echo "KUBE_GROUP=$KUBE_GROUP: no $here/$KUBE_GROUP/go.mod" >&2; exit 2; }
+    group=$KUBE_GROUP
+  fi
+  echo "$group"
+}
+
 tool_path() {
   local tool=$1 group module pkg version
   read -r group module pkg <<<"${spec[$tool]}"
+  group=$(group_of "$tool")
   # The version is read from go.mod directly: no network, no module loading.
   version=$(awk -v m="$module" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$here/$group/go.mod")
   [ -n "$version" ] || { echo "no version of $module in $here/$group/go.mod" >&2; exit 1; }
@@ -39,6 +52,7 @@ tool_path() {
 build() {
   local tool=$1 group module pkg out
   read -r group module pkg <<<"${spec[$tool]}"
+  group=$(group_of "$tool")
   out=$(tool_path "$tool")
   [ -x "$out" ] && return 0
   echo "building $tool into $out" >&2

@@ -70,7 +70,7 @@ func crdPaths(t testing.TB, o APIServerOptions) []string {
 		paths = append(paths, filepath.Join(RepoRoot(t), "deploy/crds"))
 	}
 	if !o.WithoutCertManagerCRDs {
-		paths = append(paths, filepath.Join(ModuleDir(t, ".", "github.com/cert-manager/cert-manager"), "deploy/crds"))
+		paths = append(paths, filepath.Join(CertManagerDir(t), "deploy/crds"))
 	}
 	return append(paths, filepath.Join(ModuleDir(t, ".", "istio.io/api"), "kubernetes/customresourcedefinitions.gen.yaml"))
 }

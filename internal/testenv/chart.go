@@ -19,10 +19,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// KubeVersion is the Kubernetes version charts are rendered for: the test
-// API server's.
-const KubeVersion = "1.36.2"
-
 // Helm runs the pinned helm and returns its standard output.
 func Helm(t testing.TB, args ...string) string {
 	t.Helper()
