@@ -35,8 +35,9 @@ run() { # name, then the command
 }
 
 for g in $kube_groups; do
-  kube=$(KUBE_GROUP=$g hack/tools/build.sh --path kube-apiserver)
-  kube=${kube%/*}; kube=${kube##*-v}
+  apiserver=$(KUBE_GROUP=$g hack/tools/build.sh --path kube-apiserver)
+  kube=${apiserver%/*}; kube=${kube##*-v}
+  echo "KUBE_GROUP=$g: $("$apiserver" --version)"
   for cm in $cert_managers; do
     export KUBE_GROUP=$g KUBE_VERSION=$kube CERT_MANAGER_VERSION=$cm
     run "Kubernetes $kube, cert-manager $cm: chart, RBAC, install" \

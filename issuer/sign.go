@@ -741,7 +741,9 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 	}); err != nil {
 		return err
 	}
-	if changed {
+	// The CA's verdict only: being validated is a step the status shows,
+	// not worth an API request per challenge.
+	if changed && (state == v1alpha1.ChallengeValid || state == v1alpha1.ChallengeInvalid) {
 		s.challengeEvent(ch, state, msg)
 	}
 	return nil
@@ -764,10 +766,8 @@ func (s *Signer) challengeEvent(ch *v1alpha1.ACMEChallenge, state v1alpha1.Chall
 // challengeEventReason is the reason of the Event a challenge gets when the
 // CA's view of it changes.
 var challengeEventReason = map[v1alpha1.ChallengeState]string{
-	v1alpha1.ChallengePending:    v1alpha1.ChallengeReasonPending,
-	v1alpha1.ChallengeProcessing: v1alpha1.ChallengeReasonValidating,
-	v1alpha1.ChallengeValid:      v1alpha1.ChallengeReasonValid,
-	v1alpha1.ChallengeInvalid:    v1alpha1.ChallengeReasonInvalid,
+	v1alpha1.ChallengeValid:   v1alpha1.ChallengeReasonValid,
+	v1alpha1.ChallengeInvalid: v1alpha1.ChallengeReasonInvalid,
 }
 
 func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, o *acme.Order, der [][]byte) (signer.PEMBundle, error) {
