@@ -58,6 +58,8 @@ docker-build:
 verify: generate
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	go vet ./...
+	$(TOOLS) staticcheck
+	$$($(TOOLS) --path staticcheck) ./...
 	hack/check-image-build.sh
 	# The CI and release workflows, as GitHub would read them.
 	$(TOOLS) actionlint

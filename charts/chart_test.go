@@ -408,7 +408,7 @@ func checkNotes(t *testing.T, api *testenv.APIServer, notes string) {
 			// The CRDs the chart just installed may take a moment to be served.
 			var err error
 			for range 50 {
-				if err = api.ApplyObject(namespace, o, client.DryRunAll, client.FieldValidation("Strict")); err == nil {
+				if err = api.ApplyObject(namespace, o, client.DryRunAll); err == nil {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)

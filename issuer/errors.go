@@ -32,7 +32,6 @@ const (
 	problemInvalidContact          = problemPrefix + "invalidContact"
 	problemUnsupportedContact      = problemPrefix + "unsupportedContact"
 	problemUnauthorized            = problemPrefix + "unauthorized"
-	problemAccountDoesNotExist     = problemPrefix + "accountDoesNotExist"
 	problemUserActionRequired      = problemPrefix + "userActionRequired"
 )
 

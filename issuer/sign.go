@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 	"github.com/istio-acme/istio-acme-issuer/solver"
@@ -280,7 +281,7 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	}
 	seen := map[string]bool{}
 	for _, n := range csr.DNSNames {
-		folded := strings.ToLower(strings.TrimSuffix(n, "."))
+		folded := dnsname.Canonical(n)
 		if n != folded || seen[n] {
 			// CAs check the CSR's names against the order's at finalization,
 			// some as written: a name the order would carry differently
@@ -291,7 +292,7 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	}
 	var wildcards []string
 	for i, n := range names {
-		names[i] = strings.ToLower(strings.TrimSuffix(n, "."))
+		names[i] = dnsname.Canonical(n)
 		if strings.Contains(n, "*") {
 			wildcards = append(wildcards, n)
 		}

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/istio-acme/istio-acme-issuer/internal/credentialname"
+	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
 )
 
 // ourIssuerGroup is the group of this project's ACME issuers, which prove
@@ -129,7 +130,7 @@ func DesiredCertificates(gw *istionet.Gateway, podNamespace, noNamespace string)
 			if _, host, ok := strings.Cut(h, "/"); ok {
 				h = host
 			}
-			h = strings.ToLower(strings.TrimSuffix(h, "."))
+			h = dnsname.Canonical(h)
 			switch {
 			case h == "*" || h == "":
 				continue

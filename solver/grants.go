@@ -9,13 +9,14 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
 )
 
 // grantsName reports whether the grant covers the name: one of its exact
 // names, or one of its zones or a name below it on a label boundary
 // (zone a.example.com covers x.a.example.com, not evila.example.com).
 func grantsName(spec v1alpha1.HostnameGrantSpec, name string) bool {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	name = dnsname.Canonical(name)
 	if slices.Contains(spec.DNSNames, name) {
 		return true
 	}

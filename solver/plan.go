@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
@@ -86,11 +87,13 @@ type Refusal struct {
 // for exactly the host, through a user's server that covers it or a Gateway
 // of our own. Every candidate is checked on the model of every workload:
 // the CA's request must reach the token, and no other request may change
-// where it goes. The first candidate that passes is the plan; when none
-// does, the refusal explains the first one's problem.
+// where it goes. The first candidate that passes is the plan. When none
+// does on a workload, the refusal is that of the first candidate on which
+// the CA's request would not reach the token or, when every candidate
+// reaches it, of the first that would move another request.
 func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	ch := in.Challenge
-	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
+	host := dnsname.Canonical(ch.Spec.DNSName)
 	p := &planner{in: in, host: host, path: ChallengePathPrefix + ch.Spec.Token, creds: map[string]CredentialState{}}
 	p.before = make([]*proxyModel, len(in.Workloads))
 	p.vsIndex = make([]*virtualServiceIndex, len(in.Workloads))
@@ -186,9 +189,7 @@ func (p *planner) serves(i int, w *GatewayWorkload) bool {
 // host, whatever namespace it admits.
 func coversHost(hosts []string, host string) bool {
 	for _, h := range hosts {
-		if _, name, ok := strings.Cut(h, "/"); ok {
-			h = name
-		}
+		h = serverHostName(h)
 		if hostSubsetOf(host, strings.ToLower(h)) {
 			return true
 		}
@@ -275,10 +276,10 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 		}
 		for _, s := range rc.servers {
 			if admits(s.hosts, ns, vh.name) {
-				add(Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: vh.name})
+				add(Binding{Gateway: gatewayKey(s.gateway), Host: vh.name})
 			} else if coversHost(s.hosts, vh.name) {
 				if refusedBinding == nil {
-					refusedBinding = &Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: vh.name}
+					refusedBinding = &Binding{Gateway: gatewayKey(s.gateway), Host: vh.name}
 				}
 				refused = append(refused, fmt.Sprintf("Gateway %s/%s (hosts %s)", s.gateway.Namespace, s.gateway.Name, strings.Join(s.server.Hosts, ", ")))
 			}
@@ -289,7 +290,7 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 			if rc := m.http[port]; rc != nil {
 				for _, s := range rc.servers {
 					if admits(s.hosts, ns, p.host) {
-						add(Binding{Gateway: s.gateway.Namespace + "/" + s.gateway.Name, Host: p.host})
+						add(Binding{Gateway: gatewayKey(s.gateway), Host: p.host})
 					}
 				}
 			}
@@ -344,7 +345,7 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices of namespace %s, which the request comes from (the challenge route is written there, as that namespace would write it); the Gateway's owner admits it by adding %s/%s to that server's hosts",
 					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name)}
 			}
-			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: chain.gateway.Namespace + "/" + chain.gateway.Name, Host: name}}}}, nil
+			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: gatewayKey(chain.gateway), Host: name}}}}, nil
 		}
 	}
 	// Nothing answers the host's TLS handshake: a server of our own for
@@ -368,7 +369,7 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 		msg := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s; a temporary HTTPS server cannot take over, since the server of Gateway %s/%s already claims exactly %s there",
 			p.host, why, dup.gateway.Namespace, dup.gateway.Name, p.host)
 		if dup == chain {
-			msg += fmt.Sprintf(". When that Secret is the one this certificate fills, annotate the Certificate with cert-manager.io/issue-temporary-certificate: \"true\" (cert-manager then stores a temporary certificate there first, so the server can answer the CA), or turn httpsRedirect off until the first certificate is issued")
+			msg += ". When that Secret is the one this certificate fills, annotate the Certificate with cert-manager.io/issue-temporary-certificate: \"true\" (cert-manager then stores a temporary certificate there first, so the server can answer the CA), or turn httpsRedirect off until the first certificate is issued"
 		}
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: msg}
 	}
@@ -382,9 +383,7 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 func duplicateTLSHost(chains []*tlsChain, host string) *tlsChain {
 	for _, c := range chains {
 		for _, h := range sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace) {
-			if _, name, ok := strings.Cut(h, "/"); ok {
-				h = name
-			}
+			h = serverHostName(h)
 			if strings.EqualFold(h, host) {
 				return c
 			}

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
@@ -101,7 +102,7 @@ func TokenServiceHost(ref v1alpha1.TokenServiceReference) string {
 func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bool, temp map[int]*TemporaryHTTPS) Routes {
 	sol := ch.Spec.Solver
 	key := ChallengeKey(ch.Namespace, ch.Name)
-	host := strings.ToLower(strings.TrimSuffix(ch.Spec.DNSName, "."))
+	host := dnsname.Canonical(ch.Spec.DNSName)
 	meta := func(name, namespace string) metav1.ObjectMeta {
 		labels := map[string]string{LabelManagedBy: ManagedByValue, LabelChallenge: key}
 		if uid := ch.Labels[LabelCertManagerChallenge]; uid != "" {
@@ -152,7 +153,7 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 			})
 		}
 		out.Gateways = append(out.Gateways, gw)
-		bindings = appendNewBinding(bindings, Binding{Gateway: gw.Namespace + "/" + gw.Name, Host: host})
+		bindings = appendNewBinding(bindings, Binding{Gateway: gatewayKey(gw), Host: host})
 	}
 
 	vs := func(name string) *istionet.VirtualService {

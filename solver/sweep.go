@@ -14,11 +14,14 @@ import (
 )
 
 // OrphanSweeper deletes Gateways and VirtualServices that carry our labels
-// but whose challenge no longer exists, which only happens when a
-// challenge's finalizer was removed by hand or an object was restored from a
-// backup. It runs on the leader, at start and then periodically.
+// but whose challenge no longer exists: left behind when a challenge's
+// finalizer was removed by hand, an object was restored from a backup, or a
+// route was written while its challenge was being deleted. Temporary HTTPS
+// Secrets are removed by the challenge's finalizer only. It runs on the
+// leader, at start and then periodically.
 type OrphanSweeper struct {
-	// Client reads (from the cache, which holds only our Istio objects) and
+	// Client reads (from the cache, which holds every Gateway and
+	// VirtualService, users' too; the sweep selects ours by label) and
 	// deletes.
 	Client client.Client
 	// Interval between sweeps.

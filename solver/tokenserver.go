@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
 )
 
 // TokenIndex is the cache index of ACMEChallenges by spec.token.
@@ -161,5 +162,5 @@ func normalizeHost(hostport string) string {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	return strings.ToLower(strings.TrimSuffix(host, "."))
+	return dnsname.Canonical(host)
 }

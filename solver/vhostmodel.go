@@ -78,7 +78,8 @@ type routeConfig struct {
 	servers []boundServer
 	vhosts  map[string]*vhost
 	// oddWildcard is set when a virtual host's wildcard name does not
-	// start with "*.": selectVhost then compares every wildcard.
+	// start with "*.": selectVhost then looks up "*" plus every suffix of
+	// the host, not only the suffixes that start at a dot.
 	oddWildcard bool
 }
 
@@ -266,7 +267,7 @@ func buildRouteConfig(name string, servers []boundServer, idx *virtualServiceInd
 	built := map[vsKey][]*modelRoute{}
 	rc.servers = servers
 	for _, s := range servers {
-		gwName := s.gateway.Namespace + "/" + s.gateway.Name
+		gwName := gatewayKey(s.gateway)
 		redirect := s.server.GetTls().GetHttpsRedirect()
 		for _, vs := range idx.forGateway(gwName) {
 			serverHosts := hostsForNamespace(s.hosts, vs.Namespace)
@@ -636,6 +637,20 @@ func isOddWildcard(name string) bool {
 
 // hostSubsetOf reports whether every name matched by n is matched by o,
 // with Istio's wildcard rules ("*" and "*.suffix").
+// serverHostName is a Gateway server's host without its namespace part
+// ("ns/host", "./host", "*/host" become "host").
+func serverHostName(h string) string {
+	if _, name, ok := strings.Cut(h, "/"); ok {
+		return name
+	}
+	return h
+}
+
+// gatewayKey names a Gateway as VirtualServices' gateways do: namespace/name.
+func gatewayKey(gw *istionet.Gateway) string {
+	return gw.Namespace + "/" + gw.Name
+}
+
 func hostSubsetOf(n, o string) bool {
 	nw, ow := strings.HasPrefix(n, "*"), strings.HasPrefix(o, "*")
 	switch {
@@ -732,7 +747,7 @@ func (ci *chainIndex) selectChain(sni string) (chain *tlsChain, ambiguous bool) 
 // AUTO_PASSTHROUGH servers route by SNI to the mesh's services: kept with
 // their hosts.
 func l4ServerNames(bs boundServer, idx *virtualServiceIndex) ([]string, bool) {
-	gwName := bs.gateway.Namespace + "/" + bs.gateway.Name
+	gwName := gatewayKey(bs.gateway)
 	mode := bs.server.GetTls().GetMode()
 	if mode == istioapi.ServerTLSSettings_AUTO_PASSTHROUGH {
 		return sniHosts(bs.server.Hosts), true
@@ -799,9 +814,7 @@ func l4SourceMatches(m l4Match, port uint32, gateway, vsNamespace string) bool {
 func sniHosts(hosts []string) []string {
 	var out []string
 	for _, h := range hosts {
-		if _, name, ok := strings.Cut(h, "/"); ok {
-			h = name
-		}
+		h = serverHostName(h)
 		if h == "*" {
 			return nil
 		}

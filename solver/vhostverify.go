@@ -125,9 +125,7 @@ func probeHosts(before, after *proxyModel, host string) []string {
 	set := map[string]bool{host: true}
 	addName := func(n string) {
 		n = strings.ToLower(n)
-		if _, name, ok := strings.Cut(n, "/"); ok {
-			n = name
-		}
+		n = serverHostName(n)
 		switch {
 		case n == "*":
 			set["probe.invalid"] = true

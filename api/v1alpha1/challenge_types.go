@@ -5,7 +5,9 @@ import (
 )
 
 // ChallengeState is the state of an HTTP-01 challenge as the CA last reported
-// it (RFC 8555 section 7.1.6).
+// it (RFC 8555 section 7.1.6); the controller records processing, valid
+// and invalid (pending is the state before it asks the CA, recorded as
+// none).
 // +kubebuilder:validation:Enum=pending;processing;valid;invalid
 type ChallengeState string
 
@@ -16,7 +18,6 @@ const ChallengeRoutesFinalizer = "istio-acme.io/routes"
 
 // The states of an ACME challenge.
 const (
-	ChallengePending    ChallengeState = "pending"
 	ChallengeProcessing ChallengeState = "processing"
 	ChallengeValid      ChallengeState = "valid"
 	ChallengeInvalid    ChallengeState = "invalid"
@@ -129,7 +130,8 @@ type ACMEChallengeStatus struct {
 // +kubebuilder:printcolumn:name="Message",type="string",JSONPath=".status.message",priority=1
 // +kubebuilder:printcolumn:name="Age",type="date",JSONPath=".metadata.creationTimestamp"
 
-// ACMEChallenge is one HTTP-01 challenge of an ACMEOrder, which owns it. While
+// ACMEChallenge is one HTTP-01 challenge, owned by the ACMEOrder it belongs
+// to or by the cert-manager Challenge it answers. While
 // it exists, every replica of the controller answers its token, and its
 // Gateway and VirtualService route the CA's request to them.
 type ACMEChallenge struct {
@@ -151,5 +153,5 @@ type ACMEChallengeList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&ACMEChallenge{}, &ACMEChallengeList{})
+	kinds.register(&ACMEChallenge{}, &ACMEChallengeList{})
 }

@@ -79,5 +79,5 @@ type HostnameGrantList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&HostnameGrant{}, &HostnameGrantList{})
+	kinds.register(&HostnameGrant{}, &HostnameGrantList{})
 }

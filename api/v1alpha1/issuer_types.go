@@ -308,7 +308,7 @@ func (i *ACMEClusterIssuer) GetIssuerTypeIdentifier() string {
 }
 
 func init() {
-	SchemeBuilder.Register(&ACMEIssuer{}, &ACMEIssuerList{}, &ACMEClusterIssuer{}, &ACMEClusterIssuerList{})
+	kinds.register(&ACMEIssuer{}, &ACMEIssuerList{}, &ACMEClusterIssuer{}, &ACMEClusterIssuerList{})
 }
 
 // ACMEIssuerObject is what ACMEIssuer and ACMEClusterIssuer have in common.

@@ -120,5 +120,5 @@ type ACMEOrderList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&ACMEOrder{}, &ACMEOrderList{})
+	kinds.register(&ACMEOrder{}, &ACMEOrderList{})
 }

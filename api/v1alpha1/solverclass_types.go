@@ -40,7 +40,7 @@ type IstioSolverClassList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&IstioSolverClass{}, &IstioSolverClassList{})
+	kinds.register(&IstioSolverClass{}, &IstioSolverClassList{})
 }
 
 // DefaultIstioHTTP01Solver returns the settings an empty spec.solver.istio

@@ -24,8 +24,9 @@ declare -A spec=(
   [approver-policy]="approver-policy github.com/cert-manager/approver-policy github.com/cert-manager/approver-policy/cmd"
   [promtool]="promtool github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool"
   [actionlint]="actionlint github.com/rhysd/actionlint github.com/rhysd/actionlint/cmd/actionlint"
+  [staticcheck]="staticcheck honnef.co/go/tools honnef.co/go/tools/cmd/staticcheck"
 )
-order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool actionlint)
+order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool actionlint staticcheck)
 
 # KUBE_GROUP picks another group's kube-apiserver and kube-controller-manager
 # (make test-compat: kube-1.30, kube-1.37, ...).

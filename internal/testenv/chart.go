@@ -87,7 +87,7 @@ func (a *APIServer) Apply(t testing.TB, namespace string, objs []*unstructured.U
 // ApplyObject server-side applies one object as a cluster administrator
 // (opts such as client.DryRunAll added); an object without a namespace
 // gets namespace unless its kind is cluster-scoped.
-func (a *APIServer) ApplyObject(namespace string, o *unstructured.Unstructured, opts ...client.PatchOption) error {
+func (a *APIServer) ApplyObject(namespace string, o *unstructured.Unstructured, opts ...client.ApplyOption) error {
 	namespaced, err := a.Client.IsObjectNamespaced(o)
 	if err != nil {
 		namespaced = !clusterScoped(o.GetKind())
@@ -95,8 +95,8 @@ func (a *APIServer) ApplyObject(namespace string, o *unstructured.Unstructured, 
 	if o.GetNamespace() == "" && namespaced {
 		o.SetNamespace(namespace)
 	}
-	opts = append([]client.PatchOption{client.FieldOwner("test"), client.ForceOwnership}, opts...)
-	if err := a.Client.Patch(context.Background(), o, client.Apply, opts...); err != nil {
+	opts = append([]client.ApplyOption{client.FieldOwner("test"), client.ForceOwnership}, opts...)
+	if err := a.Client.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(o), opts...); err != nil {
 		return fmt.Errorf("the API server rejects %s %s/%s: %w", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 	}
 	return nil
