@@ -131,19 +131,17 @@ func checkCertManagerVersion(binary string) error {
 	if err != nil {
 		return fmt.Errorf("reading the build of %s: %v", binary, err)
 	}
+	// go version -m lists the module as "dep MODULE VERSION ...", followed
+	// by "=> MODULE VERSION ..." when it is replaced; the last one counts.
+	got := ""
 	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 3 && f[0] == "dep" && f[1] == "github.com/cert-manager/cert-manager" {
-			// A replaced module shows "=> module version" after it.
-			if f[len(f)-2] == "github.com/cert-manager/cert-manager" && f[len(f)-1] == want || f[2] == want {
-				fmt.Fprintf(os.Stderr, "cert-manager's controllers are built from %s\n", want)
-				return nil
-			}
+		if f := strings.Fields(line); len(f) >= 3 && (f[0] == "dep" || f[0] == "=>") && f[1] == "github.com/cert-manager/cert-manager" {
+			got = f[2]
 		}
-		if len(f) >= 4 && f[0] == "=>" && f[1] == "github.com/cert-manager/cert-manager" && f[2] == want {
-			fmt.Fprintf(os.Stderr, "cert-manager's controllers are built from %s\n", want)
-			return nil
-		}
+	}
+	if got == want {
+		fmt.Fprintf(os.Stderr, "cert-manager's controllers are built from %s\n", want)
+		return nil
 	}
 	return fmt.Errorf("%s is not built from cert-manager %s:\n%s", binary, want, out)
 }

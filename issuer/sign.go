@@ -750,25 +750,18 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 	return nil
 }
 
-// challengeEvent records a change of the CA's view of a challenge on the
-// challenge itself, where `kubectl describe acmechallenge` shows it; the
-// request gets its own Events.
+// challengeEvent records the CA's verdict on a challenge (valid or
+// invalid) on the challenge itself, where `kubectl describe acmechallenge`
+// shows it; the request gets its own Events.
 func (s *Signer) challengeEvent(ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) {
 	if s.events == nil {
 		return
 	}
-	eventType := corev1.EventTypeNormal
+	eventType, reason := corev1.EventTypeNormal, v1alpha1.ChallengeReasonValid
 	if state == v1alpha1.ChallengeInvalid {
-		eventType = corev1.EventTypeWarning
+		eventType, reason = corev1.EventTypeWarning, v1alpha1.ChallengeReasonInvalid
 	}
-	s.events.Eventf(ch, nil, eventType, challengeEventReason[state], "Validate", "%s", msg)
-}
-
-// challengeEventReason is the reason of the Event a challenge gets when the
-// CA's view of it changes.
-var challengeEventReason = map[v1alpha1.ChallengeState]string{
-	v1alpha1.ChallengeValid:   v1alpha1.ChallengeReasonValid,
-	v1alpha1.ChallengeInvalid: v1alpha1.ChallengeReasonInvalid,
+	s.events.Eventf(ch, nil, eventType, reason, "Validate", "%s", msg)
 }
 
 func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, o *acme.Order, der [][]byte) (signer.PEMBundle, error) {
