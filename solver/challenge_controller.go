@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
@@ -69,7 +70,7 @@ type ChallengeReconciler struct {
 
 	passes passMemo
 	plans  planSlots
-	models ModelCache
+	models istiomodel.Cache
 }
 
 // SetupWithManager registers the reconciler.

@@ -14,29 +14,3 @@ func notOurs() (client.MatchingLabelsSelector, error) {
 	}
 	return client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*req)}, nil
 }
-
-// selectsAny reports whether a Gateway selector matches one of the pods; an
-// empty selector matches every gateway workload.
-func selectsAny(selector map[string]string, podLabels []map[string]string) bool {
-	if len(selector) == 0 {
-		return true
-	}
-	for _, l := range podLabels {
-		if hasLabels(l, selector) {
-			return true
-		}
-	}
-	return false
-}
-
-// hasLabels reports whether labels carry every key of selector with its
-// value, as a label selector built from the set matches: without building
-// one for each of the cluster's Gateways on every plan.
-func hasLabels(labels, selector map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}

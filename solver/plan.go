@@ -12,6 +12,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
@@ -33,7 +34,7 @@ type PlanInput struct {
 	Now time.Time
 	// Models, when set, keeps the models of the users' objects between
 	// plans.
-	Models *ModelCache
+	Models *istiomodel.Cache
 }
 
 // Plan is how a challenge is routed: the objects to publish and, per
@@ -59,8 +60,9 @@ type WorkloadRoute struct {
 	// self-signed certificate: the host's port-80 server redirects to HTTPS
 	// and no server can complete a handshake for the host there yet.
 	OwnHTTPS bool
-	// Path tells how the CA's request travels, for messages.
-	Path string
+	// Via describes, for messages, how the CA's request travels to the
+	// token: set on the plan's candidates once they pass.
+	Via string
 }
 
 // Binding binds the challenge VirtualService to Gateway ("namespace/name")
@@ -95,10 +97,11 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	ch := in.Challenge
 	host := dnsname.Canonical(ch.Spec.DNSName)
 	p := &planner{in: in, host: host, path: ChallengePathPrefix + ch.Spec.Token, creds: map[string]CredentialState{}}
-	p.before = make([]*proxyModel, len(in.Workloads))
-	p.vsIndex = make([]*virtualServiceIndex, len(in.Workloads))
+	p.users = make([]*istiomodel.Proxy, len(in.Workloads))
+	p.vsIndex = make([]*istiomodel.Index, len(in.Workloads))
 	for i, w := range in.Workloads {
-		p.before[i], p.vsIndex[i] = in.Models.before(in.Gateways, in.VirtualServices, w)
+		key := w.Namespace + "|" + describeTarget(w.Target)
+		p.users[i], p.vsIndex[i] = in.Models.Model(key, in.Gateways, in.VirtualServices, &w.Workload)
 	}
 
 	var serving []int
@@ -151,13 +154,14 @@ type CredentialState struct {
 }
 
 type planner struct {
-	in     PlanInput
-	host   string
-	path   string
-	before []*proxyModel
+	in   PlanInput
+	host string
+	path string
+	// users are the models of the users' objects alone, per workload.
+	users []*istiomodel.Proxy
 	// vsIndex indexes the users' VirtualServices for each workload; the
 	// models with our objects add ours to it.
-	vsIndex []*virtualServiceIndex
+	vsIndex []*istiomodel.Index
 	creds   map[string]CredentialState
 }
 
@@ -165,19 +169,17 @@ type planner struct {
 // where the CA's requests arrive: a port-80 server or an HTTPS server on
 // the port behind 443 whose hosts cover it. DNS then points the host there.
 func (p *planner) serves(i int, w *GatewayWorkload) bool {
-	m := p.before[i]
+	m := p.users[i]
 	for _, port := range w.HTTPPorts {
-		if rc := m.http[port]; rc != nil {
-			for _, s := range rc.servers {
-				if coversHost(s.hosts, p.host) {
-					return true
-				}
+		for _, s := range m.HTTP(port).Servers() {
+			if coversHost(s.Hosts(), p.host) {
+				return true
 			}
 		}
 	}
 	for _, port := range w.HTTPSPorts {
-		for _, c := range m.tls[port] {
-			if coversHost(sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace), p.host) {
+		for _, c := range m.Chains(port) {
+			if coversHost(c.Hosts(), p.host) {
 				return true
 			}
 		}
@@ -189,8 +191,8 @@ func (p *planner) serves(i int, w *GatewayWorkload) bool {
 // host, whatever namespace it admits.
 func coversHost(hosts []string, host string) bool {
 	for _, h := range hosts {
-		h = serverHostName(h)
-		if hostSubsetOf(host, strings.ToLower(h)) {
+		h = istiomodel.ServerHostName(h)
+		if istiomodel.HostWithin(host, strings.ToLower(h)) {
 			return true
 		}
 	}
@@ -212,7 +214,6 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 			c := h
 			c.Bindings = append(slices.Clone(h.Bindings), s.Bindings...)
 			c.OwnHTTPS = s.OwnHTTPS
-			c.Path = s.Path
 			candidates = append(candidates, c)
 		}
 	}
@@ -223,7 +224,7 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 			why.Attempt = &Plan{Workloads: []WorkloadRoute{c}}
 		}
 		if why == nil {
-			c.Path = describePath(c, p.host)
+			c.Via = describeVia(c, p.host)
 			return c, nil
 		}
 		switch {
@@ -248,7 +249,7 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 // request arrives on workload i.
 func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 	w := p.in.Workloads[i]
-	m := p.before[i]
+	m := p.users[i]
 	ns := RequesterNamespace(p.in.Challenge)
 	var out []WorkloadRoute
 	seen := map[Binding]bool{}
@@ -258,40 +259,39 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 			out = append(out, WorkloadRoute{Index: i, Bindings: []Binding{b}})
 		}
 	}
-	var joined *vhost
+	var joined *istiomodel.VirtualHost
 	var refused []string
 	var refusedBinding *Binding
 	for _, port := range w.HTTPPorts {
-		rc := m.http[port]
-		vh := rc.selectVhost(p.host)
+		rc := m.HTTP(port)
+		vh := rc.SelectVirtualHost(p.host)
 		if vh == nil {
 			continue
 		}
 		joined = vh
-		if vh.requireTLS {
+		if vh.RedirectsToHTTPS() {
 			// Redirected before any route: nothing to bind on port 80,
 			// the route goes where the redirect leads.
 			out = append(out, WorkloadRoute{Index: i})
 			continue
 		}
-		for _, s := range rc.servers {
-			if admits(s.hosts, ns, vh.name) {
-				add(Binding{Gateway: gatewayKey(s.gateway), Host: vh.name})
-			} else if coversHost(s.hosts, vh.name) {
+		for _, s := range rc.Servers() {
+			gw := s.Gateway()
+			if admits(s.Hosts(), ns, vh.Name()) {
+				add(Binding{Gateway: istiomodel.GatewayKey(gw), Host: vh.Name()})
+			} else if coversHost(s.Hosts(), vh.Name()) {
 				if refusedBinding == nil {
-					refusedBinding = &Binding{Gateway: gatewayKey(s.gateway), Host: vh.name}
+					refusedBinding = &Binding{Gateway: istiomodel.GatewayKey(gw), Host: vh.Name()}
 				}
-				refused = append(refused, fmt.Sprintf("Gateway %s/%s (hosts %s)", s.gateway.Namespace, s.gateway.Name, strings.Join(s.server.Hosts, ", ")))
+				refused = append(refused, fmt.Sprintf("Gateway %s/%s (hosts %s)", gw.Namespace, gw.Name, strings.Join(s.Spec().Hosts, ", ")))
 			}
 		}
 	}
 	if joined == nil {
 		for _, port := range w.HTTPPorts {
-			if rc := m.http[port]; rc != nil {
-				for _, s := range rc.servers {
-					if admits(s.hosts, ns, p.host) {
-						add(Binding{Gateway: gatewayKey(s.gateway), Host: p.host})
-					}
+			for _, s := range m.HTTP(port).Servers() {
+				if admits(s.Hosts(), ns, p.host) {
+					add(Binding{Gateway: istiomodel.GatewayKey(s.Gateway()), Host: p.host})
 				}
 			}
 		}
@@ -305,7 +305,7 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 		}
 		return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Attempt: attempt, Message: fmt.Sprintf(
 			"http://%s is served on %s by the virtual host %s, which only %s build, and their hosts do not admit VirtualServices of namespace %s, which the request comes from (the challenge route is written there, as that namespace would write it); the Gateway's owner admits it by adding %s/%s to that server's hosts",
-			p.host, w.Describe(), joined.name, strings.Join(refused, ", "), ns, ns, joined.name)}
+			p.host, w.Describe(), joined.Name(), strings.Join(refused, ", "), ns, ns, joined.Name())}
 	}
 	return out, nil
 }
@@ -313,8 +313,8 @@ func (p *planner) httpOptions(i int) ([]WorkloadRoute, *Refusal) {
 // admits reports whether a server with these (sanitized) hosts lets a
 // VirtualService in namespace bind the virtual host name through it.
 func admits(hosts []string, namespace, name string) bool {
-	for _, h := range hostsForNamespace(hosts, namespace) {
-		if hostSubsetOf(name, strings.ToLower(h)) {
+	for _, h := range istiomodel.HostsForNamespace(hosts, namespace) {
+		if istiomodel.HostWithin(name, strings.ToLower(h)) {
 			return true
 		}
 	}
@@ -325,33 +325,33 @@ func admits(hosts []string, namespace, name string) bool {
 // redirect to HTTPS on workload i; the refusal explains an empty list.
 func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 	w := p.in.Workloads[i]
-	m := p.before[i]
+	m := p.users[i]
 	ns := RequesterNamespace(p.in.Challenge)
 	if len(w.HTTPSPorts) == 0 {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
 			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and no Service in front of %s has a port 443 for the CA to follow the redirect to: expose port 443 on the gateway's Service, or turn httpsRedirect off", p.host, w.Describe())}
 	}
 	port := w.HTTPSPorts[0]
-	chain, ambiguous := selectChain(m.tls[port], p.host)
-	if chain != nil && !ambiguous && chain.terminates {
+	chain, ambiguous := m.SelectChain(port, p.host)
+	if chain != nil && !ambiguous && chain.Terminates() {
 		if problem := p.handshakeProblem(chain, w); problem == "" {
 			name := p.host
-			if vh := chain.routes.selectVhost(p.host); vh != nil {
-				name = vh.name
+			if vh := chain.Routes().SelectVirtualHost(p.host); vh != nil {
+				name = vh.Name()
 			}
-			hosts := sanitizeServerHosts(chain.server.Hosts, chain.gateway.Namespace)
-			if !admits(hosts, ns, name) {
+			gw := chain.Gateway()
+			if !admits(chain.Hosts(), ns, name) {
 				return nil, &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Message: fmt.Sprintf(
 					"http://%s is redirected to HTTPS, where the server of Gateway %s/%s (hosts %s) serves it, and its hosts do not admit VirtualServices of namespace %s, which the request comes from (the challenge route is written there, as that namespace would write it); the Gateway's owner admits it by adding %s/%s to that server's hosts",
-					p.host, chain.gateway.Namespace, chain.gateway.Name, strings.Join(chain.server.Hosts, ", "), ns, ns, name)}
+					p.host, gw.Namespace, gw.Name, strings.Join(chain.Spec().Hosts, ", "), ns, ns, name)}
 			}
-			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: gatewayKey(chain.gateway), Host: name}}}}, nil
+			return []WorkloadRoute{{Index: i, Bindings: []Binding{{Gateway: istiomodel.GatewayKey(gw), Host: name}}}}, nil
 		}
 	}
 	// Nothing answers the host's TLS handshake: a server of our own for
 	// exactly the host takes only what fails today.
 	why := p.tlsProblem(chain, ambiguous, w)
-	if chain != nil && (!chain.terminates || ambiguous) {
+	if chain != nil && (!chain.Terminates() || ambiguous) {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
 			"http://%s is redirected to HTTPS (tls.httpsRedirect), and %s; the CA would follow the redirect and fail: turn httpsRedirect off for the host until the certificate is issued", p.host, why)}
 	}
@@ -365,9 +365,9 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf(
 			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s, so the CA would follow the redirect and fail; remove %s: false to let the challenge publish a temporary HTTPS server for the host, add an HTTPS server for %s with a certificate (any: the CA does not verify it), or turn httpsRedirect off", p.host, why, settingsField(p.in.Challenge, "temporaryHTTPSServer"), p.host)}
 	}
-	if dup := duplicateTLSHost(m.tls[port], p.host); dup != nil {
+	if dup := duplicateTLSHost(m.Chains(port), p.host); dup != nil {
 		msg := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s; a temporary HTTPS server cannot take over, since the server of Gateway %s/%s already claims exactly %s there",
-			p.host, why, dup.gateway.Namespace, dup.gateway.Name, p.host)
+			p.host, why, dup.Gateway().Namespace, dup.Gateway().Name, p.host)
 		if dup == chain {
 			msg += ". When that Secret is the one this certificate fills, annotate the Certificate with cert-manager.io/issue-temporary-certificate: \"true\" (cert-manager then stores a temporary certificate there first, so the server can answer the CA), or turn httpsRedirect off until the first certificate is issued"
 		}
@@ -380,10 +380,10 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 // host, whatever namespace the entry names: istiod would drop a newer
 // server for the same host, and two servers whose entries differ only in
 // their namespace part would give Envoy two filter chains for one SNI.
-func duplicateTLSHost(chains []*tlsChain, host string) *tlsChain {
+func duplicateTLSHost(chains []*istiomodel.Chain, host string) *istiomodel.Chain {
 	for _, c := range chains {
-		for _, h := range sanitizeServerHosts(c.server.Hosts, c.gateway.Namespace) {
-			h = serverHostName(h)
+		for _, h := range c.Hosts() {
+			h = istiomodel.ServerHostName(h)
 			if strings.EqualFold(h, host) {
 				return c
 			}
@@ -393,26 +393,26 @@ func duplicateTLSHost(chains []*tlsChain, host string) *tlsChain {
 }
 
 // tlsProblem says why the host's TLS handshake fails on the workload.
-func (p *planner) tlsProblem(chain *tlsChain, ambiguous bool, w *GatewayWorkload) string {
+func (p *planner) tlsProblem(chain *istiomodel.Chain, ambiguous bool, w *GatewayWorkload) string {
 	switch {
 	case chain == nil:
 		return fmt.Sprintf("no HTTPS server of %s serves %s", w.Describe(), p.host)
 	case ambiguous:
 		return fmt.Sprintf("several HTTPS servers of %s claim %s equally (Envoy rejects such a listener)", w.Describe(), p.host)
-	case !chain.terminates:
-		return fmt.Sprintf("the server of Gateway %s/%s for %s passes TLS through instead of terminating it", chain.gateway.Namespace, chain.gateway.Name, p.host)
+	case !chain.Terminates():
+		return fmt.Sprintf("the server of Gateway %s/%s for %s passes TLS through instead of terminating it", chain.Gateway().Namespace, chain.Gateway().Name, p.host)
 	}
 	return p.handshakeProblem(chain, w)
 }
 
 // handshakeProblem says why a terminating HTTPS server cannot complete the
 // CA's TLS handshake, or is empty.
-func (p *planner) handshakeProblem(chain *tlsChain, w *GatewayWorkload) string {
+func (p *planner) handshakeProblem(chain *istiomodel.Chain, w *GatewayWorkload) string {
 	if problem := p.credentialProblem(chain, w); problem != "" {
 		return problem
 	}
-	if mode := chain.server.GetTls().GetMode(); requiresClientCertificate(mode) {
-		return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s requires a client certificate (tls.mode %s), which the CA does not present", chain.gateway.Namespace, chain.gateway.Name, p.host, mode)
+	if mode := chain.Spec().GetTls().GetMode(); requiresClientCertificate(mode) {
+		return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s requires a client certificate (tls.mode %s), which the CA does not present", chain.Gateway().Namespace, chain.Gateway().Name, p.host, mode)
 	}
 	return ""
 }
@@ -424,13 +424,13 @@ func requiresClientCertificate(mode istioapi.ServerTLSSettings_TLSmode) bool {
 // credentialProblem says why a terminating HTTPS server has no certificate
 // to serve anyone (its credential Secret is missing or unusable), or is
 // empty.
-func (p *planner) credentialProblem(chain *tlsChain, w *GatewayWorkload) string {
-	tls := chain.server.GetTls()
+func (p *planner) credentialProblem(chain *istiomodel.Chain, w *GatewayWorkload) string {
+	tls := chain.Spec().GetTls()
 	if tls.GetMode() == istioapi.ServerTLSSettings_ISTIO_MUTUAL {
 		return "" // the workload's own mesh certificate
 	}
 	ref, ok := credentialRef(tls, w.Namespace)
-	if !ok || isOurGateway(chain) {
+	if !ok || isOurs(chain.Gateway().Labels) {
 		return "" // ours: its Secret is created with it
 	}
 	key := ref.Namespace + "/" + ref.Name
@@ -445,22 +445,23 @@ func (p *planner) credentialProblem(chain *tlsChain, w *GatewayWorkload) string 
 	if st.Usable {
 		return ""
 	}
-	return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", chain.gateway.Namespace, chain.gateway.Name, p.host, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+	return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", chain.Gateway().Namespace, chain.Gateway().Name, p.host, st.Problem, ref.Raw, ref.Namespace, ref.Name)
 }
 
 // servesNobody reports whether a TLS server answers no client at all: it
 // terminates TLS without a usable certificate. Taking its server names, or
 // adding routes behind it, moves no one's request.
-func (p *planner) servesNobody(chain *tlsChain, w *GatewayWorkload) bool {
-	return chain.terminates && p.credentialProblem(chain, w) != ""
+func (p *planner) servesNobody(chain *istiomodel.Chain, w *GatewayWorkload) bool {
+	return chain.Terminates() && p.credentialProblem(chain, w) != ""
 }
 
-// after models workload i with the plan's objects added.
-func (p *planner) after(plan *Plan, routes []WorkloadRoute, i int) *proxyModel {
+// withChallenge models workload i with the plan's objects added to the
+// users'.
+func (p *planner) withChallenge(plan *Plan, routes []WorkloadRoute, i int) *istiomodel.Proxy {
 	objs := BuildRoutes(p.in.Challenge, routes, plan.Split, nil)
 	gws := append(slices.Clone(p.in.Gateways), p.stamp(objs.Gateways)...)
-	vss := p.vsIndex[i].with(p.stampVS(objs.VirtualServices))
-	return buildProxyModel(modelInput{gateways: gws, virtualServices: vss, workload: p.in.Workloads[i]})
+	vss := p.vsIndex[i].With(p.stampVS(objs.VirtualServices))
+	return istiomodel.Build(istiomodel.Input{Gateways: gws, VirtualServices: vss, Workload: &p.in.Workloads[i].Workload})
 }
 
 // stamp gives our objects the creation time they will get.
@@ -482,17 +483,22 @@ func (p *planner) stampVS(vss []*istionet.VirtualService) []*istionet.VirtualSer
 // no request but the CA's may change where it goes, and on each routed
 // workload the CA's request must reach the token.
 func (p *planner) evaluate(plan *Plan, routes []WorkloadRoute) *Refusal {
-	after := make([]*proxyModel, len(p.in.Workloads))
+	withChallenge := make([]*istiomodel.Proxy, len(p.in.Workloads))
 	for i, w := range p.in.Workloads {
-		after[i] = p.after(plan, routes, i)
-		servesNobody := func(c *tlsChain) bool { return p.servesNobody(c, w) }
-		if err := unchangedForUsers(p.before[i], after[i], p.host, w, servesNobody); err != nil {
+		withChallenge[i] = p.withChallenge(plan, routes, i)
+		cmp := istiomodel.Comparison{
+			Host:         p.host,
+			Workload:     w.Describe(),
+			Ours:         isOurs,
+			ServesNobody: func(c *istiomodel.Chain) bool { return p.servesNobody(c, w) },
+		}
+		if err := istiomodel.UnchangedForUsers(p.users[i], withChallenge[i], cmp); err != nil {
 			return &Refusal{Reason: metrics.NotPresentedUsersTraffic, Message: err.Error() +
 				"; the challenge is not published rather than move a request of yours: serve the host through a Gateway whose virtual host for it the challenge route can join, or report this layout"}
 		}
 	}
 	for _, r := range routes {
-		if ok, why := p.caReaches(after[r.Index], p.in.Workloads[r.Index]); !ok {
+		if ok, why := p.caReaches(withChallenge[r.Index], p.in.Workloads[r.Index]); !ok {
 			return why
 		}
 	}
@@ -500,13 +506,13 @@ func (p *planner) evaluate(plan *Plan, routes []WorkloadRoute) *Refusal {
 }
 
 // caReaches follows the CA's request through the model of a workload.
-func (p *planner) caReaches(m *proxyModel, w *GatewayWorkload) (bool, *Refusal) {
+func (p *planner) caReaches(m *istiomodel.Proxy, w *GatewayWorkload) (bool, *Refusal) {
 	for _, port := range w.HTTPPorts {
-		vh := m.http[port].selectVhost(p.host)
+		vh := m.HTTP(port).SelectVirtualHost(p.host)
 		if vh == nil {
 			return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: fmt.Sprintf("no virtual host of %s serves http://%s", w.Describe(), p.host)}
 		}
-		if vh.requireTLS {
+		if vh.RedirectsToHTTPS() {
 			if ok, why := p.caReachesTLS(m, w); !ok {
 				return false, why
 			}
@@ -519,25 +525,26 @@ func (p *planner) caReaches(m *proxyModel, w *GatewayWorkload) (bool, *Refusal) 
 	return true, nil
 }
 
-func (p *planner) caReachesTLS(m *proxyModel, w *GatewayWorkload) (bool, *Refusal) {
+func (p *planner) caReachesTLS(m *istiomodel.Proxy, w *GatewayWorkload) (bool, *Refusal) {
 	redirected := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs", p.host)
 	if len(w.HTTPSPorts) == 0 {
 		_, why := p.httpsOptions(slices.Index(p.in.Workloads, w))
 		return false, why
 	}
 	for _, port := range w.HTTPSPorts {
-		chain, ambiguous := selectChain(m.tls[port], p.host)
-		if chain == nil || ambiguous || !chain.terminates {
+		chain, ambiguous := m.SelectChain(port, p.host)
+		if chain == nil || ambiguous || !chain.Terminates() {
 			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: redirected + ", and " + p.tlsProblem(chain, ambiguous, w)}
 		}
 		if problem := p.handshakeProblem(chain, w); problem != "" {
 			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: redirected + ", and " + problem}
 		}
-		vh := chain.routes.selectVhost(p.host)
+		gw := chain.Gateway()
+		vh := chain.Routes().SelectVirtualHost(p.host)
 		if vh == nil {
-			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf("%s, and no virtual host of the HTTPS server of Gateway %s/%s serves it", redirected, chain.gateway.Namespace, chain.gateway.Name)}
+			return false, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: fmt.Sprintf("%s, and no virtual host of the HTTPS server of Gateway %s/%s serves it", redirected, gw.Namespace, gw.Name)}
 		}
-		if ok, why := p.routeReaches(vh, "https", fmt.Sprintf("the HTTPS server of Gateway %s/%s", chain.gateway.Namespace, chain.gateway.Name)); !ok {
+		if ok, why := p.routeReaches(vh, "https", fmt.Sprintf("the HTTPS server of Gateway %s/%s", gw.Namespace, gw.Name)); !ok {
 			return false, why
 		}
 	}
@@ -546,25 +553,27 @@ func (p *planner) caReachesTLS(m *proxyModel, w *GatewayWorkload) (bool, *Refusa
 
 // routeReaches walks the virtual host's routes in Envoy's order: the first
 // that catches the CA's request must be the challenge route.
-func (p *planner) routeReaches(vh *vhost, scheme, where string) (bool, *Refusal) {
-	req := caRequest{host: p.host, path: p.path, scheme: scheme}
-	for _, r := range vh.routes {
-		if !r.matchesCA(req) {
+func (p *planner) routeReaches(vh *istiomodel.VirtualHost, scheme, where string) (bool, *Refusal) {
+	req := istiomodel.CARequest{Host: p.host, Path: p.path, Scheme: scheme}
+	for _, r := range vh.Routes() {
+		if !r.MatchesCA(req) {
 			continue
 		}
-		if isChallengeRoute(r) {
+		vs := r.VirtualService()
+		if isOurs(vs.Labels) {
 			return true, nil
 		}
 		return false, &Refusal{Reason: metrics.NotPresentedShadowed, Message: fmt.Sprintf(
 			"route %s of VirtualService %s/%s (%s) matches %s://%s%s and Istio tries it before the challenge route in the virtual host %s on %s, so the CA would not reach the token; exclude /.well-known/acme-challenge/ from that route (or give it a more specific match)",
-			r.name(), r.vs.Namespace, r.vs.Name, describeMatch(r.match), scheme, p.host, p.path, vh.name, where)}
+			r.Name(), vs.Namespace, vs.Name, describeMatch(r.Match()), scheme, p.host, p.path, vh.Name(), where)}
 	}
-	return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: fmt.Sprintf("no route of the virtual host %s on %s matches %s://%s%s", vh.name, where, scheme, p.host, p.path)}
+	return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: fmt.Sprintf("no route of the virtual host %s on %s matches %s://%s%s", vh.Name(), where, scheme, p.host, p.path)}
 }
 
-// isChallengeRoute tells our route from users' ones.
-func isChallengeRoute(r *modelRoute) bool {
-	return r.vs.Labels[LabelManagedBy] == ManagedByValue
+// isOurs tells the challenge objects (our Gateways and VirtualServices)
+// from users' ones by their labels.
+func isOurs(labels map[string]string) bool {
+	return labels[LabelManagedBy] == ManagedByValue
 }
 
 // describeMatch says what a route matches, for messages.
@@ -593,8 +602,8 @@ func describeMatch(m *istioapi.HTTPMatchRequest) string {
 	return strings.Join(parts, ", ")
 }
 
-// describePath tells how the CA's request reaches the token on a workload.
-func describePath(r WorkloadRoute, host string) string {
+// describeVia tells how the CA's request reaches the token on a workload.
+func describeVia(r WorkloadRoute, host string) string {
 	var parts []string
 	for _, b := range r.Bindings {
 		parts = append(parts, fmt.Sprintf("the virtual host %s of Gateway %s", b.Host, b.Gateway))

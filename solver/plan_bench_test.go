@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 )
 
 // BenchmarkPlanRoutesOnCrowdedGateway plans one challenge on the layout of
@@ -40,7 +41,7 @@ func BenchmarkPlanRoutesOnCrowdedGateway(b *testing.B) {
 		Now:        epoch.Add(time.Hour),
 	}
 	b.Run("models built per plan", func(b *testing.B) { planCrowded(b, in) })
-	in.Models = &ModelCache{}
+	in.Models = &istiomodel.Cache{}
 	b.Run("models kept between plans", func(b *testing.B) { planCrowded(b, in) })
 }
 

@@ -1,9 +1,12 @@
 package solver
 
 import (
+	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,57 +16,35 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiotest"
 )
 
-var ingressLabels = map[string]string{"istio": "ingressgateway"}
+// The objects the cases are written in.
+var (
+	ingressLabels  = istiotest.IngressLabels
+	epoch          = istiotest.Epoch
+	gateway        = istiotest.Gateway
+	server         = istiotest.Server
+	virtualService = istiotest.VirtualService
+	route          = istiotest.Route
+	tlsPassthrough = istiotest.TLSPassthrough
+	prefix         = istiotest.Prefix
+)
 
 // defaultWorkload is Istio's default ingress gateway: Service ports 80 ->
 // 8080 and 443 -> 8443, pods in istio-system.
 func defaultWorkload() *GatewayWorkload {
 	return &GatewayWorkload{
-		Target:       v1alpha1.GatewayWorkloadSelector{Selector: ingressLabels},
-		Namespace:    "istio-system",
-		PodLabels:    []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}},
-		HTTPPorts:    []uint32{8080},
-		HTTPSPorts:   []uint32{8443},
-		servicePorts: map[uint32][]uint32{80: {8080}, 443: {8443}},
+		Workload: istiomodel.Workload{
+			Namespace:    "istio-system",
+			PodLabels:    []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}},
+			ServicePorts: map[uint32][]uint32{80: {8080}, 443: {8443}},
+		},
+		Target:     v1alpha1.GatewayWorkloadSelector{Selector: ingressLabels},
+		HTTPPorts:  []uint32{8080},
+		HTTPSPorts: []uint32{8443},
 	}
-}
-
-var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-
-func gateway(ns, name string, selector map[string]string, servers ...*istioapi.Server) *istionet.Gateway {
-	gw := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(epoch)}}
-	gw.Spec.Selector = selector
-	gw.Spec.Servers = servers
-	return gw
-}
-
-func server(port uint32, protocol string, tls *istioapi.ServerTLSSettings, hosts ...string) *istioapi.Server {
-	return &istioapi.Server{Port: &istioapi.Port{Number: port, Name: strings.ToLower(protocol) + "-" + strconv.Itoa(int(port)), Protocol: protocol}, Hosts: hosts, Tls: tls}
-}
-
-func virtualService(ns, name string, age int, gateways, hosts []string, routes ...*istioapi.HTTPRoute) *istionet.VirtualService {
-	vs := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, CreationTimestamp: metav1.NewTime(epoch.Add(time.Duration(age) * time.Second))}}
-	vs.Spec.Gateways, vs.Spec.Hosts, vs.Spec.Http = gateways, hosts, routes
-	return vs
-}
-
-func route(name string, matches ...*istioapi.HTTPMatchRequest) *istioapi.HTTPRoute {
-	return &istioapi.HTTPRoute{Name: name, Match: matches, Route: []*istioapi.HTTPRouteDestination{{Destination: &istioapi.Destination{Host: "app"}}}}
-}
-
-// tlsPassthrough gives a VirtualService a tls route for the server names.
-func tlsPassthrough(vs *istionet.VirtualService, sniHosts ...string) *istionet.VirtualService {
-	vs.Spec.Tls = []*istioapi.TLSRoute{{
-		Match: []*istioapi.TLSMatchAttributes{{SniHosts: sniHosts}},
-		Route: []*istioapi.RouteDestination{{Destination: &istioapi.Destination{Host: "backend"}}},
-	}}
-	return vs
-}
-
-func prefix(p string) *istioapi.HTTPMatchRequest {
-	return &istioapi.HTTPMatchRequest{Uri: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: p}}}
 }
 
 func TestPlanRoutes(t *testing.T) {
@@ -299,29 +280,6 @@ func TestPlanRoutes(t *testing.T) {
 	}
 }
 
-// A tls or tcp route's match applies to a gateway's server by its port and
-// gateways alone, as in istiod's l4SingleMatch: source conditions are not
-// looked at on gateways.
-func TestL4SourceMatches(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		m    *istioapi.TLSMatchAttributes
-		want bool
-	}{
-		{"no conditions", &istioapi.TLSMatchAttributes{}, true},
-		{"this gateway, short name", &istioapi.TLSMatchAttributes{Gateways: []string{"gw"}}, true},
-		{"another gateway", &istioapi.TLSMatchAttributes{Gateways: []string{"other/gw"}}, false},
-		{"the server's port", &istioapi.TLSMatchAttributes{Port: 443}, true},
-		{"another port", &istioapi.TLSMatchAttributes{Port: 8443}, false},
-		{"other source labels", &istioapi.TLSMatchAttributes{SourceLabels: map[string]string{"istio": "egress"}}, true},
-		{"another source namespace", &istioapi.TLSMatchAttributes{SourceNamespace: "elsewhere"}, true},
-	} {
-		if got := l4SourceMatches(tc.m, 443, "istio-system/gw", "istio-system"); got != tc.want {
-			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
 // Planning a host reads the credential Secret only of HTTPS servers whose
 // answers the route could change: on a gateway crowded with other teams'
 // HTTPS Gateways, reading each of their Secrets for every plan cost over a
@@ -357,4 +315,63 @@ func TestPlanReadsOnlyCredentialsItNeeds(t *testing.T) {
 	if len(read) != 0 {
 		t.Errorf("read %d credentials (%v), want none: no HTTPS server serves shop.example.com", len(read), read)
 	}
+}
+
+// Plans made at once from one cache equal plans made each from scratch
+// (run with -race: models are shared between plans and must not change).
+func TestPlansSharingModelsEqualPlansFromScratch(t *testing.T) {
+	gws := []*istionet.Gateway{gateway("istio-system", "shared", ingressLabels, server(80, "HTTP", nil, "*.example.com"))}
+	for i := range 30 {
+		hosts := []string{fmt.Sprintf("*.team%d.example.com", i)}
+		gws = append(gws, gateway(fmt.Sprintf("team%d", i), "edge", ingressLabels,
+			server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_SIMPLE, CredentialName: "cert"}, hosts...),
+			server(80, "HTTP", &istioapi.ServerTLSSettings{HttpsRedirect: true}, hosts...)))
+	}
+	var vss []*istionet.VirtualService
+	for i := range 60 {
+		vss = append(vss, virtualService(fmt.Sprintf("team%d", i%30), fmt.Sprintf("v%d", i), i, []string{fmt.Sprintf("team%d/edge", i%30)},
+			[]string{fmt.Sprintf("app%d.team%d.example.com", i, i%30)}, route("app", prefix("/"))))
+	}
+	hosts := []string{"shop.example.com", "app3.team3.example.com", "new.team7.example.com", "x.example.org"}
+	input := func(host string, models *istiomodel.Cache) PlanInput {
+		return PlanInput{
+			Challenge: &v1alpha1.ACMEChallenge{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
+				Spec: v1alpha1.ACMEChallengeSpec{DNSName: host, Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+					Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: ingressLabels}},
+					GatewayNamespace: "istio-system",
+					TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+				}},
+			},
+			Gateways: gws, VirtualServices: vss, Workloads: []*GatewayWorkload{defaultWorkload()},
+			Credential: func(ns, name string) CredentialState { return CredentialState{Usable: true} },
+			Now:        epoch.Add(time.Hour),
+			Models:     models,
+		}
+	}
+	type outcome struct {
+		Plan    *Plan
+		Refusal *Refusal
+	}
+	want := map[string]outcome{}
+	for _, h := range hosts {
+		p, r := PlanRoutes(input(h, nil))
+		want[h] = outcome{p, r}
+	}
+	shared := &istiomodel.Cache{}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for range 4 {
+		for _, h := range hosts {
+			wg.Go(func() {
+				p, r := PlanRoutes(input(h, shared))
+				if got := (outcome{p, r}); !reflect.DeepEqual(got, want[h]) {
+					mu.Lock()
+					defer mu.Unlock()
+					t.Errorf("%s: planned with shared models %+v, from scratch %+v", h, got, want[h])
+				}
+			})
+		}
+	}
+	wg.Wait()
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
@@ -153,7 +154,7 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 			})
 		}
 		out.Gateways = append(out.Gateways, gw)
-		bindings = appendNewBinding(bindings, Binding{Gateway: gatewayKey(gw), Host: host})
+		bindings = appendNewBinding(bindings, Binding{Gateway: istiomodel.GatewayKey(gw), Host: host})
 	}
 
 	vs := func(name string) *istionet.VirtualService {
@@ -221,7 +222,7 @@ func challengeRoute(ch *v1alpha1.ACMEChallenge, host string) *istioapi.HTTPRoute
 func (p *Plan) Describe(ch *v1alpha1.ACMEChallenge, workloads []*GatewayWorkload) string {
 	var via []string
 	for _, w := range p.Workloads {
-		where := w.Path
+		where := w.Via
 		if w.Index < len(workloads) && workloads[w.Index] != nil {
 			where += " on " + workloads[w.Index].Describe()
 		}

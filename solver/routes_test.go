@@ -215,7 +215,7 @@ func TestBuildRoutesWithTemporaryHTTPSServer(t *testing.T) {
 	if !slices.Equal(vs.Spec.Gateways, []string{"apps/bare", "istio-system/" + gw.Name}) {
 		t.Errorf("VirtualService gateways %v, want the redirecting Gateway and the temporary one", vs.Spec.Gateways)
 	}
-	plan := &Plan{Workloads: []WorkloadRoute{{Index: 0, Path: describePath(WorkloadRoute{Bindings: []Binding{redirecting}, OwnHTTPS: true}, "bare.example.com")}}}
+	plan := &Plan{Workloads: []WorkloadRoute{{Index: 0, Via: describeVia(WorkloadRoute{Bindings: []Binding{redirecting}, OwnHTTPS: true}, "bare.example.com")}}}
 	if d := plan.Describe(ch, nil); !strings.Contains(d, "temporary HTTPS server") || !strings.Contains(d, "apps/bare") {
 		t.Errorf("description %q does not name the Gateway and the temporary server", d)
 	}

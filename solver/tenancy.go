@@ -7,6 +7,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 )
 
 // The tenancy rule. HTTP-01 proves that the requester can serve content on
@@ -51,7 +52,7 @@ func ServerAdmits(hosts []string, gatewayNamespace, namespace, name string) (lis
 		if ns == "." {
 			ns = gatewayNamespace
 		}
-		if !hostSubsetOf(name, strings.ToLower(host)) {
+		if !istiomodel.HostWithin(name, strings.ToLower(host)) {
 			continue
 		}
 		lists = true
@@ -88,7 +89,7 @@ func serversListing(gateways []*istionet.Gateway, workloads []*GatewayWorkload, 
 	for _, gw := range gateways {
 		selected := false
 		for _, w := range workloads {
-			if w != nil && selectsAny(gw.Spec.Selector, w.PodLabels) {
+			if w != nil && istiomodel.SelectsWorkload(gw.Spec.Selector, w.PodLabels) {
 				selected = true
 				break
 			}

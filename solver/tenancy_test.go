@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 )
 
 // The rule over every form a Gateway server's hosts entry takes (istio/api
@@ -65,7 +66,7 @@ func tenancyServer(port uint32, protocol string, hosts ...string) *istioapi.Serv
 // other workloads do not count.
 func TestIstioAdmits(t *testing.T) {
 	ingress := map[string]string{"istio": "ingressgateway"}
-	w := &GatewayWorkload{PodLabels: []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}}}
+	w := &GatewayWorkload{Workload: istiomodel.Workload{PodLabels: []map[string]string{{"istio": "ingressgateway", "app": "istio-ingressgateway"}}}}
 	shared := tenancyGateway("istio-system", "public", ingress, tenancyServer(80, "HTTP", "*.example.com"))
 	teamB443 := tenancyGateway("team-b", "secure", ingress, tenancyServer(443, "HTTPS", "./secure.b.example.com"))
 	platformB := tenancyGateway("istio-system", "b", ingress, tenancyServer(80, "HTTP", "team-b/shop.b.example.com"))

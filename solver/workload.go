@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 )
 
 // +kubebuilder:rbac:groups="",resources=pods;services,verbs=get;list
@@ -55,30 +56,18 @@ type discovery struct {
 // the Services in front of it, and which of its ports the CA's requests
 // reach.
 type GatewayWorkload struct {
+	// Workload is what the Istio model reads: the pods' namespace (where
+	// Istio reads credentialName), their labels and the Services' port
+	// mappings.
+	istiomodel.Workload
 	// Target is the issuer's entry that names this workload.
 	Target v1alpha1.GatewayWorkloadSelector
-	// Namespace of the gateway pods, where Istio reads credentialName.
-	Namespace string
-	PodLabels []map[string]string
 	// Addresses are "clusterIP:80" of the Services in front of the pods.
 	Addresses []string
 	// HTTPPorts and HTTPSPorts are the pod ports behind the Services' ports
 	// 80 and 443, where the CA's requests (and its redirects to HTTPS)
 	// arrive.
 	HTTPPorts, HTTPSPorts []uint32
-	// servicePorts maps each Service port number to the pod ports behind
-	// it: Istio binds a Gateway server whose port number is a Service port
-	// to that Service's target port, and any other number as is.
-	servicePorts map[uint32][]uint32
-}
-
-// ListenPorts returns the pod ports on which Istio binds a Gateway server
-// with this port number on the workload.
-func (w *GatewayWorkload) ListenPorts(number uint32) []uint32 {
-	if ports, ok := w.servicePorts[number]; ok {
-		return ports
-	}
-	return []uint32{number}
 }
 
 // Describe names the workload in messages.
@@ -154,7 +143,7 @@ func inNamespace(ns string) string {
 // NewGatewayWorkload describes the workload made of pods from the Services
 // that select them.
 func NewGatewayWorkload(target v1alpha1.GatewayWorkloadSelector, pods []corev1.Pod, services []corev1.Service) *GatewayWorkload {
-	w := &GatewayWorkload{Target: target, servicePorts: map[uint32][]uint32{}}
+	w := &GatewayWorkload{Target: target, Workload: istiomodel.Workload{ServicePorts: map[uint32][]uint32{}}}
 	if len(pods) > 0 {
 		w.Namespace = pods[0].Namespace
 	}
@@ -174,7 +163,7 @@ func NewGatewayWorkload(target v1alpha1.GatewayWorkloadSelector, pods []corev1.P
 			}
 			target := targetPort(sp, selected)
 			if !noTranslation {
-				w.servicePorts[uint32(sp.Port)] = appendNew(w.servicePorts[uint32(sp.Port)], target)
+				w.ServicePorts[uint32(sp.Port)] = appendNew(w.ServicePorts[uint32(sp.Port)], target)
 			}
 			switch sp.Port {
 			case httpPort:
@@ -245,13 +234,4 @@ func podNamespaces(pods []corev1.Pod) []string {
 		set[p.Namespace] = true
 	}
 	return slices.Sorted(maps.Keys(set))
-}
-
-// proxyLabels are the labels of the workload's first pod, which istiod
-// matches route conditions on source labels against.
-func (w *GatewayWorkload) proxyLabels() map[string]string {
-	if len(w.PodLabels) == 0 {
-		return nil
-	}
-	return w.PodLabels[0]
 }

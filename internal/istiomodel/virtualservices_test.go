@@ -1,4 +1,4 @@
-package solver
+package istiomodel
 
 import (
 	"fmt"
@@ -8,6 +8,8 @@ import (
 
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/istiotest"
 )
 
 // An index extended with more VirtualServices lists, for every Gateway, the
@@ -20,10 +22,10 @@ func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
 	gateways := []string{"istio-system/shared", "apps/edge", "team/gw"}
 	vs := func(i int, delegate bool) *istionet.VirtualService {
 		ns := namespaces[rng.IntN(len(namespaces))]
-		v := virtualService(ns, fmt.Sprintf("v%d", i), rng.IntN(5), nil, nil)
+		v := istiotest.VirtualService(ns, fmt.Sprintf("v%d", i), rng.IntN(5), nil, nil)
 		v.Spec.ExportTo = exports[rng.IntN(len(exports))]
 		if delegate {
-			v.Spec.Http = []*istioapi.HTTPRoute{route("sub", prefix("/sub"))}
+			v.Spec.Http = []*istioapi.HTTPRoute{istiotest.Route("sub", istiotest.Prefix("/sub"))}
 			return v
 		}
 		v.Spec.Hosts = []string{fmt.Sprintf("h%d.example.com", rng.IntN(3))}
@@ -32,7 +34,7 @@ func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
 				v.Spec.Gateways = append(v.Spec.Gateways, g)
 			}
 		}
-		v.Spec.Http = []*istioapi.HTTPRoute{route("r", prefix("/"))}
+		v.Spec.Http = []*istioapi.HTTPRoute{istiotest.Route("r", istiotest.Prefix("/"))}
 		if rng.IntN(4) == 0 {
 			v.Spec.Http = append(v.Spec.Http, &istioapi.HTTPRoute{Delegate: &istioapi.Delegate{Name: fmt.Sprintf("v%d", rng.IntN(40)), Namespace: ns}})
 		}
@@ -54,13 +56,13 @@ func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
 			more = append(more, vs(100+i, false))
 		}
 		podNamespace := namespaces[rng.IntN(len(namespaces))]
-		base := newVirtualServiceIndex(users, podNamespace)
+		base := NewIndex(users, podNamespace)
 		before := map[string][]string{}
 		for gw, list := range base.byGateway {
 			before[gw] = names(list)
 		}
-		got := base.with(more)
-		want := newVirtualServiceIndex(append(slices.Clone(users), more...), podNamespace)
+		got := base.With(more)
+		want := NewIndex(append(slices.Clone(users), more...), podNamespace)
 		for _, gw := range gateways {
 			if g, w := names(got.forGateway(gw)), names(want.forGateway(gw)); !slices.Equal(g, w) {
 				t.Fatalf("round %d, Gateway %s: extended %v, rebuilt %v", round, gw, g, w)

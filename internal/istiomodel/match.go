@@ -1,4 +1,4 @@
-package solver
+package istiomodel
 
 import (
 	"regexp"
@@ -7,11 +7,11 @@ import (
 	istioapi "istio.io/api/networking/v1"
 )
 
-// caRequest is the CA's validation request as a route sees it: GET of the
+// CARequest is the CA's validation request as a route sees it: GET of the
 // token path with the challenged host as authority, over http first and
 // https after a redirect, with no query string.
-type caRequest struct {
-	host, path, scheme string
+type CARequest struct {
+	Host, Path, Scheme string
 }
 
 // caHeaders are the request headers a CA's validation request carries
@@ -20,23 +20,23 @@ type caRequest struct {
 // a route that may catch the CA's request counts as catching it.
 var caHeaders = map[string]bool{"user-agent": true, "accept": true, "accept-encoding": true}
 
-// matchesCA reports whether the route catches the CA's request.
-func (r *modelRoute) matchesCA(req caRequest) bool {
+// MatchesCA reports whether the route catches the CA's request.
+func (r *Route) MatchesCA(req CARequest) bool {
 	m := r.match
 	if m == nil {
 		return true
 	}
-	path := req.path
+	path := req.Path
 	if uri := m.GetUri(); uri != nil && !stringMatches(uri, path, m.GetIgnoreUriCase()) {
 		return false
 	}
-	if m.GetScheme() != nil && !stringMatches(m.GetScheme(), req.scheme, false) {
+	if m.GetScheme() != nil && !stringMatches(m.GetScheme(), req.Scheme, false) {
 		return false
 	}
 	if m.GetMethod() != nil && !stringMatches(m.GetMethod(), "GET", false) {
 		return false
 	}
-	if m.GetAuthority() != nil && !stringMatches(m.GetAuthority(), req.host, false) {
+	if m.GetAuthority() != nil && !stringMatches(m.GetAuthority(), req.Host, false) {
 		return false
 	}
 	for name, sm := range m.GetHeaders() {
@@ -69,16 +69,16 @@ func (r *modelRoute) matchesCA(req caRequest) bool {
 // caHeader is a header of the CA's request: its value, whether it is sent,
 // and whether its value is unknown (then any condition on it is taken to
 // match, so a route that may catch the CA's request counts as catching it).
-func caHeader(name string, req caRequest) (value string, present, unknown bool) {
+func caHeader(name string, req CARequest) (value string, present, unknown bool) {
 	switch n := strings.ToLower(name); {
 	case n == ":authority" || n == "host":
-		return req.host, true, false
+		return req.Host, true, false
 	case n == ":method":
 		return "GET", true, false
 	case n == ":scheme":
-		return req.scheme, true, false
+		return req.Scheme, true, false
 	case n == ":path":
-		return req.path, true, false
+		return req.Path, true, false
 	case caHeaders[n]:
 		return "", true, true
 	}

@@ -1,4 +1,4 @@
-package solver
+package istiomodel
 
 import (
 	"math/rand/v2"
@@ -6,8 +6,10 @@ import (
 	"testing"
 )
 
-// The indexed lookups (selectVhost, chainIndex) pick what comparing every
-// name picks, on random names, wildcards and server-name lists.
+// The indexed lookups (SelectVirtualHost, chainIndex) pick what comparing
+// every name picks, on random names, wildcards and server-name lists; the
+// route configurations are finished as Build finishes them, so the lookup
+// learns of names that are not "*.suffix" the way it does in a model.
 func TestIndexedSelectionMatchesFullComparison(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	labels := []string{"a", "b", "shop", "example", "com", "net"}
@@ -35,24 +37,22 @@ func TestIndexedSelectionMatchesFullComparison(t *testing.T) {
 		return h
 	}
 	for round := range 20000 {
-		rc := &routeConfig{vhosts: map[string]*vhost{}}
-		var chains []*tlsChain
+		vhosts := map[string]*VirtualHost{}
+		var chains []*Chain
 		for range rng.IntN(8) {
 			n := name()
-			rc.vhosts[n] = &vhost{name: n}
+			vhosts[n] = &VirtualHost{name: n}
 			var hosts []string
 			for range 1 + rng.IntN(3) {
 				hosts = append(hosts, name())
 			}
-			chains = append(chains, &tlsChain{sni: sniHosts(hosts)})
+			chains = append(chains, &Chain{sni: sniHosts(hosts)})
 		}
-		for n := range rc.vhosts {
-			rc.oddWildcard = rc.oddWildcard || isOddWildcard(n)
-		}
+		rc := newRouteConfig("", nil, vhosts)
 		idx := newChainIndex(chains)
 		for range 20 {
 			h := name()
-			if got, want := rc.selectVhost(h), selectVhostByComparison(rc, h); got != want {
+			if got, want := rc.SelectVirtualHost(h), selectVhostByComparison(rc, h); got != want {
 				t.Fatalf("round %d: virtual host for %q: got %v, want %v (names %v)", round, h, got, want, keys(rc.vhosts))
 			}
 			gc, ga := idx.selectChain(h)
@@ -64,7 +64,7 @@ func TestIndexedSelectionMatchesFullComparison(t *testing.T) {
 	}
 }
 
-func keys(m map[string]*vhost) []string {
+func keys(m map[string]*VirtualHost) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
@@ -74,11 +74,11 @@ func keys(m map[string]*vhost) []string {
 
 // selectVhostByComparison is Envoy's rule written plainly: the exact name,
 // else the longest wildcard that covers host, else "*".
-func selectVhostByComparison(rc *routeConfig, host string) *vhost {
+func selectVhostByComparison(rc *RouteConfig, host string) *VirtualHost {
 	if vh := rc.vhosts[host]; vh != nil {
 		return vh
 	}
-	var best *vhost
+	var best *VirtualHost
 	for name, vh := range rc.vhosts {
 		if len(name) < 2 || !strings.HasPrefix(name, "*") {
 			continue
@@ -95,8 +95,8 @@ func selectVhostByComparison(rc *routeConfig, host string) *vhost {
 
 // selectChainByComparison ranks every chain: an exact name first, then the
 // longest covering wildcard, then the chains for every name.
-func selectChainByComparison(chains []*tlsChain, sni string) (*tlsChain, bool) {
-	var best, catchAll []*tlsChain
+func selectChainByComparison(chains []*Chain, sni string) (*Chain, bool) {
+	var best, catchAll []*Chain
 	bestRank := 0
 	for _, c := range chains {
 		if len(c.sni) == 0 {
@@ -108,14 +108,14 @@ func selectChainByComparison(chains []*tlsChain, sni string) (*tlsChain, bool) {
 			switch {
 			case s == sni:
 				rank = max(rank, 1<<30)
-			case hostSubsetOf(sni, s):
+			case HostWithin(sni, s):
 				rank = max(rank, len(s))
 			}
 		}
 		switch {
 		case rank == 0:
 		case rank > bestRank:
-			best, bestRank = []*tlsChain{c}, rank
+			best, bestRank = []*Chain{c}, rank
 		case rank == bestRank:
 			best = append(best, c)
 		}

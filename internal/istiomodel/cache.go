@@ -1,4 +1,4 @@
-package solver
+package istiomodel
 
 import (
 	"reflect"
@@ -7,46 +7,45 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 )
 
-// ModelCache keeps, per gateway workload, the model of the users' Gateways
-// and VirtualServices from the last plan, and gives it to the next plan
-// when the workload and the objects are the same ones: on a cluster whose
+// Cache keeps, per gateway workload, the model of the users' Gateways and
+// VirtualServices from the last plan, and gives it to the next plan when
+// the workload and the objects are the same ones: on a cluster whose
 // Gateways change less often than challenges come, most plans then model
-// only the candidates. The cache's lists hand out the same object for an
+// only the candidates. The callers' lists hand out the same object for an
 // unchanged Gateway or VirtualService and a new one for a changed one, so
 // the same set of objects is the same configuration. Models are never
 // changed once built; plans share them. The zero value is ready to use.
-type ModelCache struct {
+type Cache struct {
 	mu      sync.Mutex
-	entries map[string]*cachedModel // by workload namespace and labels
+	entries map[string]*cachedModel // by the caller's key for the workload
 }
 
 type cachedModel struct {
-	workload *GatewayWorkload
+	workload Workload
 	gateways map[*istionet.Gateway]bool
 	vss      map[*istionet.VirtualService]bool
-	model    *proxyModel
-	vsIndex  *virtualServiceIndex
+	model    *Proxy
+	index    *Index
 }
 
-// before returns the model of the users' objects on the workload and the
-// index of their VirtualServices, built now or kept from an earlier plan.
-// A nil cache builds them and keeps nothing.
-func (c *ModelCache) before(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *GatewayWorkload) (*proxyModel, *virtualServiceIndex) {
-	key := w.Namespace + "|" + describeTarget(w.Target)
+// Model returns the model of the objects on the workload and the index of
+// their VirtualServices, built now or kept from an earlier call with the
+// same key. A nil cache builds them and keeps nothing.
+func (c *Cache) Model(key string, gws []*istionet.Gateway, vss []*istionet.VirtualService, w *Workload) (*Proxy, *Index) {
 	if e := c.entry(key); e != nil && e.matches(gws, vss, w) {
-		return e.model, e.vsIndex
+		return e.model, e.index
 	}
-	idx := newVirtualServiceIndex(vss, w.Namespace)
-	model := buildProxyModel(modelInput{gateways: gws, virtualServices: idx, workload: w})
+	idx := NewIndex(vss, w.Namespace)
+	model := Build(Input{Gateways: gws, VirtualServices: idx, Workload: w})
 	if c == nil {
 		return model, idx
 	}
 	e := &cachedModel{
-		workload: w,
+		workload: *w,
 		gateways: make(map[*istionet.Gateway]bool, len(gws)),
 		vss:      make(map[*istionet.VirtualService]bool, len(vss)),
 		model:    model,
-		vsIndex:  idx,
+		index:    idx,
 	}
 	for _, g := range gws {
 		e.gateways[g] = true
@@ -63,7 +62,7 @@ func (c *ModelCache) before(gws []*istionet.Gateway, vss []*istionet.VirtualServ
 	return model, idx
 }
 
-func (c *ModelCache) entry(key string) *cachedModel {
+func (c *Cache) entry(key string) *cachedModel {
 	if c == nil {
 		return nil
 	}
@@ -75,11 +74,11 @@ func (c *ModelCache) entry(key string) *cachedModel {
 // matches reports whether the entry was built from exactly these objects
 // for a workload with the same pods and ports. The entry holds its objects,
 // so none of them is freed and its address given to another.
-func (e *cachedModel) matches(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *GatewayWorkload) bool {
+func (e *cachedModel) matches(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *Workload) bool {
 	if len(gws) != len(e.gateways) || len(vss) != len(e.vss) {
 		return false
 	}
-	if e.workload.Namespace != w.Namespace || !reflect.DeepEqual(e.workload.PodLabels, w.PodLabels) || !reflect.DeepEqual(e.workload.servicePorts, w.servicePorts) {
+	if e.workload.Namespace != w.Namespace || !reflect.DeepEqual(e.workload.PodLabels, w.PodLabels) || !reflect.DeepEqual(e.workload.ServicePorts, w.ServicePorts) {
 		return false
 	}
 	for _, g := range gws {

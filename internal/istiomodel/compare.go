@@ -1,0 +1,186 @@
+package istiomodel
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Comparison says what UnchangedForUsers compares.
+type Comparison struct {
+	// Host is the challenged host: its token path is the one request the
+	// challenge objects may route.
+	Host string
+	// Workload names the gateway workload in messages.
+	Workload string
+	// Ours tells the challenge's objects (Gateways and VirtualServices)
+	// from the users' by their labels.
+	Ours func(labels map[string]string) bool
+	// ServesNobody tells the TLS servers that complete no handshake (no
+	// usable certificate): nothing behind them can change for anyone, and
+	// our temporary server may take the challenged host from them.
+	ServesNobody func(*Chain) bool
+}
+
+// UnchangedForUsers reports, as an error naming the first difference,
+// whether the model with the challenge objects added (withChallenge)
+// routes any request but the CA's for the host differently from the model
+// of the users' objects alone (users): which virtual host a request lands
+// in, whether it is redirected to HTTPS, which users' routes it tries in
+// which order, and which TLS server answers a server name. The challenge
+// route itself only catches the token path for the host (its authority
+// condition), so it is left out of the comparison.
+//
+// Requests are probed per host name: every name a virtual host, server or
+// server name of either model carries (a wildcard by a name under it), and
+// the host. Envoy's choice between virtual hosts only changes at those
+// names.
+func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
+	host := c.Host
+	probes := probeHosts(users, withChallenge, host)
+	for _, port := range sortedKeys(users.http, withChallenge.http) {
+		b, a := users.http[port], withChallenge.http[port]
+		for _, h := range probes {
+			vb, va := b.SelectVirtualHost(h), a.SelectVirtualHost(h)
+			if !c.sameBehaviour(vb, va, false) {
+				return fmt.Errorf("the challenge route would change how %s answers plain HTTP requests for %s (%s instead of %s)", c.Workload, h, describeVhost(va), describeVhost(vb))
+			}
+		}
+	}
+	for _, port := range sortedKeys(users.tls, withChallenge.tls) {
+		b, a := newChainIndex(users.tls[port]), newChainIndex(withChallenge.tls[port])
+		for _, h := range probes {
+			cb, ambB := b.selectChain(h)
+			ca, ambA := a.selectChain(h)
+			switch {
+			case ambB != ambA:
+				return fmt.Errorf("the challenge objects would make the HTTPS servers of %s for %s ambiguous", c.Workload, h)
+			case cb == nil && ca == nil:
+				continue
+			case cb == nil || ca == nil || cb.spec != ca.spec:
+				if h == host && ca != nil && c.Ours(ca.gateway.Labels) && (cb == nil || c.ServesNobody(cb)) {
+					// Our temporary server for exactly the host, where no
+					// server of the users' can complete a handshake for it.
+					continue
+				}
+				return fmt.Errorf("the challenge objects would change which HTTPS server of %s answers %s", c.Workload, h)
+			}
+			// The credential is looked at last: it costs a read of the
+			// Secret, and most probed names behave the same anyway.
+			if cb.terminates && !c.sameBehaviour(cb.routes.SelectVirtualHost(h), ca.routes.SelectVirtualHost(h), true) && !c.ServesNobody(cb) {
+				return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s", cb.gateway.Namespace, cb.gateway.Name, h)
+			}
+		}
+	}
+	return nil
+}
+
+// sameBehaviour compares what two virtual hosts do with users' requests:
+// the redirect to HTTPS (plain HTTP only; it redirects every path), else
+// the users' routes in order. No virtual host answers 404, like one with no
+// route.
+func (c Comparison) sameBehaviour(b, a *VirtualHost, tls bool) bool {
+	rb, ra := b != nil && b.requireTLS, a != nil && a.requireTLS
+	if !tls {
+		if rb != ra {
+			return false
+		}
+		if rb {
+			return true
+		}
+	}
+	ub, ua := c.userRoutes(b), c.userRoutes(a)
+	for {
+		r, okB := ub()
+		s, okA := ua()
+		if okB != okA {
+			return false
+		}
+		if !okB {
+			return true
+		}
+		if r.key != s.key {
+			return false
+		}
+	}
+}
+
+// userRoutes iterates the routes of v that are not challenge routes.
+func (c Comparison) userRoutes(v *VirtualHost) func() (*Route, bool) {
+	i := 0
+	return func() (*Route, bool) {
+		for v != nil && i < len(v.routes) {
+			r := v.routes[i]
+			i++
+			if !c.Ours(r.vs.Labels) {
+				return r, true
+			}
+		}
+		return nil, false
+	}
+}
+
+func describeVhost(v *VirtualHost) string {
+	switch {
+	case v == nil:
+		return "no virtual host"
+	case v.requireTLS:
+		return "the redirecting virtual host " + v.name
+	}
+	return "the virtual host " + v.name
+}
+
+// probeHosts lists a request host for every name the models know, and
+// host.
+func probeHosts(users, withChallenge *Proxy, host string) []string {
+	set := map[string]bool{host: true}
+	addName := func(n string) {
+		n = strings.ToLower(n)
+		n = ServerHostName(n)
+		switch {
+		case n == "*":
+			set["probe.invalid"] = true
+		case strings.HasPrefix(n, "*."):
+			set["probe"+n[1:]] = true
+		case n != "":
+			set[n] = true
+		}
+	}
+	for _, m := range []*Proxy{users, withChallenge} {
+		for _, rc := range m.http {
+			for name := range rc.vhosts {
+				addName(name)
+			}
+			for _, s := range rc.servers {
+				for _, h := range s.hosts {
+					addName(h)
+				}
+			}
+		}
+		for _, chains := range m.tls {
+			for _, c := range chains {
+				for _, h := range c.spec.Hosts {
+					addName(h)
+				}
+				if c.routes != nil {
+					for name := range c.routes.vhosts {
+						addName(name)
+					}
+				}
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+func sortedKeys[V any](a, b map[uint32]V) []uint32 {
+	set := map[uint32]bool{}
+	for k := range a {
+		set[k] = true
+	}
+	for k := range b {
+		set[k] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
