@@ -168,3 +168,9 @@ func mayHaveReachedCA(err error) bool {
 	}
 	return true
 }
+
+// isNotFound reports the CA's 404: the order or object is gone there.
+func isNotFound(err error) bool {
+	var ae *acme.Error
+	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
+}

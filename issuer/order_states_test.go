@@ -57,7 +57,7 @@ func TestOrderStates(t *testing.T) {
 	b.valid = b.readyIssuer("lenient", b.proxy.DirectoryURL, lenient.ServerCAPEM)
 	b.failing = b.readyIssuer("strict", b.strict.DirectoryURL, b.strict.ServerCAPEM)
 
-	t.Run("a new order publishes one challenge per name", func(t *testing.T) {
+	b.run(t, "a new order publishes one challenge per name", func(t *testing.T) {
 		cr := b.request(t, b.valid, "new", "a.new.example.com", "b.new.example.com")
 		_, err := b.sign(cr)
 		wantPending(t, err, "a.new.example.com: publishing routes", "b.new.example.com: publishing routes")
@@ -71,7 +71,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "a.new.example.com,b.new.example.com", 1)
 	})
 
-	t.Run("presented challenges are accepted, the order finalized and the certificate returned", func(t *testing.T) {
+	b.run(t, "presented challenges are accepted, the order finalized and the certificate returned", func(t *testing.T) {
 		cr := b.placed(t, "issue", "issue.example.com")
 		b.present(t, cr)
 		bundle := b.signUntilDone(t, cr)
@@ -90,7 +90,7 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
-	t.Run("a pass reads the order's challenges by name; one named otherwise is still found", func(t *testing.T) {
+	b.run(t, "a pass reads the order's challenges by name; one named otherwise is still found", func(t *testing.T) {
 		cr := b.placed(t, "byname", "byname.example.com")
 		b.present(t, cr)
 		lists := b.cl.challengeLists.Load()
@@ -127,7 +127,7 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
-	t.Run("a finalization is sent on its own: the order is read on a later pass, not in the same breath", func(t *testing.T) {
+	b.run(t, "a finalization is sent on its own: the order is read on a later pass, not in the same breath", func(t *testing.T) {
 		// The ACME client reads the order at once after finalizing, which
 		// races the CA's issuance (Pebble deadlocks such orders).
 		cr := b.placed(t, "finalize", "finalize.example.com")
@@ -156,7 +156,7 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
-	t.Run("a finalization answered too late is not sent again: the certificate is fetched", func(t *testing.T) {
+	b.run(t, "a finalization answered too late is not sent again: the certificate is fetched", func(t *testing.T) {
 		cr := b.placed(t, "late", "late.example.com")
 		b.present(t, cr)
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointFinalize, Kind: testenv.FaultTimeout, Fraction: 1, AfterCA: true, Delay: finalizeTimeout + time.Second}})
@@ -185,7 +185,7 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
-	t.Run("a validation the CA fails fails the request for good, naming the host", func(t *testing.T) {
+	b.run(t, "a validation the CA fails fails the request for good, naming the host", func(t *testing.T) {
 		cr := b.request(t, b.failing, "invalid", "invalid.example.com")
 		_, err := b.sign(cr)
 		wantPending(t, err, "publishing routes")
@@ -204,7 +204,7 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
-	t.Run("an order gone at the CA is replaced", func(t *testing.T) {
+	b.run(t, "an order gone at the CA is replaced", func(t *testing.T) {
 		cr := b.placed(t, "gone", "gone.example.com")
 		order := b.order(t, cr)
 		order.Status.URL = strings.TrimSuffix(b.proxy.DirectoryURL, "/dir") + "/my-order/no-such-order"
@@ -221,7 +221,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "gone.example.com", 2)
 	})
 
-	t.Run("an order of another account is replaced", func(t *testing.T) {
+	b.run(t, "an order of another account is replaced", func(t *testing.T) {
 		cr := b.placed(t, "account", "account.example.com")
 		order := b.order(t, cr)
 		order.Status.AccountURI = "https://ca.example/acct/other"
@@ -237,7 +237,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "account.example.com", 2)
 	})
 
-	t.Run("a rejected identifier fails the request for good", func(t *testing.T) {
+	b.run(t, "a rejected identifier fails the request for good", func(t *testing.T) {
 		cr := b.request(t, b.failing, "blocked", "blocked.example.com")
 		_, err := b.sign(cr)
 		if !errors.As(err, &signer.PermanentError{}) {
@@ -246,7 +246,7 @@ func TestOrderStates(t *testing.T) {
 		wantMessage(t, err, "rejectedIdentifier", "blocked.example.com")
 	})
 
-	t.Run("rate limited: the request waits, and the account asks nothing before Retry-After", func(t *testing.T) {
+	b.run(t, "rate limited: the request waits, and the account asks nothing before Retry-After", func(t *testing.T) {
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultRateLimited, Fraction: 1, RetryAfter: 2 * time.Second}})
 		cr := b.request(t, b.valid, "limited", "limited.example.com")
 		other := b.request(t, b.valid, "limited-other", "other.limited.example.com")
@@ -270,7 +270,7 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
-	t.Run("a CA error answering a new order is retried, with no order in doubt", func(t *testing.T) {
+	b.run(t, "a CA error answering a new order is retried, with no order in doubt", func(t *testing.T) {
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.Fault503, Fraction: 1}})
 		cr := b.request(t, b.valid, "unavailable", "unavailable.example.com")
 		_, err := b.sign(cr)
@@ -285,7 +285,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "unavailable.example.com", 1)
 	})
 
-	t.Run("a lost answer to a new order is reported, and a new order placed", func(t *testing.T) {
+	b.run(t, "a lost answer to a new order is reported, and a new order placed", func(t *testing.T) {
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultReset, Fraction: 1, AfterCA: true}})
 		cr := b.request(t, b.valid, "lost", "lost.example.com")
 		_, err := b.sign(cr)
@@ -300,7 +300,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "lost.example.com", 2)
 	})
 
-	t.Run("a lost answer to a challenge's acceptance does not fail the request", func(t *testing.T) {
+	b.run(t, "a lost answer to a challenge's acceptance does not fail the request", func(t *testing.T) {
 		// Two names: the pass that loses the first acceptance's answer
 		// stops there, so the order is still pending on the next pass.
 		cr := b.placed(t, "accepted", "a.accepted.example.com", "b.accepted.example.com")
@@ -319,7 +319,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "a.accepted.example.com,b.accepted.example.com", 1)
 	})
 
-	t.Run("a server error accepting a challenge is retried, without reading the challenge", func(t *testing.T) {
+	b.run(t, "a server error accepting a challenge is retried, without reading the challenge", func(t *testing.T) {
 		cr := b.placed(t, "accept500", "accept500.example.com")
 		b.present(t, cr)
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointChallenge, Kind: testenv.Fault500, Fraction: 1}})
@@ -333,7 +333,7 @@ func TestOrderStates(t *testing.T) {
 		b.signUntilDone(t, cr)
 	})
 
-	t.Run("an order whose URL could not be recorded is recorded on the next pass, not placed again", func(t *testing.T) {
+	b.run(t, "an order whose URL could not be recorded is recorded on the next pass, not placed again", func(t *testing.T) {
 		cr := b.request(t, b.valid, "unrecorded", "unrecorded.example.com")
 		b.cl.failNextStatusWrite(func(obj client.Object) bool {
 			o, ok := obj.(*v1alpha1.ACMEOrder)
@@ -352,7 +352,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "unrecorded.example.com", 1)
 	})
 
-	t.Run("an ACMEOrder read from a cache that is behind places no second order", func(t *testing.T) {
+	b.run(t, "an ACMEOrder read from a cache that is behind places no second order", func(t *testing.T) {
 		cr := b.request(t, b.valid, "stale", "stale.example.com")
 		_, err := b.sign(cr) // creates the ACMEOrder and places the order
 		wantPending(t, err, "publishing routes")
@@ -366,7 +366,7 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "stale.example.com", 1)
 	})
 
-	t.Run("badNonce answers are retried at once, three times", func(t *testing.T) {
+	b.run(t, "badNonce answers are retried at once, three times", func(t *testing.T) {
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultBadNonce, Fraction: 1}})
 		cr := b.request(t, b.valid, "nonce", "nonce.example.com")
 		before := b.count(testenv.EndpointNewOrder, "nonce.example.com")
@@ -380,7 +380,7 @@ func TestOrderStates(t *testing.T) {
 		wantPending(t, err, "publishing routes")
 	})
 
-	t.Run("a CA error reading the order keeps the order", func(t *testing.T) {
+	b.run(t, "a CA error reading the order keeps the order", func(t *testing.T) {
 		cr := b.placed(t, "reading", "reading.example.com")
 		url := b.order(t, cr).Status.URL
 		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointOrder, Kind: testenv.Fault500, Fraction: 1}})
@@ -567,6 +567,18 @@ func (b *orderBench) accepts(name string) int {
 		}
 	}
 	return n
+}
+
+// run runs one case with the Events of earlier cases drained: each case
+// sees only its own, and the recorder's buffer never fills.
+func (b *orderBench) run(t *testing.T, name string, f func(t *testing.T)) {
+	t.Helper()
+	t.Run(name, func(t *testing.T) {
+		for len(b.events.Events) > 0 {
+			<-b.events.Events
+		}
+		f(t)
+	})
 }
 
 // wantEvent drains the recorded Events and checks that one has the reason

@@ -1,0 +1,207 @@
+package issuer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cert-manager/issuer-lib/controllers/signer"
+	"golang.org/x/crypto/acme"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
+)
+
+// ensureOrder returns the ACMEOrder of the request, creating it first. It is
+// created before the CA is asked for an order, so the CA's order URL has a
+// place to be written to at once.
+func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, names []string) (*v1alpha1.ACMEOrder, error) {
+	order := &v1alpha1.ACMEOrder{}
+	key := client.ObjectKey{Namespace: cro.GetNamespace(), Name: cro.GetName()}
+	err := s.client.Get(ctx, key, order)
+	if err == nil {
+		return order, nil
+	}
+	if !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading ACMEOrder %s: %w", key, err)
+	}
+	order = &v1alpha1.ACMEOrder{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:       key.Namespace,
+			Name:            key.Name,
+			OwnerReferences: []metav1.OwnerReference{ownerRef(cro)},
+		},
+		Spec: v1alpha1.ACMEOrderSpec{
+			Request:   cro.GetName(),
+			IssuerRef: v1alpha1.IssuerReference{Kind: issuerKind(iss), Name: iss.GetName()},
+			DNSNames:  names,
+		},
+	}
+	v1alpha1.SetLabelIfValid(order, v1alpha1.LabelCertificateRequest, cro.GetName())
+	order.SyncReadyCondition()
+	if err := s.client.Create(ctx, order); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			// The cache was behind; read it from the next pass.
+			return nil, signer.PendingError{Err: fmt.Errorf("waiting for ACMEOrder %s to appear in the cache", key), RequeueAfter: minPoll}
+		}
+		return nil, fmt.Errorf("creating ACMEOrder %s: %w", key, err)
+	}
+	return order, nil
+}
+
+func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder) (*acme.Order, error) {
+	if o, ok := s.unrecorded.take(order.UID, acct.uri); ok {
+		// Placed by an earlier pass whose write of the URL failed.
+		return s.recordPlaced(ctx, cro, order, acct, o)
+	}
+	if order.Status.RequestedAt != nil {
+		s.event(cro, corev1.EventTypeWarning, "OrderUnknown", "the request for an order at %s got no recorded answer (the controller stopped or lost the CA's answer); the CA may hold an order nobody uses, which it lets expire; placing a new one", order.Status.RequestedAt.UTC().Format(time.RFC3339))
+		countOrder(order, metrics.OrderUnknown)
+	}
+	// Record the attempt before asking the CA. The write fails when the
+	// cache was behind (an order may already be recorded) or the API server
+	// is unreachable: either way no order is placed that could not be
+	// recorded.
+	claim := order.DeepCopy()
+	now := metav1.NewTime(s.clock.Now())
+	claim.Status.RequestedAt = &now
+	claim.Status.Message = "asking the CA for an order for " + strings.Join(order.Spec.DNSNames, ", ")
+	claim.SyncReadyCondition()
+	if err := s.client.Status().Update(ctx, claim); err != nil {
+		if apierrors.IsConflict(err) {
+			return nil, signer.PendingError{Err: fmt.Errorf("ACMEOrder %s/%s changed meanwhile; reading it again before placing an order", order.Namespace, order.Name), RequeueAfter: minPoll}
+		}
+		return nil, fmt.Errorf("recording in ACMEOrder %s/%s that an order is being placed (no order is placed before that is recorded): %w", order.Namespace, order.Name, err)
+	}
+	*order = *claim
+
+	var opts []acme.OrderOption
+	if p := iss.GetSpec().Profile; p != "" {
+		opts = append(opts, acme.WithOrderIssuanceProfile(acme.ProfileName(p)))
+	}
+	octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
+	defer cancel()
+	o, err := acct.client.AuthorizeOrder(octx, acme.DomainIDs(order.Spec.DNSNames...), opts...)
+	if err != nil {
+		refused := !mayHaveReachedCA(err)
+		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
+		return nil, s.orderFailed(ctx, cro, order, err, refused)
+	}
+	return s.recordPlaced(ctx, cro, order, acct, o)
+}
+
+// recordPlaced writes a new order's URL and state into the ACMEOrder. When
+// the write fails the order is kept in memory, and the next pass records it
+// instead of placing another.
+func (s *Signer) recordPlaced(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, acct *account, o *acme.Order) (*acme.Order, error) {
+	msg := fmt.Sprintf("order %s created for %s", o.URI, strings.Join(order.Spec.DNSNames, ", "))
+	if err := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		st.URL = o.URI
+		st.AccountURI = acct.uri
+		st.State = v1alpha1.OrderState(o.Status)
+		st.FinalizeURL = o.FinalizeURL
+		st.Authorizations = o.AuthzURLs
+		st.Message = msg
+		st.RequestedAt = nil
+	}); err != nil {
+		s.unrecorded.keep(order.UID, acct.uri, o)
+		return nil, fmt.Errorf("recording order %s in ACMEOrder %s/%s (kept in memory and recorded on the next attempt): %w", o.URI, order.Namespace, order.Name, err)
+	}
+	log.FromContext(ctx).Info("ACME order created", "order", o.URI, "names", order.Spec.DNSNames)
+	s.event(cro, corev1.EventTypeNormal, "OrderCreated", "%s", msg)
+	countOrder(order, metrics.OrderCreated)
+	return o, nil
+}
+
+// orderFailed records a failure on the order; permanent failures also remove
+// the challenges. refused says a request for a new order cannot have
+// created one (the CA answered, or nothing was sent), so the ACMEOrder no
+// longer says an order may exist.
+func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error, refused bool) error {
+	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		st.Message = err.Error()
+		if refused {
+			st.RequestedAt = nil
+		}
+	}); uerr != nil {
+		log.FromContext(ctx).Error(uerr, "recording the order's failure")
+	}
+	if errors.As(err, &signer.PermanentError{}) {
+		if derr := s.deleteChallenges(ctx, order, nil); derr != nil {
+			return derr
+		}
+		s.event(cro, corev1.EventTypeWarning, "OrderFailed", "%s", err.Error())
+		countOrder(order, metrics.OrderInvalid)
+	}
+	return err
+}
+
+// failureReason explains an invalid order from its failed authorizations.
+func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order) (reason string, invalidHosts []string) {
+	var reasons []string
+	if o.Error != nil {
+		reasons = append(reasons, problemText(o.Error))
+	}
+	for _, u := range o.AuthzURLs {
+		a, err := acct.client.GetAuthorization(ctx, u)
+		if err != nil || a.Status == acme.StatusValid {
+			continue
+		}
+		invalidHosts = append(invalidHosts, a.Identifier.Value)
+		for _, c := range a.Challenges {
+			if c.Error != nil {
+				var ae *acme.Error
+				if errors.As(c.Error, &ae) {
+					reasons = append(reasons, fmt.Sprintf("%s: %s", a.Identifier.Value, problemText(ae)))
+				} else {
+					reasons = append(reasons, fmt.Sprintf("%s: %v", a.Identifier.Value, c.Error))
+				}
+			}
+		}
+	}
+	if len(reasons) == 0 {
+		reasons = append(reasons, "no reason given")
+	}
+	return fmt.Sprintf("the CA marked order %s %s: %s", o.URI, o.Status, strings.Join(reasons, "; ")), invalidHosts
+}
+
+// recordOrder records a change of the order's state at the CA, with what
+// led to it; progress within a state is reported on the request only.
+func (s *Signer) recordOrder(ctx context.Context, order *v1alpha1.ACMEOrder, o *acme.Order, msg string) error {
+	if order.Status.State == v1alpha1.OrderState(o.Status) {
+		return nil
+	}
+	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		st.State = v1alpha1.OrderState(o.Status)
+		st.Message = msg
+	})
+}
+
+func (s *Signer) updateOrderStatus(ctx context.Context, order *v1alpha1.ACMEOrder, mutate func(*v1alpha1.ACMEOrderStatus)) error {
+	return kubeutil.UpdateStatus(ctx, s.client, order, func(o *v1alpha1.ACMEOrder) {
+		mutate(&o.Status)
+		o.SyncReadyCondition()
+	})
+}
+
+// resetOrder forgets the CA order so the next pass places a new one.
+func (s *Signer) resetOrder(ctx context.Context, order *v1alpha1.ACMEOrder) error {
+	if err := s.deleteChallenges(ctx, order, nil); err != nil {
+		return err
+	}
+	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
+		*st = v1alpha1.ACMEOrderStatus{}
+	})
+}
+
+func countOrder(order *v1alpha1.ACMEOrder, outcome string) {
+	metrics.Orders.WithLabelValues(order.Spec.IssuerRef.Kind, issuerLabel(order), outcome).Inc()
+}
