@@ -3,34 +3,32 @@ package solver
 import (
 	"strings"
 
-	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
-// IstioCacheOptions caches every Gateway and VirtualService, since the
-// route planner reads users' ones on each challenge, trimmed to what the
+// IstioCacheOptions caches every object of the route kinds (Gateways and
+// VirtualServices), since the route planner reads users' ones on each
+// challenge, trimmed to what the
 // planner and the controller read: no managedFields, no status, and on
 // users' objects no annotations but cert-manager's (the Gateway shim reads
 // them; kubectl's last-applied-configuration alone would double the cache).
 // Ours keep theirs: they name the challenge.
 func IstioCacheOptions() map[client.Object]cache.ByObject {
-	trimmed := cache.ByObject{Transform: kubeutil.CacheTransform(trimIstioObject)}
-	return map[client.Object]cache.ByObject{&istionet.Gateway{}: trimmed, &istionet.VirtualService{}: trimmed}
+	out := map[client.Object]cache.ByObject{}
+	for _, k := range routeKinds {
+		out[k.newObject()] = cache.ByObject{Transform: kubeutil.CacheTransform(k.trimForCache)}
+	}
+	return out
 }
 
-func trimIstioObject(o client.Object) {
+func (k *routeKind) trimForCache(o client.Object) {
 	if o.GetLabels()[LabelManagedBy] != ManagedByValue {
 		o.SetAnnotations(certManagerAnnotations(o.GetAnnotations()))
 	}
-	switch t := o.(type) {
-	case *istionet.Gateway:
-		t.Status.Reset()
-	case *istionet.VirtualService:
-		t.Status.Reset()
-	}
+	k.trimStatus(o)
 }
 
 // certManagerAnnotations keeps the annotations under cert-manager.io/, or

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,9 +34,6 @@ import (
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmechallenges/finalizers,verbs=update
-// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways;virtualservices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=networking.istio.io,resources=gateways,verbs=create;update;patch;delete;deletecollection,namespace=challenge-routes
-// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=create;update;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;delete,namespace=temporary-https
 
@@ -84,11 +80,12 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 	})
 	owner := kubeutil.EnqueueAnnotated(AnnotationChallenge)
 	refused := handler.EnqueueRequestsFromMapFunc(r.refused.Requests)
-	return builder.ControllerManagedBy(mgr).
-		For(&v1alpha1.ACMEChallenge{}, builder.WithPredicates(notStatusOnly)).
-		Watches(&istionet.VirtualService{}, owner, deleted).
-		Watches(&istionet.Gateway{}, owner, deleted).
-		WatchesRawSource(UsersGatewaysSource(mgr, refused)).
+	b := builder.ControllerManagedBy(mgr).
+		For(&v1alpha1.ACMEChallenge{}, builder.WithPredicates(notStatusOnly))
+	for _, k := range routeKinds {
+		b = b.Watches(k.newObject(), owner, deleted)
+	}
+	return b.WatchesRawSource(UsersGatewaysSource(mgr, refused)).
 		Watches(&v1alpha1.HostnameGrant{}, refused).
 		Named("acmechallenge").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
@@ -210,17 +207,13 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 		refs = append(refs, v1alpha1.ObjectReference{APIVersion: "v1", Kind: "Secret", Namespace: sec.Namespace, Name: sec.Name})
 	}
-	for _, gw := range routes.Gateways {
-		if err := r.ensure(ctx, gw, &istionet.Gateway{}); err != nil {
-			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating Gateway %s/%s: %w", gw.Namespace, gw.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
+	for _, k := range routeKinds {
+		for _, obj := range k.built(routes) {
+			if err := r.ensure(ctx, obj, k.newObject()); err != nil {
+				return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating %s %s/%s: %w", k.kind, obj.GetNamespace(), obj.GetName(), kubeutil.ForbiddenHint(err, k.forbiddenHint)))
+			}
+			refs = append(refs, k.reference(obj))
 		}
-		refs = append(refs, objectRef(gw, "Gateway"))
-	}
-	for _, vs := range routes.VirtualServices {
-		if err := r.ensure(ctx, vs, &istionet.VirtualService{}); err != nil {
-			return reconcile.Result{}, r.fail(ctx, ch, fmt.Errorf("creating VirtualService %s/%s: %w", vs.Namespace, vs.Name, kubeutil.ForbiddenHint(err, kubeutil.RoutesHint)))
-		}
-		refs = append(refs, objectRef(vs, "VirtualService"))
 	}
 	if err := r.deleteStale(ctx, ch, routes); err != nil {
 		return reconcile.Result{}, err
@@ -492,15 +485,11 @@ func sameRoute(want, existing client.Object) bool {
 	if !reflect.DeepEqual(want.GetLabels(), existing.GetLabels()) {
 		return false
 	}
-	switch w := want.(type) {
-	case *corev1.Secret:
+	if _, ok := want.(*corev1.Secret); ok {
 		return true // written once: its certificate must not change under the gateway
-	case *istionet.Gateway:
-		e := existing.(*istionet.Gateway)
-		return proto.Equal(&w.Spec, &e.Spec)
-	case *istionet.VirtualService:
-		e := existing.(*istionet.VirtualService)
-		return proto.Equal(&w.Spec, &e.Spec)
+	}
+	if k := routeKindOf(want); k != nil {
+		return k.sameSpec(want, existing)
 	}
 	return false
 }
@@ -534,11 +523,12 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 			return fmt.Errorf("deleting Secret %s/%s of challenge %s/%s: %w", ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
 		}
 	}
-	gws, vss, err := r.ownRoutes(ctx, ch)
+	own, err := r.ownRoutes(ctx, ch)
 	if err != nil {
 		return err
 	}
-	for _, obj := range append(vss, gws...) {
+	slices.Reverse(own) // what binds a Gateway goes before it
+	for _, obj := range own {
 		if err := r.Client.Delete(ctx, obj); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting %s/%s of challenge %s/%s: %w", obj.GetNamespace(), obj.GetName(), ch.Namespace, ch.Name, err)
 		}
@@ -546,40 +536,31 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 	return nil
 }
 
-// ownRoutes lists the challenge's Gateways (in the gateway namespace) and
-// VirtualServices (in the requester's) from the cache by their labels.
-func (r *ChallengeReconciler) ownRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) (gateways, virtualServices []client.Object, err error) {
+// ownRoutes lists the challenge's route objects, each kind in its
+// namespace (routeKind.namespace), from the cache by their labels, in the
+// order of routeKinds.
+func (r *ChallengeReconciler) ownRoutes(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]client.Object, error) {
 	sel := client.MatchingLabels{LabelManagedBy: ManagedByValue, LabelChallenge: ChallengeKey(ch.Namespace, ch.Name)}
-	var gws istionet.GatewayList
-	if err := r.Client.List(ctx, &gws, client.InNamespace(ch.Spec.Solver.GatewayNamespace), sel); err != nil {
-		return nil, nil, fmt.Errorf("listing the Gateways of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	var out []client.Object
+	for _, k := range routeKinds {
+		objs, err := k.list(ctx, r.Client, client.InNamespace(k.namespace(ch)), sel)
+		if err != nil {
+			return nil, fmt.Errorf("listing the %ss of challenge %s/%s: %w", k.kind, ch.Namespace, ch.Name, err)
+		}
+		out = append(out, objs...)
 	}
-	var vss istionet.VirtualServiceList
-	if err := r.Client.List(ctx, &vss, client.InNamespace(RequesterNamespace(ch)), sel); err != nil {
-		return nil, nil, fmt.Errorf("listing the VirtualServices of challenge %s/%s: %w", ch.Namespace, ch.Name, err)
-	}
-	for _, gw := range gws.Items {
-		gateways = append(gateways, gw)
-	}
-	for _, vs := range vss.Items {
-		virtualServices = append(virtualServices, vs)
-	}
-	return gateways, virtualServices, nil
+	return out, nil
 }
 
 // missingRoute names a recorded Gateway or VirtualService of the challenge
 // that no longer exists, or is empty.
 func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
 	for _, ref := range ch.Status.Routes {
-		var obj client.Object
-		switch ref.Kind {
-		case "Gateway":
-			obj = &istionet.Gateway{}
-		case "VirtualService":
-			obj = &istionet.VirtualService{}
-		default:
-			continue
+		k := routeKindNamed(ref.Kind)
+		if k == nil {
+			continue // a Secret
 		}
+		obj := k.newObject()
 		key := client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}
 		err := r.Client.Get(ctx, key, obj)
 		if apierrors.IsNotFound(err) && r.APIReader != nil {
@@ -601,19 +582,15 @@ func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACM
 // serving the host on a workload where ours did: two servers for one host
 // must not linger.
 func (r *ChallengeReconciler) deleteStale(ctx context.Context, ch *v1alpha1.ACMEChallenge, keep Routes) error {
-	gws, vss, err := r.ownRoutes(ctx, ch)
+	own, err := r.ownRoutes(ctx, ch)
 	if err != nil {
 		return err
 	}
 	var stale []client.Object
-	for _, gw := range gws {
-		if !slices.ContainsFunc(keep.Gateways, func(k *istionet.Gateway) bool { return k.Name == gw.GetName() }) {
-			stale = append(stale, gw)
-		}
-	}
-	for _, vs := range vss {
-		if !slices.ContainsFunc(keep.VirtualServices, func(k *istionet.VirtualService) bool { return k.Name == vs.GetName() }) {
-			stale = append(stale, vs)
+	for _, obj := range own {
+		kept := routeKindOf(obj).built(keep)
+		if !slices.ContainsFunc(kept, func(k client.Object) bool { return k.GetName() == obj.GetName() }) {
+			stale = append(stale, obj)
 		}
 	}
 	for _, obj := range stale {
@@ -642,13 +619,4 @@ func (r *ChallengeReconciler) updateStatus(ctx context.Context, ch *v1alpha1.ACM
 		mutate(&ch.Status)
 		ch.SyncReadyCondition(problem)
 	})
-}
-
-func objectRef(obj client.Object, kind string) v1alpha1.ObjectReference {
-	return v1alpha1.ObjectReference{
-		APIVersion: istionet.SchemeGroupVersion.String(),
-		Kind:       kind,
-		Namespace:  obj.GetNamespace(),
-		Name:       obj.GetName(),
-	}
 }

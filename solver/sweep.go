@@ -6,23 +6,21 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
 
-// OrphanSweeper deletes Gateways and VirtualServices that carry our labels
+// OrphanSweeper deletes route objects (routeKinds) that carry our labels
 // but whose challenge no longer exists: left behind when a challenge's
 // finalizer was removed by hand, an object was restored from a backup, or a
 // route was written while its challenge was being deleted. Temporary HTTPS
 // Secrets are removed by the challenge's finalizer only. It runs on the
 // leader, at start and then periodically.
 type OrphanSweeper struct {
-	// Client reads (from the cache, which holds every Gateway and
-	// VirtualService, users' too; the sweep selects ours by label) and
-	// deletes.
+	// Client reads (from the cache, which holds every object of the route
+	// kinds, users' too; the sweep selects ours by label) and deletes.
 	Client client.Client
 	// Interval between sweeps.
 	Interval time.Duration
@@ -64,21 +62,14 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
 		live[ChallengeKey(ch.Namespace, ch.Name)] = true
 	}
 
-	var gws istionet.GatewayList
-	var vss istionet.VirtualServiceList
 	ours := client.MatchingLabels{LabelManagedBy: ManagedByValue}
-	if err := s.Client.List(ctx, &gws, ours); err != nil {
-		return 0, fmt.Errorf("listing our Gateways: %w", err)
-	}
-	if err := s.Client.List(ctx, &vss, ours); err != nil {
-		return 0, fmt.Errorf("listing our VirtualServices: %w", err)
-	}
 	var objs []client.Object
-	for i := range gws.Items {
-		objs = append(objs, gws.Items[i])
-	}
-	for i := range vss.Items {
-		objs = append(objs, vss.Items[i])
+	for _, k := range routeKinds {
+		list, err := k.list(ctx, s.Client, ours)
+		if err != nil {
+			return 0, fmt.Errorf("listing our %ss: %w", k.kind, err)
+		}
+		objs = append(objs, list...)
 	}
 
 	deleted := 0
@@ -88,9 +79,9 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
 			continue
 		}
 		if err := s.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
-			return deleted, fmt.Errorf("deleting %T %s/%s: %w", obj, obj.GetNamespace(), obj.GetName(), err)
+			return deleted, fmt.Errorf("deleting %s %s/%s: %w", routeKindOf(obj).kind, obj.GetNamespace(), obj.GetName(), err)
 		}
-		s.Log.Info("deleted orphaned challenge route", "kind", fmt.Sprintf("%T", obj), "namespace", obj.GetNamespace(), "name", obj.GetName(), "challenge", obj.GetAnnotations()[AnnotationChallenge])
+		s.Log.Info("deleted orphaned challenge route", "kind", routeKindOf(obj).kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "challenge", obj.GetAnnotations()[AnnotationChallenge])
 		deleted++
 	}
 	return deleted, nil
