@@ -54,7 +54,7 @@ func TestTenancyRefusesBeforeAnyOrder(t *testing.T) {
 	}}
 	mustCreate(t, b.api.Client, teamB)
 
-	authz := &solver.HostAuthorizer{Client: b.api.Client, Gateways: &solver.IngressGateways{Reader: b.api.Client}}
+	authz := &solver.HostAuthorizer{Client: b.api.Client, Discovery: &solver.GatewayDiscovery{Reader: b.api.Client}}
 	now := time.Now()
 	clock := &stepClock{now: now}
 	b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",

@@ -69,14 +69,3 @@ func TestParseCSR(t *testing.T) {
 		t.Error("garbage CSR accepted")
 	}
 }
-
-func TestChallengeName(t *testing.T) {
-	a := challengeName("req", "a.example.com")
-	if a != challengeName("req", "a.example.com") || a == challengeName("req", "b.example.com") {
-		t.Fatal("challenge names must be stable per host and distinct between hosts")
-	}
-	long := challengeName(strings.Repeat("x", 260), "a.example.com")
-	if len(long) > 253 {
-		t.Fatalf("name of %d characters", len(long))
-	}
-}

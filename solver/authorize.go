@@ -26,8 +26,8 @@ import (
 type HostAuthorizer struct {
 	// Client reads Gateways, HostnameGrants and Namespaces, from the cache.
 	Client client.Reader
-	// Gateways finds the gateway workloads the CA reaches.
-	Gateways *IngressGateways
+	// Discovery finds the gateway workloads the CA reaches.
+	Discovery *GatewayDiscovery
 }
 
 // Authorize returns why namespace may not get some of the names through
@@ -129,7 +129,7 @@ func (a *HostAuthorizer) workloads(ctx context.Context, sol v1alpha1.IstioHTTP01
 	var out []*GatewayWorkload
 	var problems []string
 	for i, target := range sol.Gateways {
-		w, err := a.Gateways.Workload(ctx, target)
+		w, err := a.Discovery.Workload(ctx, target)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("%s[%d]: %v", gatewaysField, i, err))
 			continue

@@ -47,10 +47,11 @@ type ChallengeReconciler struct {
 	// APIReader, when set, confirms with the API server a route the cache
 	// does not have before it is published again.
 	APIReader client.Reader
-	// Gateways finds the gateway workloads and the Gateways that already
-	// serve a host, and fetches the token through the gateways before the
+	// Discovery finds the gateway workloads the routes are planned for.
+	Discovery *GatewayDiscovery
+	// SelfCheck fetches the token through the gateways before the
 	// challenge counts as presented.
-	Gateways *IngressGateways
+	SelfCheck *SelfCheck
 	// Authorizer decides the tenancy rule before anything is planned.
 	Authorizer *HostAuthorizer
 	// Provenance, when set, leaves alone the challenges that no order of
@@ -227,7 +228,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		var addrs []string
 		for _, pw := range plan.Workloads {
 			for _, addr := range workloads[pw.Index].Addresses {
-				if err := r.Gateways.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
+				if err := r.SelfCheck.Check(ctx, addr, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key); err != nil {
 					return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheck, msg + "; self-check failed: " + err.Error()}, refs)
 				}
 				addrs = append(addrs, addr)
@@ -235,7 +236,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 		msg += "; self-check passed through the ingress gateway at " + strings.Join(addrs, ", ")
 		if ch.Spec.Solver.SelfCheckThroughDNS {
-			ips, err := r.Gateways.CheckThroughDNS(ctx, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key)
+			ips, err := r.SelfCheck.CheckThroughDNS(ctx, ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key)
 			if err != nil {
 				return r.notYet(ctx, ch, notPresented{metrics.NotPresentedSelfCheckDNS, msg + "; self-check through DNS failed: " + err.Error()}, refs)
 			}
@@ -332,7 +333,7 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 	}
 	workloads := make([]*GatewayWorkload, len(sol.Gateways))
 	for i, target := range sol.Gateways {
-		w, err := r.Gateways.Workload(ctx, target)
+		w, err := r.Discovery.Workload(ctx, target)
 		if err != nil {
 			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("%s[%d]: %v", settingsField(ch, "gateways"), i, err)}, nil
 		}

@@ -150,13 +150,14 @@ func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testen
 	}); err != nil {
 		t.Fatal(err)
 	}
-	gateways := &IngressGateways{Reader: mgr.GetAPIReader()}
+	discovery := &GatewayDiscovery{Reader: mgr.GetAPIReader()}
 	if err := (&ChallengeReconciler{
 		Client:     mgr.GetClient(),
 		APIReader:  mgr.GetAPIReader(),
 		Events:     mgr.GetEventRecorder("test"),
-		Gateways:   gateways,
-		Authorizer: &HostAuthorizer{Client: mgr.GetClient(), Gateways: gateways},
+		Discovery:  discovery,
+		SelfCheck:  &SelfCheck{},
+		Authorizer: &HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery},
 		Provenance: prov,
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,9 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
@@ -231,4 +234,13 @@ func (p *Plan) Describe(ch *v1alpha1.ACMEChallenge, workloads []*GatewayWorkload
 	return fmt.Sprintf("routing http://%s%s%s through %s to Service %s:%d",
 		ch.Spec.DNSName, ChallengePathPrefix, ch.Spec.Token, strings.Join(via, "; "),
 		TokenServiceHost(ch.Spec.Solver.TokenService), ch.Spec.Solver.TokenService.Port)
+}
+
+// notOurs selects objects that this controller did not create.
+func notOurs() (client.MatchingLabelsSelector, error) {
+	req, err := labels.NewRequirement(LabelManagedBy, selection.NotEquals, []string{ManagedByValue})
+	if err != nil {
+		return client.MatchingLabelsSelector{}, err
+	}
+	return client.MatchingLabelsSelector{Selector: labels.NewSelector().Add(*req)}, nil
 }

@@ -25,6 +25,18 @@ const (
 	maxAnswer = 64 << 10
 )
 
+// SelfCheck fetches a challenge's token the way the CA will, before the CA
+// is asked to validate: through the gateway's Service with the challenged
+// host in the Host header (Check: needs neither DNS nor a hairpin route to
+// the gateway's public address), and optionally through DNS
+// (CheckThroughDNS). Broken routing is then reported on the request
+// instead of costing one of the CA's failed validations.
+type SelfCheck struct {
+	// Resolver resolves challenged hosts for CheckThroughDNS; nil is the
+	// system's resolver.
+	Resolver *net.Resolver
+}
+
 // SelfCheckUserAgent identifies the self-check's requests in gateway logs.
 const SelfCheckUserAgent = "istio-acme-issuer-self-check"
 
@@ -34,7 +46,7 @@ const SelfCheckUserAgent = "istio-acme-issuer-self-check"
 // key. Like Let's Encrypt it follows up to 10 redirects, to http or https on
 // ports 80 and 443 only, to the gateway's same address, and does not verify
 // the certificate of an HTTPS redirect target.
-func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key string) error {
+func (c *SelfCheck) Check(ctx context.Context, addr, host, token, key string) error {
 	gatewayIP, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", addr, err)
@@ -57,7 +69,7 @@ func (c *IngressGateways) Check(ctx context.Context, addr, host, token, key stri
 // CheckThroughDNS fetches the token as the CA will, resolving host through
 // DNS (Resolver) and connecting to the address it returns, and returns the
 // addresses the host resolved to.
-func (c *IngressGateways) CheckThroughDNS(ctx context.Context, host, token, key string) ([]string, error) {
+func (c *SelfCheck) CheckThroughDNS(ctx context.Context, host, token, key string) ([]string, error) {
 	resolver := c.Resolver
 	if resolver == nil {
 		resolver = net.DefaultResolver

@@ -332,16 +332,17 @@ func run(ctx context.Context, o options) error {
 	}
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
-	gateways := &solver.IngressGateways{Reader: mgr.GetAPIReader(), Resolver: resolver(o.selfCheckNameservers)}
+	discovery := &solver.GatewayDiscovery{Reader: mgr.GetAPIReader()}
 	// One tenancy rule for every front door: our issuers' requests before
 	// any order, and every challenge before its routes are planned.
-	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Gateways: gateways}
+	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery}
 	if err := (&solver.ChallengeReconciler{
 		Client:           mgr.GetClient(),
 		APIReader:        mgr.GetAPIReader(),
 		Events:           recorder,
 		Workers:          o.workers,
-		Gateways:         gateways,
+		Discovery:        discovery,
+		SelfCheck:        &solver.SelfCheck{Resolver: resolver(o.selfCheckNameservers)},
 		Authorizer:       authorizer,
 		Provenance:       provenance,
 		NamespacedPolicy: &o.namespacedIssuers,

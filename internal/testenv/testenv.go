@@ -43,8 +43,14 @@ var (
 
 // Tool returns the path of a pinned tool that hack/tools/build.sh built,
 // failing the test with the command that builds it when it is missing.
+// With -short it skips the test instead: every real component (API server,
+// etcd, Pebble, cert-manager, helm, ...) comes through here, so
+// `go test -short ./...` runs the pure tests alone.
 func Tool(t testing.TB, name string) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s, a real component: left out by -short ('make test' runs it)", name)
+	}
 	toolMu.Lock()
 	defer toolMu.Unlock()
 	if p, ok := toolPaths[name]; ok {
