@@ -3,7 +3,7 @@
 #   make demo      issue a certificate end to end on an embedded local setup
 #   make test      unit, integration (envtest) and end-to-end tests
 #   make generate  regenerate deepcopy, CRDs, RBAC and the chart's CRDs
-#   make verify    fail if generated files are out of date, or gofmt/vet complain
+#   make verify    fail if generated files are out of date, or gofmt/vet/staticcheck complain
 #   make tools     build the pinned test and generation tools into the cache
 #   make docker-build  build the controller image (IMAGE=..., VERSION=...)
 #   make differential  the route planner against Istio on 20,000 generated layouts
@@ -66,8 +66,9 @@ verify: generate
 	$$($(TOOLS) --path actionlint) -no-color .github/workflows/*.yaml
 	cd e2e && go vet ./...
 	# The bench, demo and chaos campaign build only with their tags: vet
-	# them too, or a change could break them unseen.
+	# and check them too, or a change could break them unseen.
 	cd e2e && go vet -tags bench,demo,chaos ./...
+	cd e2e && $$(../$(TOOLS) --path staticcheck) -tags bench,demo,chaos ./...
 	@git diff --exit-code -- api deploy $(CHART) || { echo "generated files are out of date: run 'make generate' and commit"; exit 1; }
 	@test -z "$$(git status --porcelain -- api deploy $(CHART))" || { echo "untracked generated files: run 'make generate' and commit"; git status --porcelain -- api deploy $(CHART); exit 1; }
 

@@ -160,7 +160,6 @@ func (c *cluster) issuerNotReady(name string) string {
 type requestCase struct {
 	name   string
 	csr    []byte
-	names  []string // the names as they reach the CA, to count its orders
 	failed []string
 	issued []string
 }

@@ -171,7 +171,7 @@ func (m *meter) issue(s *benchSide, prefix string, n int) *benchFigures {
 func (m *meter) waitReady(crts []*cmapi.Certificate, created []time.Time, start time.Time, timeout time.Duration) (time.Time, []time.Duration, []bool) {
 	c := m.c
 	c.t.Helper()
-	last := time.Now()
+	var last time.Time
 	for {
 		missing, newest := m.readyState(crts)
 		if missing == nil {

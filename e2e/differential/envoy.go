@@ -158,11 +158,16 @@ func headerMatches(h *route.HeaderMatcher, req request) bool {
 		return ok
 	case *route.HeaderMatcher_StringMatch:
 		ok = present && stringMatcher(s.StringMatch, value)
+	// Envoy still honours the deprecated matchers below, so a route that
+	// carries one is read as Envoy reads it.
 	case *route.HeaderMatcher_ExactMatch:
+		//lint:ignore SA1019 read as Envoy reads it
 		ok = present && value == s.ExactMatch
 	case *route.HeaderMatcher_PrefixMatch:
+		//lint:ignore SA1019 read as Envoy reads it
 		ok = present && strings.HasPrefix(value, s.PrefixMatch)
 	case *route.HeaderMatcher_SafeRegexMatch:
+		//lint:ignore SA1019 read as Envoy reads it
 		ok = present && fullMatch(s.SafeRegexMatch.GetRegex(), value, false)
 	default:
 		ok = present
