@@ -39,23 +39,27 @@ type Requester struct {
 
 type podNamespace struct {
 	namespace string
-	at        time.Time
+	// problem says why no one namespace was found (no pods, or pods in
+	// several namespaces); kept too, so the reason is not lost.
+	problem string
+	at      time.Time
 }
 
 // podNamespaceTTL bounds how stale a remembered pods' namespace may be.
 const podNamespaceTTL = 10 * time.Second
 
-func (r *Requester) podNamespaceOf(ctx context.Context, gw *istionet.Gateway) (string, error) {
+// podNamespaceOf is PodNamespace, remembered for podNamespaceTTL.
+func (r *Requester) podNamespaceOf(ctx context.Context, gw *istionet.Gateway) (namespace, problem string, err error) {
 	key := labels.FormatLabels(gw.Spec.Selector)
 	r.mu.Lock()
 	e, ok := r.podNamespaces[key]
 	r.mu.Unlock()
 	if ok && time.Since(e.at) < podNamespaceTTL {
-		return e.namespace, nil
+		return e.namespace, e.problem, nil
 	}
-	ns, _, err := PodNamespace(ctx, r.Pods, gw)
+	ns, problem, err := PodNamespace(ctx, r.Pods, gw)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -67,8 +71,8 @@ func (r *Requester) podNamespaceOf(ctx context.Context, gw *istionet.Gateway) (s
 			delete(r.podNamespaces, k)
 		}
 	}
-	r.podNamespaces[key] = podNamespace{namespace: ns, at: time.Now()}
-	return ns, nil
+	r.podNamespaces[key] = podNamespace{namespace: ns, problem: problem, at: time.Now()}
+	return ns, problem, nil
 }
 
 // Of returns the namespace the request asks for; why says why a claimed
@@ -105,9 +109,12 @@ func (r *Requester) Of(ctx context.Context, namespace string, owners []metav1.Ow
 	if !Annotated(gw.Annotations) {
 		return namespace, fmt.Sprintf("Certificate %s/%s names Gateway %s, which asks for no Certificates", namespace, crtName, ref), nil
 	}
-	pods, err := r.podNamespaceOf(ctx, gw)
+	pods, problem, err := r.podNamespaceOf(ctx, gw)
 	if err != nil {
 		return "", "", err
+	}
+	if problem != "" {
+		return namespace, fmt.Sprintf("Certificate %s/%s names Gateway %s: %s", namespace, crtName, ref, problem), nil
 	}
 	if pods != namespace {
 		return namespace, fmt.Sprintf("Certificate %s/%s names Gateway %s, whose gateway pods are not in %s", namespace, crtName, ref, namespace), nil

@@ -2,6 +2,7 @@ package shim
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -13,11 +14,13 @@ import (
 type countingReader struct {
 	client.Reader
 	lists atomic.Int64
+	// none answers no pods at all.
+	none bool
 }
 
 func (c *countingReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	c.lists.Add(1)
-	if l, ok := list.(*metav1.PartialObjectMetadataList); ok {
+	if l, ok := list.(*metav1.PartialObjectMetadataList); ok && !c.none {
 		l.Items = []metav1.PartialObjectMetadata{{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "gw-0"}}}
 	}
 	return nil
@@ -30,12 +33,29 @@ func TestRequesterRemembersThePodsNamespace(t *testing.T) {
 	r := &Requester{Pods: pods}
 	gw := gateway(map[string]string{"cert-manager.io/cluster-issuer": "x"})
 	for range 5 {
-		ns, err := r.podNamespaceOf(context.Background(), gw)
-		if err != nil || ns != "istio-system" {
-			t.Fatalf("pods' namespace %q, %v", ns, err)
+		ns, problem, err := r.podNamespaceOf(context.Background(), gw)
+		if err != nil || ns != "istio-system" || problem != "" {
+			t.Fatalf("pods' namespace %q, problem %q, %v", ns, problem, err)
 		}
 	}
 	if n := pods.lists.Load(); n != 1 {
 		t.Errorf("the pods were listed %d times for 5 questions within the TTL, want once", n)
+	}
+}
+
+// A Gateway whose pods are not found is remembered with the reason, which
+// every answer from memory still gives.
+func TestRequesterRemembersWhyNoNamespace(t *testing.T) {
+	pods := &countingReader{none: true}
+	r := &Requester{Pods: pods}
+	gw := gateway(map[string]string{"cert-manager.io/cluster-issuer": "x"})
+	for i := range 3 {
+		ns, problem, err := r.podNamespaceOf(context.Background(), gw)
+		if err != nil || ns != "" || !strings.Contains(problem, "no pod has the Gateway's selector labels") {
+			t.Fatalf("question %d: pods' namespace %q, problem %q, %v; want none, with the reason", i, ns, problem, err)
+		}
+	}
+	if n := pods.lists.Load(); n != 1 {
+		t.Errorf("the pods were listed %d times, want once", n)
 	}
 }

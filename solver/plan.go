@@ -132,7 +132,6 @@ func PlanRoutes(in PlanInput) (*Plan, *Refusal) {
 	}
 	// All workloads together: one VirtualService when that changes nothing
 	// else, else one per binding.
-	plan.Split = false
 	if why := p.evaluate(plan, plan.Workloads); why == nil {
 		return plan, nil
 	}
