@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -22,11 +23,28 @@ type Table struct {
 	Rows [][]string
 }
 
+// tableClients are the HTTP clients of GetTable by config: tests poll it,
+// and a client (with its own transport and idle connections) per call
+// would leave connections open behind every poll.
+var tableClients sync.Map // *rest.Config -> *http.Client
+
+func tableClient(cfg *rest.Config) (*http.Client, error) {
+	if hc, ok := tableClients.Load(cfg); ok {
+		return hc.(*http.Client), nil
+	}
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	actual, _ := tableClients.LoadOrStore(cfg, hc)
+	return actual.(*http.Client), nil
+}
+
 // GetTable asks the API server for the Table of a resource, as kubectl does:
 // path is the resource's URL path, such as
 // /apis/istio-acme.io/v1alpha1/namespaces/apps/acmeorders.
 func GetTable(ctx context.Context, cfg *rest.Config, path string) (Table, error) {
-	hc, err := rest.HTTPClientFor(cfg)
+	hc, err := tableClient(cfg)
 	if err != nil {
 		return Table{}, err
 	}
