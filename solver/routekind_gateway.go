@@ -26,13 +26,7 @@ var gatewayRoutes = &routeKind{
 	sameSpec: func(want, existing client.Object) bool {
 		return proto.Equal(&want.(*istionet.Gateway).Spec, &existing.(*istionet.Gateway).Spec)
 	},
-	trimStatus: func(o client.Object) { o.(*istionet.Gateway).Status.Reset() },
-	built: func(r Routes) []client.Object {
-		out := make([]client.Object, 0, len(r.Gateways))
-		for _, gw := range r.Gateways {
-			out = append(out, gw)
-		}
-		return out
-	},
+	trimStatus:    func(o client.Object) { o.(*istionet.Gateway).Status.Reset() },
+	built:         func(r Routes) []client.Object { return asObjects(r.Gateways) },
 	forbiddenHint: kubeutil.RoutesHint,
 }

@@ -24,13 +24,7 @@ var virtualServiceRoutes = &routeKind{
 	sameSpec: func(want, existing client.Object) bool {
 		return proto.Equal(&want.(*istionet.VirtualService).Spec, &existing.(*istionet.VirtualService).Spec)
 	},
-	trimStatus: func(o client.Object) { o.(*istionet.VirtualService).Status.Reset() },
-	built: func(r Routes) []client.Object {
-		out := make([]client.Object, 0, len(r.VirtualServices))
-		for _, vs := range r.VirtualServices {
-			out = append(out, vs)
-		}
-		return out
-	},
+	trimStatus:    func(o client.Object) { o.(*istionet.VirtualService).Status.Reset() },
+	built:         func(r Routes) []client.Object { return asObjects(r.VirtualServices) },
 	forbiddenHint: kubeutil.RoutesHint,
 }

@@ -83,3 +83,12 @@ func (k *routeKind) list(ctx context.Context, r client.Reader, opts ...client.Li
 func (k *routeKind) reference(obj client.Object) v1alpha1.ObjectReference {
 	return v1alpha1.ObjectReference{APIVersion: k.apiVersion, Kind: k.kind, Namespace: obj.GetNamespace(), Name: obj.GetName()}
 }
+
+// asObjects lists a builder's typed objects as client.Objects.
+func asObjects[T client.Object](list []T) []client.Object {
+	out := make([]client.Object, 0, len(list))
+	for _, o := range list {
+		out = append(out, o)
+	}
+	return out
+}
