@@ -48,6 +48,13 @@ type podNamespace struct {
 // podNamespaceTTL bounds how stale a remembered pods' namespace may be.
 const podNamespaceTTL = 10 * time.Second
 
+// Reads returns the kinds Of reads from the cache (pods it reads directly):
+// the token server asks it on every answer, so their informers start with
+// the cache (solver.StartTokenPathInformers).
+func (r *Requester) Reads() []client.Object {
+	return []client.Object{&cmapi.Certificate{}, &istionet.Gateway{}}
+}
+
 // podNamespaceOf is PodNamespace, remembered for podNamespaceTTL.
 func (r *Requester) podNamespaceOf(ctx context.Context, gw *istionet.Gateway) (namespace, problem string, err error) {
 	key := labels.FormatLabels(gw.Spec.Selector)

@@ -57,7 +57,7 @@ func TestCertManagerChallenges(t *testing.T) {
 	gatewayAddr := createGatewayService(ctx, t, cl, gwLabels)
 	createGatewayPod(ctx, t, cl, gwLabels)
 	tokenService := v1alpha1.TokenServiceReference{Namespace: "platform", Name: "acme", Port: 9000}
-	startChallengeController(ctx, t, api, gatewayAddr, true, func(mgr manager.Manager) error {
+	startChallengeControllerWith(ctx, t, api, gatewayAddr, true, true, func(mgr manager.Manager) error {
 		return (&CertManagerChallengeReconciler{Client: mgr.GetClient(), Events: mgr.GetEventRecorder("test"), TokenService: tokenService}).SetupWithManager(mgr)
 	})
 	for _, ic := range []*networkingv1.IngressClass{

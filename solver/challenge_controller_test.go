@@ -131,13 +131,36 @@ func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testen
 		t.Fatal(err)
 	}
 	var prov *Provenance
-	var proven func(context.Context, *v1alpha1.ACMEChallenge) bool
+	var proven func(context.Context, *v1alpha1.ACMEChallenge) (bool, error)
+	tokenCache := mgr.GetCache()
 	if provenance {
 		prov = &Provenance{Client: mgr.GetClient()}
-		proven = prov.Proven
+		// The token server reads from a cache of its own that refuses
+		// a kind whose informer was not started before it: were
+		// Provenance.Reads to miss one, a replica that leads nothing
+		// would start it on its first answer, and here the answers
+		// below are 503s.
+		var err error
+		tokenCache, err = cache.New(mgr.GetConfig(), cache.Options{
+			Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), ReaderFailOnMissingInformer: true,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tokenCache.IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
+			t.Fatal(err)
+		}
+		tokenProv := &Provenance{Client: tokenCache}
+		if err := StartTokenPathInformers(ctx, tokenCache, mgr.GetScheme(), tokenProv.Reads()...); err != nil {
+			t.Fatal(err)
+		}
+		if err := mgr.Add(tokenCache); err != nil {
+			t.Fatal(err)
+		}
+		proven = tokenProv.Proven
 	}
 	if tokens {
-		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(mgr.GetCache()), Proven: proven, Log: logr.Discard()}); err != nil {
+		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(tokenCache), Proven: proven, Log: logr.Discard()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -184,9 +184,22 @@ func containsFold(list []string, s string) bool {
 	return false
 }
 
-// Proven reports whether the challenge is ours, for the token server: a
-// lookup that fails counts as not proven (the CA retries).
-func (p *Provenance) Proven(ctx context.Context, ch *v1alpha1.ACMEChallenge) bool {
+// Proven reports whether the challenge is ours, for the token server; an
+// error is a check that could not be made (the token server says 503).
+func (p *Provenance) Proven(ctx context.Context, ch *v1alpha1.ACMEChallenge) (bool, error) {
 	why, err := p.Check(ctx, ch)
-	return err == nil && why == ""
+	return err == nil && why == "", err
+}
+
+// Reads returns the kinds Check reads from the cache. The token server
+// checks every challenge it answers, in every replica, leader or not: their
+// informers start and sync with the cache (StartTokenPathInformers), or a
+// replica's first answer would wait for a full list, and for as long as
+// the API server is away.
+func (p *Provenance) Reads() []client.Object {
+	return []client.Object{
+		&v1alpha1.ACMEOrder{}, &cmapi.CertificateRequest{},
+		&v1alpha1.ACMEIssuer{}, &v1alpha1.ACMEClusterIssuer{},
+		&cmacme.Challenge{}, &networkingv1.IngressClass{},
+	}
 }

@@ -191,6 +191,8 @@ func describeAnswer(res *http.Response, body []byte) string {
 // answers itself (no route, a redirect, a direct response) without it.
 func answerSource(res *http.Response) string {
 	switch {
+	case res.Header.Get(TokenServerHeader) != "" && res.StatusCode == http.StatusServiceUnavailable:
+		return "from the token server (it could not read the challenges in time: its log says why)"
 	case res.Header.Get(TokenServerHeader) != "":
 		return "from the token server (it knows no challenge for this token and host)"
 	case res.Header.Get("X-Envoy-Upstream-Service-Time") != "":

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -35,7 +36,10 @@ func TestSelfCheck(t *testing.T) {
 		}, want: []string{"returned 404 with an empty body from the gateway itself"}},
 		{name: "the token server does not know the token", handler: func(w http.ResponseWriter, r *http.Request) {
 			(&TokenServer{Lookup: func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) { return nil, nil }}).ServeHTTP(w, r)
-		}, want: []string{"returned 404", "from the token server"}, absent: "page not found"},
+		}, want: []string{"returned 404", "from the token server (it knows no challenge"}, absent: "page not found"},
+		{name: "the token server cannot read the challenges", handler: func(w http.ResponseWriter, r *http.Request) {
+			(&TokenServer{Lookup: func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) { return nil, errors.New("not synced") }}).ServeHTTP(w, r)
+		}, want: []string{"returned 503", "from the token server (it could not read the challenges in time"}},
 		{name: "an https redirect", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "https://shop.example.com"+r.URL.Path, http.StatusMovedPermanently)
 		}, want: []string{"https://shop.example.com/.well-known/acme-challenge/tok", ":443"}},

@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
@@ -40,10 +43,34 @@ func CacheLookup(r client.Reader) func(context.Context, string) ([]v1alpha1.ACME
 	}
 }
 
+// StartTokenPathInformers registers, before the cache starts, an informer
+// for each kind the token server reads besides the challenges (what Proven
+// reads: Provenance.Reads and the requester's). The manager syncs every
+// registered informer before it starts the token server, and a replica that
+// leads nothing starts no controller that would: without this, its first
+// answer would start them and wait for a full list, or for as long as the
+// API server is away.
+func StartTokenPathInformers(ctx context.Context, informers cache.Informers, scheme *runtime.Scheme, reads ...client.Object) error {
+	for _, obj := range reads {
+		if _, err := informers.GetInformer(ctx, obj); err != nil {
+			kind := fmt.Sprintf("%T", obj)
+			if gvk, gvkErr := apiutil.GVKForObject(obj, scheme); gvkErr == nil {
+				kind = gvk.Kind + "." + gvk.Group
+			}
+			return fmt.Errorf("watching %s, which the token server reads for every answer: %w", kind, err)
+		}
+	}
+	return nil
+}
+
 // TokenServerHeader marks the token server's answers, so that the
 // self-check can tell them from a route of someone else's without quoting
 // what that route answered.
 const TokenServerHeader = "X-Istio-Acme-Token-Server"
+
+// DefaultAnswerTimeout is TokenServer.AnswerTimeout's default: cache reads
+// take microseconds, and the CA waits several seconds for the whole answer.
+const DefaultAnswerTimeout = 2 * time.Second
 
 // maxTokenLength bounds the token in the path; real tokens are 43 characters.
 const maxTokenLength = 128
@@ -58,8 +85,14 @@ type TokenServer struct {
 	// from the manager's cache.
 	Lookup func(ctx context.Context, token string) ([]v1alpha1.ACMEChallenge, error)
 	// Proven, when set, tells whether a challenge is one of ours
-	// (Provenance.Proven): a hand-written ACMEChallenge gets a 404.
-	Proven func(ctx context.Context, ch *v1alpha1.ACMEChallenge) bool
+	// (Provenance.Proven): a hand-written ACMEChallenge gets a 404, and a
+	// check that could not be made a 503.
+	Proven func(ctx context.Context, ch *v1alpha1.ACMEChallenge) (bool, error)
+	// AnswerTimeout bounds the lookups behind one answer (default
+	// DefaultAnswerTimeout). A replica that cannot answer in time says 503,
+	// which Istio's default retry policy retries on another endpoint,
+	// instead of holding the CA's request until it gives up.
+	AnswerTimeout time.Duration
 	// Log is the server's logger.
 	Log logr.Logger
 
@@ -131,8 +164,14 @@ func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	host := normalizeHost(r.Host)
+	timeout := s.AnswerTimeout
+	if timeout <= 0 {
+		timeout = DefaultAnswerTimeout
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
 
-	challenges, err := s.Lookup(r.Context(), token)
+	challenges, err := s.Lookup(ctx, token)
 	if err != nil {
 		s.Log.Error(err, "looking up challenges", "token", token)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
@@ -143,9 +182,17 @@ func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if ch.DeletionTimestamp != nil || !strings.EqualFold(ch.Spec.DNSName, host) {
 			continue
 		}
-		if s.Proven != nil && !s.Proven(r.Context(), ch) {
-			s.Log.Info("not answering a challenge that no order or cert-manager Challenge of ours owns", "host", host, "challenge", ch.Namespace+"/"+ch.Name)
-			continue
+		if s.Proven != nil {
+			ours, err := s.Proven(ctx, ch)
+			if err != nil {
+				s.Log.Error(err, "checking that a challenge is ours", "host", host, "challenge", ch.Namespace+"/"+ch.Name)
+				http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+				return
+			}
+			if !ours {
+				s.Log.Info("not answering a challenge that no order or cert-manager Challenge of ours owns", "host", host, "challenge", ch.Namespace+"/"+ch.Name)
+				continue
+			}
 		}
 		s.Log.V(1).Info("answered challenge", "host", host, "token", token, "challenge", ch.Namespace+"/"+ch.Name)
 		w.Header().Set("Content-Type", "text/plain")

@@ -84,6 +84,49 @@ func TestTokenServerLookupFailureIs503(t *testing.T) {
 	}
 }
 
+// A lookup or a provenance check that cannot finish is a 503 by the
+// answer's deadline, which Istio's default retry policy retries on another
+// replica, not a request held until the CA gives up; a check that fails is
+// a 503 too, not the 404 of a challenge that is not ours.
+func TestTokenServerAnswersInTime(t *testing.T) {
+	challenge := v1alpha1.ACMEChallenge{Spec: v1alpha1.ACMEChallengeSpec{DNSName: "a.example", Token: "t", Key: "t.thumb"}}
+	found := func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) {
+		return []v1alpha1.ACMEChallenge{challenge}, nil
+	}
+	blocked := func(ctx context.Context, _ string) ([]v1alpha1.ACMEChallenge, error) {
+		<-ctx.Done() // an informer that cannot sync waits for the context
+		return nil, ctx.Err()
+	}
+	tests := []struct {
+		name   string
+		lookup func(context.Context, string) ([]v1alpha1.ACMEChallenge, error)
+		proven func(context.Context, *v1alpha1.ACMEChallenge) (bool, error)
+		want   int
+	}{
+		{name: "lookup blocked", lookup: blocked, want: http.StatusServiceUnavailable},
+		{name: "provenance check blocked", lookup: found, want: http.StatusServiceUnavailable, proven: func(ctx context.Context, _ *v1alpha1.ACMEChallenge) (bool, error) {
+			<-ctx.Done()
+			return false, ctx.Err()
+		}},
+		{name: "provenance check failed", lookup: found, want: http.StatusServiceUnavailable, proven: func(context.Context, *v1alpha1.ACMEChallenge) (bool, error) {
+			return false, errors.New("API server unreachable")
+		}},
+		{name: "not ours", lookup: found, want: http.StatusNotFound, proven: func(context.Context, *v1alpha1.ACMEChallenge) (bool, error) { return false, nil }},
+		{name: "ours", lookup: found, want: http.StatusOK, proven: func(context.Context, *v1alpha1.ACMEChallenge) (bool, error) { return true, nil }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := &TokenServer{Log: logr.Discard(), Lookup: tt.lookup, Proven: tt.proven, AnswerTimeout: 50 * time.Millisecond}
+			req := httptest.NewRequest("GET", "http://a.example/.well-known/acme-challenge/t", nil)
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, req) // returns only once the deadline ends what blocks
+			if rec.Code != tt.want {
+				t.Fatalf("status %d, want %d", rec.Code, tt.want)
+			}
+		})
+	}
+}
+
 func TestTokenServerStartAndStop(t *testing.T) {
 	srv := &TokenServer{Addr: "127.0.0.1:0", Log: logr.Discard(), Lookup: func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) { return nil, nil }}
 	if srv.ReadyCheck(nil) == nil {

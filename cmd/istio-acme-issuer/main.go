@@ -317,9 +317,15 @@ func run(ctx context.Context, o options) error {
 	// asks for the Gateway's namespace; only the shim's Certificates are
 	// readable (and cached), so only with the shim.
 	var requester solver.RequesterFunc
+	tokenPathReads := provenance.Reads()
 	if o.gatewayShim {
-		requester = (&shim.Requester{Client: mgr.GetClient(), Pods: mgr.GetAPIReader()}).Of
+		shimRequester := &shim.Requester{Client: mgr.GetClient(), Pods: mgr.GetAPIReader()}
+		requester = shimRequester.Of
 		provenance.Requester = requester
+		tokenPathReads = append(tokenPathReads, shimRequester.Reads()...)
+	}
+	if err := solver.StartTokenPathInformers(ctx, mgr.GetCache(), mgr.GetScheme(), tokenPathReads...); err != nil {
+		return err
 	}
 	tokens := &solver.TokenServer{
 		Addr:   o.tokenServerAddress,
