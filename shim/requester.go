@@ -48,10 +48,10 @@ type podNamespace struct {
 // podNamespaceTTL bounds how stale a remembered pods' namespace may be.
 const podNamespaceTTL = 10 * time.Second
 
-// Reads returns the kinds Of reads from the cache (pods it reads directly):
-// the token server asks it on every answer, so their informers start with
-// the cache (solver.StartTokenPathInformers).
-func (r *Requester) Reads() []client.Object {
+// RequesterReads returns the kinds Of reads from Client (it reads pods
+// from Pods), for solver.NewTokenPathReader: the token server asks it on
+// every answer.
+func RequesterReads() []client.Object {
 	return []client.Object{&cmapi.Certificate{}, &istionet.Gateway{}}
 }
 

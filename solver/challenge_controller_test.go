@@ -127,40 +127,20 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens, provenance bool, more ...func(manager.Manager) error) {
 	t.Helper()
 	mgr := testenv.NewManager(t, api, cache.Options{ByObject: IstioCacheOptions()})
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
+	// As the controller reads them: only kinds registered before the
+	// cache started, or the answers are 503s.
+	tokenPath, err := NewTokenPathReader(ctx, mgr.GetCache(), mgr.GetScheme())
+	if err != nil {
 		t.Fatal(err)
 	}
 	var prov *Provenance
 	var proven func(context.Context, *v1alpha1.ACMEChallenge) (bool, error)
-	tokenCache := mgr.GetCache()
 	if provenance {
-		prov = &Provenance{Client: mgr.GetClient()}
-		// The token server reads from a cache of its own that refuses
-		// a kind whose informer was not started before it: were
-		// Provenance.Reads to miss one, a replica that leads nothing
-		// would start it on its first answer, and here the answers
-		// below are 503s.
-		var err error
-		tokenCache, err = cache.New(mgr.GetConfig(), cache.Options{
-			Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper(), ReaderFailOnMissingInformer: true,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := tokenCache.IndexField(ctx, &v1alpha1.ACMEChallenge{}, TokenIndex, IndexChallengeToken); err != nil {
-			t.Fatal(err)
-		}
-		tokenProv := &Provenance{Client: tokenCache}
-		if err := StartTokenPathInformers(ctx, tokenCache, mgr.GetScheme(), tokenProv.Reads()...); err != nil {
-			t.Fatal(err)
-		}
-		if err := mgr.Add(tokenCache); err != nil {
-			t.Fatal(err)
-		}
-		proven = tokenProv.Proven
+		prov = &Provenance{Client: tokenPath}
+		proven = prov.Proven
 	}
 	if tokens {
-		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(tokenCache), Proven: proven, Log: logr.Discard()}); err != nil {
+		if err := mgr.Add(&TokenServer{Addr: gatewayAddr, Lookup: CacheLookup(tokenPath), Proven: proven, Log: logr.Discard()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -32,8 +32,8 @@ import (
 // token server. Even a forged chain of objects gains nothing across
 // namespaces: the tenancy rule judges the challenge's own namespace.
 type Provenance struct {
-	// Client reads ACMEOrders, CertificateRequests, cert-manager
-	// Challenges and IngressClasses, from the cache.
+	// Client reads ACMEOrders, CertificateRequests, issuers, cert-manager
+	// Challenges and IngressClasses (ProvenanceReads), from the cache.
 	Client client.Reader
 	// Requester, when set, tells the namespace a request asks for from
 	// its namespace and owners (shim.Requester.Of); a challenge whose
@@ -191,12 +191,9 @@ func (p *Provenance) Proven(ctx context.Context, ch *v1alpha1.ACMEChallenge) (bo
 	return err == nil && why == "", err
 }
 
-// Reads returns the kinds Check reads from the cache. The token server
-// checks every challenge it answers, in every replica, leader or not: their
-// informers start and sync with the cache (StartTokenPathInformers), or a
-// replica's first answer would wait for a full list, and for as long as
-// the API server is away.
-func (p *Provenance) Reads() []client.Object {
+// ProvenanceReads returns the kinds Check reads from its Client, for
+// NewTokenPathReader: the token server checks every challenge it answers.
+func ProvenanceReads() []client.Object {
 	return []client.Object{
 		&v1alpha1.ACMEOrder{}, &cmapi.CertificateRequest{},
 		&v1alpha1.ACMEIssuer{}, &v1alpha1.ACMEClusterIssuer{},

@@ -2,6 +2,7 @@ package solver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -9,13 +10,16 @@ import (
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/go-logr/logr"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 )
 
 // A hand-written ACMEChallenge gets no route and no answer from the token
@@ -107,6 +111,7 @@ func TestForgedChallengesAreIgnored(t *testing.T) {
 	if code, body := getToken(gatewayAddr, "shop.example.com", real.Spec.Token); code != http.StatusOK || body != real.Spec.Key {
 		t.Errorf("the real challenge's token: %d %q", code, body)
 	}
+	answeredWithoutAPIServer(t, api, gatewayAddr, real)
 	for ch, why := range map[*v1alpha1.ACMEChallenge]string{
 		forged: "it has no controller", stray: "does not list bank.example.com", claimed: "its spec.requesterNamespace team-b cannot be checked",
 		elsewhere: "its spec.solver is not the spec.solver.istio of its issuer ACMEClusterIssuer le", unapproved: "CertificateRequest apps/shop-2 is not approved",
@@ -145,6 +150,69 @@ func TestForgedChallengesAreIgnored(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(victim), &corev1.Secret{}); err != nil {
 		t.Errorf("the Secret a forged challenge listed was deleted: %v", err)
+	}
+}
+
+// answeredWithoutAPIServer asks for the challenge's token while the API
+// server restarts, from the controller and from a standby replica that only
+// answers tokens (it leads nothing, so no controller of it ever read an
+// order) and is first asked once the API server is away: every answer is
+// the key, including those given while no API server answered.
+func answeredWithoutAPIServer(t *testing.T, api *testenv.APIServer, gatewayAddr string, ch *v1alpha1.ACMEChallenge) {
+	t.Helper()
+	ctx := context.Background()
+	standby := testenv.NewManager(t, api, cache.Options{})
+	tokenPath, err := NewTokenPathReader(ctx, standby.GetCache(), standby.GetScheme())
+	if err != nil {
+		t.Fatal(err)
+	}
+	standbyAddr := testenv.Addr(testenv.FreePort(t))
+	tokens := &TokenServer{Addr: standbyAddr, Lookup: CacheLookup(tokenPath), Proven: (&Provenance{Client: tokenPath}).Proven, Log: logr.Discard()}
+	if err := standby.Add(tokens); err != nil {
+		t.Fatal(err)
+	}
+	testenv.RunManager(ctx, t, standby)
+	waitFor(t, "the standby's token server to listen", func() (bool, string) {
+		err := tokens.ReadyCheck(nil)
+		return err == nil, fmt.Sprint(err)
+	})
+
+	restarted := make(chan error, 1)
+	go func() {
+		_, err := api.Restart(t)
+		restarted <- err
+	}()
+	var withoutAPI int
+	for {
+		select {
+		case err := <-restarted:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if withoutAPI == 0 {
+				t.Fatal("no token was asked for while the API server was away")
+			}
+			return
+		default:
+		}
+		reqCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		apiErr := api.Client.Get(reqCtx, client.ObjectKey{Name: ch.Namespace}, &corev1.Namespace{})
+		cancel()
+		if apiErr != nil {
+			withoutAPI++
+		}
+		ask := map[string]string{"the controller": gatewayAddr}
+		if withoutAPI > 0 {
+			// The standby's first answer comes while the API server
+			// is away.
+			ask["the standby"] = standbyAddr
+		}
+		for who, addr := range ask {
+			if code, body := getToken(addr, ch.Spec.DNSName, ch.Spec.Token); code != http.StatusOK || body != ch.Spec.Key {
+				t.Fatalf("%s's answer while the API server restarts (API: %v): %d %q", who, apiErr, code, body)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -11,10 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/dnsname"
@@ -41,26 +38,6 @@ func CacheLookup(r client.Reader) func(context.Context, string) ([]v1alpha1.ACME
 		}
 		return list.Items, nil
 	}
-}
-
-// StartTokenPathInformers registers, before the cache starts, an informer
-// for each kind the token server reads besides the challenges (what Proven
-// reads: Provenance.Reads and the requester's). The manager syncs every
-// registered informer before it starts the token server, and a replica that
-// leads nothing starts no controller that would: without this, its first
-// answer would start them and wait for a full list, or for as long as the
-// API server is away.
-func StartTokenPathInformers(ctx context.Context, informers cache.Informers, scheme *runtime.Scheme, reads ...client.Object) error {
-	for _, obj := range reads {
-		if _, err := informers.GetInformer(ctx, obj); err != nil {
-			kind := fmt.Sprintf("%T", obj)
-			if gvk, gvkErr := apiutil.GVKForObject(obj, scheme); gvkErr == nil {
-				kind = gvk.Kind + "." + gvk.Group
-			}
-			return fmt.Errorf("watching %s, which the token server reads for every answer: %w", kind, err)
-		}
-	}
-	return nil
 }
 
 // TokenServerHeader marks the token server's answers, so that the

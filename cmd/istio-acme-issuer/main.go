@@ -307,29 +307,30 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
 
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.ACMEChallenge{}, solver.TokenIndex, solver.IndexChallengeToken); err != nil {
-		return fmt.Errorf("indexing challenges by token: %w", err)
-	}
 	// Only challenges of our orders or of cert-manager Challenges of our
-	// classes are routed and answered.
-	provenance := &solver.Provenance{Client: mgr.GetClient()}
+	// classes are routed and answered. What proves a challenge ours is
+	// read through the token path's reader: every replica answers tokens,
+	// and only from informers synced before it is ready.
+	var requesterReads []client.Object
+	if o.gatewayShim {
+		requesterReads = shim.RequesterReads()
+	}
+	tokenPath, err := solver.NewTokenPathReader(ctx, mgr.GetCache(), mgr.GetScheme(), requesterReads...)
+	if err != nil {
+		return err
+	}
+	provenance := &solver.Provenance{Client: tokenPath}
 	// A Certificate the Gateway shim keeps in the gateway pods' namespace
 	// asks for the Gateway's namespace; only the shim's Certificates are
 	// readable (and cached), so only with the shim.
 	var requester solver.RequesterFunc
-	tokenPathReads := provenance.Reads()
 	if o.gatewayShim {
-		shimRequester := &shim.Requester{Client: mgr.GetClient(), Pods: mgr.GetAPIReader()}
-		requester = shimRequester.Of
+		requester = (&shim.Requester{Client: tokenPath, Pods: mgr.GetAPIReader()}).Of
 		provenance.Requester = requester
-		tokenPathReads = append(tokenPathReads, shimRequester.Reads()...)
-	}
-	if err := solver.StartTokenPathInformers(ctx, mgr.GetCache(), mgr.GetScheme(), tokenPathReads...); err != nil {
-		return err
 	}
 	tokens := &solver.TokenServer{
 		Addr:   o.tokenServerAddress,
-		Lookup: solver.CacheLookup(mgr.GetCache()),
+		Lookup: solver.CacheLookup(tokenPath),
 		Proven: provenance.Proven,
 		Log:    logger.WithName("token-server"),
 	}
