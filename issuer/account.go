@@ -19,8 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cert-manager/cert-manager/third_party/forked/acme"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
-	"golang.org/x/crypto/acme"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -146,7 +146,7 @@ func (a *accounts) register(ctx context.Context, iss v1alpha1.ACMEIssuerObject) 
 		return nil, err
 	}
 	if spec.Profile != "" {
-		if _, ok := dir.Profiles[acme.ProfileName(spec.Profile)]; !ok {
+		if !dir.Profiles.Has(spec.Profile) {
 			return nil, signer.PermanentError{Err: fmt.Errorf("spec.profile %q is not offered by the ACME server %s (it offers: %s); set spec.profile to one of them or remove it", spec.Profile, spec.Server, profileList(dir))}
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cert-manager/cert-manager/third_party/forked/acme"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
-	"golang.org/x/crypto/acme"
 
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )

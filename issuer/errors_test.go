@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cert-manager/cert-manager/third_party/forked/acme"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/crypto/acme"
 
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 	"github.com/istio-acme/istio-acme-issuer/internal/testenv"

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"net/http"
 
-	"golang.org/x/crypto/acme"
+	"github.com/cert-manager/cert-manager/third_party/forked/acme"
 )
 
 // The ACME client's finalize call reads the order again at once when the
@@ -26,7 +26,7 @@ var errFinalizeSent = errors.New("the finalize request was sent; the order is re
 // certificate chain when the CA issued at once, and issuing when the CA
 // accepted the CSR and is still issuing.
 func finalize(ctx context.Context, c *acme.Client, o *acme.Order, csr []byte) (der [][]byte, issuing bool, err error) {
-	der, _, err = c.CreateCertFromOrder(context.WithValue(ctx, finalizeOnlyKey{}, o.URI), o, csr, true)
+	der, _, err = c.CreateOrderCert(context.WithValue(ctx, finalizeOnlyKey{}, o.URI), o.FinalizeURL, csr, true)
 	if errors.Is(err, errFinalizeSent) {
 		return nil, true, nil
 	}
@@ -34,8 +34,11 @@ func finalize(ctx context.Context, c *acme.Client, o *acme.Order, csr []byte) (d
 }
 
 // stoppedAfterFinalize reports whether req is the client's read of the
-// order that a finalize call of this context must not send.
+// order that a finalize call of this context must not send. The client
+// reads the order at the finalize answer's Location, which a CA may leave
+// out: an empty URL is that read too.
 func stoppedAfterFinalize(req *http.Request) bool {
 	orderURL, ok := req.Context().Value(finalizeOnlyKey{}).(string)
-	return ok && req.Method == http.MethodPost && req.URL.String() == orderURL
+	url := req.URL.String()
+	return ok && req.Method == http.MethodPost && (url == orderURL || url == "")
 }

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cert-manager/cert-manager/third_party/forked/acme"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
-	"golang.org/x/crypto/acme"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,7 +85,7 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 
 	var opts []acme.OrderOption
 	if p := iss.GetSpec().Profile; p != "" {
-		opts = append(opts, acme.WithOrderIssuanceProfile(acme.ProfileName(p)))
+		opts = append(opts, acme.WithOrderProfile(p))
 	}
 	octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
 	defer cancel()

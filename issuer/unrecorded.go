@@ -3,7 +3,7 @@ package issuer
 import (
 	"sync"
 
-	"golang.org/x/crypto/acme"
+	"github.com/cert-manager/cert-manager/third_party/forked/acme"
 	"k8s.io/apimachinery/pkg/types"
 )
 
