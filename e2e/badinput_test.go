@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
@@ -42,6 +44,8 @@ func TestBadInput(t *testing.T) {
 	c := startCluster(t)
 	proxy := testenv.StartFaultProxy(t, c.pebble, 1) // only counts, injects nothing
 	c.clusterIssuerAt("corpus", proxy.DirectoryURL, v1alpha1.ACMESolver{})
+	// Pebble offers a profile of Let's Encrypt's shortlived name.
+	c.clusterIssuerAt("corpus-shortlived", proxy.DirectoryURL, v1alpha1.ACMESolver{}, func(s *v1alpha1.ACMEIssuerSpec) { s.Profile = "shortlived" })
 
 	t.Run("issuers", func(t *testing.T) { issuerCorpus(t, c, proxy) })
 	t.Run("requests", func(t *testing.T) { requestCorpus(t, c, proxy) })
@@ -158,7 +162,9 @@ func (c *cluster) issuerNotReady(name string) string {
 // requestCase is one CertificateRequest: refused (failed) with a message, or
 // issued (issued lists the certificate's names).
 type requestCase struct {
-	name   string
+	name string
+	// issuer is the ACMEClusterIssuer asked, "corpus" when empty.
+	issuer string
 	csr    []byte
 	failed []string
 	issued []string
@@ -174,11 +180,14 @@ func requestCorpus(t *testing.T, c *cluster, proxy *testenv.FaultProxy) {
 	broken = breakSignature(t, broken)
 	cases := []requestCase{
 		{name: "wildcard", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"*.wild.example.com"}}), failed: []string{"HTTP-01 cannot prove wildcard names (*.wild.example.com)", "DNS-01"}},
-		{name: "IP address SAN", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"ip.example.com"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}), failed: []string{"IP, URI or email", "spec.dnsNames"}},
+		{name: "IP address SAN", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"ip.example.com"}, IPAddresses: []net.IP{net.ParseIP("10.0.0.1")}}), failed: []string{"asks for an IP address", "Host header", "spec.dnsNames"}},
 		{name: "URI SAN", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"uri.example.com"}, URIs: []*url.URL{{Scheme: "spiffe", Host: "td", Path: "/x"}}}), failed: []string{"IP, URI or email"}},
 		{name: "email SAN", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"mail.example.com"}, EmailAddresses: []string{"a@example.com"}}), failed: []string{"IP, URI or email"}},
 		{name: "no names", csr: csrFor(t, &x509.CertificateRequest{}), failed: []string{"no DNS names", "spec.dnsNames"}},
-		{name: "an IP address as a DNS name", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"192.0.2.1"}}), failed: []string{`"192.0.2.1" is an IP address`}},
+		{name: "an IP address as a DNS name", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"192.0.2.1"}}), failed: []string{`"192.0.2.1" is an IP address`, "Host header"}},
+		{name: "more names than the profile takes", issuer: "corpus-shortlived", csr: csrFor(t, &x509.CertificateRequest{DNSNames: tooMany[:26]}), failed: []string{"26 DNS names", `spec.profile "shortlived"`, "at most 25"}},
+		{name: "a Common Name the profile leaves out", issuer: "corpus-shortlived", csr: csrFor(t, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "cn.example.com"}, DNSNames: []string{"cn.example.com"}}), failed: []string{`Common Name "cn.example.com"`, "remove spec.commonName"}},
+		{name: "a request the profile takes", issuer: "corpus-shortlived", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"short.example.com"}}), issued: []string{"short.example.com"}},
 		{name: "more names than CAs allow", csr: csrFor(t, &x509.CertificateRequest{DNSNames: tooMany}), failed: []string{"101 DNS names", "at most 100", "split the Certificate"}},
 		{name: "an underscore", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{"my_app.example.com"}}), failed: []string{`"my_app.example.com"`, "underscore", "spec.dnsNames"}},
 		{name: "a label over 63 characters", csr: csrFor(t, &x509.CertificateRequest{DNSNames: []string{long63 + "a.example.com"}}), failed: []string{"64 characters long, the limit is 63"}},
@@ -200,7 +209,7 @@ func requestCorpus(t *testing.T, c *cluster, proxy *testenv.FaultProxy) {
 				ObjectMeta: metav1.ObjectMeta{Namespace: appNamespace, Name: fmt.Sprintf("corpus-%d", i)},
 				Spec: cmapi.CertificateRequestSpec{
 					Request:   tc.csr,
-					IssuerRef: cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "corpus"},
+					IssuerRef: cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: cmp.Or(tc.issuer, "corpus")},
 				},
 			}
 			ordersBefore := newOrders(proxy)

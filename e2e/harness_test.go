@@ -493,7 +493,7 @@ func (c *cluster) clusterIssuer(name string, solverSpec v1alpha1.ACMESolver) *v1
 
 // clusterIssuerAt is clusterIssuer for an ACME directory in front of Pebble
 // (such as a fault-injecting proxy).
-func (c *cluster) clusterIssuerAt(name, directory string, solverSpec v1alpha1.ACMESolver) *v1alpha1.ACMEClusterIssuer {
+func (c *cluster) clusterIssuerAt(name, directory string, solverSpec v1alpha1.ACMESolver, more ...func(*v1alpha1.ACMEIssuerSpec)) *v1alpha1.ACMEClusterIssuer {
 	c.t.Helper()
 	iss := &v1alpha1.ACMEClusterIssuer{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
@@ -504,6 +504,9 @@ func (c *cluster) clusterIssuerAt(name, directory string, solverSpec v1alpha1.AC
 			PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: name + "-account"},
 			Solver:              solverSpec,
 		},
+	}
+	for _, set := range more {
+		set(&iss.Spec)
 	}
 	c.create(iss)
 	c.eventually("ACMEClusterIssuer "+name+" to be Ready", 30*time.Second, func() (bool, string) {

@@ -15,8 +15,9 @@ import (
 
 // parseCSR returns the CSR and the DNS names to order, refusing what HTTP-01
 // cannot prove and what CAs would refuse (names that are not host names,
-// too many of them, or written otherwise than CAs compare them).
-func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
+// too many of them, written otherwise than CAs compare them, or beyond what
+// the issuer's profile takes).
+func parseCSR(csrPEM []byte, profile string) (*x509.CertificateRequest, []string, error) {
 	csr, err := pki.DecodeX509CertificateRequestBytes(csrPEM)
 	if err != nil {
 		return nil, nil, fmt.Errorf("decoding the request's CSR: %w", err)
@@ -24,7 +25,10 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, nil, fmt.Errorf("the request's CSR signature is invalid: %w", err)
 	}
-	if len(csr.IPAddresses) > 0 || len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
+	if len(csr.IPAddresses) > 0 {
+		return nil, nil, errors.New("the request asks for an IP address, and this issuer orders DNS names only: " + ipRefusal)
+	}
+	if len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
 		return nil, nil, errors.New("the request asks for IP, URI or email subject alternative names; this issuer orders DNS names only: list the host names in spec.dnsNames of the Certificate")
 	}
 	names := slices.Clone(csr.DNSNames)
@@ -52,7 +56,7 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 			wildcards = append(wildcards, n)
 		}
 		if net.ParseIP(n) != nil {
-			return nil, nil, fmt.Errorf("%q is an IP address; this issuer orders DNS names only", n)
+			return nil, nil, fmt.Errorf("%q is an IP address, and this issuer orders DNS names only: %s", n, ipRefusal)
 		}
 	}
 	if len(wildcards) > 0 {
@@ -68,5 +72,13 @@ func parseCSR(csrPEM []byte) (*x509.CertificateRequest, []string, error) {
 	if len(names) > maxNamesPerOrder {
 		return nil, nil, fmt.Errorf("the request has %d DNS names; ACME CAs issue at most %d names per certificate (Let's Encrypt, ZeroSSL and Google Trust Services alike): split the Certificate into several", len(names), maxNamesPerOrder)
 	}
+	if why := profileProblem(profile, names, csr.Subject.CommonName); why != "" {
+		return nil, nil, errors.New(why)
+	}
 	return csr, names, nil
 }
+
+// ipRefusal explains why IP address identifiers are refused.
+const ipRefusal = "a CA validates an IP address by connecting to that address itself, " +
+	"while the challenge route is found by the host name in the request's Host header, so an Istio gateway cannot prove an IP address for you. " +
+	"List host names in spec.dnsNames of the Certificate; for a certificate of an IP address, use an issuer whose solver answers on that address"

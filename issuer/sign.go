@@ -131,7 +131,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: fmt.Errorf("reading the request: %w", err)}
 	}
-	csr, names, err := parseCSR(details.CSR)
+	csr, names, err := parseCSR(details.CSR, iss.GetSpec().Profile)
 	if err != nil {
 		return signer.PEMBundle{}, signer.PermanentError{Err: err}
 	}
