@@ -44,7 +44,7 @@ func NewTokenPathReader(ctx context.Context, c cache.Cache, scheme *runtime.Sche
 			return nil, err
 		}
 		if _, err := c.GetInformer(ctx, obj); err != nil {
-			return nil, fmt.Errorf("watching %s, which the token server reads for its answers: %w", kindName(gvk), err)
+			return nil, fmt.Errorf("watching %s, which the token server reads for its answers: %w", gvk.GroupKind().String(), err)
 		}
 		r.kinds[gvk] = true
 	}
@@ -74,14 +74,7 @@ func (r *TokenPathReader) registered(obj runtime.Object, suffix string) error {
 	}
 	gvk.Kind = strings.TrimSuffix(gvk.Kind, suffix)
 	if !r.kinds[gvk] {
-		return fmt.Errorf("the token server reads %s, whose informer was not registered before the cache started (a missing entry in what NewTokenPathReader was given)", kindName(gvk))
+		return fmt.Errorf("the token server reads %s, whose informer was not registered before the cache started (a missing entry in what NewTokenPathReader was given)", gvk.GroupKind().String())
 	}
 	return nil
-}
-
-func kindName(gvk schema.GroupVersionKind) string {
-	if gvk.Group == "" {
-		return gvk.Kind
-	}
-	return gvk.Kind + "." + gvk.Group
 }
