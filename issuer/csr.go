@@ -15,8 +15,10 @@ import (
 
 // parseCSR returns the CSR and the DNS names to order, refusing what HTTP-01
 // cannot prove and what CAs would refuse (names that are not host names,
-// too many of them, written otherwise than CAs compare them, or beyond what
-// the issuer's profile takes).
+// more than the issuer's profile takes, or written otherwise than CAs
+// compare them). A Common Name is ordered as one of the names: a profile
+// without Common Names (tlsserver) leaves the field out of the certificate
+// and keeps the name, which cert-manager accepts.
 func parseCSR(csrPEM []byte, profile string) (*x509.CertificateRequest, []string, error) {
 	csr, err := pki.DecodeX509CertificateRequestBytes(csrPEM)
 	if err != nil {
@@ -69,11 +71,8 @@ func parseCSR(csrPEM []byte, profile string) (*x509.CertificateRequest, []string
 	}
 	slices.Sort(names)
 	names = slices.Compact(names)
-	if len(names) > maxNamesPerOrder {
-		return nil, nil, fmt.Errorf("the request has %d DNS names; ACME CAs issue at most %d names per certificate (Let's Encrypt, ZeroSSL and Google Trust Services alike): split the Certificate into several", len(names), maxNamesPerOrder)
-	}
-	if why := profileProblem(profile, names, csr.Subject.CommonName); why != "" {
-		return nil, nil, errors.New(why)
+	if limit, who := nameLimit(profile); len(names) > limit {
+		return nil, nil, fmt.Errorf("the request has %d DNS names; %s at most %d names per certificate: split the Certificate into several", len(names), who, limit)
 	}
 	return csr, names, nil
 }

@@ -47,8 +47,8 @@ func TestParseCSR(t *testing.T) {
 		{name: "26 names under tlsserver", profile: "tlsserver", tmpl: &x509.CertificateRequest{DNSNames: manyNames(26)}, wantErr: []string{"26 DNS names", `spec.profile "tlsserver"`, "at most 25"}},
 		{name: "25 names under shortlived", profile: "shortlived", tmpl: &x509.CertificateRequest{DNSNames: manyNames(25)}, wantNames: manyNames(25)},
 		{name: "26 names without a profile", tmpl: &x509.CertificateRequest{DNSNames: manyNames(26)}, wantNames: manyNames(26)},
-		{name: "a Common Name under shortlived", profile: "shortlived", tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "a.example.com"}, DNSNames: []string{"a.example.com"}}, wantErr: []string{`Common Name "a.example.com"`, `spec.profile "shortlived"`, "remove spec.commonName"}},
-		{name: "a Common Name under another profile", profile: "classic", tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "a.example.com"}, DNSNames: []string{"a.example.com"}}, wantNames: []string{"a.example.com"}},
+		{name: "101 names under another profile", profile: "classic", tmpl: &x509.CertificateRequest{DNSNames: manyNames(101)}, wantErr: []string{"101 DNS names", "ACME CAs issue", "at most 100"}},
+		{name: "a Common Name under shortlived is one of the names", profile: "shortlived", tmpl: &x509.CertificateRequest{Subject: pkix.Name{CommonName: "cn.example.com"}, DNSNames: []string{"a.example.com"}}, wantNames: []string{"a.example.com", "cn.example.com"}},
 		{name: "no names", tmpl: &x509.CertificateRequest{}, wantErr: []string{"no DNS names", "spec.dnsNames"}},
 	}
 	for _, tt := range tests {
@@ -82,7 +82,7 @@ func TestParseCSR(t *testing.T) {
 func manyNames(n int) []string {
 	names := make([]string, n)
 	for i := range names {
-		names[i] = fmt.Sprintf("n%02d.example.com", i)
+		names[i] = fmt.Sprintf("n%03d.example.com", i)
 	}
 	return names
 }

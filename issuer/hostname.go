@@ -9,6 +9,18 @@ import (
 // certificate; a larger request is refused before an order is placed.
 const maxNamesPerOrder = 100
 
+// nameLimit returns the most names one certificate may carry under the
+// issuer's profile, and who says so. Let's Encrypt's tlsserver and
+// shortlived profiles take 25; a directory describes its profiles in prose
+// only, so any other profile gets the general limit (and the CA's answer).
+func nameLimit(profile string) (int, string) {
+	switch strings.ToLower(profile) {
+	case "tlsserver", "shortlived":
+		return 25, fmt.Sprintf("the issuer's spec.profile %q issues", profile)
+	}
+	return maxNamesPerOrder, "ACME CAs issue (Let's Encrypt, ZeroSSL and Google Trust Services alike)"
+}
+
 // hostNameProblem says why name (lower-case, no trailing dot) cannot be
 // ordered, or returns "". CAs accept LDH host names only (RFC 1123 letters,
 // digits and hyphens; internationalized names in their xn-- form) of at
