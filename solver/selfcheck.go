@@ -192,7 +192,7 @@ func describeAnswer(res *http.Response, body []byte) string {
 func answerSource(res *http.Response) string {
 	switch {
 	case res.Header.Get(TokenServerHeader) != "" && res.StatusCode == http.StatusServiceUnavailable:
-		return "from the token server (it could not read the challenges in time: its log says why)"
+		return "from the token server (it could not read the challenge or what proves it ours: its log says why)"
 	case res.Header.Get(TokenServerHeader) != "":
 		return "from the token server (it knows no challenge for this token and host)"
 	case res.Header.Get("X-Envoy-Upstream-Service-Time") != "":

@@ -39,7 +39,7 @@ func TestSelfCheck(t *testing.T) {
 		}, want: []string{"returned 404", "from the token server (it knows no challenge"}, absent: "page not found"},
 		{name: "the token server cannot read the challenges", handler: func(w http.ResponseWriter, r *http.Request) {
 			(&TokenServer{Lookup: func(context.Context, string) ([]v1alpha1.ACMEChallenge, error) { return nil, errors.New("not synced") }}).ServeHTTP(w, r)
-		}, want: []string{"returned 503", "from the token server (it could not read the challenges in time"}},
+		}, want: []string{"returned 503", "from the token server (it could not read the challenge"}},
 		{name: "an https redirect", handler: func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "https://shop.example.com"+r.URL.Path, http.StatusMovedPermanently)
 		}, want: []string{"https://shop.example.com/.well-known/acme-challenge/tok", ":443"}},
