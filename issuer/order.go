@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,10 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	claim := order.DeepCopy()
 	now := metav1.NewTime(s.clock.Now())
 	claim.Status.RequestedAt = &now
+	replaces := s.replacesFor(ctx, cro, order, acct)
+	if replaces != "" {
+		claim.Status.Replaces = replaces
+	}
 	claim.Status.Message = "asking the CA for an order for " + strings.Join(order.Spec.DNSNames, ", ")
 	claim.SyncReadyCondition()
 	if err := s.client.Status().Update(ctx, claim); err != nil {
@@ -87,15 +92,40 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	if p := iss.GetSpec().Profile; p != "" {
 		opts = append(opts, acme.WithOrderProfile(p))
 	}
-	octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
-	defer cancel()
-	o, err := acct.client.AuthorizeOrder(octx, acme.DomainIDs(order.Spec.DNSNames...), opts...)
+	o, err := s.newOrder(ctx, cro, order, acct, replaces, opts)
 	if err != nil {
 		refused := !mayHaveReachedCA(err)
 		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
 		return nil, s.orderFailed(ctx, cro, order, err, refused)
 	}
 	return s.recordPlaced(ctx, cro, order, acct, o)
+}
+
+// newOrder asks the CA for the order, naming the certificate it replaces
+// when there is one. A CA that refuses the replacement (the certificate was
+// already replaced, is unknown to it, or belongs to another account) is
+// asked again at once without it, and the request says so once: the
+// refused attempt created no order, and the request never offers
+// replaces again.
+func (s *Signer) newOrder(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, acct *account, replaces string, opts []acme.OrderOption) (*acme.Order, error) {
+	ids := acme.DomainIDs(order.Spec.DNSNames...)
+	if replaces != "" {
+		octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
+		defer cancel()
+		o, err := acct.client.AuthorizeOrder(octx, ids, append(slices.Clone(opts), acme.WithOrderReplacesCertID(replaces))...)
+		var ae *acme.Error
+		if err == nil || !errors.As(err, &ae) || ae.ProblemType == problemRateLimited {
+			if err == nil {
+				countReplaces(order, metrics.ReplacesAccepted)
+			}
+			return o, err
+		}
+		countReplaces(order, metrics.ReplacesRefused)
+		s.event(cro, corev1.EventTypeWarning, "ReplacesRefused", "the CA refused to count the new order as the renewal of certificate %s (%s); ordering without it, so this renewal counts against the CA's rate limits", replaces, problemText(ae))
+	}
+	octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
+	defer cancel()
+	return acct.client.AuthorizeOrder(octx, ids, opts...)
 }
 
 // recordPlaced writes a new order's URL and state into the ACMEOrder. When
@@ -198,8 +228,13 @@ func (s *Signer) resetOrder(ctx context.Context, order *v1alpha1.ACMEOrder) erro
 		return err
 	}
 	return s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
-		*st = v1alpha1.ACMEOrderStatus{}
+		// Replaces stays: it is offered on the request's first order only.
+		*st = v1alpha1.ACMEOrderStatus{Replaces: st.Replaces}
 	})
+}
+
+func countReplaces(order *v1alpha1.ACMEOrder, outcome string) {
+	metrics.Replaces.WithLabelValues(order.Spec.IssuerRef.Kind, issuerLabel(order), outcome).Inc()
 }
 
 func countOrder(order *v1alpha1.ACMEOrder, outcome string) {

@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -265,6 +266,9 @@ func (s *Signer) issued(ctx context.Context, cro signer.CertificateRequestObject
 	o.Status = acme.StatusValid
 	if err := s.recordOrder(ctx, order, o, "certificate issued"); err != nil {
 		return signer.PEMBundle{}, err
+	}
+	if leaf, err := x509.ParseCertificate(der[0]); err == nil {
+		s.recordIssued(ctx, cro, order, leaf)
 	}
 	if first {
 		countOrder(order, metrics.OrderValid)

@@ -77,6 +77,15 @@ type ACMEOrderStatus struct {
 	// +optional
 	RequestedAt *metav1.Time `json:"requestedAt,omitempty"`
 
+	// Replaces is the ARI identifier (RFC 9773) of the certificate this
+	// request's order was asked to replace, so that a renewal is exempt
+	// from the CA's rate limits. It is offered on the request's first order
+	// only: an order placed again for the same request (the first expired,
+	// was lost or went away) goes without it, so no two orders of one
+	// request claim to replace the same certificate.
+	// +optional
+	Replaces string `json:"replaces,omitempty"`
+
 	// Conditions: Ready is True once the certificate was issued, and False
 	// with the step the order is at (Created, Ordering, Authorizing,
 	// Finalizing) or Invalid.

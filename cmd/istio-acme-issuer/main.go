@@ -64,6 +64,9 @@ type options struct {
 	certManagerChallenges    bool
 	tokenService             v1alpha1.TokenServiceReference
 	gatewayShim              bool
+	renewalInfo              bool
+	renewalInfoMinInterval   time.Duration
+	renewalInfoMaxInterval   time.Duration
 	gatewayShimNamespaces    []string
 	// namespacedIssuers confines namespaced ACMEIssuers; its token
 	// Services default to --token-service.
@@ -167,12 +170,21 @@ func parseFlags(args []string) (options, error) {
 			}
 			return nil
 		})
+	fs.BoolVar(&o.renewalInfo, "renewal-info", true,
+		"Follow the CA's renewal information (ARI, RFC 9773) for the certificates our issuers sign: ask cert-manager to renew a Certificate when the CA's window says, which may be before its renewBefore (a CA about to revoke moves the window). Needs get on certificates and patch on certificates/status.")
+	fs.DurationVar(&o.renewalInfoMinInterval, "renewal-info-min-interval", time.Hour,
+		"Shortest wait between two readings of a certificate's renewal information, whatever the CA's Retry-After; also the wait after a reading failed.")
+	fs.DurationVar(&o.renewalInfoMaxInterval, "renewal-info-max-interval", 24*time.Hour,
+		"Longest wait between two readings of a certificate's renewal information.")
 	o.zap.BindFlags(fs)
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
 		"Path to a kubeconfig. Defaults to $KUBECONFIG, else the in-cluster configuration.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.renewalInfoMinInterval <= 0 || o.renewalInfoMaxInterval < o.renewalInfoMinInterval {
+		return o, fmt.Errorf("--renewal-info-min-interval (%s) must be above zero and at most --renewal-info-max-interval (%s)", o.renewalInfoMinInterval, o.renewalInfoMaxInterval)
 	}
 	if o.leaderElectionNamespace == "" {
 		o.leaderElectionNamespace = o.clusterResourceNamespace
@@ -401,6 +413,17 @@ func run(ctx context.Context, o options) error {
 		Workers:          o.workers,
 	}); err != nil {
 		return fmt.Errorf("setting up the issuer controllers: %w", err)
+	}
+
+	if o.renewalInfo {
+		if err := (&issuer.Renewals{
+			Signer:       signer,
+			Certificates: mgr.GetAPIReader(),
+			MinInterval:  o.renewalInfoMinInterval,
+			MaxInterval:  o.renewalInfoMaxInterval,
+		}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the renewal controller: %w", err)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -20,6 +20,19 @@ const (
 	OrderUnknown = "unknown"
 )
 
+// Outcomes of a renewal order that named the certificate it replaces.
+const (
+	ReplacesAccepted = "accepted"
+	ReplacesRefused  = "refused" // ordered again without replaces
+)
+
+// Outcomes of reading the CA's renewal information, and of acting on it.
+const (
+	RenewalInfoRead        = "read"
+	RenewalInfoError       = "error"
+	RenewalInfoUnsupported = "unsupported" // the CA offers no renewalInfo
+)
+
 // Front doors of a request, for HostsNotAllowed.
 const (
 	SourceIssuer = "issuer"
@@ -99,6 +112,26 @@ var (
 		Help: "Errors answered by the ACME server, by ACME problem type without its URN prefix, or transport for network and TLS failures.",
 	}, []string{"type"})
 
+	// Replaces counts renewal orders that named the certificate they
+	// replace, by whether the CA accepted it.
+	Replaces = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_replaces_total",
+		Help: "Renewal orders that named the certificate they replace (RFC 9773), by issuer and outcome: accepted, refused (ordered again without it, counting against the CA's rate limits).",
+	}, []string{"issuer_kind", "issuer", "outcome"})
+
+	// RenewalInfo counts readings of the CA's renewal information.
+	RenewalInfo = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_renewal_info_total",
+		Help: "Readings of the CA's renewal information (RFC 9773) by issuer and outcome: read, error, unsupported (the CA offers none; cert-manager's schedule applies).",
+	}, []string{"issuer_kind", "issuer", "outcome"})
+
+	// EarlyRenewals counts renewals the controller asked cert-manager for
+	// because the CA's window opened before cert-manager's renewal time.
+	EarlyRenewals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "istio_acme_early_renewals_total",
+		Help: "Renewals asked of cert-manager because the CA's renewal window (RFC 9773) came before the Certificate's own renewal time, by issuer.",
+	}, []string{"issuer_kind", "issuer"})
+
 	// TimeToIssue observes the time from a CertificateRequest's creation to
 	// its certificate.
 	TimeToIssue = prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -111,7 +144,7 @@ var (
 // Collectors are the controller's own metrics, served next to
 // controller-runtime's.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{BuildInfo, Orders, Challenges, NotPresented, HostsNotAllowed, CAErrors, TimeToIssue}
+	return []prometheus.Collector{BuildInfo, Orders, Challenges, NotPresented, HostsNotAllowed, CAErrors, Replaces, RenewalInfo, EarlyRenewals, TimeToIssue}
 }
 
 func init() {

@@ -35,6 +35,7 @@ const (
 	EndpointChallenge     Endpoint = "challenge"
 	EndpointFinalize      Endpoint = "finalize"
 	EndpointCertificate   Endpoint = "certificate"
+	EndpointRenewalInfo   Endpoint = "renewalInfo"
 	EndpointOther         Endpoint = "other"
 )
 
@@ -52,6 +53,7 @@ var pebblePaths = []struct {
 	{"/chalZ/", EndpointChallenge},
 	{"/finalize-order/", EndpointFinalize},
 	{"/certZ/", EndpointCertificate},
+	{"/draft-ietf-acme-ari-03/renewalInfo/", EndpointRenewalInfo},
 }
 
 func classify(path string) Endpoint {
@@ -111,6 +113,9 @@ type CARequest struct {
 	// Names are the identifiers of a new order, or the name of the
 	// authorization a challenge belongs to.
 	Names []string
+	// Replaces is the certificate a new order names as the one it
+	// replaces (RFC 9773), or "".
+	Replaces string
 	// Accept is a POST with a payload to a challenge: asking the CA to
 	// validate it (a POST-as-GET has an empty payload).
 	Accept bool
@@ -154,6 +159,9 @@ type FaultProxy struct {
 	// heldUntil is, per account, the end of the last Retry-After given.
 	heldUntil  map[string]time.Time
 	violations []HeldViolation
+	// noRenewalInfo hides the renewalInfo resource from the directory: a
+	// CA without ARI.
+	noRenewalInfo bool
 }
 
 // StartFaultProxy starts a proxy to p, serving HTTPS with a certificate
@@ -197,6 +205,14 @@ func StartFaultProxy(t testing.TB, p *Pebble, seed uint64) *FaultProxy {
 	go func() { _ = f.srv.Serve(ln) }() // ends with Close
 	t.Cleanup(func() { _ = f.srv.Close() })
 	return f
+}
+
+// HideRenewalInfo makes the directory offer no renewalInfo, as a CA without
+// ARI (RFC 9773); clients that read the directory before still know it.
+func (f *FaultProxy) HideRenewalInfo() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.noRenewalInfo = true
 }
 
 // SetRules replaces the fault rules; nil injects nothing.
@@ -251,12 +267,14 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case EndpointNewOrder:
 		var order struct {
 			Identifiers []struct{ Value string } `json:"identifiers"`
+			Replaces    string                   `json:"replaces"`
 		}
 		_ = json.Unmarshal(payload, &order) // Pebble judges malformed orders
 		for _, id := range order.Identifiers {
 			req.Names = append(req.Names, id.Value)
 		}
 		sort.Strings(req.Names)
+		req.Replaces = order.Replaces
 	case EndpointChallenge:
 		req.Accept = len(payload) > 0
 	}
@@ -271,7 +289,13 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.violations = append(f.violations, HeldViolation{Account: req.Account, Request: req, HeldUntil: until})
 	}
 	rule, faulty := f.pick(req.Endpoint, r.Method, len(payload) == 0)
+	hideARI := f.noRenewalInfo
 	f.mu.Unlock()
+
+	if req.Endpoint == EndpointDirectory && hideARI {
+		f.serveDirectoryWithoutARI(w, r, req)
+		return
+	}
 
 	if faulty {
 		req.Fault, req.AfterCA = rule.Kind, rule.AfterCA
@@ -317,6 +341,31 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.record(req, nil)
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// serveDirectoryWithoutARI answers the CA's directory without its
+// renewalInfo resource.
+func (f *FaultProxy) serveDirectoryWithoutARI(w http.ResponseWriter, r *http.Request, req CARequest) {
+	rec := &answerRecorder{header: http.Header{}}
+	f.proxy.ServeHTTP(rec, r)
+	var dir map[string]any
+	if err := json.Unmarshal(rec.body.Bytes(), &dir); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	delete(dir, "renewalInfo")
+	body, err := json.Marshal(dir)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	req.Status = rec.status
+	f.record(req, rec.header)
+	for k, v := range rec.header {
+		if k != "Content-Length" {
+			w.Header()[k] = v
+		}
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(body)
 }
 
 // pick decides whether this request fails, and how. Only signed POSTs

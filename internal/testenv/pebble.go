@@ -178,6 +178,45 @@ func (p *Pebble) FailedValidations() []string {
 	return out
 }
 
+// SetRenewalWindow makes Pebble's renewal information (RFC 9773) for the
+// certificate (PEM) suggest renewing between start and end, with the
+// explanation URL, as a CA does that moves a window before revoking.
+func (p *Pebble) SetRenewalWindow(t testing.TB, certPEM []byte, start, end time.Time, explanationURL string) {
+	t.Helper()
+	info, err := json.Marshal(map[string]any{
+		"suggestedWindow": map[string]string{"start": start.UTC().Format(time.RFC3339), "end": end.UTC().Format(time.RFC3339)},
+		"explanationURL":  explanationURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(map[string]string{"Certificate": string(certPEM), "ARIResponse": string(info)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.HTTPClient().Post(p.ManagementURL+"/set-renewal-info/", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("setting the renewal window: %v", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(res.Body)
+		t.Fatalf("setting the renewal window: %s %s", res.Status, msg)
+	}
+}
+
+// Replacements returns the lines of Pebble's log where it accepted a new
+// order as the replacement of an earlier certificate's order (RFC 9773).
+func (p *Pebble) Replacements() []string {
+	var out []string
+	for _, line := range strings.Split(p.Process.Log(), "\n") {
+		if strings.Contains(line, "is a replacement of") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 // HTTPClient trusts Pebble's serving certificate.
 func (p *Pebble) HTTPClient() *http.Client {
 	pool := x509.NewCertPool()
