@@ -25,6 +25,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -256,6 +257,11 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 				Spec: cmapi.CertificateSpec{SecretName: "probe", DNSNames: []string{"a.example.com"}, IssuerRef: cmmeta.IssuerReference{Name: "x"}}})
 		}, true},
 
+		{"ask cert-manager to renew a Certificate (its status; renewals from the CA's renewal information)", func() error {
+			crt := &cmapi.Certificate{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "probe"}}
+			return cl.Status().Patch(ctx, crt, client.RawPatch(types.MergePatchType, []byte(`{"status":{}}`)))
+		}, true},
+
 		{"update a cert-manager Challenge's status", func() error {
 			return cl.Status().Update(ctx, &cmacme.Challenge{ObjectMeta: metav1.ObjectMeta{Namespace: "team-a", Name: "probe"}})
 		}, false},
@@ -290,6 +296,26 @@ func TestChartRBACIsLeastPrivilege(t *testing.T) {
 			t.Errorf("the controller may not %s: %v", tt.what, err)
 		case !tt.allowed && !apierrors.IsForbidden(err):
 			t.Errorf("the controller may %s (got %v, want Forbidden)", tt.what, err)
+		}
+	}
+}
+
+// TestRenewalsRBACFollowsTheValue: without renewalInfo.enabled the chart
+// grants nothing on Certificates' status, and tells the controller so.
+func TestRenewalsRBACFollowsTheValue(t *testing.T) {
+	for _, enabled := range []bool{true, false} {
+		objs := render(t, fmt.Sprintf("renewalInfo.enabled=%t", enabled))
+		granted := slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool {
+			return o.GetKind() == "ClusterRole" && strings.HasSuffix(o.GetName(), ":renewals")
+		})
+		if granted != enabled {
+			t.Errorf("renewalInfo.enabled=%t: the ClusterRole for renewals rendered: %t (%v)", enabled, granted, kinds(objs))
+		}
+		flag := fmt.Sprintf("--renewal-info=%t", enabled)
+		if !slices.ContainsFunc(objs, func(o *unstructured.Unstructured) bool {
+			return o.GetKind() == "Deployment" && strings.Contains(fmt.Sprint(o.Object), flag)
+		}) {
+			t.Errorf("renewalInfo.enabled=%t: the Deployment does not pass %s", enabled, flag)
 		}
 	}
 }

@@ -32,8 +32,9 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=patch
+// Cluster-wide in the chart while renewalInfo.enabled (role "renewals").
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get,namespace=renewals
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=patch,namespace=renewals
 
 // RenewalReasonWindow is the reason of the Issuing condition the controller
 // sets on a Certificate whose CA wants it renewed.
@@ -241,7 +242,7 @@ func (r *Renewals) renew(ctx context.Context, ren *v1alpha1.ACMERenewal, now tim
 		if apierrors.IsNotFound(err) {
 			return nil // the garbage collector removes this object next
 		}
-		return fmt.Errorf("reading Certificate %s/%s: %w", ren.Namespace, ren.Spec.Certificate, kubeutil.ForbiddenHint(err, "the controller's ClusterRole needs get on certificates (cert-manager.io) for renewals from the CA's renewal information; or run the controller with --renewal-info=false (chart: renewalInfo.enabled=false)"))
+		return fmt.Errorf("reading Certificate %s/%s: %w", ren.Namespace, ren.Spec.Certificate, kubeutil.ForbiddenHint(err, "the controller's ClusterRole needs get on certificates (cert-manager.io) for renewals from the CA's renewal information; which the chart grants with renewalInfo.enabled, or run the controller with --renewal-info=false"))
 	}
 	if len(ren.OwnerReferences) != 1 || ren.OwnerReferences[0].UID != crt.UID {
 		return nil // a Certificate recreated under the same name; its next issuance records it
@@ -276,7 +277,7 @@ func (r *Renewals) renew(ctx context.Context, ren *v1alpha1.ACMERenewal, now tim
 		if apierrors.IsConflict(err) {
 			return fmt.Errorf("the Certificate %s/%s changed meanwhile; asking for its renewal again", crt.Namespace, crt.Name)
 		}
-		return fmt.Errorf("asking cert-manager to renew Certificate %s/%s: %w", crt.Namespace, crt.Name, kubeutil.ForbiddenHint(err, "the controller's ClusterRole needs patch on certificates/status (cert-manager.io) for renewals from the CA's renewal information; or run the controller with --renewal-info=false (chart: renewalInfo.enabled=false)"))
+		return fmt.Errorf("asking cert-manager to renew Certificate %s/%s: %w", crt.Namespace, crt.Name, kubeutil.ForbiddenHint(err, "the controller's ClusterRole needs patch on certificates/status (cert-manager.io) for renewals from the CA's renewal information; which the chart grants with renewalInfo.enabled, or run the controller with --renewal-info=false"))
 	}
 	st.Message = "asked cert-manager to renew the Certificate: " + why
 	if early {

@@ -196,6 +196,21 @@ func TestRenewals(t *testing.T) {
 		}
 	})
 
+	b.run(t, "a day of a certificate's life reads the CA four times, at its 6 h Retry-After", func(t *testing.T) {
+		daily := certificate(t, api.Client, "daily", b.valid, "daily.renew.example.com")
+		b.issueFor(t, daily, "daily-1", "daily.renew.example.com")
+		before := b.proxyCount(b.proxy, testenv.EndpointRenewalInfo)
+		for range 24 {
+			reconcileRenewal(t, ren, daily)
+			clk.Step(time.Hour)
+		}
+		reads := b.proxyCount(b.proxy, testenv.EndpointRenewalInfo) - before
+		t.Logf("renewalInfo requests in a day of hourly wake-ups: %d", reads)
+		if reads != 4 {
+			t.Errorf("%d renewalInfo requests in a day, want 4", reads)
+		}
+	})
+
 	b.run(t, "a CA without renewal information changes nothing", func(t *testing.T) {
 		plain := certificate(t, api.Client, "plain", withoutARI, "plain.renew.example.com")
 		b.issueForIssuer(t, withoutARI, plain, "plain-1", "plain.renew.example.com")

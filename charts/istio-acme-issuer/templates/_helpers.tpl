@@ -61,6 +61,14 @@ cluster-wide.
 {{- else -}}
 {{- list | toYaml -}}
 {{- end -}}
+{{- else if eq .role "renewals" -}}
+{{- /* Certificates read and their renewal asked for in every namespace,
+only while renewals follow the CA's renewal information. */ -}}
+{{- if .ctx.Values.renewalInfo.enabled -}}
+{{- list "*" | toYaml -}}
+{{- else -}}
+{{- list | toYaml -}}
+{{- end -}}
 {{- else -}}
 {{- fail (printf "no namespaces are configured for the controller's Role %q: add it to istio-acme-issuer.roleNamespaces" .role) -}}
 {{- end -}}
