@@ -92,22 +92,30 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	if p := iss.GetSpec().Profile; p != "" {
 		opts = append(opts, acme.WithOrderProfile(p))
 	}
-	o, err := s.newOrder(ctx, cro, order, acct, replaces, opts)
+	o, replacesRefused, err := s.newOrder(ctx, cro, order, acct, replaces, opts)
 	if err != nil {
 		refused := !mayHaveReachedCA(err)
 		err = caOutcome("creating an order for "+strings.Join(order.Spec.DNSNames, ", "), err)
+		if refused && replaces != "" && !replacesRefused {
+			// No order was created naming the certificate (the CA was
+			// down, or held): the next attempt may name it again.
+			if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) { st.Replaces = "" }); uerr != nil {
+				log.FromContext(ctx).Error(uerr, "recording that no order names the replaced certificate")
+			}
+		}
 		return nil, s.orderFailed(ctx, cro, order, err, refused)
 	}
 	return s.recordPlaced(ctx, cro, order, acct, o)
 }
 
 // newOrder asks the CA for the order, naming the certificate it replaces
-// when there is one. A CA that refuses the replacement (the certificate was
-// already replaced, is unknown to it, or belongs to another account) is
-// asked again at once without it, and the request says so once: the
-// refused attempt created no order, and the request never offers
-// replaces again.
-func (s *Signer) newOrder(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, acct *account, replaces string, opts []acme.OrderOption) (*acme.Order, error) {
+// when there is one. A CA that answers that with a problem (the certificate
+// was already replaced, is unknown to it, or belongs to another account;
+// Pebble answers 500 for an unknown one) is asked again at once without it,
+// and the request says so once: the refused attempt created no order, and
+// the request never offers replaces again. A rate limit, or no answer, is
+// not a refusal of the replacement.
+func (s *Signer) newOrder(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, acct *account, replaces string, opts []acme.OrderOption) (o *acme.Order, replacesRefused bool, err error) {
 	ids := acme.DomainIDs(order.Spec.DNSNames...)
 	if replaces != "" {
 		octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
@@ -118,14 +126,16 @@ func (s *Signer) newOrder(ctx context.Context, cro signer.CertificateRequestObje
 			if err == nil {
 				countReplaces(order, metrics.ReplacesAccepted)
 			}
-			return o, err
+			return o, false, err
 		}
 		countReplaces(order, metrics.ReplacesRefused)
 		s.event(cro, corev1.EventTypeWarning, "ReplacesRefused", "the CA refused to count the new order as the renewal of certificate %s (%s); ordering without it, so this renewal counts against the CA's rate limits", replaces, problemText(ae))
+		replacesRefused = true
 	}
 	octx, cancel := context.WithTimeout(ctx, caRequestTimeout)
 	defer cancel()
-	return acct.client.AuthorizeOrder(octx, ids, opts...)
+	o, err = acct.client.AuthorizeOrder(octx, ids, opts...)
+	return o, replacesRefused, err
 }
 
 // recordPlaced writes a new order's URL and state into the ACMEOrder. When

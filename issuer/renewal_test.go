@@ -173,6 +173,29 @@ func TestRenewals(t *testing.T) {
 		b.wantNoEvent(t, "ReplacesRefused")
 	})
 
+	b.run(t, "a renewal order the CA rate-limits names the certificate again when placed", func(t *testing.T) {
+		current := renewalOf(t, api.Client, crt).Status.CertID
+		mark := len(b.proxy.Requests())
+		b.proxy.SetRules([]testenv.FaultRule{{Endpoint: testenv.EndpointNewOrder, Kind: testenv.FaultRateLimited, Fraction: 1, RetryAfter: time.Second}})
+		cr := b.requestFor(t, crt, "shop-4", names...)
+		if _, err := b.sign(cr); err == nil {
+			t.Fatal("signing through a rate-limited CA succeeded")
+		}
+		b.proxy.SetRules(nil)
+		if got := b.order(t, cr).Status.Replaces; got != "" {
+			t.Errorf("ACMEOrder replaces %q after an attempt that created no order, want none", got)
+		}
+		time.Sleep(1100 * time.Millisecond) // the CA's Retry-After
+		_, err := b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		if got := newOrdersSince(b.proxy, mark); len(got) != 2 || got[0] != current || got[1] != current {
+			t.Errorf("new orders sent with replaces %q, want both naming %s", got, current)
+		}
+		b.wantNoEvent(t, "ReplacesRefused")
+		b.present(t, cr)
+		b.signUntilDone(t, cr)
+	})
+
 	b.run(t, "a Certificate that does not hold the recorded certificate is not renewed on its behalf", func(t *testing.T) {
 		other := certificate(t, api.Client, "elsewhere", b.valid, "elsewhere.renew.example.com")
 		cert := b.issueFor(t, other, "elsewhere-1", "elsewhere.renew.example.com")
