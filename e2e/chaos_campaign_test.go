@@ -23,6 +23,7 @@ func TestChaosCampaign(t *testing.T) {
 		lag:                   3 * time.Second, lagFrom: 5 * time.Second, lagFor: 30 * time.Second,
 		faults:            campaignFaults,
 		pebbleNonceReject: 10,
+		renewals:          20,
 		timeout:           15 * time.Minute,
 		seed:              seed,
 	})

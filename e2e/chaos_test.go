@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -43,9 +45,17 @@ type chaosPlan struct {
 	faults               []testenv.FaultRule
 	// pebbleNonceReject is Pebble's own share of badNonce answers (%).
 	pebbleNonceReject int
-	timeout           time.Duration
-	seed              uint64
+	// renewals is how many Certificates, once Ready, have their window at
+	// the CA moved into the past (as before a revocation), so that their
+	// renewals run while the chaos goes on.
+	renewals int
+	timeout  time.Duration
+	seed     uint64
 }
+
+// chaosRenewalCheck is the replicas' wait between two readings of the CA's
+// renewal information in a campaign (1-24 h in a cluster).
+const chaosRenewalCheck = 2 * time.Second
 
 // TestChaos is the bounded chaos campaign of 'make test': a few kills, a
 // few faults of every kind, one API server restart, a lagging gateway.
@@ -59,6 +69,7 @@ func TestChaos(t *testing.T) {
 		lag:                   2 * time.Second, lagFrom: time.Second, lagFor: 8 * time.Second,
 		faults:            boundedFaults,
 		pebbleNonceReject: 5,
+		renewals:          3,
 		timeout:           4 * time.Minute,
 		seed:              chaosSeed(t),
 	})
@@ -117,6 +128,9 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	c := startClusterWith(t, clusterOptions{
 		api:       testenv.APIServerOptions{AuditPolicy: auditPolicy},
 		pebbleEnv: []string{fmt.Sprintf("PEBBLE_WFE_NONCEREJECT=%d", plan.pebbleNonceReject)},
+		controllerArgs: []string{
+			"--renewal-info-min-interval=" + (chaosRenewalCheck / 2).String(), "--renewal-info-max-interval=" + chaosRenewalCheck.String(),
+		},
 	})
 	proxy := testenv.StartFaultProxy(t, c.pebble, plan.seed)
 	rs := c.startReplicas(2)
@@ -177,12 +191,19 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	var each []time.Duration
 	var mu sync.Mutex
 	var waits sync.WaitGroup
-	for _, crt := range crts {
+	var renewalTimes []time.Duration
+	for i, crt := range crts {
 		waits.Go(func() {
 			d := c.waitReadyQuiet(crt, plan.timeout)
 			mu.Lock()
 			each = append(each, d)
 			mu.Unlock()
+			if i < plan.renewals {
+				r := c.renewWhenCAAsks(crt, plan.timeout)
+				mu.Lock()
+				renewalTimes = append(renewalTimes, r)
+				mu.Unlock()
+			}
 		})
 	}
 	waits.Wait()
@@ -197,7 +218,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 
 	// Invariants.
 	kills := len(killedAt)
-	report := &chaosReport{plan: plan, kills: kills, apiDowntime: apiDowntime, toAllReady: toAllReady, each: each}
+	report := &chaosReport{plan: plan, kills: kills, apiDowntime: apiDowntime, toAllReady: toAllReady, each: each, renewalTimes: renewalTimes}
 	report.ordersPerRequest(t, c, proxy, crts, seen, killedAt)
 	report.validations(t, c.pebble)
 	report.retryAfter(t, proxy)
@@ -211,6 +232,46 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	if plan.kills > 0 && kills < plan.kills {
 		t.Errorf("only %d kills happened before every Certificate was Ready, want %d: make the burst bigger or killEvery shorter", kills, plan.kills)
 	}
+}
+
+// renewWhenCAAsks moves the window of the Certificate's current
+// certificate into the past at the CA, as before a revocation, and waits
+// until the Certificate is Ready with a newer certificate. It returns how
+// long that took; failures are test errors (it runs beside others).
+func (c *cluster) renewWhenCAAsks(crt *cmapi.Certificate, timeout time.Duration) time.Duration {
+	ctx := context.Background()
+	sec := &corev1.Secret{}
+	if err := c.cl.Get(ctx, client.ObjectKey{Namespace: crt.Namespace, Name: crt.Spec.SecretName}, sec); err != nil {
+		c.t.Errorf("reading Secret %s: %v", crt.Spec.SecretName, err)
+		return timeout
+	}
+	block, _ := pem.Decode(sec.Data[corev1.TLSCertKey])
+	if block == nil {
+		c.t.Errorf("Secret %s holds no certificate", sec.Name)
+		return timeout
+	}
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		c.t.Errorf("Secret %s: %v", sec.Name, err)
+		return timeout
+	}
+	moved := time.Now()
+	certPEM := pem.EncodeToMemory(block)
+	if err := c.pebble.SetRenewalWindow(certPEM, moved.Add(-2*time.Hour), moved.Add(-time.Hour), "https://ca.example/chaos"); err != nil {
+		c.t.Errorf("moving the window of %s: %v", crt.Name, err)
+		return timeout
+	}
+	deadline := moved.Add(timeout)
+	for time.Now().Before(deadline) {
+		got := &cmapi.Certificate{}
+		if err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), got); err == nil && isReady(got) &&
+			got.Status.NotBefore != nil && got.Status.NotBefore.After(leaf.NotBefore) {
+			return time.Since(moved)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Errorf("Certificate %s not renewed %s after the CA moved its window into the past: %s", crt.Name, timeout, c.requestState(crt))
+	return timeout
 }
 
 // killReplicas SIGKILLs a random replica every killEvery on average (only
@@ -250,6 +311,9 @@ type chaosReport struct {
 	refused     int
 	faults      map[string]int
 	exits       []string
+	// renewalTimes are, per renewal the CA asked for, the time from moving
+	// its window into the past to the renewed certificate being Ready.
+	renewalTimes []time.Duration
 
 	requests, orders int
 	lostOrders       []string
@@ -512,6 +576,9 @@ func (r *chaosReport) print(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chaos summary (seed %d):\n", r.plan.seed)
 	fmt.Fprintf(&b, "  Certificates: %d, all Ready after %s (each: %s)\n", r.plan.certificates, r.toAllReady.Round(time.Millisecond), summary(r.each))
+	if r.plan.renewals > 0 {
+		fmt.Fprintf(&b, "  renewals the CA asked for (window moved into the past once Ready, checks every %s): %d, each Ready after the move in %s\n", chaosRenewalCheck, len(r.renewalTimes), summary(r.renewalTimes))
+	}
 	fmt.Fprintf(&b, "  replica kills: %d; kube-apiserver restarts: %d (%s without it); gateway lag %s for up to %s\n", r.kills, boolInt(r.apiDowntime > 0), r.apiDowntime.Round(time.Millisecond), r.plan.lag, r.plan.lagFor)
 	for _, e := range r.exits {
 		fmt.Fprintf(&b, "    a replica ended on its own and was restarted: %s\n", e)

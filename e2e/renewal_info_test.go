@@ -54,7 +54,9 @@ func TestRenewalInfo(t *testing.T) {
 	t.Run("a window the CA opens early renews the Certificate inside it, long before its renewal time, replacing the old certificate", func(t *testing.T) {
 		opens := time.Now().Add(3 * time.Second)
 		closes := opens.Add(5 * time.Second)
-		c.pebble.SetRenewalWindow(t, leafPEM(first), opens, closes, "https://ca.example/early")
+		if err := c.pebble.SetRenewalWindow(leafPEM(first), opens, closes, "https://ca.example/early"); err != nil {
+			t.Fatal(err)
+		}
 		second = c.waitRenewed(crt, first, 60*time.Second)
 		got := c.getCertificate(crt)
 		readyAt := time.Now()
@@ -84,7 +86,9 @@ func TestRenewalInfo(t *testing.T) {
 	t.Run("a window moved into the past renews within one check interval", func(t *testing.T) {
 		c.renewalRead(crt, second)
 		moved := time.Now()
-		c.pebble.SetRenewalWindow(t, leafPEM(second), moved.Add(-2*time.Hour), moved.Add(-time.Hour), "https://ca.example/revoking")
+		if err := c.pebble.SetRenewalWindow(leafPEM(second), moved.Add(-2*time.Hour), moved.Add(-time.Hour), "https://ca.example/revoking"); err != nil {
+			t.Fatal(err)
+		}
 		c.eventually("the renewal asked for the moved window", renewalCheckInterval+10*time.Second, func() (bool, string) {
 			return testenv.FindEvent(ctx, c.cl, crt.Namespace, isCertificate(crt), "RenewalWindow", "https://ca.example/revoking")
 		})

@@ -136,7 +136,7 @@ func lastLine(log string) string {
 
 func (rs *replicaSet) start(r *replica) {
 	c := rs.c
-	p := testenv.StartProcess(c.t, r.name, binaries.controller, c.controllerArgs(testenv.Addr(r.tokenPort), r.metrics, r.probeAddr))
+	p := testenv.StartProcess(c.t, r.name, binaries.controller, append(c.controllerArgs(testenv.Addr(r.tokenPort), r.metrics, r.probeAddr), c.moreControllerArgs...))
 	r.mu.Lock()
 	r.proc, r.started = p, time.Now()
 	r.mu.Unlock()

@@ -89,7 +89,9 @@ func TestRenewals(t *testing.T) {
 		// cert-manager's own renewal time is days away (Pebble issues 6 or
 		// 90 days, picking a profile when the order names none).
 		setCertificateStatus(t, api.Client, crt, first, first.NotAfter.Add(-time.Hour))
-		pebble.SetRenewalWindow(t, certPEM(first), clk.Now().Add(-2*time.Hour), clk.Now().Add(-time.Hour), "https://ca.example/incident-42")
+		if err := pebble.SetRenewalWindow(certPEM(first), clk.Now().Add(-2*time.Hour), clk.Now().Add(-time.Hour), "https://ca.example/incident-42"); err != nil {
+			t.Fatal(err)
+		}
 		reconcileRenewal(t, ren, crt)
 		if issuingCondition(t, api.Client, crt) != nil {
 			t.Fatal("renewed before the next check read the moved window")
@@ -201,7 +203,9 @@ func TestRenewals(t *testing.T) {
 		cert := b.issueFor(t, other, "elsewhere-1", "elsewhere.renew.example.com")
 		// The Secret holds a certificate some other issuer signed later.
 		setCertificateStatus(t, api.Client, other, cert, time.Time{})
-		pebble.SetRenewalWindow(t, certPEM(cert), clk.Now().Add(-2*time.Hour), clk.Now().Add(-time.Hour), "")
+		if err := pebble.SetRenewalWindow(certPEM(cert), clk.Now().Add(-2*time.Hour), clk.Now().Add(-time.Hour), ""); err != nil {
+			t.Fatal(err)
+		}
 		held := &cmapi.Certificate{}
 		if err := api.Client.Get(context.Background(), client.ObjectKeyFromObject(other), held); err != nil {
 			t.Fatal(err)

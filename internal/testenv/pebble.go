@@ -181,28 +181,29 @@ func (p *Pebble) FailedValidations() []string {
 // SetRenewalWindow makes Pebble's renewal information (RFC 9773) for the
 // certificate (PEM) suggest renewing between start and end, with the
 // explanation URL, as a CA does that moves a window before revoking.
-func (p *Pebble) SetRenewalWindow(t testing.TB, certPEM []byte, start, end time.Time, explanationURL string) {
-	t.Helper()
+// It may be called from any goroutine.
+func (p *Pebble) SetRenewalWindow(certPEM []byte, start, end time.Time, explanationURL string) error {
 	info, err := json.Marshal(map[string]any{
 		"suggestedWindow": map[string]string{"start": start.UTC().Format(time.RFC3339), "end": end.UTC().Format(time.RFC3339)},
 		"explanationURL":  explanationURL,
 	})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	body, err := json.Marshal(map[string]string{"Certificate": string(certPEM), "ARIResponse": string(info)})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	res, err := p.HTTPClient().Post(p.ManagementURL+"/set-renewal-info/", "application/json", bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("setting the renewal window: %v", err)
+		return fmt.Errorf("setting the renewal window: %w", err)
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(res.Body)
-		t.Fatalf("setting the renewal window: %s %s", res.Status, msg)
+		return fmt.Errorf("setting the renewal window: %s %s", res.Status, msg)
 	}
+	return nil
 }
 
 // Replacements returns the lines of Pebble's log where it accepted a new
