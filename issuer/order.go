@@ -184,6 +184,50 @@ func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestO
 	return err
 }
 
+// replaceExpired forgets an order that outlived the CA's order lifetime, or
+// whose authorization outlived its pending lifetime (1 hour at Let's
+// Encrypt): resuming it cannot succeed, and a new order is placed on the
+// next pass. An order cannot expire faster than its lifetime, so this never
+// loops faster than that.
+func (s *Signer) replaceExpired(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, why string) error {
+	s.event(cro, corev1.EventTypeWarning, "OrderExpired", "%s; placing a new order", why)
+	countOrder(order, metrics.OrderReset)
+	if err := s.resetOrder(ctx, order); err != nil {
+		return err
+	}
+	return signer.PendingError{Err: fmt.Errorf("%s; placing a new order", why), RequeueAfter: minPoll}
+}
+
+// expiredOnly says why an order that is no longer usable only expired (the
+// order past its lifetime, or authorizations that expired while pending,
+// none that failed), or "" when it failed for another reason.
+func (s *Signer) expiredOnly(ctx context.Context, acct *account, o *acme.Order) string {
+	if o.Error != nil {
+		return ""
+	}
+	var expired []string
+	for _, u := range o.AuthzURLs {
+		a, err := acct.client.GetAuthorization(ctx, u)
+		if err != nil {
+			return ""
+		}
+		switch {
+		case a.Status == acme.StatusExpired,
+			a.Status == acme.StatusPending && !a.Expires.IsZero() && !s.clock.Now().Before(a.Expires):
+			expired = append(expired, a.Identifier.Value)
+		case a.Status != acme.StatusValid:
+			return ""
+		}
+	}
+	switch {
+	case len(expired) > 0:
+		return fmt.Sprintf("order %s is %s: the authorizations for %s expired before they were validated, past the CA's pending lifetime", o.URI, o.Status, strings.Join(expired, ", "))
+	case o.Status == acme.StatusExpired, !o.Expires.IsZero() && !s.clock.Now().Before(o.Expires):
+		return fmt.Sprintf("order %s is %s: it expired at %s, past the CA's order lifetime", o.URI, o.Status, o.Expires.UTC().Format(time.RFC3339))
+	}
+	return ""
+}
+
 // failureReason explains an invalid order from its failed authorizations.
 func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order) (reason string, invalidHosts []string) {
 	var reasons []string

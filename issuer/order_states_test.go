@@ -19,6 +19,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -69,6 +70,27 @@ func TestOrderStates(t *testing.T) {
 			t.Errorf("%d ACMEChallenges, want 2", n)
 		}
 		b.wantNewOrders(t, "a.new.example.com,b.new.example.com", 1)
+	})
+
+	b.run(t, "an order past the CA's order lifetime is replaced, not resumed", func(t *testing.T) {
+		cr := b.placed(t, "expired", "expired.example.com")
+		// The same controller a day later (Pebble's orders live a day).
+		late := NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",
+			Clock: clocktesting.NewFakeClock(time.Now().Add(25 * time.Hour))})
+		iss := &v1alpha1.ACMEClusterIssuer{}
+		if err := b.api.Client.Get(context.Background(), client.ObjectKey{Name: cr.Spec.IssuerRef.Name}, iss); err != nil {
+			t.Fatal(err)
+		}
+		_, err := late.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+		wantPending(t, err, "past the CA's order lifetime; placing a new order")
+		b.wantEvent(t, "OrderExpired", "past the CA's order lifetime")
+		if order := b.order(t, cr); order.Status.URL != "" {
+			t.Errorf("ACMEOrder still records %s", order.Status.URL)
+		}
+		b.release(t, cr)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantNewOrders(t, "expired.example.com", 2)
 	})
 
 	b.run(t, "presented challenges are accepted, the order finalized and the certificate returned", func(t *testing.T) {

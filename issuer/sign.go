@@ -181,6 +181,9 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 		}
 		return signer.PEMBundle{}, caOutcome("reading order "+order.Status.URL, err)
 	}
+	if (o.Status == acme.StatusPending || o.Status == acme.StatusReady) && !o.Expires.IsZero() && !s.clock.Now().Before(o.Expires) {
+		return signer.PEMBundle{}, s.replaceExpired(ctx, cro, order, fmt.Sprintf("order %s expired at %s, past the CA's order lifetime", o.URI, o.Expires.UTC().Format(time.RFC3339)))
+	}
 	pollIn := s.pollInterval(cro)
 
 	switch o.Status {
@@ -231,6 +234,9 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 		return s.issued(ctx, cro, order, o, der)
 
 	default: // invalid, or expired and deactivated
+		if why := s.expiredOnly(ctx, acct, o); why != "" {
+			return signer.PEMBundle{}, s.replaceExpired(ctx, cro, order, why)
+		}
 		reason, invalid := s.failureReason(ctx, acct, o)
 		if err := s.recordOrder(ctx, order, o, reason); err != nil {
 			return signer.PEMBundle{}, err
