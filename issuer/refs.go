@@ -15,9 +15,14 @@ import (
 // issuerKey is the order's issuer: in the order's namespace unless it is
 // an ACMEClusterIssuer.
 func issuerKey(order *v1alpha1.ACMEOrder) client.ObjectKey {
-	key := client.ObjectKey{Name: order.Spec.IssuerRef.Name}
-	if order.Spec.IssuerRef.Kind != "ACMEClusterIssuer" {
-		key.Namespace = order.Namespace
+	return issuerKeyOf(order.Namespace, order.Spec.IssuerRef)
+}
+
+// issuerKeyOf is the issuer ref names from an object in namespace.
+func issuerKeyOf(namespace string, ref v1alpha1.IssuerReference) client.ObjectKey {
+	key := client.ObjectKey{Name: ref.Name}
+	if ref.Kind != "ACMEClusterIssuer" {
+		key.Namespace = namespace
 	}
 	return key
 }
@@ -25,7 +30,11 @@ func issuerKey(order *v1alpha1.ACMEOrder) client.ObjectKey {
 // issuerLabel names the order's issuer in metrics: namespace/name for an
 // ACMEIssuer, the name for an ACMEClusterIssuer.
 func issuerLabel(order *v1alpha1.ACMEOrder) string {
-	return strings.TrimPrefix(issuerKey(order).String(), "/")
+	return issuerLabelOf(issuerKey(order))
+}
+
+func issuerLabelOf(key client.ObjectKey) string {
+	return strings.TrimPrefix(key.String(), "/")
 }
 
 func issuerKind(iss v1alpha1.ACMEIssuerObject) string {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	apiutil "github.com/cert-manager/cert-manager/pkg/api/util"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/cert-manager/cert-manager/third_party/forked/acme"
@@ -216,12 +217,10 @@ func (r *Renewals) renewalInfo(ctx context.Context, ren *v1alpha1.ACMERenewal) (
 
 func (r *Renewals) issuer(ctx context.Context, ren *v1alpha1.ACMERenewal) (v1alpha1.ACMEIssuerObject, error) {
 	ref := ren.Spec.IssuerRef
-	var iss v1alpha1.ACMEIssuerObject
-	key := types.NamespacedName{Name: ref.Name}
-	if ref.Kind == "ACMEClusterIssuer" {
+	key := issuerKeyOf(ren.Namespace, ref)
+	var iss v1alpha1.ACMEIssuerObject = &v1alpha1.ACMEIssuer{}
+	if key.Namespace == "" {
 		iss = &v1alpha1.ACMEClusterIssuer{}
-	} else {
-		iss, key.Namespace = &v1alpha1.ACMEIssuer{}, ren.Namespace
 	}
 	if err := r.Signer.client.Get(ctx, key, iss); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -300,30 +299,14 @@ func (r *Renewals) event(crt *cmapi.Certificate, reason, format string, args ...
 }
 
 func issuing(crt *cmapi.Certificate) bool {
-	for _, c := range crt.Status.Conditions {
-		if c.Type == cmapi.CertificateConditionIssuing && c.Status == cmmeta.ConditionTrue {
-			return true
-		}
-	}
-	return false
+	return apiutil.CertificateHasCondition(crt, cmapi.CertificateCondition{Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue})
 }
 
 // setIssuing sets the Issuing condition as `cmctl renew` does, with our
 // reason: cert-manager then issues the Certificate again.
 func setIssuing(crt *cmapi.Certificate, message string) {
-	now := metav1.Now()
-	cond := cmapi.CertificateCondition{
-		Type: cmapi.CertificateConditionIssuing, Status: cmmeta.ConditionTrue,
-		Reason: RenewalReasonWindow, Message: "Renewal requested by istio-acme-issuer: " + message,
-		LastTransitionTime: &now, ObservedGeneration: crt.Generation,
-	}
-	for i, c := range crt.Status.Conditions {
-		if c.Type == cmapi.CertificateConditionIssuing {
-			crt.Status.Conditions[i] = cond
-			return
-		}
-	}
-	crt.Status.Conditions = append(crt.Status.Conditions, cond)
+	apiutil.SetCertificateCondition(crt, crt.Generation, cmapi.CertificateConditionIssuing, cmmeta.ConditionTrue,
+		RenewalReasonWindow, "Renewal requested by istio-acme-issuer: "+message)
 }
 
 // certOfARIID is a certificate carrying just what its ARI identifier is made
@@ -339,10 +322,7 @@ func certOfARIID(id string) (*x509.Certificate, error) {
 }
 
 func issuerName(namespace string, ref v1alpha1.IssuerReference) string {
-	if ref.Kind == "ACMEClusterIssuer" {
-		return ref.Name
-	}
-	return namespace + "/" + ref.Name
+	return issuerLabelOf(issuerKeyOf(namespace, ref))
 }
 
 func timeOrNone(t *metav1.Time) string {
