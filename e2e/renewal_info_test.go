@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -154,18 +155,37 @@ func (c *cluster) renewalRead(crt *cmapi.Certificate, cert *x509.Certificate) *v
 	return ren
 }
 
-// waitRenewed waits until the Certificate is Ready with a certificate other
-// than old, and returns it.
+// waitRenewed waits until the Certificate is Ready and its Secret holds a
+// certificate other than old, and returns it. Serials tell them apart:
+// two certificates issued within one second share notBefore.
 func (c *cluster) waitRenewed(crt *cmapi.Certificate, old *x509.Certificate, timeout time.Duration) *x509.Certificate {
 	c.t.Helper()
 	c.eventually("the renewed certificate", timeout, func() (bool, string) {
 		got := c.getCertificate(crt)
-		if got.Status.NotBefore == nil || !isReady(got) || !got.Status.NotBefore.After(old.NotBefore) {
-			return false, c.requestState(crt)
+		leaf, err := c.secretLeaf(crt)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !isReady(got) || leaf.SerialNumber.Cmp(old.SerialNumber) == 0 {
+			return false, fmt.Sprintf("Secret serial %x (the old one's %x), revision %s, conditions %s; %s",
+				leaf.SerialNumber, old.SerialNumber, ptrString(got.Status.Revision), certificateConditions(got), c.requestState(crt))
 		}
 		return true, ""
 	})
 	return c.verifySecret(crt, crt.Spec.DNSNames...)
+}
+
+// secretLeaf is the first certificate in the Certificate's Secret.
+func (c *cluster) secretLeaf(crt *cmapi.Certificate) (*x509.Certificate, error) {
+	sec := &corev1.Secret{}
+	if err := c.cl.Get(context.Background(), client.ObjectKey{Namespace: crt.Namespace, Name: crt.Spec.SecretName}, sec); err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(sec.Data[corev1.TLSCertKey])
+	if block == nil {
+		return nil, fmt.Errorf("Secret %s/%s holds no certificate", crt.Namespace, crt.Spec.SecretName)
+	}
+	return x509.ParseCertificate(block.Bytes)
 }
 
 func (c *cluster) getCertificate(crt *cmapi.Certificate) *cmapi.Certificate {
@@ -185,4 +205,19 @@ func isCertificate(crt *cmapi.Certificate) func(corev1.ObjectReference) bool {
 
 func leafPEM(cert *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
+}
+
+func ptrString(p *int) string {
+	if p == nil {
+		return "none"
+	}
+	return fmt.Sprint(*p)
+}
+
+func certificateConditions(crt *cmapi.Certificate) string {
+	var parts []string
+	for _, cond := range crt.Status.Conditions {
+		parts = append(parts, fmt.Sprintf("%s=%s (%s: %s)", cond.Type, cond.Status, cond.Reason, cond.Message))
+	}
+	return strings.Join(parts, ", ")
 }
