@@ -2,8 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -240,33 +238,25 @@ func runChaos(t *testing.T, plan chaosPlan) {
 // long that took; failures are test errors (it runs beside others).
 func (c *cluster) renewWhenCAAsks(crt *cmapi.Certificate, timeout time.Duration) time.Duration {
 	ctx := context.Background()
-	sec := &corev1.Secret{}
-	if err := c.cl.Get(ctx, client.ObjectKey{Namespace: crt.Namespace, Name: crt.Spec.SecretName}, sec); err != nil {
-		c.t.Errorf("reading Secret %s: %v", crt.Spec.SecretName, err)
-		return timeout
-	}
-	block, _ := pem.Decode(sec.Data[corev1.TLSCertKey])
-	if block == nil {
-		c.t.Errorf("Secret %s holds no certificate", sec.Name)
-		return timeout
-	}
-	leaf, err := x509.ParseCertificate(block.Bytes)
+	leaf, err := c.secretLeaf(crt)
 	if err != nil {
-		c.t.Errorf("Secret %s: %v", sec.Name, err)
+		c.t.Errorf("reading the certificate of %s: %v", crt.Name, err)
 		return timeout
 	}
 	moved := time.Now()
-	certPEM := pem.EncodeToMemory(block)
-	if err := c.pebble.SetRenewalWindow(certPEM, moved.Add(-2*time.Hour), moved.Add(-time.Hour), "https://ca.example/chaos"); err != nil {
+	if err := c.pebble.SetRenewalWindow(leafPEM(leaf), moved.Add(-2*time.Hour), moved.Add(-time.Hour), "https://ca.example/chaos"); err != nil {
 		c.t.Errorf("moving the window of %s: %v", crt.Name, err)
 		return timeout
 	}
 	deadline := moved.Add(timeout)
 	for time.Now().Before(deadline) {
+		// Serials tell the certificates apart: two issued within one
+		// second share notBefore.
 		got := &cmapi.Certificate{}
-		if err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), got); err == nil && isReady(got) &&
-			got.Status.NotBefore != nil && got.Status.NotBefore.After(leaf.NotBefore) {
-			return time.Since(moved)
+		if err := c.cl.Get(ctx, client.ObjectKeyFromObject(crt), got); err == nil && isReady(got) {
+			if now, err := c.secretLeaf(crt); err == nil && now.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+				return time.Since(moved)
+			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
