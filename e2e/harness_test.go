@@ -620,6 +620,12 @@ func (c *cluster) requestState(crt *cmapi.Certificate) string {
 // root for exactly dnsNames, and returns the leaf.
 func (c *cluster) verifySecret(crt *cmapi.Certificate, dnsNames ...string) *x509.Certificate {
 	c.t.Helper()
+	return c.verifySecretTo(crt, c.pebble.RootPEM(c.t), dnsNames...)
+}
+
+// verifySecretTo is verifySecret for another CA's root.
+func (c *cluster) verifySecretTo(crt *cmapi.Certificate, rootPEM []byte, dnsNames ...string) *x509.Certificate {
+	c.t.Helper()
 	sec := &corev1.Secret{}
 	if err := c.cl.Get(context.Background(), client.ObjectKey{Namespace: crt.Namespace, Name: crt.Spec.SecretName}, sec); err != nil {
 		c.t.Fatalf("reading Secret %s: %v", crt.Spec.SecretName, err)
@@ -639,14 +645,14 @@ func (c *cluster) verifySecret(crt *cmapi.Certificate, dnsNames ...string) *x509
 		chain = append(chain, cert)
 	}
 	if len(chain) < 2 {
-		c.t.Fatalf("Secret %s holds %d certificates, want the leaf and Pebble's intermediate", sec.Name, len(chain))
+		c.t.Fatalf("Secret %s holds %d certificates, want the leaf and the CA's intermediate", sec.Name, len(chain))
 	}
 	if len(sec.Data[corev1.TLSPrivateKeyKey]) == 0 {
 		c.t.Fatalf("Secret %s has no private key", sec.Name)
 	}
 	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(c.pebble.RootPEM(c.t)) {
-		c.t.Fatal("Pebble's root is not PEM")
+	if !roots.AppendCertsFromPEM(rootPEM) {
+		c.t.Fatal("the CA's root is not PEM")
 	}
 	inter := x509.NewCertPool()
 	for _, ic := range chain[1:] {
@@ -655,7 +661,7 @@ func (c *cluster) verifySecret(crt *cmapi.Certificate, dnsNames ...string) *x509
 	leaf := chain[0]
 	for _, name := range dnsNames {
 		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots, Intermediates: inter}); err != nil {
-			c.t.Fatalf("the certificate does not verify for %s against Pebble's root: %v", name, err)
+			c.t.Fatalf("the certificate does not verify for %s against the CA's root: %v", name, err)
 		}
 	}
 	got := slices.Sorted(slices.Values(leaf.DNSNames))

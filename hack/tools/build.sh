@@ -25,8 +25,10 @@ declare -A spec=(
   [promtool]="promtool github.com/prometheus/prometheus github.com/prometheus/prometheus/cmd/promtool"
   [actionlint]="actionlint github.com/rhysd/actionlint github.com/rhysd/actionlint/cmd/actionlint"
   [staticcheck]="staticcheck honnef.co/go/tools honnef.co/go/tools/cmd/staticcheck"
+  [step-ca]="stepca github.com/smallstep/certificates github.com/smallstep/certificates/cmd/step-ca"
+  [step-ca-eabkey]="stepca github.com/smallstep/certificates ./eabkey"
 )
-order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv cmctl helm approver-policy promtool actionlint staticcheck)
+order=(controller-gen etcd kube-apiserver kube-controller-manager pebble pebble-challtestsrv step-ca step-ca-eabkey cmctl helm approver-policy promtool actionlint staticcheck)
 
 # KUBE_GROUP picks another group's kube-apiserver and kube-controller-manager
 # (make test-compat: kube-1.30, kube-1.37, ...).
@@ -47,6 +49,10 @@ tool_path() {
   # The version is read from go.mod directly: no network, no module loading.
   version=$(awk -v m="$module" '$1==m && $2 ~ /^v/ {print $2; exit} $1=="require" && $2==m {print $3; exit}' "$here/$group/go.mod")
   [ -n "$version" ] || { echo "no version of $module in $here/$group/go.mod" >&2; exit 1; }
+  # A package of this repository is also keyed by its source.
+  if [ "${pkg#./}" != "$pkg" ]; then
+    version=$version-$(cat "$here/$group/${pkg#./}"/*.go | sha256sum | cut -c1-12)
+  fi
   echo "$cache/$tool-$version/$tool"
 }
 
@@ -64,7 +70,11 @@ build() {
     local v=${out%/*}; v=${v##*-v}
     ldflags="-X k8s.io/component-base/version.gitVersion=v$v -X k8s.io/component-base/version.gitMajor=${v%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$v" | cut -d. -f2)"
   fi
-  (cd "$here/$group" && go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+  # step-ca's YubiKey support needs libpcsclite through cgo; without cgo
+  # it builds without it, which a CA on files does not use.
+  local cgo=${CGO_ENABLED:-}
+  [ "$group" = stepca ] && cgo=0
+  (cd "$here/$group" && CGO_ENABLED=$cgo go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
 }
 

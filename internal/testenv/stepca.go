@@ -1,0 +1,208 @@
+package testenv
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// StepCAOptions configure Smallstep's step-ca, a second ACME server that
+// nobody here wrote, so that the ACME client does not only know Pebble.
+type StepCAOptions struct {
+	// HTTPPort is where step-ca's validator sends HTTP-01 requests: the
+	// port the (simulated) ingress gateway listens on.
+	HTTPPort int
+	// DNSAddr is the DNS server (host:port) the validator resolves
+	// challenged names with, such as Pebble's.
+	DNSAddr string
+}
+
+// StepCA is a running step-ca with one ACME provisioner that requires
+// external account binding.
+type StepCA struct {
+	// DirectoryURL is the ACME provisioner's directory.
+	DirectoryURL string
+	// RootPEM is step-ca's root: it signs both step-ca's own HTTPS
+	// certificate (the caBundle an issuer needs) and what it issues.
+	RootPEM []byte
+	// EABKeyID and EABHMACKey (base64url) bind an ACME account.
+	EABKeyID, EABHMACKey string
+
+	Process *Process
+}
+
+// StartStepCA writes a root, an intermediate and a configuration, stores
+// an external account binding key in a new database with step-ca's own
+// code, and starts step-ca; it stops when the test ends.
+func StartStepCA(t testing.TB, o StepCAOptions) *StepCA {
+	t.Helper()
+	bin := Tool(t, "step-ca")
+	eabkey := Tool(t, "step-ca-eabkey")
+	dir := t.TempDir()
+	rootPEM := writeStepCAKeys(t, dir)
+	dbDir := filepath.Join(dir, "db")
+
+	out, err := exec.Command(eabkey, "-db-type", "bbolt", "-db", dbDir, "-reference", "istio-acme-issuer").CombinedOutput()
+	if err != nil {
+		t.Fatalf("storing an external account binding key for step-ca: %v\n%s", err, out)
+	}
+	lines := strings.Fields(string(out))
+	if len(lines) != 2 {
+		t.Fatalf("step-ca-eabkey printed %q, want a key ID and an HMAC key", out)
+	}
+
+	port := FreePort(t)
+	cfg := map[string]any{
+		"root":     filepath.Join(dir, "root_ca.crt"),
+		"crt":      filepath.Join(dir, "intermediate_ca.crt"),
+		"key":      filepath.Join(dir, "intermediate_ca_key"),
+		"address":  Addr(port),
+		"dnsNames": []string{"127.0.0.1", "localhost"},
+		"db":       map[string]any{"type": "bbolt", "dataSource": dbDir},
+		"logger":   map[string]any{"format": "text"},
+		"authority": map[string]any{
+			"provisioners": []map[string]any{{
+				"type": "ACME", "name": "acme", "requireEAB": true,
+				"challenges": []string{"http-01"},
+			}},
+		},
+		"tls": map[string]any{"minVersion": 1.2, "maxVersion": 1.3, "renegotiation": false},
+	}
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "ca.json")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{cfgPath}
+	if o.HTTPPort != 0 && o.HTTPPort != 80 {
+		// step-ca validates on port 80 unless told otherwise, which it
+		// only allows as --insecure.
+		args = append(args, "--insecure", fmt.Sprintf("--acme-http-port=%d", o.HTTPPort))
+	}
+	if o.DNSAddr != "" {
+		args = append(args, "--resolver", o.DNSAddr)
+	}
+	proc := StartProcess(t, "step-ca", bin, args)
+	s := &StepCA{
+		DirectoryURL: fmt.Sprintf("https://%s/acme/acme/directory", Addr(port)),
+		RootPEM:      rootPEM,
+		EABKeyID:     lines[0],
+		EABHMACKey:   lines[1],
+		Process:      proc,
+	}
+	s.waitReady(t)
+	return s
+}
+
+// HTTPClient trusts step-ca's root.
+func (s *StepCA) HTTPClient() *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(s.RootPEM)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
+
+// FailedValidations returns the lines of step-ca's log that record a
+// failed HTTP-01 validation.
+func (s *StepCA) FailedValidations() []string {
+	var out []string
+	for _, line := range strings.Split(s.Process.Log(), "\n") {
+		if strings.Contains(line, "error doing http GET") || strings.Contains(line, "keyAuthorization does not match") {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+func (s *StepCA) waitReady(t testing.TB) {
+	t.Helper()
+	cl := s.HTTPClient()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := cl.Get(s.DirectoryURL)
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if exited, perr := s.Process.Exited(); exited {
+			t.Fatalf("step-ca exited: %v\n%s", perr, s.Process.Log())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("step-ca not ready at %s: %v\n%s", s.DirectoryURL, err, s.Process.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// writeStepCAKeys writes a root and an intermediate signed by it, as
+// `step ca init` would, with the intermediate's key unencrypted.
+func writeStepCAKeys(t testing.TB, dir string) (rootPEM []byte) {
+	t.Helper()
+	now := time.Now()
+	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "step-ca test root"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLen: 1,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := x509.ParseCertificate(rootDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	intTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "step-ca test intermediate"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	intDER, err := x509.CreateCertificate(rand.Reader, intTmpl, root, &intKey.PublicKey, rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(intKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
+	files := map[string][]byte{
+		"root_ca.crt":         rootPEM,
+		"intermediate_ca.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: intDER}),
+		"intermediate_ca_key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return rootPEM
+}
