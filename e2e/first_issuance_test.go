@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -62,12 +63,14 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		}
 	})
 
-	t.Run("an exact-host HTTPS server whose Secret is the one being issued: explained, then issued with issue-temporary-certificate", func(t *testing.T) {
+	t.Run("an exact-host HTTPS server whose Secret is the one being issued: issued without a manual step, through that server with cert-manager's temporary certificate", func(t *testing.T) {
 		host := "fresh.first.test"
 		c.redirectingGateway("fresh", host, "fresh-tls")
 		c.userRoute("fresh-first", gatewayNamespace+"/fresh", host, app, "/")
+		failedBefore := len(c.pebble.FailedValidations())
 		// The Certificate the platform writes for that server: in the
-		// gateway pods' namespace, its Secret the server's credentialName.
+		// gateway pods' namespace, its Secret the server's credentialName,
+		// and nothing else.
 		crt := &cmapi.Certificate{
 			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "fresh"},
 			Spec: cmapi.CertificateSpec{
@@ -77,20 +80,6 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 			},
 		}
 		c.create(crt)
-		c.waitRequestMessage(crt, "cert-manager.io/issue-temporary-certificate",
-			"http://fresh.first.test is redirected to HTTPS", "Secret "+gatewayNamespace+"/fresh-tls does not exist yet", "Gateway "+gatewayNamespace+"/fresh")
-		if n := c.gateway.Served("", host, solver.ChallengePathPrefix); n != 0 {
-			t.Errorf("the token was requested %d times although no route could reach it", n)
-		}
-
-		// The fix the message names.
-		ctx := context.Background()
-		patch := client.MergeFrom(crt.DeepCopy())
-		crt.Annotations = map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"}
-		if err := c.cl.Patch(ctx, crt, patch); err != nil {
-			t.Fatal(err)
-		}
-		c.created[crt.Namespace+"/"+crt.Name] = time.Now()
 		elapsed := c.waitReady(crt, 90*time.Second)
 		c.verifySecret(crt, host)
 		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
@@ -99,11 +88,23 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		if n := c.gateway.FailedHandshakes(host); n != 0 {
 			t.Errorf("%d TLS handshakes for %s failed", n, host)
 		}
+		if failed := c.pebble.FailedValidations()[failedBefore:]; len(failed) != 0 {
+			t.Errorf("the CA failed %d validations: %v", len(failed), failed)
+		}
 		if c.createdGatewayFor(host) {
 			t.Error("the controller created a Gateway of its own although the user's server works with the temporary certificate")
 		}
-		t.Logf("Ready %s after the annotation, through the user's HTTPS server", elapsed.Round(time.Millisecond))
+		ctx := context.Background()
+		c.eventually("cert-manager's temporary certificate Event", 10*time.Second, func() (bool, string) {
+			return testenv.FindEvent(ctx, c.cl, crt.Namespace, isCertificate(crt), "Issuing", "Issued temporary certificate")
+		})
+		t.Logf("Ready %s after creation, through the user's HTTPS server", elapsed.Round(time.Millisecond))
 		c.waitNothingLeft()
+		c.eventually("the temporary-certificate annotation to be removed with the challenge", 10*time.Second, func() (bool, string) {
+			got := c.getCertificate(crt)
+			v, set := got.Annotations[cmapi.IssueTemporaryCertificateAnnotation]
+			return !set, "annotation " + v
+		})
 		// The server now answers with the issued certificate.
 		issued := c.verifySecret(crt, host)
 		if got, err := c.served(host); err != nil || !got.Equal(issued) {
@@ -149,6 +150,33 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		}
 		if n := c.gateway.FailedHandshakes(host); n != 0 {
 			t.Errorf("%d TLS handshakes for %s failed", n, host)
+		}
+		c.waitNothingLeft()
+	})
+
+	t.Run("an exact-host HTTPS server whose Certificate turns the temporary certificate off: explained, and the annotation left as written", func(t *testing.T) {
+		host := "off.first.test"
+		c.redirectingGateway("off", host, "off-tls")
+		c.userRoute("off-first", gatewayNamespace+"/off", host, app, "/")
+		crt := &cmapi.Certificate{
+			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "off", Annotations: map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "false"}},
+			Spec: cmapi.CertificateSpec{
+				SecretName: "off-tls",
+				DNSNames:   []string{host},
+				IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
+			},
+		}
+		c.create(crt)
+		c.waitRequestMessage(crt, `sets cert-manager.io/issue-temporary-certificate: "false"`,
+			"http://off.first.test is redirected to HTTPS", "Secret "+gatewayNamespace+"/off-tls does not exist yet", "remove the annotation or set it to")
+		if got := c.getCertificate(crt).Annotations[cmapi.IssueTemporaryCertificateAnnotation]; got != "false" {
+			t.Errorf("the Certificate's annotation is %q, want the author's \"false\"", got)
+		}
+		if n := c.gateway.Served("", host, solver.ChallengePathPrefix); n != 0 {
+			t.Errorf("the token was requested %d times although no route could reach it", n)
+		}
+		if err := c.cl.Delete(context.Background(), crt); err != nil {
+			t.Fatal(err)
 		}
 		c.waitNothingLeft()
 	})

@@ -125,6 +125,9 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		if err := r.deleteRoutes(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}
+		if err := r.releaseTemporaryCertificate(ctx, ch); err != nil {
+			return reconcile.Result{}, err
+		}
 		logger.V(1).Info("removed challenge routes")
 		controllerutil.RemoveFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer)
 		return reconcile.Result{}, client.IgnoreNotFound(r.Client.Update(ctx, ch))
@@ -361,6 +364,11 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 		Models: &r.models,
 	})
 	if refusal != nil {
+		if refusal.MissingCredential != nil {
+			if waiting, err := r.firstIssuance(ctx, ch, refusal); err != nil || waiting != nil {
+				return nil, nil, waiting, err
+			}
+		}
 		return nil, nil, &notPresented{refusal.Reason, refusal.Message}, nil
 	}
 	return plan, workloads, nil, nil

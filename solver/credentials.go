@@ -73,7 +73,7 @@ func (c SecretCredentials) State(ctx context.Context, namespace, name string) Cr
 	err := c.Reader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sec)
 	switch {
 	case apierrors.IsNotFound(err):
-		return CredentialState{Problem: fmt.Sprintf("Secret %s/%s does not exist yet", namespace, name)}
+		return CredentialState{Missing: true, Problem: fmt.Sprintf("Secret %s/%s does not exist yet", namespace, name)}
 	case err != nil:
 		return CredentialState{Usable: true, Problem: kubeutil.ForbiddenHint(fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err), kubeutil.TemporaryHTTPSHint).Error()}
 	}

@@ -78,6 +78,19 @@ type Refusal struct {
 	// Attempt is the plan the message judges, when there was one: the
 	// most natural candidate, which would not have worked.
 	Attempt *Plan
+	// MissingCredential is set when all that keeps the CA from the
+	// token is a user's HTTPS server for exactly the host whose credential
+	// Secret does not exist yet: once that Secret holds any certificate,
+	// the route goes behind that server.
+	MissingCredential *SecretRef
+	// Situation is the message's first part, which says where the CA's
+	// request goes, without its advice.
+	Situation string
+}
+
+// SecretRef names a Secret.
+type SecretRef struct {
+	Namespace, Name string
 }
 
 // PlanRoutes decides where the challenge route goes, from the CA's path:
@@ -148,6 +161,8 @@ type CredentialState struct {
 	// Usable is true when the Secret holds a certificate and key, or when
 	// it cannot be told (then the user's server is trusted to work).
 	Usable bool
+	// Missing is true when the Secret does not exist.
+	Missing bool
 	// Problem says why it cannot serve, for messages.
 	Problem string
 }
@@ -234,7 +249,8 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 		case firstCA == nil:
 			firstCA = why
 			if why.Reason == metrics.NotPresentedHTTPSRedirect && len(httpsOpts) == 0 && noHTTPS != nil {
-				firstCA = &Refusal{Reason: noHTTPS.Reason, Message: noHTTPS.Message, Attempt: why.Attempt}
+				firstCA = &Refusal{Reason: noHTTPS.Reason, Message: noHTTPS.Message, Attempt: why.Attempt,
+					MissingCredential: noHTTPS.MissingCredential, Situation: noHTTPS.Situation}
 			}
 		}
 	}
@@ -365,12 +381,16 @@ func (p *planner) httpsOptions(i int) ([]WorkloadRoute, *Refusal) {
 			"http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s, so the CA would follow the redirect and fail; remove %s: false to let the challenge publish a temporary HTTPS server for the host, add an HTTPS server for %s with a certificate (any: the CA does not verify it), or turn httpsRedirect off", p.host, why, settingsField(p.in.Challenge, "temporaryHTTPSServer"), p.host)}
 	}
 	if dup := duplicateTLSHost(m.Chains(port), p.host); dup != nil {
-		msg := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s; a temporary HTTPS server cannot take over, since the server of Gateway %s/%s already claims exactly %s there",
-			p.host, why, dup.Gateway().Namespace, dup.Gateway().Name, p.host)
+		situation := fmt.Sprintf("http://%s is redirected to HTTPS (tls.httpsRedirect) before any route runs, and %s", p.host, why)
+		msg := fmt.Sprintf("%s; a temporary HTTPS server cannot take over, since the server of Gateway %s/%s already claims exactly %s there",
+			situation, dup.Gateway().Namespace, dup.Gateway().Name, p.host)
+		refusal := &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Situation: situation}
 		if dup == chain {
+			refusal.MissingCredential = p.missingCredential(chain, w)
 			msg += ". When that Secret is the one this certificate fills, annotate the Certificate with cert-manager.io/issue-temporary-certificate: \"true\" (cert-manager then stores a temporary certificate there first, so the server can answer the CA), or turn httpsRedirect off until the first certificate is issued"
 		}
-		return nil, &Refusal{Reason: metrics.NotPresentedHTTPSRedirect, Message: msg}
+		refusal.Message = msg
+		return nil, refusal
 	}
 	return []WorkloadRoute{{Index: i, OwnHTTPS: true}}, nil
 }
@@ -445,6 +465,21 @@ func (p *planner) credentialProblem(chain *istiomodel.Chain, w *GatewayWorkload)
 		return ""
 	}
 	return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", chain.Gateway().Namespace, chain.Gateway().Name, p.host, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+}
+
+// missingCredential returns the credential Secret of a terminating server
+// that asks no client certificate when all that keeps it from a handshake
+// is that the Secret does not exist, or nil.
+func (p *planner) missingCredential(chain *istiomodel.Chain, w *GatewayWorkload) *SecretRef {
+	tls := chain.Spec().GetTls()
+	if !chain.Terminates() || requiresClientCertificate(tls.GetMode()) {
+		return nil
+	}
+	ref, ok := credentialRef(tls, w.Namespace)
+	if !ok || ref.Name == "" || !p.creds[ref.Namespace+"/"+ref.Name].Missing {
+		return nil
+	}
+	return &SecretRef{Namespace: ref.Namespace, Name: ref.Name}
 }
 
 // servesNobody reports whether a TLS server answers no client at all: it

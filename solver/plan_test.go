@@ -65,6 +65,8 @@ func TestPlanRoutes(t *testing.T) {
 		ownHTTP     bool
 		ownHTTPS    bool
 		wantRefusal string
+		// wantMissing is the refusal's MissingCredential, "ns/name".
+		wantMissing string
 	}{
 		{
 			name:     "shared wildcard Gateway, per-app VirtualService: joins the app's exact virtual host",
@@ -148,6 +150,17 @@ func TestPlanRoutes(t *testing.T) {
 			},
 			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{"istio-system/shop"}, []string{"shop.example.com"}, route("app"))},
 			wantRefusal: "cert-manager.io/issue-temporary-certificate",
+			wantMissing: "istio-system/missing-tls",
+		},
+		{
+			name: "first issuance behind a redirect to an exact-host mTLS server: no certificate in its Secret would let the CA in",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "shop", ingressLabels, server(80, "HTTP", redirect, "shop.example.com"),
+					server(443, "HTTPS", &istioapi.ServerTLSSettings{Mode: istioapi.ServerTLSSettings_MUTUAL, CredentialName: "missing-tls"}, "shop.example.com")),
+			},
+			vss:         []*istionet.VirtualService{virtualService("apps", "shop", 0, []string{"istio-system/shop"}, []string{"shop.example.com"}, route("app"))},
+			wantRefusal: "already claims exactly shop.example.com",
 		},
 		{
 			name: "redirect to a wildcard mTLS server: a temporary server would take the host from clients with certificates",
@@ -247,7 +260,7 @@ func TestPlanRoutes(t *testing.T) {
 					if existing[ns+"/"+name] {
 						return CredentialState{Usable: true}
 					}
-					return CredentialState{Problem: "Secret " + ns + "/" + name + " does not exist yet"}
+					return CredentialState{Missing: true, Problem: "Secret " + ns + "/" + name + " does not exist yet"}
 				},
 				Now: epoch.Add(time.Hour),
 			})
@@ -257,6 +270,13 @@ func TestPlanRoutes(t *testing.T) {
 				}
 				if !strings.Contains(refusal.Message, tt.wantRefusal) {
 					t.Fatalf("refusal %q does not mention %q", refusal.Message, tt.wantRefusal)
+				}
+				missing := ""
+				if m := refusal.MissingCredential; m != nil {
+					missing = m.Namespace + "/" + m.Name
+				}
+				if missing != tt.wantMissing {
+					t.Fatalf("refusal's missing credential %q, want %q", missing, tt.wantMissing)
 				}
 				return
 			}

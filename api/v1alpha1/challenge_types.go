@@ -108,6 +108,15 @@ type ACMEChallengeStatus struct {
 	// +optional
 	Message string `json:"message,omitempty"`
 
+	// TemporaryCertificateFor is the Certificate this challenge asked
+	// cert-manager to store a temporary certificate for
+	// (cert-manager.io/issue-temporary-certificate), because the user's
+	// HTTPS server the CA is redirected to serves the Secret that
+	// Certificate fills, which did not exist yet. The annotation is removed
+	// when the challenge ends, unless someone else set it too.
+	// +optional
+	TemporaryCertificateFor *ObjectReference `json:"temporaryCertificateFor,omitempty"`
+
 	// Conditions: Ready is True once the CA validated the challenge, and
 	// False with where it is (Pending, Presented, Validating, Invalid) or
 	// the problem that keeps it from being presented (HostNotAllowed,

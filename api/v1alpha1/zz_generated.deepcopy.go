@@ -111,6 +111,11 @@ func (in *ACMEChallengeStatus) DeepCopyInto(out *ACMEChallengeStatus) {
 		in, out := &in.AcceptedAt, &out.AcceptedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.TemporaryCertificateFor != nil {
+		in, out := &in.TemporaryCertificateFor, &out.TemporaryCertificateFor
+		*out = new(ObjectReference)
+		**out = **in
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

@@ -67,6 +67,9 @@ const (
 	NotPresentedIssuerSettings = "issuer_settings"
 	NotPresentedSelfCheck      = "self_check"
 	NotPresentedSelfCheckDNS   = "self_check_dns"
+	// The HTTPS server the CA is redirected to waits for the temporary
+	// certificate cert-manager was asked to store in its Secret.
+	NotPresentedTemporaryCertificate = "temporary_certificate"
 )
 
 var (

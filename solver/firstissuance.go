@@ -1,0 +1,162 @@
+package solver
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
+)
+
+// The first certificate behind a user's HTTPS server for exactly the host,
+// whose credential Secret is the one the request's Certificate fills: no
+// server of ours can take the host from that server, and the server cannot
+// answer the CA until its Secret exists. cert-manager's own remedy is its
+// temporary certificate: with cert-manager.io/issue-temporary-certificate
+// on the Certificate, it stores a certificate signed by a throwaway CA in
+// the Secret while the request is pending, and only when the Secret holds
+// no certificate with its key, so a real certificate is never replaced.
+// The controller sets that annotation on the Certificate for the open
+// challenge and removes it when the challenge ends; the user's Gateway and
+// Secret are never touched by it, and renewals, which find the Secret,
+// go through the user's server as it is.
+
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;patch,namespace=temporary-https
+
+// temporaryCertificateManager owns the annotation, so that removing it
+// leaves one set by anybody else.
+const temporaryCertificateManager = "istio-acme-issuer-first-issuance"
+
+// firstIssuance decides a refusal that only a missing credential Secret
+// causes. When the Secret is the one the challenge's Certificate fills, it
+// asks cert-manager for a temporary certificate there and returns what the
+// challenge waits for; otherwise it returns nil and the refusal stands.
+func (r *ChallengeReconciler) firstIssuance(ctx context.Context, ch *v1alpha1.ACMEChallenge, refusal *Refusal) (*notPresented, error) {
+	sec := refusal.MissingCredential
+	crt, why, err := r.requestCertificate(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+	logger := log.FromContext(ctx)
+	if crt == nil {
+		logger.V(1).Info("no temporary certificate for the missing credential", "secret", sec, "reason", why)
+		return nil, nil
+	}
+	if crt.Namespace != sec.Namespace || crt.Spec.SecretName != sec.Name {
+		logger.V(1).Info("no temporary certificate for the missing credential: the request's Certificate fills another Secret", "secret", sec, "certificate", client.ObjectKeyFromObject(crt), "secretName", crt.Spec.SecretName)
+		return nil, nil
+	}
+	waiting := &notPresented{metrics.NotPresentedTemporaryCertificate, fmt.Sprintf(
+		"%s; Secret %s/%s is the one Certificate %s/%s fills, so cert-manager was asked to store a temporary certificate there first (%s: \"true\" on the Certificate, until this challenge ends), after which the CA is answered through that server; waiting for the Secret",
+		refusal.Situation, sec.Namespace, sec.Name, crt.Namespace, crt.Name, cmapi.IssueTemporaryCertificateAnnotation)}
+	switch v, set := crt.Annotations[cmapi.IssueTemporaryCertificateAnnotation]; {
+	case set && v == "true":
+		// Set by its author, or by an earlier pass.
+		return waiting, nil
+	case set:
+		return &notPresented{metrics.NotPresentedHTTPSRedirect, fmt.Sprintf(
+			"%s; Certificate %s/%s fills that Secret, but sets %s: %q, so cert-manager stores no temporary certificate there for the server to answer the CA with: remove the annotation or set it to \"true\", or turn httpsRedirect off until the first certificate is issued",
+			refusal.Situation, crt.Namespace, crt.Name, cmapi.IssueTemporaryCertificateAnnotation, v)}, nil
+	}
+	ref := &v1alpha1.ObjectReference{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind, Namespace: crt.Namespace, Name: crt.Name}
+	// Recorded first: a challenge that ends after the patch then always
+	// removes what it set.
+	if ch.Status.TemporaryCertificateFor == nil {
+		if err := r.updateStatus(ctx, ch, "", func(st *v1alpha1.ACMEChallengeStatus) { st.TemporaryCertificateFor = ref }); err != nil {
+			return nil, err
+		}
+	}
+	if err := r.applyTemporaryCertificate(ctx, crt, true); err != nil {
+		return nil, fmt.Errorf("asking cert-manager for a temporary certificate on Certificate %s/%s: %w", crt.Namespace, crt.Name, err)
+	}
+	r.eventf(ch, "Normal", "TemporaryCertificate", "asked cert-manager to store a temporary certificate in Secret %s/%s (Certificate %s/%s), which the HTTPS server the CA is redirected to serves", sec.Namespace, sec.Name, crt.Namespace, crt.Name)
+	return waiting, nil
+}
+
+// releaseTemporaryCertificate removes the annotation the challenge set, if
+// no one else set it too.
+func (r *ChallengeReconciler) releaseTemporaryCertificate(ctx context.Context, ch *v1alpha1.ACMEChallenge) error {
+	ref := ch.Status.TemporaryCertificateFor
+	if ref == nil {
+		return nil
+	}
+	crt := &cmapi.Certificate{}
+	if err := r.certificateReader().Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, crt); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !slices.ContainsFunc(crt.ManagedFields, func(f metav1.ManagedFieldsEntry) bool { return f.Manager == temporaryCertificateManager }) {
+		return nil
+	}
+	err := r.applyTemporaryCertificate(ctx, crt, false)
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil // gone, or replaced by another Certificate of that name
+	}
+	return err
+}
+
+// applyTemporaryCertificate applies, as its own field manager, the
+// annotation (set) or nothing (unset) to the Certificate. The object's UID
+// is a precondition: the apply never creates a Certificate.
+func (r *ChallengeReconciler) applyTemporaryCertificate(ctx context.Context, crt *cmapi.Certificate, set bool) error {
+	obj := &unstructured.Unstructured{}
+	obj.SetGroupVersionKind(cmapi.SchemeGroupVersion.WithKind(cmapi.CertificateKind))
+	obj.SetNamespace(crt.Namespace)
+	obj.SetName(crt.Name)
+	obj.SetUID(crt.UID)
+	if set {
+		obj.SetAnnotations(map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"})
+	}
+	return r.Client.Patch(ctx, obj, client.Apply, client.FieldOwner(temporaryCertificateManager))
+}
+
+// requestCertificate is the Certificate whose request the challenge's
+// ACMEOrder is for, when a Certificate controls that request; nil, with
+// why, for a cert-manager Challenge's mirror and for requests written by
+// hand.
+func (r *ChallengeReconciler) requestCertificate(ctx context.Context, ch *v1alpha1.ACMEChallenge) (*cmapi.Certificate, string, error) {
+	if ch.Spec.Order == "" {
+		return nil, "the challenge mirrors a cert-manager Challenge", nil
+	}
+	order := &v1alpha1.ACMEOrder{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ch.Spec.Order}, order); err != nil {
+		return nil, "reading its ACMEOrder: " + err.Error(), client.IgnoreNotFound(err)
+	}
+	cr := &cmapi.CertificateRequest{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: order.Spec.Request}, cr); err != nil {
+		return nil, "reading its CertificateRequest: " + err.Error(), client.IgnoreNotFound(err)
+	}
+	owner := metav1.GetControllerOf(cr)
+	if owner == nil || owner.Kind != cmapi.CertificateKind || owner.APIVersion != cmapi.SchemeGroupVersion.String() {
+		return nil, "no Certificate controls its CertificateRequest", nil
+	}
+	crt := &cmapi.Certificate{}
+	if err := r.certificateReader().Get(ctx, client.ObjectKey{Namespace: cr.Namespace, Name: owner.Name}, crt); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			// Forbidden: not in a namespace the controller may read
+			// Certificates in, which are the gateway pods' namespaces.
+			return nil, "reading its Certificate: " + err.Error(), nil
+		}
+		return nil, "", fmt.Errorf("reading Certificate %s/%s: %w", cr.Namespace, owner.Name, err)
+	}
+	if crt.UID != owner.UID {
+		return nil, "its Certificate was replaced", nil
+	}
+	return crt, "", nil
+}
+
+// certificateReader reads Certificates from the API server: there is no
+// cache of them in every namespace, and these reads are rare.
+func (r *ChallengeReconciler) certificateReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
