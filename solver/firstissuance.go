@@ -114,7 +114,7 @@ func (r *ChallengeReconciler) applyTemporaryCertificate(ctx context.Context, crt
 	if set {
 		obj.SetAnnotations(map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"})
 	}
-	return r.Client.Patch(ctx, obj, client.Apply, client.FieldOwner(temporaryCertificateManager))
+	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(temporaryCertificateManager))
 }
 
 // requestCertificate is the Certificate whose request the challenge's
