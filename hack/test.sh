@@ -18,7 +18,7 @@ if ! (cd e2e && go test -count=1 -timeout 20m -v ./differential -run TestDiffere
   tail -n 300 "$log"
   exit 1
 fi
-grep -o 'differential summary.*' "$log"
+grep -o -E "differential (summary|dimensions).*" "$log"
 
 echo "==> end-to-end tests"
 (cd e2e && go test -count=1 -timeout 30m -v .)

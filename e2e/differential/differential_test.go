@@ -59,6 +59,7 @@ func TestDifferential(t *testing.T) {
 	type result struct {
 		outcome string
 		err     error
+		dims    map[string]bool
 	}
 	results := make([]result, *layouts)
 	var tenancyChecked atomic.Int64
@@ -77,7 +78,7 @@ func TestDifferential(t *testing.T) {
 						tenancyChecked.Add(1)
 					}
 				}
-				results[i] = result{outcome, err}
+				results[i] = result{outcome, err, l.Dims}
 			}
 		}()
 	}
@@ -87,6 +88,27 @@ func TestDifferential(t *testing.T) {
 	close(next)
 	wg.Wait()
 	shown := 0
+	// Per generator dimension: layouts, published, failures.
+	type dimCount struct{ layouts, published, failures int }
+	dims := map[string]*dimCount{}
+	for _, d := range generatorDims {
+		dims[d] = &dimCount{}
+	}
+	for _, r := range results {
+		for d := range r.dims {
+			c := dims[d]
+			if c == nil {
+				c = &dimCount{}
+				dims[d] = c
+			}
+			c.layouts++
+			if r.err != nil {
+				c.failures++
+			} else if r.outcome == "published" {
+				c.published++
+			}
+		}
+	}
 	for i, r := range results {
 		switch {
 		case r.err != nil:
@@ -110,6 +132,15 @@ func TestDifferential(t *testing.T) {
 	}
 	t.Logf("differential summary: seed %d, %d layouts in %s (%d workers): %d published, refused %d (%s), %d refused without an attempt to check, %d failures; the tenancy rule's reading of a server's hosts agreed with Istio on %d layouts",
 		s, *layouts, time.Since(start).Round(time.Second), max(*workers, 1), published, *layouts-published-failures-refusedNoAttempt, strings.Join(parts, ", "), refusedNoAttempt, failures, tenancyChecked.Load())
+	var dimParts []string
+	for _, d := range slices.Sorted(maps.Keys(dims)) {
+		c := dims[d]
+		dimParts = append(dimParts, fmt.Sprintf("%s %d (%d published, %d failures)", d, c.layouts, c.published, c.failures))
+		if *layouts >= 500 && c.layouts == 0 {
+			t.Errorf("no layout had %s: the generator is broken", d)
+		}
+	}
+	t.Logf("differential dimensions: %s", strings.Join(dimParts, ", "))
 	if published == 0 {
 		t.Error("no layout was published: the generator or the planner is broken")
 	}
@@ -248,7 +279,7 @@ func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, l
 // Service, or a client of the pods, may reach the others), plain and TLS.
 func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout, ns string, exists secretExists) error {
 	token := solver.ChallengePathPrefix + l.Challenge.Spec.Token
-	paths := []string{"/", "/app", "/api/x", "/d/x", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", "/.WELL-KNOWN/acme-challenge/x"}
+	paths := []string{"/", "/app", "/app?debug=1", "/api/x", "/d/x", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", solver.ChallengePathPrefix + "other?debug=1", "/.WELL-KNOWN/acme-challenge/x"}
 	ports := listenerPorts(before, after)
 	for _, host := range probeHosts(l.Probes, before, after) {
 		for _, path := range paths {

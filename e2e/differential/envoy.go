@@ -3,6 +3,7 @@ package differential
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -108,10 +109,12 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 // routeMatches evaluates an Envoy route match on the request.
 func routeMatches(m *route.RouteMatch, req request) bool {
 	caseSensitive := m.GetCaseSensitive() == nil || m.GetCaseSensitive().GetValue()
-	path := req.path
+	// Envoy matches a prefix against the whole :path, and an exact path or
+	// a regex against it without the query string.
+	path, query, _ := strings.Cut(req.path, "?")
 	switch p := m.GetPathSpecifier().(type) {
 	case *route.RouteMatch_Prefix:
-		if !hasPrefix(path, p.Prefix, caseSensitive) {
+		if !hasPrefix(req.path, p.Prefix, caseSensitive) {
 			return false
 		}
 	case *route.RouteMatch_Path:
@@ -135,10 +138,20 @@ func routeMatches(m *route.RouteMatch, req request) bool {
 			return false
 		}
 	}
-	// The probes carry no query string.
-	for _, q := range m.GetQueryParameters() {
-		_ = q
+	params, err := url.ParseQuery(query)
+	if err != nil {
 		return false
+	}
+	for _, q := range m.GetQueryParameters() {
+		values, present := params[q.GetName()]
+		switch {
+		case q.GetPresentMatch():
+			if !present {
+				return false
+			}
+		case !present || !stringMatcher(q.GetStringMatch(), values[0]):
+			return false
+		}
 	}
 	return true
 }

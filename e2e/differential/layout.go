@@ -41,6 +41,9 @@ type layout struct {
 	Host      string
 	// Probes are the hosts users' requests are tried with.
 	Probes []string
+	// Dims are the generator's dimensions this layout has, for the
+	// summary's counts.
+	Dims map[string]bool
 }
 
 var (
@@ -52,12 +55,19 @@ var (
 	headerName = "x-canary"
 )
 
+// generatorDims are the dimensions generate records in a layout's Dims.
+var generatorDims = []string{
+	"vs.mesh", "match.scheme", "match.authority", "match.queryParams", "match.withoutHeaders",
+	"match.sourceNamespace", "match.gateways", "match.port",
+	"action.redirect", "action.directResponse", "action.rewrite",
+}
+
 const tokenServiceCluster = "outbound|8089||istio-acme-issuer.istio-acme-issuer.svc.cluster.local"
 
 // generate draws layout number i of the run with seed.
 func generate(seed uint64, i int) *layout {
 	r := rand.New(rand.NewPCG(seed, uint64(i)))
-	l := &layout{Secrets: map[string]bool{}}
+	l := &layout{Secrets: map[string]bool{}, Dims: map[string]bool{}}
 	pick := func(list []string) string { return list[r.IntN(len(list))] }
 	chance := func(p float64) bool { return r.Float64() < p }
 	at := func() metav1.Time { return metav1.NewTime(epoch.Add(time.Duration(r.IntN(8)) * time.Second)) }
@@ -172,8 +182,11 @@ func generate(seed uint64, i int) *layout {
 				vs.Spec.Gateways = append(vs.Spec.Gateways, ref)
 			}
 		}
-		if chance(0.05) {
+		if chance(0.12) {
+			// One VirtualService for the mesh and a gateway, whose routes
+			// say which of them they are for (match.gateways).
 			vs.Spec.Gateways = append(vs.Spec.Gateways, "mesh")
+			l.Dims["vs.mesh"] = true
 		}
 		switch x := r.Float64(); {
 		case x < 0.1:
@@ -189,6 +202,9 @@ func generate(seed uint64, i int) *layout {
 			if m := randomMatch(r); m != nil {
 				route.Match = []*istioapi.HTTPMatchRequest{m}
 			}
+			if chance(0.35) {
+				route.Match = moreConditions(r, route.Match, vs.Spec.Gateways, l)
+			}
 			if chance(0.08) {
 				// A delegate holding the routes under /d.
 				del := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("vs%d-del%d", v, k), CreationTimestamp: at()}}
@@ -198,6 +214,9 @@ func generate(seed uint64, i int) *layout {
 				}
 				l.VirtualServices = append(l.VirtualServices, del)
 				route = &istioapi.HTTPRoute{Name: fmt.Sprintf("r%d", k), Match: []*istioapi.HTTPMatchRequest{prefix("/d")}, Delegate: &istioapi.Delegate{Name: del.Name, Namespace: ns}}
+			}
+			if route.Delegate == nil {
+				randomAction(r, route, l)
 			}
 			vs.Spec.Http = append(vs.Spec.Http, route)
 		}
@@ -250,6 +269,87 @@ func generate(seed uint64, i int) *layout {
 	}
 	slices.Sort(l.Probes)
 	return l
+}
+
+// moreConditions adds to the route's first match (or a new one) one of the
+// conditions users write beside the path: scheme, authority, query
+// parameters, absent headers, the source namespace, the gateways or the
+// port the route is for.
+func moreConditions(r *rand.Rand, ms []*istioapi.HTTPMatchRequest, gateways []string, l *layout) []*istioapi.HTTPMatchRequest {
+	if len(ms) == 0 {
+		ms = []*istioapi.HTTPMatchRequest{{}}
+	}
+	m := ms[0]
+	pick := func(list []string) string { return list[r.IntN(len(list))] }
+	switch r.IntN(9) {
+	case 0:
+		m.Scheme = &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: pick([]string{"http", "https"})}}
+		l.Dims["match.scheme"] = true
+	case 1:
+		switch r.IntN(3) {
+		case 0:
+			m.Authority = &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: pick(challenged)}}
+		case 1:
+			m.Authority = &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Prefix{Prefix: pick([]string{"shop.", "new.", "api"})}}
+		default:
+			m.Authority = &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: pick([]string{".*\\.example\\.com", "shop\\..*", "[a-z]+\\.example\\.org"})}}
+		}
+		l.Dims["match.authority"] = true
+	case 2:
+		m.QueryParams = map[string]*istioapi.StringMatch{"debug": {MatchType: &istioapi.StringMatch_Exact{Exact: "1"}}}
+		l.Dims["match.queryParams"] = true
+	case 3:
+		m.WithoutHeaders = map[string]*istioapi.StringMatch{headerName: {MatchType: &istioapi.StringMatch_Exact{Exact: "true"}}}
+		l.Dims["match.withoutHeaders"] = true
+	case 4:
+		m.SourceNamespace = pick([]string{"istio-system", "edge", "apps"})
+		l.Dims["match.sourceNamespace"] = true
+	case 5, 6:
+		// The gateways a route is for: one of the VirtualService's, or
+		// the mesh only (the route is not on any gateway).
+		m.Gateways = []string{gateways[r.IntN(len(gateways))]}
+		if r.IntN(4) == 0 {
+			m.Gateways = []string{"mesh"}
+		}
+		l.Dims["match.gateways"] = true
+	default:
+		m.Port = []uint32{80, 8080, 443, 8443}[r.IntN(4)]
+		l.Dims["match.port"] = true
+	}
+	return ms
+}
+
+// randomAction now and then gives the route another action than its
+// destination: a redirect (the common scheme-only one to HTTPS among
+// them), a direct response, or a rewrite before the destination.
+func randomAction(r *rand.Rand, route *istioapi.HTTPRoute, l *layout) {
+	switch x := r.Float64(); {
+	case x < 0.07:
+		red := &istioapi.HTTPRedirect{RedirectCode: []uint32{0, 301, 302, 308}[r.IntN(4)]}
+		switch r.IntN(5) {
+		case 0, 1:
+			red.Scheme = "https"
+		case 2:
+			red.Authority = "www.example.org"
+		case 3:
+			red.RedirectPort = &istioapi.HTTPRedirect_Port{Port: 8443}
+			red.Scheme = "https"
+		default:
+			red.Uri = "/moved"
+		}
+		route.Route, route.Redirect = nil, red
+		l.Dims["action.redirect"] = true
+	case x < 0.1:
+		route.Route = nil
+		route.DirectResponse = &istioapi.HTTPDirectResponse{Status: []uint32{200, 404, 503}[r.IntN(3)]}
+		l.Dims["action.directResponse"] = true
+	case x < 0.14:
+		route.Rewrite = &istioapi.HTTPRewrite{Uri: "/rewritten"}
+		if r.IntN(2) == 0 {
+			route.Rewrite = &istioapi.HTTPRewrite{Authority: "backend.internal"}
+		}
+		l.Dims["action.rewrite"] = true
+	}
 }
 
 func prefix(p string) *istioapi.HTTPMatchRequest {
