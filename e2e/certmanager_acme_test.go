@@ -47,6 +47,8 @@ func TestCertManagerACMEIssuer(t *testing.T) {
 	c.platformGateway("shared", httpServer("*.shared.test"))
 	c.userRoute("shop-shared", gatewayNamespace+"/shared", "shop.shared.test", app, "/")
 	c.userGateway("bare", "bare.redirect.test", app, withHTTPSRedirect)
+	c.redirectingGateway("fresh-redirect", "fresh.redirect.test", "fresh-redirect-tls")
+	c.userRoute("fresh-redirect", gatewayNamespace+"/fresh-redirect", "fresh.redirect.test", app, "/")
 	c.userGateway("shadow", "shop.shadow.test", app)
 	c.userRoute("shadow-wellknown", "shadow", "shop.shadow.test", app, "/.well-known")
 	c.olderThanWhatFollows()
@@ -72,6 +74,9 @@ func TestCertManagerACMEIssuer(t *testing.T) {
 	bare := c.cmCertificate("bare", "bare.redirect.test")
 	shadow := c.cmCertificate("shadow", "shop.shadow.test")
 	other := c.cmCertificate("other", "web.other.test")
+	// The platform's Certificate for its exact-host HTTPS server, whose
+	// Secret it fills, in the gateway pods' namespace.
+	fresh := c.teamCertificate(gatewayNamespace, "fresh-redirect", cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, "fresh.redirect.test")
 
 	t.Run("cmctl status shows cert-manager's Order and Challenges while they are solved through Istio", func(t *testing.T) {
 		var out string
@@ -122,6 +127,25 @@ func TestCertManagerACMEIssuer(t *testing.T) {
 			}
 		}
 		t.Logf("Ready after %s behind httpsRedirect", elapsed.Round(time.Millisecond))
+	})
+
+	t.Run("httpsRedirect to an exact-host server whose Secret the Certificate fills: issued through that server without an annotation", func(t *testing.T) {
+		elapsed := c.waitReady(fresh, 90*time.Second)
+		c.verifySecret(fresh, "fresh.redirect.test")
+		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", "fresh.redirect.test", solver.ChallengePathPrefix); n == 0 {
+			t.Error("the CA never fetched the token over HTTPS through the user's server")
+		}
+		if n := c.gateway.FailedHandshakes("fresh.redirect.test"); n != 0 {
+			t.Errorf("%d TLS handshakes for fresh.redirect.test failed", n)
+		}
+		if c.createdGatewayFor("fresh.redirect.test") {
+			t.Error("the controller created a Gateway of its own although the user's server works with the temporary certificate")
+		}
+		c.eventually("the temporary-certificate annotation to be removed with the challenge", 30*time.Second, func() (bool, string) {
+			v, set := c.getCertificate(fresh).Annotations[cmapi.IssueTemporaryCertificateAnnotation]
+			return !set, "annotation " + v
+		})
+		t.Logf("Ready after %s behind a redirect to the user's exact-host server", elapsed.Round(time.Millisecond))
 	})
 
 	t.Run("a shadowing route is an Event on the Challenge, and the CA is never asked", func(t *testing.T) {

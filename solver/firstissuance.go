@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +31,7 @@ import (
 // go through the user's server as it is.
 
 // +kubebuilder:rbac:groups=cert-manager.io,resources=certificates,verbs=get;patch,namespace=temporary-https
+// +kubebuilder:rbac:groups=acme.cert-manager.io,resources=orders,verbs=get,namespace=temporary-https
 
 // temporaryCertificateManager owns the annotation, so that removing it
 // leaves one set by anybody else.
@@ -117,20 +119,17 @@ func (r *ChallengeReconciler) applyTemporaryCertificate(ctx context.Context, crt
 	return r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(temporaryCertificateManager))
 }
 
-// requestCertificate is the Certificate whose request the challenge's
-// ACMEOrder is for, when a Certificate controls that request; nil, with
-// why, for a cert-manager Challenge's mirror and for requests written by
-// hand.
+// requestCertificate is the Certificate whose request the challenge is for
+// (through its ACMEOrder, or the cert-manager Challenge and Order it
+// mirrors), when a Certificate controls that request; nil, with why, for
+// requests written by hand.
 func (r *ChallengeReconciler) requestCertificate(ctx context.Context, ch *v1alpha1.ACMEChallenge) (*cmapi.Certificate, string, error) {
-	if ch.Spec.Order == "" {
-		return nil, "the challenge mirrors a cert-manager Challenge", nil
-	}
-	order := &v1alpha1.ACMEOrder{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ch.Spec.Order}, order); err != nil {
-		return nil, "reading its ACMEOrder: " + err.Error(), client.IgnoreNotFound(err)
+	request, why, err := r.requestName(ctx, ch)
+	if request == "" {
+		return nil, why, err
 	}
 	cr := &cmapi.CertificateRequest{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: order.Spec.Request}, cr); err != nil {
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: request}, cr); err != nil {
 		return nil, "reading its CertificateRequest: " + err.Error(), client.IgnoreNotFound(err)
 	}
 	owner := metav1.GetControllerOf(cr)
@@ -150,6 +149,44 @@ func (r *ChallengeReconciler) requestCertificate(ctx context.Context, ch *v1alph
 		return nil, "its Certificate was replaced", nil
 	}
 	return crt, "", nil
+}
+
+// requestName is the name of the CertificateRequest the challenge is for,
+// in its namespace, or "" with why.
+func (r *ChallengeReconciler) requestName(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, string, error) {
+	if ch.Spec.Order != "" {
+		order := &v1alpha1.ACMEOrder{}
+		if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ch.Spec.Order}, order); err != nil {
+			return "", "reading its ACMEOrder: " + err.Error(), client.IgnoreNotFound(err)
+		}
+		return order.Spec.Request, "", nil
+	}
+	mirrored := certManagerChallengeOf(ch)
+	if mirrored == nil {
+		return "", "no order of ours and no cert-manager Challenge owns it", nil
+	}
+	cmch := &cmacme.Challenge{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: mirrored.Name}, cmch); err != nil {
+		return "", "reading its cert-manager Challenge: " + err.Error(), client.IgnoreNotFound(err)
+	}
+	ref := metav1.GetControllerOf(cmch)
+	if ref == nil || ref.Kind != cmacme.OrderKind {
+		return "", "no cert-manager Order controls its Challenge", nil
+	}
+	order := &cmacme.Order{}
+	if err := r.certificateReader().Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ref.Name}, order); err != nil {
+		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
+			// Forbidden: Orders are read only in the gateway pods'
+			// namespaces, where the Secrets these servers serve live.
+			return "", "reading its cert-manager Order: " + err.Error(), nil
+		}
+		return "", "", fmt.Errorf("reading Order %s/%s: %w", ch.Namespace, ref.Name, err)
+	}
+	cr := metav1.GetControllerOf(order)
+	if cr == nil || cr.Kind != cmapi.CertificateRequestKind {
+		return "", "no CertificateRequest controls its cert-manager Order", nil
+	}
+	return cr.Name, "", nil
 }
 
 // certificateReader reads Certificates from the API server: there is no
