@@ -154,6 +154,33 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		c.waitNothingLeft()
 	})
 
+	t.Run("an exact-host HTTPS server whose Certificate asks for the temporary certificate itself: issued, and the annotation left as written", func(t *testing.T) {
+		host := "asked.first.test"
+		c.redirectingGateway("asked", host, "asked-tls")
+		c.userRoute("asked-first", gatewayNamespace+"/asked", host, app, "/")
+		crt := &cmapi.Certificate{
+			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "asked", Annotations: map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"}},
+			Spec: cmapi.CertificateSpec{
+				SecretName: "asked-tls",
+				DNSNames:   []string{host},
+				IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
+			},
+		}
+		c.create(crt)
+		c.waitReady(crt, 90*time.Second)
+		c.verifySecret(crt, host)
+		c.waitNothingLeft()
+		got := c.getCertificate(crt)
+		if v := got.Annotations[cmapi.IssueTemporaryCertificateAnnotation]; v != "true" {
+			t.Errorf("the author's annotation is %q after issuance, want \"true\"", v)
+		}
+		for _, f := range got.ManagedFields {
+			if f.Manager == "istio-acme-issuer-first-issuance" {
+				t.Errorf("the controller applied the annotation the author had already set")
+			}
+		}
+	})
+
 	t.Run("an exact-host HTTPS server whose Certificate turns the temporary certificate off: explained, and the annotation left as written", func(t *testing.T) {
 		host := "off.first.test"
 		c.redirectingGateway("off", host, "off-tls")
@@ -186,8 +213,8 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 	if n := c.metricSum("istio_acme_challenges_total", `outcome="invalid"`); n != 0 {
 		t.Errorf("istio_acme_challenges_total{outcome=\"invalid\"} = %v, want 0", n)
 	}
-	if n := c.metricSum("istio_acme_challenges_total", `outcome="valid"`); n != 3 {
-		t.Errorf("istio_acme_challenges_total{outcome=\"valid\"} = %v, want 3 (two first issuances and a renewal the CA validated)", n)
+	if n := c.metricSum("istio_acme_challenges_total", `outcome="valid"`); n != 4 {
+		t.Errorf("istio_acme_challenges_total{outcome=\"valid\"} = %v, want 4 (three first issuances and a renewal the CA validated)", n)
 	}
 }
 
