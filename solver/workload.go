@@ -3,6 +3,8 @@ package solver
 import (
 	"net"
 	"slices"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -23,11 +25,13 @@ type GatewayWorkload struct {
 	istiomodel.Workload
 	// Target is the issuer's entry that names this workload.
 	Target v1alpha1.GatewayWorkloadSelector
-	// Addresses are "clusterIP:80" of the Services in front of the pods.
+	// Addresses are "clusterIP:80" of the Services the CA arrives through
+	// (those of type LoadBalancer or NodePort when there are any, else
+	// all in front of the pods).
 	Addresses []string
-	// HTTPPorts and HTTPSPorts are the pod ports behind the Services' ports
-	// 80 and 443, where the CA's requests (and its redirects to HTTPS)
-	// arrive.
+	// HTTPPorts and HTTPSPorts are the pod ports behind those Services'
+	// ports 80 and 443, where the CA's requests (and its redirects to
+	// HTTPS) arrive.
 	HTTPPorts, HTTPSPorts []uint32
 }
 
@@ -54,28 +58,52 @@ func NewGatewayWorkload(target v1alpha1.GatewayWorkloadSelector, pods []corev1.P
 	for _, p := range pods {
 		w.PodLabels = append(w.PodLabels, p.Labels)
 	}
+	// istiod orders a gateway's Services by creation time, then hostname,
+	// and binds a Gateway server's port to the target port of the first
+	// Service with that port (label-selected Gateways): a second Service
+	// mapping port 80 elsewhere adds no listener.
+	services = slices.Clone(services)
+	slices.SortStableFunc(services, func(a, b corev1.Service) int {
+		if c := a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name+"."+a.Namespace+".svc", b.Name+"."+b.Namespace+".svc")
+	})
+	// Where a Service exposes the pods outside the cluster (LoadBalancer,
+	// NodePort), the CA arrives through those only; the others are
+	// internal. Without one, any Service may be the way in.
+	exposed := slices.ContainsFunc(services, func(svc corev1.Service) bool {
+		return isExposed(svc) && len(selectedPods(svc, pods)) > 0
+	})
+	bound := map[string]bool{}
 	for _, svc := range services {
 		ip := svc.Spec.ClusterIP
 		selected := selectedPods(svc, pods)
 		if len(selected) == 0 {
 			continue
 		}
+		caPath := !exposed || isExposed(svc)
 		_, noTranslation := svc.Labels[disablePortTranslationLabel]
 		for _, sp := range svc.Spec.Ports {
 			if sp.Protocol != "" && sp.Protocol != corev1.ProtocolTCP {
 				continue
 			}
 			target := targetPort(sp, selected)
-			if !noTranslation {
+			// Pods of one namespace share their Services; pods of
+			// another have their own first Service.
+			key := svc.Namespace + "/" + strconv.Itoa(int(sp.Port))
+			if !noTranslation && !bound[key] {
+				bound[key] = true
 				w.ServicePorts[uint32(sp.Port)] = appendNew(w.ServicePorts[uint32(sp.Port)], target)
 			}
-			switch sp.Port {
-			case httpPort:
+			switch {
+			case !caPath:
+			case sp.Port == httpPort:
 				w.HTTPPorts = appendNew(w.HTTPPorts, target)
 				if ip != "" && ip != corev1.ClusterIPNone {
 					w.Addresses = append(w.Addresses, net.JoinHostPort(ip, "80"))
 				}
-			case httpsPort:
+			case sp.Port == httpsPort:
 				w.HTTPSPorts = appendNew(w.HTTPSPorts, target)
 			}
 		}
@@ -83,6 +111,12 @@ func NewGatewayWorkload(target v1alpha1.GatewayWorkloadSelector, pods []corev1.P
 	slices.Sort(w.Addresses)
 	w.Addresses = slices.Compact(w.Addresses)
 	return w
+}
+
+// isExposed reports whether the Service reaches the pods from outside the
+// cluster.
+func isExposed(svc corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer || svc.Spec.Type == corev1.ServiceTypeNodePort
 }
 
 // disablePortTranslationLabel on a gateway Service makes Istio bind Gateway

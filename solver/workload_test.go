@@ -95,6 +95,43 @@ func TestNewGatewayWorkload(t *testing.T) {
 			http:      []uint32{80, 8080},
 			listen:    map[uint32][]uint32{80: {80, 8080}},
 		},
+		{
+			// istiod orders the pod's Services by creation time, then
+			// hostname, and binds a server's port to the first one's
+			// target port only.
+			name: "two Services in front of the same pods map port 80 to different pod ports: the older binds",
+			pods: []corev1.Pod{pod("istio-system", istioLabels)},
+			services: []corev1.Service{
+				func() corev1.Service {
+					s := svc("istio-system", "10.0.0.20", istioSelector, port{80, intstr.FromInt32(8080)})
+					s.CreationTimestamp = metav1.Unix(200, 0)
+					return s
+				}(),
+				func() corev1.Service {
+					s := svc("istio-system", "10.0.0.21", istioSelector, port{80, intstr.FromInt32(9080)})
+					s.CreationTimestamp = metav1.Unix(100, 0)
+					return s
+				}(),
+			},
+			addresses: []string{"10.0.0.20:80", "10.0.0.21:80"},
+			http:      []uint32{8080, 9080},
+			listen:    map[uint32][]uint32{80: {9080}},
+		},
+		{
+			name: "a LoadBalancer Service and an internal one: the CA arrives through the LoadBalancer's ports only",
+			pods: []corev1.Pod{pod("istio-system", istioLabels)},
+			services: []corev1.Service{
+				func() corev1.Service {
+					s := svc("istio-system", "10.0.0.30", istioSelector, defaultPorts...)
+					s.Spec.Type = corev1.ServiceTypeLoadBalancer
+					return s
+				}(),
+				svc("istio-system", "10.0.0.31", istioSelector, port{80, intstr.FromInt32(9080)}),
+			},
+			addresses: []string{"10.0.0.30:80"},
+			http:      []uint32{8080}, https: []uint32{8443},
+			listen: map[uint32][]uint32{80: {8080}},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

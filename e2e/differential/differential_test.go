@@ -211,7 +211,7 @@ func check(t *testing.T, l *layout) (string, error) {
 			before.Close()
 			return "", fmt.Errorf("translating with the challenge objects: %w", err)
 		}
-		httpPort, httpsPort := w.Service.Spec.Ports[0].TargetPort.IntValue(), w.Service.Spec.Ports[1].TargetPort.IntValue()
+		httpPort, httpsPort := w.httpPorts()
 		if routed[i] && caFailure == nil {
 			if err := caReaches(t, after, httpPort, httpsPort, l, w.Namespace, exists); err != nil {
 				caFailure = fmt.Errorf("workload %d: %w", i, err)
@@ -249,9 +249,9 @@ func translate(t *testing.T, l *layout, w workloadSpec, ours *solver.Routes) (*i
 	}
 	var svcs []*corev1.Service
 	for _, x := range l.Workloads {
-		svcs = append(svcs, x.Service)
+		svcs = append(svcs, x.services()...)
 	}
-	return istiogw.Translate(t, w.Labels, w.Namespace, gws, vss, svcs)
+	return istiogw.Translate(t, w.Labels, w.Namespace, gws, vss, svcs, w.Pod.Spec.Containers[0].Ports...)
 }
 
 // caHeaders are what a CA's validation request carries.
@@ -391,11 +391,13 @@ func (l *layout) yaml() string {
 		fmt.Fprintf(&b, "---\napiVersion: %s\nkind: %s\n%s", apiVersion, kind, out)
 	}
 	for _, w := range l.Workloads {
-		emit("Service", "v1", struct {
-			Metadata metav1.ObjectMeta  `json:"metadata"`
-			Spec     corev1.ServiceSpec `json:"spec"`
-		}{w.Service.ObjectMeta, w.Service.Spec})
-		fmt.Fprintf(&b, "# gateway pods in %s with labels %v\n", w.Namespace, w.Labels)
+		for _, svc := range w.services() {
+			emit("Service", "v1", struct {
+				Metadata metav1.ObjectMeta  `json:"metadata"`
+				Spec     corev1.ServiceSpec `json:"spec"`
+			}{svc.ObjectMeta, svc.Spec})
+		}
+		fmt.Fprintf(&b, "# gateway pods in %s with labels %v and container ports %v\n", w.Namespace, w.Labels, w.Pod.Spec.Containers[0].Ports)
 	}
 	for _, g := range l.Gateways {
 		emit("Gateway", istionet.SchemeGroupVersion.String(), struct {

@@ -27,7 +27,33 @@ type workloadSpec struct {
 	Labels    map[string]string
 	Namespace string
 	Pod       *corev1.Pod
-	Service   *corev1.Service
+	// Service is the one the CA reaches (the load balancer's); Extra are
+	// other Services in front of the same pods.
+	Service *corev1.Service
+	Extra   []*corev1.Service
+}
+
+// services are all the Services in front of the workload.
+func (w workloadSpec) services() []*corev1.Service {
+	return append([]*corev1.Service{w.Service}, w.Extra...)
+}
+
+// httpPorts are the pod ports behind the CA's Service's ports 80 and 443.
+func (w workloadSpec) httpPorts() (http, https int) {
+	resolve := func(sp corev1.ServicePort) int {
+		if sp.TargetPort.Type == intstr.Int {
+			return sp.TargetPort.IntValue()
+		}
+		for _, c := range w.Pod.Spec.Containers {
+			for _, cp := range c.Ports {
+				if cp.Name == sp.TargetPort.StrVal {
+					return int(cp.ContainerPort)
+				}
+			}
+		}
+		return 0
+	}
+	return resolve(w.Service.Spec.Ports[0]), resolve(w.Service.Spec.Ports[1])
 }
 
 // layout is one generated cluster configuration and a challenged host.
@@ -60,6 +86,7 @@ var generatorDims = []string{
 	"vs.mesh", "match.scheme", "match.authority", "match.queryParams", "match.withoutHeaders",
 	"match.sourceNamespace", "match.gateways", "match.port",
 	"action.redirect", "action.directResponse", "action.rewrite",
+	"workload.third", "service.namedTargetPort", "service.several",
 }
 
 const tokenServiceCluster = "outbound|8089||istio-acme-issuer.istio-acme-issuer.svc.cluster.local"
@@ -72,29 +99,66 @@ func generate(seed uint64, i int) *layout {
 	chance := func(p float64) bool { return r.Float64() < p }
 	at := func() metav1.Time { return metav1.NewTime(epoch.Add(time.Duration(r.IntN(8)) * time.Second)) }
 
-	// 1-2 gateway workloads; the second has other labels, its own
+	// 1-3 gateway workloads; the others have other labels, their own
 	// namespace, and now and then Service ports that map to themselves.
+	// A Service's target ports are now and then the pod's port names, and
+	// now and then a second Service is in front of the same pods.
 	nw := 1 + r.IntN(2)
+	if chance(0.1) {
+		nw = 3
+		l.Dims["workload.third"] = true
+	}
 	for w := range nw {
 		labels := map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}
 		ns := "istio-system"
 		http, https := int32(8080), int32(8443)
-		if w == 1 {
+		switch w {
+		case 1:
 			labels = map[string]string{"istio": "edge", "app": "edge-gateway"}
 			ns = pick([]string{"edge", "istio-system"})
 			if chance(0.5) {
 				http, https = 80, 443
 			}
+		case 2:
+			labels = map[string]string{"istio": "internal", "app": "internal-gateway"}
+			ns = pick([]string{"internal", "istio-system", "edge"})
 		}
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("gw-%d", w), Labels: labels}}
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("gw-%d", w), Labels: labels},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "istio-proxy", Ports: []corev1.ContainerPort{
+				{Name: "http-gw", ContainerPort: http, Protocol: corev1.ProtocolTCP},
+				{Name: "https-gw", ContainerPort: https, Protocol: corev1.ProtocolTCP},
+				{Name: "status", ContainerPort: 15021, Protocol: corev1.ProtocolTCP},
+			}}}},
+		}
+		httpTarget, httpsTarget := intstr.FromInt32(http), intstr.FromInt32(https)
+		if chance(0.2) {
+			httpTarget, httpsTarget = intstr.FromString("http-gw"), intstr.FromString("https-gw")
+			l.Dims["service.namedTargetPort"] = true
+		}
 		svc := &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("gateway-%d", w)},
-			Spec: corev1.ServiceSpec{Selector: labels, ClusterIP: fmt.Sprintf("10.96.0.%d", 10+w), Ports: []corev1.ServicePort{
-				{Name: "http2", Port: 80, TargetPort: intstr.FromInt32(http), Protocol: corev1.ProtocolTCP},
-				{Name: "https", Port: 443, TargetPort: intstr.FromInt32(https), Protocol: corev1.ProtocolTCP},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Selector: labels, ClusterIP: fmt.Sprintf("10.96.0.%d", 10+w), Ports: []corev1.ServicePort{
+				{Name: "http2", Port: 80, TargetPort: httpTarget, Protocol: corev1.ProtocolTCP},
+				{Name: "https", Port: 443, TargetPort: httpsTarget, Protocol: corev1.ProtocolTCP},
 			}},
 		}
-		l.Workloads = append(l.Workloads, workloadSpec{Labels: labels, Namespace: ns, Pod: pod, Service: svc})
+		spec := workloadSpec{Labels: labels, Namespace: ns, Pod: pod, Service: svc}
+		if chance(0.15) {
+			// An internal Service in front of the same pods: its port 80
+			// to the same pod port, or to another one the pods do not
+			// listen on, and the status port.
+			extra := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("gateway-%d-internal", w)},
+				Spec: corev1.ServiceSpec{Selector: labels, ClusterIP: fmt.Sprintf("10.96.1.%d", 10+w), Ports: []corev1.ServicePort{
+					{Name: "http", Port: 80, TargetPort: []intstr.IntOrString{intstr.FromString("http-gw"), intstr.FromInt32(9080)}[r.IntN(2)], Protocol: corev1.ProtocolTCP},
+					{Name: "status-port", Port: 15021, TargetPort: intstr.FromString("status"), Protocol: corev1.ProtocolTCP},
+				}},
+			}
+			spec.Extra = append(spec.Extra, extra)
+			l.Dims["service.several"] = true
+		}
+		l.Workloads = append(l.Workloads, spec)
 	}
 
 	hostEntry := func() string {
@@ -387,7 +451,11 @@ func randomMatch(r *rand.Rand) *istioapi.HTTPMatchRequest {
 func (l *layout) workloads() []*solver.GatewayWorkload {
 	var out []*solver.GatewayWorkload
 	for i, w := range l.Workloads {
-		out = append(out, solver.NewGatewayWorkload(l.Challenge.Spec.Solver.Gateways[i], []corev1.Pod{*w.Pod}, []corev1.Service{*w.Service}))
+		var svcs []corev1.Service
+		for _, svc := range w.services() {
+			svcs = append(svcs, *svc)
+		}
+		out = append(out, solver.NewGatewayWorkload(l.Challenge.Spec.Solver.Gateways[i], []corev1.Pod{*w.Pod}, svcs))
 	}
 	return out
 }

@@ -17,6 +17,7 @@ import (
 	"istio.io/istio/pkg/config/schema/gvk"
 	"istio.io/istio/pkg/kube/krt"
 	istiolog "istio.io/istio/pkg/log"
+	proxymodel "istio.io/istio/pkg/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -58,7 +59,7 @@ var quietIstio sync.Once
 
 // Translate runs istiod's config translation (its fake discovery server)
 // for the gateway pods with labels in namespace.
-func Translate(t *testing.T, labels map[string]string, namespace string, gateways []*istionet.Gateway, virtualServices []*istionet.VirtualService, services []*corev1.Service) (tr *Translation, err error) {
+func Translate(t *testing.T, labels map[string]string, namespace string, gateways []*istionet.Gateway, virtualServices []*istionet.VirtualService, services []*corev1.Service, podPorts ...corev1.ContainerPort) (tr *Translation, err error) {
 	quietIstio.Do(func() {
 		// Istio's packages log to stdout at info level.
 		for _, scope := range istiolog.Scopes() {
@@ -100,7 +101,7 @@ func Translate(t *testing.T, labels map[string]string, namespace string, gateway
 		Type:            model.Router,
 		Labels:          labels,
 		ConfigNamespace: namespace,
-		Metadata:        &model.NodeMetadata{Labels: labels, Namespace: namespace},
+		Metadata:        &model.NodeMetadata{Labels: labels, Namespace: namespace, PodPorts: toPodPorts(podPorts)},
 	})
 	return &Translation{Sim: simulation.NewSimulation(t, s, proxy), failer: f}, nil
 }
@@ -184,4 +185,14 @@ func validRegexes(vs *istionet.VirtualService) error {
 		}
 	}
 	return nil
+}
+
+// toPodPorts is the gateway pod's container ports as the proxy reports
+// them to istiod, which resolves Services' named target ports with them.
+func toPodPorts(ports []corev1.ContainerPort) proxymodel.PodPortList {
+	var out proxymodel.PodPortList
+	for _, p := range ports {
+		out = append(out, proxymodel.PodPort{Name: p.Name, ContainerPort: int(p.ContainerPort), Protocol: string(p.Protocol)})
+	}
+	return out
 }
