@@ -539,12 +539,26 @@ func (p *planner) evaluate(plan *Plan, routes []WorkloadRoute) *Refusal {
 	return nil
 }
 
+func joinPorts(ports []uint32) string {
+	var parts []string
+	for _, p := range ports {
+		parts = append(parts, fmt.Sprint(p))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // caReaches follows the CA's request through the model of a workload.
 func (p *planner) caReaches(m *istiomodel.Proxy, w *GatewayWorkload) (bool, *Refusal) {
 	for _, port := range w.HTTPPorts {
 		vh := m.HTTP(port).SelectVirtualHost(p.host)
 		if vh == nil {
-			return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: fmt.Sprintf("no virtual host of %s serves http://%s", w.Describe(), p.host)}
+			msg := fmt.Sprintf("no virtual host of %s serves http://%s", w.Describe(), p.host)
+			if bound := w.ListenPorts(httpPort); !slices.Contains(bound, port) {
+				// Several Services map port 80 to different pod ports, and
+				// istiod binds servers to the first one's only.
+				msg += fmt.Sprintf(" on pod port %d, where the CA arrives through a Service's port 80: istiod binds Gateway servers for port 80 to pod port %s only, the target port of the first Service with port 80 in front of these pods (oldest, then by name); give the Services the same target port for port 80", port, joinPorts(bound))
+			}
+			return false, &Refusal{Reason: metrics.NotPresentedGatewayDiscovery, Message: msg}
 		}
 		if vh.RedirectsToHTTPS() {
 			if ok, why := p.caReachesTLS(m, w); !ok {

@@ -395,3 +395,28 @@ func TestPlansSharingModelsEqualPlansFromScratch(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A second Service maps port 80 of the same pods elsewhere and is older:
+// istiod binds port-80 servers there, where the CA does not arrive, and
+// the refusal says why.
+func TestPlanRoutesExplainsPort80BoundElsewhere(t *testing.T) {
+	w := defaultWorkload()
+	w.ServicePorts[80] = []uint32{9080}
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1"},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "shop.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+			Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: ingressLabels}},
+			GatewayNamespace: "istio-system",
+			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	_, refusal := PlanRoutes(PlanInput{Challenge: ch, Workloads: []*GatewayWorkload{w}, Now: epoch.Add(time.Hour)})
+	if refusal == nil {
+		t.Fatal("planned a route the CA cannot reach")
+	}
+	for _, want := range []string{"on pod port 8080", "to pod port 9080 only", "give the Services the same target port for port 80"} {
+		if !strings.Contains(refusal.Message, want) {
+			t.Errorf("refusal %q does not say %q", refusal.Message, want)
+		}
+	}
+}
