@@ -97,6 +97,19 @@ func (s *Signer) solveOne(ctx context.Context, cro signer.CertificateRequestObje
 	if chal == nil {
 		return "", signer.PermanentError{Err: fmt.Errorf("the CA offers no http-01 challenge for %s (it offers %s); this issuer solves HTTP-01 only", host, challengeTypes(a))}
 	}
+	if ch != nil && chal.Status == acme.StatusInvalid {
+		// Some CAs (step-ca) leave the authorization, and so the order,
+		// pending when its only challenge failed; a failed challenge is
+		// final (RFC 8555 section 7.1.6), so the order cannot succeed.
+		detail := "the CA found its http-01 challenge invalid"
+		if chal.Error != nil {
+			detail += ": " + chal.Error.Error()
+		}
+		if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeInvalid, detail); err != nil {
+			return "", err
+		}
+		return "", signer.PermanentError{Err: fmt.Errorf("%s: %s (the CA still calls the authorization pending, but a failed challenge cannot succeed)", host, detail)}
+	}
 	if ch != nil {
 		// Accepted a while ago and still pending at the CA.
 		return host + ": the CA is validating" + validatingSince(s.validatingFor(ch)), nil

@@ -189,6 +189,11 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	switch o.Status {
 	case acme.StatusPending:
 		progress, err := s.solve(ctx, cro, iss, acct, order, o)
+		if errors.As(err, &signer.PermanentError{}) {
+			// The order cannot succeed: its challenges go, as when the
+			// CA calls the order invalid.
+			return signer.PEMBundle{}, s.orderFailed(ctx, cro, order, err, false)
+		}
 		if err != nil {
 			return signer.PEMBundle{}, err
 		}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -118,17 +119,25 @@ func (s *StepCA) HTTPClient() *http.Client {
 	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 }
 
-// FailedValidations returns the lines of step-ca's log that record a
-// failed HTTP-01 validation.
+// FailedValidations returns the URLs of the challenges step-ca answered as
+// invalid, from the responses its log records (it logs no line of its
+// own for a failed validation, and tells the client only the problem
+// type).
 func (s *StepCA) FailedValidations() []string {
+	seen := map[string]bool{}
 	var out []string
-	for _, line := range strings.Split(s.Process.Log(), "\n") {
-		if strings.Contains(line, "error doing http GET") || strings.Contains(line, "keyAuthorization does not match") {
-			out = append(out, line)
+	for _, m := range invalidChallenge.FindAllStringSubmatch(s.Process.Log(), -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			out = append(out, m[1])
 		}
 	}
 	return out
 }
+
+// invalidChallenge is a challenge in an invalid state in a logged
+// response (JSON quoted inside the log line).
+var invalidChallenge = regexp.MustCompile(`\\"status\\":\\"invalid\\",\\"token\\":\\"[^\\]*\\",\\"url\\":\\"([^\\]*)`)
 
 func (s *StepCA) waitReady(t testing.TB) {
 	t.Helper()
