@@ -181,6 +181,29 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		}
 	})
 
+	t.Run("a Certificate in another namespace whose secretName matches the server's credential gets no temporary certificate asked for", func(t *testing.T) {
+		// The Secret the server serves lives in the gateway pods'
+		// namespace; a team's Certificate of the same secretName fills
+		// its own namespace's Secret, so the controller must not ask
+		// cert-manager for anything on its behalf.
+		host := "guard.first.test"
+		c.redirectingGateway("guard", host, "guard-tls")
+		c.userRoute("guard-first", gatewayNamespace+"/guard", host, app, "/")
+		crt := c.teamCertificate(appNamespace, "guard", cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"}, host)
+		c.waitRequestMessage(crt, "a temporary HTTPS server cannot take over", "Secret "+gatewayNamespace+"/guard-tls does not exist yet")
+		got := c.getCertificate(crt)
+		if v, set := got.Annotations[cmapi.IssueTemporaryCertificateAnnotation]; set {
+			t.Errorf("the team's Certificate was annotated %q", v)
+		}
+		if n := c.gateway.Served("", host, solver.ChallengePathPrefix); n != 0 {
+			t.Errorf("the token was requested %d times although no route could reach it", n)
+		}
+		if err := c.cl.Delete(context.Background(), got); err != nil {
+			t.Fatal(err)
+		}
+		c.waitNothingLeft()
+	})
+
 	t.Run("an exact-host HTTPS server whose Certificate turns the temporary certificate off: explained, and the annotation left as written", func(t *testing.T) {
 		host := "off.first.test"
 		c.redirectingGateway("off", host, "off-tls")
