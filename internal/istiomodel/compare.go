@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	istioapi "istio.io/api/networking/v1"
 )
 
 // Comparison says what UnchangedForUsers compares.
@@ -43,7 +45,7 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 		b, a := users.http[port], withChallenge.http[port]
 		for _, h := range probes {
 			vb, va := b.SelectVirtualHost(h), a.SelectVirtualHost(h)
-			if !c.sameBehaviour(vb, va, false) {
+			if !c.sameBehaviour(vb, va, false, h) {
 				return fmt.Errorf("the challenge route would change how %s answers plain HTTP requests for %s (%s instead of %s)", c.Workload, h, describeVhost(va), describeVhost(vb))
 			}
 		}
@@ -68,7 +70,7 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 			}
 			// The credential is looked at last: it costs a read of the
 			// Secret, and most probed names behave the same anyway.
-			if cb.terminates && !c.sameBehaviour(cb.routes.SelectVirtualHost(h), ca.routes.SelectVirtualHost(h), true) && !c.ServesNobody(cb) {
+			if cb.terminates && !c.sameBehaviour(cb.routes.SelectVirtualHost(h), ca.routes.SelectVirtualHost(h), true, h) && !c.ServesNobody(cb) {
 				return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s", cb.gateway.Namespace, cb.gateway.Name, h)
 			}
 		}
@@ -76,11 +78,12 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 	return nil
 }
 
-// sameBehaviour compares what two virtual hosts do with users' requests:
-// the redirect to HTTPS (plain HTTP only; it redirects every path), else
-// the users' routes in order. No virtual host answers 404, like one with no
-// route.
-func (c Comparison) sameBehaviour(b, a *VirtualHost, tls bool) bool {
+// sameBehaviour compares what two virtual hosts do with users' requests
+// for host: the redirect to HTTPS (plain HTTP only; it redirects every
+// path), else the users' routes in order that such a request can match
+// (a route whose authority condition excludes host is never tried for
+// it). No virtual host answers 404, like one with no route.
+func (c Comparison) sameBehaviour(b, a *VirtualHost, tls bool, host string) bool {
 	rb, ra := b != nil && b.requireTLS, a != nil && a.requireTLS
 	if !tls {
 		if rb != ra {
@@ -90,7 +93,7 @@ func (c Comparison) sameBehaviour(b, a *VirtualHost, tls bool) bool {
 			return true
 		}
 	}
-	ub, ua := c.userRoutes(b), c.userRoutes(a)
+	ub, ua := c.userRoutes(b, host), c.userRoutes(a, host)
 	for {
 		r, okB := ub()
 		s, okA := ua()
@@ -106,19 +109,37 @@ func (c Comparison) sameBehaviour(b, a *VirtualHost, tls bool) bool {
 	}
 }
 
-// userRoutes iterates the routes of v that are not challenge routes.
-func (c Comparison) userRoutes(v *VirtualHost) func() (*Route, bool) {
+// userRoutes iterates the routes of v that are not challenge routes and
+// that a request for host can match.
+func (c Comparison) userRoutes(v *VirtualHost, host string) func() (*Route, bool) {
 	i := 0
 	return func() (*Route, bool) {
 		for v != nil && i < len(v.routes) {
 			r := v.routes[i]
 			i++
-			if !c.Ours(r.vs.Labels) {
+			if !c.Ours(r.vs.Labels) && authorityMayMatch(r.match.GetAuthority(), host) {
 				return r, true
 			}
 		}
 		return nil, false
 	}
+}
+
+// authorityMayMatch reports whether an authority condition can match a
+// request for host, whose :authority may carry a port. Only exact and
+// prefix conditions are ruled out; a regex is taken to match.
+func authorityMayMatch(sm *istioapi.StringMatch, host string) bool {
+	switch {
+	case sm == nil || sm.GetMatchType() == nil:
+		return true
+	case sm.GetExact() != "":
+		x := strings.ToLower(sm.GetExact())
+		return x == host || strings.HasPrefix(x, host+":")
+	case sm.GetPrefix() != "":
+		p := strings.ToLower(sm.GetPrefix())
+		return strings.HasPrefix(host, p) || strings.HasPrefix(p, host+":")
+	}
+	return true
 }
 
 func describeVhost(v *VirtualHost) string {
