@@ -330,7 +330,15 @@ func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.
 	}
 	recorded := map[string]bool{}
 	for _, o := range orders.Items {
-		recorded[o.Status.URL] = true
+		recorded[orderID(o.Status.URL)] = true
+	}
+	// An order the controller asked the CA about later was recorded, also
+	// when its ACMEOrder went since with its request (cert-manager deletes
+	// old requests of a renewed Certificate).
+	for _, req := range proxy.Requests() {
+		if req.Endpoint == testenv.EndpointOrder {
+			recorded[orderID(req.URL)] = true
+		}
 	}
 	// Every request cert-manager created, also those it deleted since.
 	requests := map[string]int{}
@@ -352,7 +360,7 @@ func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.
 		case req.Fault != "":
 			excused[key]++
 			r.lostOrders = append(r.lostOrders, fmt.Sprintf("%s for %s (%s after the CA created it)", req.Location, key, req.Fault))
-		case !recorded[req.Location]:
+		case !recorded[orderID(req.Location)]:
 			if k, ok := killSoonAfter(killedAt, req.At, time.Second); ok {
 				excused[key]++
 				r.crashWindow = append(r.crashWindow, fmt.Sprintf("%s for %s (created %s before a replica was killed)", req.Location, key, k.Round(time.Millisecond)))
@@ -364,6 +372,12 @@ func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.
 			t.Errorf("%s: the CA created %d orders (%d excused) for %d CertificateRequests", key, created[key], excused[key], n)
 		}
 	}
+}
+
+// orderID is the last path segment of an order URL, the same whether the
+// URL names the CA or the proxy in front of it.
+func orderID(u string) string {
+	return u[strings.LastIndex(u, "/")+1:]
 }
 
 // killSoonAfter returns how long after at the first kill within d came.
