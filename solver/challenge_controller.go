@@ -188,9 +188,22 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 
 	// Plan where the route goes from the users' Gateways and
 	// VirtualServices as Istio would translate them, then publish it.
-	plan, workloads, blocked, err := r.plan(ctx, ch)
+	plan, workloads, blocked, refusal, err := r.plan(ctx, ch)
 	if err != nil {
 		return reconcile.Result{}, err
+	}
+	if refusal != nil {
+		blocked = &notPresented{refusal.Reason, refusal.Message}
+		if refusal.MissingCredential != nil {
+			// Outside the planning slot: this reads the request's objects.
+			waiting, err := r.firstIssuance(ctx, ch, refusal)
+			if err != nil {
+				return reconcile.Result{}, err
+			}
+			if waiting != nil {
+				blocked = waiting
+			}
+		}
 	}
 	if blocked != nil {
 		return r.notYet(ctx, ch, *blocked, nil)
@@ -328,28 +341,28 @@ func (r *ChallengeReconciler) eventf(ch *v1alpha1.ACMEChallenge, eventType, reas
 
 // plan discovers the solver's gateway workloads and plans the challenge's
 // routes on them from the users' Gateways and VirtualServices. It returns
-// why the challenge cannot be routed yet, if so.
-func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) (*Plan, []*GatewayWorkload, *notPresented, error) {
+// why the gateway workloads cannot be found, or the planner's refusal.
+func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallenge) (*Plan, []*GatewayWorkload, *notPresented, *Refusal, error) {
 	sol := ch.Spec.Solver
 	if len(sol.Gateways) == 0 {
-		return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, settingsField(ch, "gateways") + " is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway"}, nil
+		return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, settingsField(ch, "gateways") + " is empty; list the ingress gateway workloads, or remove the field for Istio's default ingress gateway"}, nil, nil
 	}
 	workloads := make([]*GatewayWorkload, len(sol.Gateways))
 	for i, target := range sol.Gateways {
 		w, err := r.Discovery.Workload(ctx, target)
 		if err != nil {
-			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("%s[%d]: %v", settingsField(ch, "gateways"), i, err)}, nil
+			return nil, nil, &notPresented{metrics.NotPresentedGatewayDiscovery, fmt.Sprintf("%s[%d]: %v", settingsField(ch, "gateways"), i, err)}, nil, nil
 		}
 		workloads[i] = w
 	}
 	release, err := r.plans.acquire(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer release()
 	gateways, virtualServices, err := r.usersIstioObjects(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	creds := SecretCredentials{Reader: r.Client}
 	plan, refusal := PlanRoutes(PlanInput{
@@ -364,14 +377,9 @@ func (r *ChallengeReconciler) plan(ctx context.Context, ch *v1alpha1.ACMEChallen
 		Models: &r.models,
 	})
 	if refusal != nil {
-		if refusal.MissingCredential != nil {
-			if waiting, err := r.firstIssuance(ctx, ch, refusal); err != nil || waiting != nil {
-				return nil, nil, waiting, err
-			}
-		}
-		return nil, nil, &notPresented{refusal.Reason, refusal.Message}, nil
+		return nil, nil, nil, refusal, nil
 	}
-	return plan, workloads, nil, nil
+	return plan, workloads, nil, nil, nil
 }
 
 // usersIstioObjects lists the Gateways and VirtualServices this controller

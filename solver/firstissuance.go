@@ -7,6 +7,7 @@ import (
 
 	cmacme "github.com/cert-manager/cert-manager/pkg/apis/acme/v1"
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,6 +44,16 @@ const temporaryCertificateManager = "istio-acme-issuer-first-issuance"
 // challenge waits for; otherwise it returns nil and the refusal stands.
 func (r *ChallengeReconciler) firstIssuance(ctx context.Context, ch *v1alpha1.ACMEChallenge, refusal *Refusal) (*notPresented, error) {
 	sec := refusal.MissingCredential
+	waiting := func(crt client.ObjectKey) *notPresented {
+		return &notPresented{metrics.NotPresentedTemporaryCertificate, fmt.Sprintf(
+			"%s; Secret %s/%s is the one Certificate %s fills, so cert-manager was asked to store a temporary certificate there first (%s: \"true\" on the Certificate, until this challenge ends), after which the CA is answered through that server; waiting for the Secret",
+			refusal.Situation, sec.Namespace, sec.Name, crt, cmapi.IssueTemporaryCertificateAnnotation)}
+	}
+	if ref := ch.Status.TemporaryCertificateFor; ref != nil && ref.Namespace == sec.Namespace {
+		// Applied already (it is recorded only then): nothing to read
+		// again on each pass until the Secret exists.
+		return waiting(client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}), nil
+	}
 	crt, why, err := r.requestCertificate(ctx, ch)
 	if err != nil {
 		return nil, err
@@ -52,35 +63,38 @@ func (r *ChallengeReconciler) firstIssuance(ctx context.Context, ch *v1alpha1.AC
 		logger.V(1).Info("no temporary certificate for the missing credential", "secret", sec, "reason", why)
 		return nil, nil
 	}
+	key := client.ObjectKeyFromObject(crt)
 	if crt.Namespace != sec.Namespace || crt.Spec.SecretName != sec.Name {
-		logger.V(1).Info("no temporary certificate for the missing credential: the request's Certificate fills another Secret", "secret", sec, "certificate", client.ObjectKeyFromObject(crt), "secretName", crt.Spec.SecretName)
+		logger.V(1).Info("no temporary certificate for the missing credential: the request's Certificate fills another Secret", "secret", sec, "certificate", key, "secretName", crt.Spec.SecretName)
 		return nil, nil
 	}
-	waiting := &notPresented{metrics.NotPresentedTemporaryCertificate, fmt.Sprintf(
-		"%s; Secret %s/%s is the one Certificate %s/%s fills, so cert-manager was asked to store a temporary certificate there first (%s: \"true\" on the Certificate, until this challenge ends), after which the CA is answered through that server; waiting for the Secret",
-		refusal.Situation, sec.Namespace, sec.Name, crt.Namespace, crt.Name, cmapi.IssueTemporaryCertificateAnnotation)}
 	switch v, set := crt.Annotations[cmapi.IssueTemporaryCertificateAnnotation]; {
-	case set && v == "true":
-		// Set by its author, or by an earlier pass.
-		return waiting, nil
-	case set:
+	case set && v == "true" && !appliedByUs(crt):
+		// Set by its author: theirs to keep.
+		return waiting(key), nil
+	case set && v != "true":
 		return &notPresented{metrics.NotPresentedHTTPSRedirect, fmt.Sprintf(
-			"%s; Certificate %s/%s fills that Secret, but sets %s: %q, so cert-manager stores no temporary certificate there for the server to answer the CA with: remove the annotation or set it to \"true\", or turn httpsRedirect off until the first certificate is issued",
-			refusal.Situation, crt.Namespace, crt.Name, cmapi.IssueTemporaryCertificateAnnotation, v)}, nil
-	}
-	ref := &v1alpha1.ObjectReference{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind, Namespace: crt.Namespace, Name: crt.Name}
-	// Recorded first: a challenge that ends after the patch then always
-	// removes what it set.
-	if ch.Status.TemporaryCertificateFor == nil {
-		if err := r.updateStatus(ctx, ch, "", func(st *v1alpha1.ACMEChallengeStatus) { st.TemporaryCertificateFor = ref }); err != nil {
-			return nil, err
+			"%s; Certificate %s fills that Secret, but sets %s: %q, so cert-manager stores no temporary certificate there for the server to answer the CA with: remove the annotation or set it to \"true\", or turn httpsRedirect off until the first certificate is issued",
+			refusal.Situation, key, cmapi.IssueTemporaryCertificateAnnotation, v)}, nil
+	case !set:
+		if err := r.applyTemporaryCertificate(ctx, crt, true); err != nil {
+			return nil, fmt.Errorf("asking cert-manager for a temporary certificate on Certificate %s: %w", key, err)
 		}
+		r.eventf(ch, corev1.EventTypeNormal, "TemporaryCertificate", "asked cert-manager to store a temporary certificate in Secret %s/%s (Certificate %s), which the HTTPS server the CA is redirected to serves", sec.Namespace, sec.Name, key)
 	}
-	if err := r.applyTemporaryCertificate(ctx, crt, true); err != nil {
-		return nil, fmt.Errorf("asking cert-manager for a temporary certificate on Certificate %s/%s: %w", crt.Namespace, crt.Name, err)
+	// Recorded once applied (also when a pass ended between the two), so
+	// the challenge removes it when it ends.
+	ref := &v1alpha1.ObjectReference{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateKind, Namespace: crt.Namespace, Name: crt.Name}
+	if err := r.updateStatus(ctx, ch, "", func(st *v1alpha1.ACMEChallengeStatus) { st.TemporaryCertificateFor = ref }); err != nil {
+		return nil, err
 	}
-	r.eventf(ch, "Normal", "TemporaryCertificate", "asked cert-manager to store a temporary certificate in Secret %s/%s (Certificate %s/%s), which the HTTPS server the CA is redirected to serves", sec.Namespace, sec.Name, crt.Namespace, crt.Name)
-	return waiting, nil
+	return waiting(key), nil
+}
+
+// appliedByUs reports whether the annotation's field manager is among the
+// Certificate's: the controller applied it.
+func appliedByUs(crt *cmapi.Certificate) bool {
+	return slices.ContainsFunc(crt.ManagedFields, func(f metav1.ManagedFieldsEntry) bool { return f.Manager == temporaryCertificateManager })
 }
 
 // releaseTemporaryCertificate removes the annotation the challenge set, if
@@ -91,10 +105,10 @@ func (r *ChallengeReconciler) releaseTemporaryCertificate(ctx context.Context, c
 		return nil
 	}
 	crt := &cmapi.Certificate{}
-	if err := r.certificateReader().Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, crt); err != nil {
+	if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, crt); err != nil {
 		return client.IgnoreNotFound(err)
 	}
-	if !slices.ContainsFunc(crt.ManagedFields, func(f metav1.ManagedFieldsEntry) bool { return f.Manager == temporaryCertificateManager }) {
+	if !appliedByUs(crt) {
 		return nil
 	}
 	err := r.applyTemporaryCertificate(ctx, crt, false)
@@ -137,7 +151,7 @@ func (r *ChallengeReconciler) requestCertificate(ctx context.Context, ch *v1alph
 		return nil, "no Certificate controls its CertificateRequest", nil
 	}
 	crt := &cmapi.Certificate{}
-	if err := r.certificateReader().Get(ctx, client.ObjectKey{Namespace: cr.Namespace, Name: owner.Name}, crt); err != nil {
+	if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: cr.Namespace, Name: owner.Name}, crt); err != nil {
 		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 			// Forbidden: not in a namespace the controller may read
 			// Certificates in, which are the gateway pods' namespaces.
@@ -174,7 +188,7 @@ func (r *ChallengeReconciler) requestName(ctx context.Context, ch *v1alpha1.ACME
 		return "", "no cert-manager Order controls its Challenge", nil
 	}
 	order := &cmacme.Order{}
-	if err := r.certificateReader().Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ref.Name}, order); err != nil {
+	if err := r.apiReader().Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ref.Name}, order); err != nil {
 		if apierrors.IsNotFound(err) || apierrors.IsForbidden(err) {
 			// Forbidden: Orders are read only in the gateway pods'
 			// namespaces, where the Secrets these servers serve live.
@@ -189,9 +203,10 @@ func (r *ChallengeReconciler) requestName(ctx context.Context, ch *v1alpha1.ACME
 	return cr.Name, "", nil
 }
 
-// certificateReader reads Certificates from the API server: there is no
-// cache of them in every namespace, and these reads are rare.
-func (r *ChallengeReconciler) certificateReader() client.Reader {
+// apiReader reads Certificates and cert-manager Orders from the API
+// server: the controller caches neither, and these reads happen once per
+// challenge that needs a temporary certificate.
+func (r *ChallengeReconciler) apiReader() client.Reader {
 	if r.APIReader != nil {
 		return r.APIReader
 	}

@@ -444,13 +444,24 @@ func requiresClientCertificate(mode istioapi.ServerTLSSettings_TLSmode) bool {
 // to serve anyone (its credential Secret is missing or unusable), or is
 // empty.
 func (p *planner) credentialProblem(chain *istiomodel.Chain, w *GatewayWorkload) string {
+	ref, st, checked := p.credential(chain, w)
+	if !checked || st.Usable {
+		return ""
+	}
+	return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", chain.Gateway().Namespace, chain.Gateway().Name, p.host, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+}
+
+// credential is the Secret a TLS server's certificate comes from and its
+// state, read once per plan; checked is false where there is no Secret to
+// check (the mesh certificate, files, our own servers).
+func (p *planner) credential(chain *istiomodel.Chain, w *GatewayWorkload) (credentialSecret, CredentialState, bool) {
 	tls := chain.Spec().GetTls()
 	if tls.GetMode() == istioapi.ServerTLSSettings_ISTIO_MUTUAL {
-		return "" // the workload's own mesh certificate
+		return credentialSecret{}, CredentialState{}, false // the workload's own mesh certificate
 	}
 	ref, ok := credentialRef(tls, w.Namespace)
 	if !ok || isOurs(chain.Gateway().Labels) {
-		return "" // ours: its Secret is created with it
+		return credentialSecret{}, CredentialState{}, false // ours: its Secret is created with it
 	}
 	key := ref.Namespace + "/" + ref.Name
 	st, seen := p.creds[key]
@@ -461,22 +472,18 @@ func (p *planner) credentialProblem(chain *istiomodel.Chain, w *GatewayWorkload)
 		}
 		p.creds[key] = st
 	}
-	if st.Usable {
-		return ""
-	}
-	return fmt.Sprintf("the HTTPS server of Gateway %s/%s for %s cannot complete a TLS handshake: %s (Istio serves credentialName %q from Secret %s/%s, in the gateway pods' namespace)", chain.Gateway().Namespace, chain.Gateway().Name, p.host, st.Problem, ref.Raw, ref.Namespace, ref.Name)
+	return ref, st, true
 }
 
 // missingCredential returns the credential Secret of a terminating server
 // that asks no client certificate when all that keeps it from a handshake
 // is that the Secret does not exist, or nil.
 func (p *planner) missingCredential(chain *istiomodel.Chain, w *GatewayWorkload) *SecretRef {
-	tls := chain.Spec().GetTls()
-	if !chain.Terminates() || requiresClientCertificate(tls.GetMode()) {
+	if !chain.Terminates() || requiresClientCertificate(chain.Spec().GetTls().GetMode()) {
 		return nil
 	}
-	ref, ok := credentialRef(tls, w.Namespace)
-	if !ok || ref.Name == "" || !p.creds[ref.Namespace+"/"+ref.Name].Missing {
+	ref, st, checked := p.credential(chain, w)
+	if !checked || ref.Name == "" || !st.Missing {
 		return nil
 	}
 	return &SecretRef{Namespace: ref.Namespace, Name: ref.Name}

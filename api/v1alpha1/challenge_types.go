@@ -112,8 +112,9 @@ type ACMEChallengeStatus struct {
 	// cert-manager to store a temporary certificate for
 	// (cert-manager.io/issue-temporary-certificate), because the user's
 	// HTTPS server the CA is redirected to serves the Secret that
-	// Certificate fills, which did not exist yet. The annotation is removed
-	// when the challenge ends, unless someone else set it too.
+	// Certificate fills, which did not exist yet. Recorded once the
+	// annotation is set; it is removed when the challenge ends, unless
+	// someone else set it too.
 	// +optional
 	TemporaryCertificateFor *ObjectReference `json:"temporaryCertificateFor,omitempty"`
 
