@@ -2,14 +2,10 @@ package testenv
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -220,9 +216,7 @@ func (p *Pebble) Replacements() []string {
 
 // HTTPClient trusts Pebble's serving certificate.
 func (p *Pebble) HTTPClient() *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.ServerCAPEM)
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return clientTrusting(p.ServerCAPEM)
 }
 
 // RootPEM is the root that signs the certificates Pebble issues. Pebble
@@ -243,21 +237,34 @@ func (p *Pebble) RootPEM(t testing.TB) []byte {
 
 func (p *Pebble) waitReady(t testing.TB) {
 	t.Helper()
-	cl := p.HTTPClient()
+	waitDirectory(t, "pebble", p.DirectoryURL, p.HTTPClient(), p.Process)
+}
+
+// clientTrusting is an HTTP client that trusts the CA certificates caPEM.
+func clientTrusting(caPEM []byte) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+}
+
+// waitDirectory waits until an ACME server's process answers its
+// directory, for 30 s; the test fails if the process exits first.
+func waitDirectory(t testing.TB, name, url string, cl *http.Client, proc *Process) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		res, err := cl.Get(p.DirectoryURL)
+		res, err := cl.Get(url)
 		if err == nil {
 			res.Body.Close()
 			if res.StatusCode == http.StatusOK {
 				return
 			}
 		}
-		if exited, perr := p.Process.Exited(); exited {
-			t.Fatalf("pebble exited: %v\n%s", perr, p.Process.Log())
+		if exited, perr := proc.Exited(); exited {
+			t.Fatalf("%s exited: %v\n%s", name, perr, proc.Log())
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pebble not ready at %s: %v", p.DirectoryURL, err)
+			t.Fatalf("%s not ready at %s: %v\n%s", name, url, err, proc.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -268,12 +275,8 @@ func (p *Pebble) waitReady(t testing.TB) {
 // spec.caBundle.
 func writeServingCert(t testing.TB, dir string) (caPEM []byte, certPath, keyPath string) {
 	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	ca := newTestCert(t, &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "test ACME server CA"},
 		NotBefore:             now.Add(-time.Hour),
@@ -281,20 +284,8 @@ func writeServingCert(t testing.TB, dir string) (caPEM []byte, certPath, keyPath
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
+	}, nil)
+	serving := newTestCert(t, &x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "localhost"},
 		DNSNames:     []string{"localhost"},
@@ -303,21 +294,8 @@ func writeServingCert(t testing.TB, dir string) (caPEM []byte, certPath, keyPath
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, ca)
 	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), certPath, keyPath
+	serving.writeFiles(t, certPath, keyPath)
+	return ca.CertPEM(), certPath, keyPath
 }

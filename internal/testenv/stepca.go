@@ -1,14 +1,9 @@
 package testenv
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -108,15 +103,13 @@ func StartStepCA(t testing.TB, o StepCAOptions) *StepCA {
 		EABHMACKey:   lines[1],
 		Process:      proc,
 	}
-	s.waitReady(t)
+	waitDirectory(t, "step-ca", s.DirectoryURL, s.HTTPClient(), s.Process)
 	return s
 }
 
 // HTTPClient trusts step-ca's root.
 func (s *StepCA) HTTPClient() *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(s.RootPEM)
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return clientTrusting(s.RootPEM)
 }
 
 // FailedValidations returns the URLs of the challenges step-ca answered as
@@ -139,79 +132,27 @@ func (s *StepCA) FailedValidations() []string {
 // response (JSON quoted inside the log line).
 var invalidChallenge = regexp.MustCompile(`\\"status\\":\\"invalid\\",\\"token\\":\\"[^\\]*\\",\\"url\\":\\"([^\\]*)`)
 
-func (s *StepCA) waitReady(t testing.TB) {
-	t.Helper()
-	cl := s.HTTPClient()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := cl.Get(s.DirectoryURL)
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if exited, perr := s.Process.Exited(); exited {
-			t.Fatalf("step-ca exited: %v\n%s", perr, s.Process.Log())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("step-ca not ready at %s: %v\n%s", s.DirectoryURL, err, s.Process.Log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // writeStepCAKeys writes a root and an intermediate signed by it, as
 // `step ca init` would, with the intermediate's key unencrypted.
 func writeStepCAKeys(t testing.TB, dir string) (rootPEM []byte) {
 	t.Helper()
 	now := time.Now()
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootTmpl := &x509.Certificate{
+	root := newTestCert(t, &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "step-ca test root"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, MaxPathLen: 1,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, &rootKey.PublicKey, rootKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := x509.ParseCertificate(rootDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	intTmpl := &x509.Certificate{
+	}, nil)
+	intermediate := newTestCert(t, &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "step-ca test intermediate"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, MaxPathLenZero: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	intDER, err := x509.CreateCertificate(rand.Reader, intTmpl, root, &intKey.PublicKey, rootKey)
-	if err != nil {
+	}, root)
+	intermediate.writeFiles(t, filepath.Join(dir, "intermediate_ca.crt"), filepath.Join(dir, "intermediate_ca_key"))
+	rootPEM = root.CertPEM()
+	if err := os.WriteFile(filepath.Join(dir, "root_ca.crt"), rootPEM, 0o600); err != nil {
 		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(intKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rootPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER})
-	files := map[string][]byte{
-		"root_ca.crt":         rootPEM,
-		"intermediate_ca.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: intDER}),
-		"intermediate_ca_key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return rootPEM
 }
