@@ -71,15 +71,7 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		// The Certificate the platform writes for that server: in the
 		// gateway pods' namespace, its Secret the server's credentialName,
 		// and nothing else.
-		crt := &cmapi.Certificate{
-			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "fresh"},
-			Spec: cmapi.CertificateSpec{
-				SecretName: "fresh-tls",
-				DNSNames:   []string{host},
-				IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
-			},
-		}
-		c.create(crt)
+		crt := c.serverCertificate("fresh", host, nil)
 		elapsed := c.waitReady(crt, 90*time.Second)
 		c.verifySecret(crt, host)
 		if n := c.gateway.ServedTLS("LetsEncrypt-Pebble-VA", host, solver.ChallengePathPrefix); n == 0 {
@@ -158,15 +150,7 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		host := "asked.first.test"
 		c.redirectingGateway("asked", host, "asked-tls")
 		c.userRoute("asked-first", gatewayNamespace+"/asked", host, app, "/")
-		crt := &cmapi.Certificate{
-			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "asked", Annotations: map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"}},
-			Spec: cmapi.CertificateSpec{
-				SecretName: "asked-tls",
-				DNSNames:   []string{host},
-				IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
-			},
-		}
-		c.create(crt)
+		crt := c.serverCertificate("asked", host, map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "true"})
 		c.waitReady(crt, 90*time.Second)
 		c.verifySecret(crt, host)
 		c.waitNothingLeft()
@@ -208,15 +192,7 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 		host := "off.first.test"
 		c.redirectingGateway("off", host, "off-tls")
 		c.userRoute("off-first", gatewayNamespace+"/off", host, app, "/")
-		crt := &cmapi.Certificate{
-			ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: "off", Annotations: map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "false"}},
-			Spec: cmapi.CertificateSpec{
-				SecretName: "off-tls",
-				DNSNames:   []string{host},
-				IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
-			},
-		}
-		c.create(crt)
+		crt := c.serverCertificate("off", host, map[string]string{cmapi.IssueTemporaryCertificateAnnotation: "false"})
 		c.waitRequestMessage(crt, `sets cert-manager.io/issue-temporary-certificate: "false"`,
 			"http://off.first.test is redirected to HTTPS", "Secret "+gatewayNamespace+"/off-tls does not exist yet", "remove the annotation or set it to")
 		if got := c.getCertificate(crt).Annotations[cmapi.IssueTemporaryCertificateAnnotation]; got != "false" {
@@ -239,6 +215,25 @@ func TestFirstIssuanceBehindRedirect(t *testing.T) {
 	if n := c.metricSum("istio_acme_challenges_total", `outcome="valid"`); n != 4 {
 		t.Errorf("istio_acme_challenges_total{outcome=\"valid\"} = %v, want 4 (three first issuances and a renewal the CA validated)", n)
 	}
+}
+
+// serverCertificate creates the platform's Certificate for its HTTPS
+// server for host: in the gateway pods' namespace, its Secret name-tls (the
+// server's credentialName), from the pebble ACMEClusterIssuer, with the
+// annotations given.
+func (c *cluster) serverCertificate(name, host string, annotations map[string]string) *cmapi.Certificate {
+	c.t.Helper()
+	crt := &cmapi.Certificate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: gatewayNamespace, Name: name, Annotations: annotations},
+		Spec: cmapi.CertificateSpec{
+			SecretName: name + "-tls",
+			DNSNames:   []string{host},
+			IssuerRef:  cmmeta.IssuerReference{Group: "istio-acme.io", Kind: "ACMEClusterIssuer", Name: "pebble"},
+		},
+	}
+	c.created[crt.Namespace+"/"+crt.Name] = time.Now()
+	c.create(crt)
+	return crt
 }
 
 // served returns the leaf certificate the gateway presents for SNI host.
