@@ -240,8 +240,10 @@ func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order
 			continue
 		}
 		invalidHosts = append(invalidHosts, a.Identifier.Value)
+		explained := false
 		for _, c := range a.Challenges {
 			if c.Error != nil {
+				explained = true
 				var ae *acme.Error
 				if errors.As(c.Error, &ae) {
 					reasons = append(reasons, fmt.Sprintf("%s: %s", a.Identifier.Value, problemText(ae)))
@@ -249,6 +251,15 @@ func (s *Signer) failureReason(ctx context.Context, acct *account, o *acme.Order
 					reasons = append(reasons, fmt.Sprintf("%s: %v", a.Identifier.Value, c.Error))
 				}
 			}
+		}
+		switch {
+		case explained, a.Status == acme.StatusPending:
+		case a.Status == acme.StatusDeactivated:
+			// Nothing failed: the account's key (another client sharing
+			// the account) or the CA withdrew the authorization.
+			reasons = append(reasons, fmt.Sprintf("%s: the authorization was deactivated before it was validated, by a client holding the account's key or by the CA; cert-manager retries with a new request after its backoff (`cmctl renew` retries now)", a.Identifier.Value))
+		default:
+			reasons = append(reasons, fmt.Sprintf("%s: the authorization is %s", a.Identifier.Value, a.Status))
 		}
 	}
 	if len(reasons) == 0 {

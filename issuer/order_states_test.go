@@ -207,6 +207,103 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
+	b.run(t, "an order the CA is still processing is read again after the poll interval and never finalized twice", func(t *testing.T) {
+		cr := b.placed(t, "processing", "processing.example.com")
+		b.present(t, cr)
+		b.signUntilFinalized(t, cr)
+		b.setRules(t, testenv.FaultRule{Endpoint: testenv.EndpointOrder, Kind: testenv.FaultStatus, Status: "processing", Fraction: 1, PostAsGet: true})
+		for range 3 {
+			_, err := b.sign(cr)
+			wantPending(t, err, "the CA is issuing the certificate")
+			var pending signer.PendingError
+			errors.As(err, &pending)
+			if pending.RequeueAfter < minPoll {
+				t.Errorf("read again after %s, want at least the poll interval %s", pending.RequeueAfter, minPoll)
+			}
+		}
+		if st := b.order(t, cr).Status.State; st != "processing" {
+			t.Errorf("ACMEOrder state %q, want processing", st)
+		}
+		b.proxy.SetRules(nil)
+		if bundle := b.signUntilDone(t, cr); !strings.Contains(string(bundle.ChainPEM), "BEGIN CERTIFICATE") {
+			t.Fatalf("no certificate returned: %q", bundle.ChainPEM)
+		}
+		if n := b.finalizes(t, cr); n != 1 {
+			t.Errorf("the CA was sent %d finalizations for the order, want 1", n)
+		}
+		b.wantNewOrders(t, "processing.example.com", 1)
+	})
+
+	b.run(t, "a finalization the CA refuses for the CSR fails the request for good, naming the CA's reason", func(t *testing.T) {
+		cr := b.placed(t, "badcsr", "badcsr.example.com")
+		b.present(t, cr)
+		b.setRules(t, testenv.FaultRule{Endpoint: testenv.EndpointFinalize, Kind: testenv.FaultProblem, Problem: "badCSR", Code: 400, Fraction: 1})
+		_, err := b.signUntilSettled(t, cr)
+		if !errors.As(err, &signer.PermanentError{}) {
+			t.Fatalf("got %v, want a permanent error", err)
+		}
+		wantMessage(t, err, "finalizing order", "badCSR (HTTP 400): injected badCSR")
+		b.wantEvent(t, "OrderFailed", "badCSR")
+		if n := len(b.challenges(t, cr)); n != 0 {
+			t.Errorf("%d ACMEChallenges left after the order failed", n)
+		}
+		if n := b.finalizes(t, cr); n != 1 {
+			t.Errorf("the CA was sent %d finalizations, want 1: a refused CSR is not sent again", n)
+		}
+	})
+
+	b.run(t, "a finalization the CA answers orderNotReady is retried with backoff on the same order", func(t *testing.T) {
+		cr := b.placed(t, "notready", "notready.example.com")
+		b.present(t, cr)
+		b.setRules(t, testenv.FaultRule{Endpoint: testenv.EndpointFinalize, Kind: testenv.FaultProblem, Problem: "orderNotReady", Code: 403, Fraction: 1})
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); b.finalizes(t, cr) == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			_, err = b.sign(cr)
+		}
+		wantRetryable(t, err, "finalizing order", "orderNotReady")
+		b.proxy.SetRules(nil)
+		if bundle := b.signUntilDone(t, cr); !strings.Contains(string(bundle.ChainPEM), "BEGIN CERTIFICATE") {
+			t.Fatalf("no certificate returned: %q", bundle.ChainPEM)
+		}
+		b.wantNewOrders(t, "notready.example.com", 1)
+	})
+
+	b.run(t, "an authorization deactivated before validation fails the request for good, naming it and the way to retry", func(t *testing.T) {
+		cr := b.placed(t, "deactivated", "deactivated.example.com")
+		// A deactivated authorization makes its order invalid (RFC 8555
+		// section 7.1.6); the CA here never deactivates one itself.
+		b.setRules(t,
+			testenv.FaultRule{Endpoint: testenv.EndpointOrder, Kind: testenv.FaultStatus, Status: "invalid", Fraction: 1, PostAsGet: true},
+			testenv.FaultRule{Endpoint: testenv.EndpointAuthorization, Kind: testenv.FaultStatus, Status: "deactivated", Fraction: 1, PostAsGet: true})
+		_, err := b.sign(cr)
+		if !errors.As(err, &signer.PermanentError{}) {
+			t.Fatalf("got %v, want a permanent error", err)
+		}
+		wantMessage(t, err, "the CA marked order "+b.order(t, cr).Status.URL+" invalid", "deactivated.example.com: the authorization was deactivated before it was validated", "cmctl renew")
+		b.wantEvent(t, "OrderFailed", "deactivated")
+		if n := len(b.challenges(t, cr)); n != 0 {
+			t.Errorf("%d ACMEChallenges left after the order failed", n)
+		}
+		b.wantNewOrders(t, "deactivated.example.com", 1)
+	})
+
+	b.run(t, "an authorization that expired while pending is replaced with a new order, not failed", func(t *testing.T) {
+		cr := b.placed(t, "authzexpired", "authzexpired.example.com")
+		url := b.order(t, cr).Status.URL
+		b.setRules(t,
+			testenv.FaultRule{Endpoint: testenv.EndpointOrder, Kind: testenv.FaultStatus, Status: "invalid", Fraction: 1, PostAsGet: true},
+			testenv.FaultRule{Endpoint: testenv.EndpointAuthorization, Kind: testenv.FaultStatus, Status: "expired", Fraction: 1, PostAsGet: true})
+		_, err := b.sign(cr)
+		wantPending(t, err, "order "+url+" is invalid: the authorizations for authzexpired.example.com expired before they were validated", "placing a new order")
+		b.wantEvent(t, "OrderExpired", "past the CA's pending lifetime")
+		b.wantNoEvent(t, "OrderFailed")
+		b.proxy.SetRules(nil)
+		b.release(t, cr)
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantNewOrders(t, "authzexpired.example.com", 2)
+	})
+
 	b.run(t, "a validation the CA fails fails the request for good, naming the host", func(t *testing.T) {
 		cr := b.request(t, b.failing, "invalid", "invalid.example.com")
 		_, err := b.sign(cr)
@@ -426,6 +523,40 @@ func (b *orderBench) placed(t *testing.T, name string, names ...string) *cmapi.C
 	_, err := b.sign(cr)
 	wantPending(t, err, "publishing routes")
 	return cr
+}
+
+// setRules injects faults until the case ends, also when it fails.
+func (b *orderBench) setRules(t *testing.T, rules ...testenv.FaultRule) {
+	b.proxy.SetRules(rules)
+	t.Cleanup(func() { b.proxy.SetRules(nil) })
+}
+
+// signUntilFinalized signs the request, whose challenges are presented,
+// until a pass has sent the order's finalization.
+func (b *orderBench) signUntilFinalized(t *testing.T, cr *cmapi.CertificateRequest) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); b.finalizes(t, cr) == 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no finalization sent after 30 s")
+		}
+		if _, err := b.sign(cr); !errors.As(err, &signer.PendingError{}) {
+			t.Fatalf("got %v, want pending until finalized", err)
+		}
+	}
+}
+
+// finalizes counts the finalizations sent for the request's order, whatever
+// their outcome.
+func (b *orderBench) finalizes(t *testing.T, cr *cmapi.CertificateRequest) int {
+	t.Helper()
+	url := b.order(t, cr).Status.FinalizeURL
+	n := 0
+	for _, r := range b.proxy.Requests() {
+		if r.Endpoint == testenv.EndpointFinalize && url != "" && r.URL == url {
+			n++
+		}
+	}
+	return n
 }
 
 // readyIssuer creates an ACMEClusterIssuer and checks it, as issuer-lib

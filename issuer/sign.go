@@ -180,6 +180,10 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 			return signer.PEMBundle{}, signer.PendingError{Err: fmt.Errorf("order %s is gone at the CA; placing a new order", gone), RequeueAfter: minPoll}
 		}
 		return signer.PEMBundle{}, caOutcome("reading order "+order.Status.URL, err)
+	} else if o.URI == "" {
+		// A read of an order carries no Location (Pebble's), and the
+		// messages below name the order.
+		o.URI = order.Status.URL
 	}
 	if (o.Status == acme.StatusPending || o.Status == acme.StatusReady) && !o.Expires.IsZero() && !s.clock.Now().Before(o.Expires) {
 		return signer.PEMBundle{}, s.replaceExpired(ctx, cro, order, fmt.Sprintf("order %s expired at %s, past the CA's order lifetime", o.URI, o.Expires.UTC().Format(time.RFC3339)))

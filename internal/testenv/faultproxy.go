@@ -83,6 +83,13 @@ const (
 	FaultRateLimited FaultKind = "rateLimited"
 	// FaultBadNonce answers 400 badNonce, as a CA does for a stale nonce.
 	FaultBadNonce FaultKind = "badNonce"
+	// FaultProblem answers the ACME problem Problem with HTTP status Code;
+	// the CA never sees the request.
+	FaultProblem FaultKind = "problem"
+	// FaultStatus lets the CA answer and changes the answer's status field
+	// to Status: an order or authorization in a state the CA here reaches
+	// too fast (processing) or never on its own (deactivated).
+	FaultStatus FaultKind = "status"
 )
 
 // FaultRule makes a fraction of the POSTs to an endpoint fail in one way.
@@ -101,6 +108,12 @@ type FaultRule struct {
 	// PostAsGet limits the rule to reads (POSTs with an empty payload),
 	// such as reading a challenge rather than accepting it.
 	PostAsGet bool
+	// Problem and Code are the problem type (without the ACME URN prefix)
+	// and HTTP status of a FaultProblem answer.
+	Problem string
+	Code    int
+	// Status is the state a FaultStatus answer reports.
+	Status string
 }
 
 // CARequest is one request the proxy saw.
@@ -307,6 +320,8 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.proxy.ServeHTTP(rec, r)
 	case rule.AfterCA:
 		f.proxy.ServeHTTP(rec, r) // the CA acts; the client hears nothing
+	case rule.Kind == FaultStatus:
+		f.proxy.ServeHTTP(rec, r) // the CA acts; the client hears another state
 	}
 	req.Location = rec.header.Get("Location")
 	f.learnChallenges(req, rec.body.Bytes())
@@ -330,6 +345,24 @@ func (f *FaultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Status = http.StatusBadRequest
 		f.record(req, nil)
 		problem(w, req.Status, "badNonce", "injected stale nonce", 0)
+	case FaultProblem:
+		req.Status = rule.Code
+		f.record(req, nil)
+		problem(w, req.Status, rule.Problem, "injected "+rule.Problem, 0)
+	case FaultStatus:
+		req.Status = rec.status
+		f.record(req, rec.header)
+		var answer map[string]any
+		if rec.status != http.StatusOK || json.Unmarshal(rec.body.Bytes(), &answer) != nil {
+			writeAnswer(w, rec, rec.body.Bytes()) // an error answer stays as it is
+			return
+		}
+		answer["status"] = rule.Status
+		body, err := json.Marshal(answer)
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		writeAnswer(w, rec, body)
 	case FaultTimeout:
 		f.record(req, nil)
 		select {
@@ -359,6 +392,12 @@ func (f *FaultProxy) serveDirectoryWithoutARI(w http.ResponseWriter, r *http.Req
 	}
 	req.Status = rec.status
 	f.record(req, rec.header)
+	writeAnswer(w, rec, body)
+}
+
+// writeAnswer passes the CA's answer in rec on to the client with another
+// body: its headers (the nonce among them) stay.
+func writeAnswer(w http.ResponseWriter, rec *answerRecorder, body []byte) {
 	for k, v := range rec.header {
 		if k != "Content-Length" {
 			w.Header()[k] = v
