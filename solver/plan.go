@@ -233,6 +233,12 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 	}
 	var first, firstCA *Refusal
 	for _, c := range candidates {
+		if why := p.ownGatewayOutOfScope(i, c); why != nil {
+			if firstCA == nil {
+				firstCA = why
+			}
+			continue
+		}
 		why := p.evaluate(&Plan{}, []WorkloadRoute{c})
 		if why != nil && why.Attempt == nil {
 			why.Attempt = &Plan{Workloads: []WorkloadRoute{c}}
@@ -258,6 +264,20 @@ func (p *planner) planWorkload(i int) (WorkloadRoute, *Refusal) {
 		return WorkloadRoute{}, firstCA
 	}
 	return WorkloadRoute{}, first
+}
+
+// ownGatewayOutOfScope refuses a candidate that needs a Gateway of our own
+// on workload i when istiod gives the pods only the Gateways of their own
+// namespace and ours would be written elsewhere: it would bind nothing.
+func (p *planner) ownGatewayOutOfScope(i int, c WorkloadRoute) *Refusal {
+	w := p.in.Workloads[i]
+	ch := p.in.Challenge
+	if !c.OwnHTTP && !c.OwnHTTPS || !w.Mesh.ScopeGatewayToNamespace || ch.Spec.Solver.GatewayNamespace == w.Namespace {
+		return nil
+	}
+	return &Refusal{Reason: metrics.NotPresentedGatewayNamespace, Attempt: &Plan{Workloads: []WorkloadRoute{c}}, Message: fmt.Sprintf(
+		"http://%s needs a Gateway of the challenge's own on %s, and istiod gives those pods only the Gateways of their namespace %s (PILOT_SCOPE_GATEWAY_TO_NAMESPACE; the controller's --scope-gateway-to-namespace), while %s is %s: set it to %s",
+		p.host, w.Describe(), w.Namespace, settingsField(ch, "gatewayNamespace"), ch.Spec.Solver.GatewayNamespace, w.Namespace)}
 }
 
 // httpOptions are the ways to put the route where the CA's plain HTTP

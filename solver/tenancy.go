@@ -89,7 +89,7 @@ func serversListing(gateways []*istionet.Gateway, workloads []*GatewayWorkload, 
 	for _, gw := range gateways {
 		selected := false
 		for _, w := range workloads {
-			if w != nil && istiomodel.SelectsWorkload(gw.Spec.Selector, w.PodLabels) {
+			if w != nil && w.Binds(gw) {
 				selected = true
 				break
 			}

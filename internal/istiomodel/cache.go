@@ -35,7 +35,7 @@ func (c *Cache) Model(key string, gws []*istionet.Gateway, vss []*istionet.Virtu
 	if e := c.entry(key); e != nil && e.matches(gws, vss, w) {
 		return e.model, e.index
 	}
-	idx := NewIndex(vss, w.Namespace)
+	idx := NewIndex(vss, w.Namespace, w.Mesh)
 	model := Build(Input{Gateways: gws, VirtualServices: idx, Workload: w})
 	if c == nil {
 		return model, idx
@@ -72,13 +72,13 @@ func (c *Cache) entry(key string) *cachedModel {
 }
 
 // matches reports whether the entry was built from exactly these objects
-// for a workload with the same pods and ports. The entry holds its objects,
+// for a workload with the same pods, ports and mesh settings. The entry holds its objects,
 // so none of them is freed and its address given to another.
 func (e *cachedModel) matches(gws []*istionet.Gateway, vss []*istionet.VirtualService, w *Workload) bool {
 	if len(gws) != len(e.gateways) || len(vss) != len(e.vss) {
 		return false
 	}
-	if e.workload.Namespace != w.Namespace || !reflect.DeepEqual(e.workload.PodLabels, w.PodLabels) || !reflect.DeepEqual(e.workload.ServicePorts, w.ServicePorts) {
+	if e.workload.Namespace != w.Namespace || !reflect.DeepEqual(e.workload.PodLabels, w.PodLabels) || !reflect.DeepEqual(e.workload.ServicePorts, w.ServicePorts) || !reflect.DeepEqual(e.workload.Mesh, w.Mesh) {
 		return false
 	}
 	for _, g := range gws {

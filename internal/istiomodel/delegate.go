@@ -14,7 +14,7 @@ import (
 // root's is dropped); a delegate that does not exist, has hosts, or is not
 // exported to the root's namespace drops the root route. The root is
 // returned unchanged when it delegates nothing.
-func mergeDelegates(root *istionet.VirtualService, delegates map[string]*istionet.VirtualService) *istionet.VirtualService {
+func mergeDelegates(root *istionet.VirtualService, delegates map[string]*istionet.VirtualService, mesh Mesh) *istionet.VirtualService {
 	delegating := false
 	for _, h := range root.Spec.Http {
 		if h.GetDelegate() != nil {
@@ -39,7 +39,7 @@ func mergeDelegates(root *istionet.VirtualService, delegates map[string]*istione
 		if delegate == nil {
 			continue
 		}
-		if exp := exportSet(delegate.Spec.ExportTo, delegate.Namespace); !exp["*"] && !exp[root.Namespace] {
+		if exp := exportSet(delegate.Spec.ExportTo, delegate.Namespace, mesh); !exp["*"] && !exp[root.Namespace] {
 			continue
 		}
 		for _, sub := range delegate.Spec.Http {

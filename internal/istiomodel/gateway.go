@@ -22,6 +22,8 @@ type Workload struct {
 	// it: Istio binds a Gateway server whose port number is a Service port
 	// to that Service's target port, and any other number as is.
 	ServicePorts map[uint32][]uint32
+	// Mesh is istiod's settings that change what the pods get.
+	Mesh Mesh
 }
 
 // ListenPorts returns the pod ports on which Istio binds a Gateway server
@@ -129,7 +131,7 @@ func Build(in Input) *Proxy {
 	httpsRouteNames := map[string]bool{}
 
 	for _, gw := range gws {
-		if !SelectsWorkload(gw.Spec.Selector, w.PodLabels) {
+		if !w.Binds(gw) {
 			continue
 		}
 		for _, srv := range gw.Spec.Servers {

@@ -17,6 +17,7 @@ type Index struct {
 	parts        map[string]*[3][]*istionet.VirtualService
 	delegates    map[string]*istionet.VirtualService
 	podNamespace string
+	mesh         Mesh
 }
 
 const (
@@ -25,8 +26,9 @@ const (
 	vsPublic
 )
 
-// NewIndex indexes VirtualServices for gateway pods in podNamespace.
-func NewIndex(vss []*istionet.VirtualService, podNamespace string) *Index {
+// NewIndex indexes VirtualServices for gateway pods in podNamespace, with
+// the mesh's default exportTo.
+func NewIndex(vss []*istionet.VirtualService, podNamespace string, mesh Mesh) *Index {
 	sorted := slices.Clone(vss)
 	slices.SortStableFunc(sorted, compareVirtualServices)
 	idx := &Index{
@@ -34,6 +36,7 @@ func NewIndex(vss []*istionet.VirtualService, podNamespace string) *Index {
 		parts:        map[string]*[3][]*istionet.VirtualService{},
 		delegates:    map[string]*istionet.VirtualService{},
 		podNamespace: podNamespace,
+		mesh:         mesh,
 	}
 	for _, vs := range sorted {
 		if len(vs.Spec.Hosts) == 0 {
@@ -67,8 +70,8 @@ func (idx *Index) place(vs *istionet.VirtualService, add func(gateway string, pa
 	if len(vs.Spec.Hosts) == 0 {
 		return
 	}
-	merged := mergeDelegates(vs, idx.delegates)
-	exportTo := exportSet(vs.Spec.ExportTo, vs.Namespace)
+	merged := mergeDelegates(vs, idx.delegates, idx.mesh)
+	exportTo := exportSet(vs.Spec.ExportTo, vs.Namespace, idx.mesh)
 	for _, ref := range vs.Spec.Gateways {
 		if ref == "mesh" {
 			continue
@@ -105,6 +108,7 @@ func (idx *Index) With(more []*istionet.VirtualService) *Index {
 		parts:        maps.Clone(idx.parts),
 		delegates:    idx.delegates,
 		podNamespace: idx.podNamespace,
+		mesh:         idx.mesh,
 	}
 	copied := map[string]bool{}
 	for _, vs := range slices.SortedStableFunc(slices.Values(more), compareVirtualServices) {
@@ -134,22 +138,6 @@ func (idx *Index) With(more []*istionet.VirtualService) *Index {
 // ("namespace/name"), in istiod's order.
 func (idx *Index) forGateway(gateway string) []*istionet.VirtualService {
 	return idx.byGateway[gateway]
-}
-
-// exportSet is a VirtualService's exportTo with "." resolved; empty means
-// everywhere (the mesh default).
-func exportSet(exportTo []string, namespace string) map[string]bool {
-	out := map[string]bool{}
-	for _, e := range exportTo {
-		if e == "." {
-			e = namespace
-		}
-		out[e] = true
-	}
-	if len(out) == 0 {
-		out["*"] = true
-	}
-	return out
 }
 
 // resolveGatewayRef turns a VirtualService's gateway reference into

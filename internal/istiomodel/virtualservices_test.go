@@ -56,13 +56,13 @@ func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
 			more = append(more, vs(100+i, false))
 		}
 		podNamespace := namespaces[rng.IntN(len(namespaces))]
-		base := NewIndex(users, podNamespace)
+		base := NewIndex(users, podNamespace, Mesh{})
 		before := map[string][]string{}
 		for gw, list := range base.byGateway {
 			before[gw] = names(list)
 		}
 		got := base.With(more)
-		want := NewIndex(append(slices.Clone(users), more...), podNamespace)
+		want := NewIndex(append(slices.Clone(users), more...), podNamespace, Mesh{})
 		for _, gw := range gateways {
 			if g, w := names(got.forGateway(gw)), names(want.forGateway(gw)); !slices.Equal(g, w) {
 				t.Fatalf("round %d, Gateway %s: extended %v, rebuilt %v", round, gw, g, w)
