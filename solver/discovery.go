@@ -32,6 +32,9 @@ type GatewayDiscovery struct {
 	// Reader lists Pods and Services, normally uncached: gateways are looked
 	// up rarely and a cache of every Pod would cost memory.
 	Reader client.Reader
+	// Mesh is istiod's settings that change what the pods get; nil is
+	// istiod's defaults.
+	Mesh *MeshSettings
 
 	mu    sync.Mutex
 	found map[string]discovery // by selector
@@ -85,6 +88,11 @@ func (c *GatewayDiscovery) discover(ctx context.Context, target v1alpha1.Gateway
 		services = append(services, list.Items...)
 	}
 	w := NewGatewayWorkload(target, pods.Items, services)
+	mesh, err := c.Mesh.Mesh(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.Mesh = mesh
 	if len(w.Addresses) == 0 {
 		p := pods.Items[0]
 		return nil, fmt.Errorf("no Service with a port 80 selects the ingress gateway pods (such as %s/%s) with labels %s, so the CA could not reach them on port 80; expose port 80 on the gateway's Service",

@@ -68,6 +68,9 @@ type options struct {
 	renewalInfoMinInterval   time.Duration
 	renewalInfoMaxInterval   time.Duration
 	gatewayShimNamespaces    []string
+	// istioMeshConfig is istiod's mesh configuration ConfigMap, or empty.
+	istioMeshConfig         client.ObjectKey
+	scopeGatewayToNamespace bool
 	// namespacedIssuers confines namespaced ACMEIssuers; its token
 	// Services default to --token-service.
 	namespacedIssuers solver.NamespacedIssuerPolicy
@@ -176,6 +179,23 @@ func parseFlags(args []string) (options, error) {
 		"Shortest wait between two readings of a certificate's renewal information, whatever the CA's Retry-After; also the wait after a reading failed.")
 	fs.DurationVar(&o.renewalInfoMaxInterval, "renewal-info-max-interval", 24*time.Hour,
 		"Longest wait between two readings of a certificate's renewal information.")
+	o.istioMeshConfig = client.ObjectKey{Namespace: "istio-system", Name: "istio"}
+	fs.Func("istio-mesh-config",
+		"istiod's mesh configuration ConfigMap as namespace/name (default istio-system/istio; istio-REVISION for a revisioned istiod), whose key mesh sets defaultVirtualServiceExportTo, the exportTo of VirtualServices that set none; an empty value assumes istiod's default, every namespace. Needs get on ConfigMaps in that namespace.",
+		func(v string) error {
+			if v == "" {
+				o.istioMeshConfig = client.ObjectKey{}
+				return nil
+			}
+			ns, name, ok := strings.Cut(v, "/")
+			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				return fmt.Errorf("%q is not namespace/name (for example istio-system/istio), or \"\" for istiod's defaults", v)
+			}
+			o.istioMeshConfig = client.ObjectKey{Namespace: ns, Name: name}
+			return nil
+		})
+	fs.BoolVar(&o.scopeGatewayToNamespace, "scope-gateway-to-namespace", false,
+		"Set as istiod's PILOT_SCOPE_GATEWAY_TO_NAMESPACE: gateway pods get only the Gateways of their own namespace, so challenges that need a Gateway of their own are refused unless the solver's gatewayNamespace is the gateway pods' namespace.")
 	o.zap.BindFlags(fs)
 	fs.BoolVar(&o.showVersion, "version", false, "Print the version and exit.")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "",
@@ -351,7 +371,9 @@ func run(ctx context.Context, o options) error {
 	}
 
 	recorder := mgr.GetEventRecorder("istio-acme-issuer")
-	discovery := &solver.GatewayDiscovery{Reader: mgr.GetAPIReader()}
+	discovery := &solver.GatewayDiscovery{Reader: mgr.GetAPIReader(), Mesh: &solver.MeshSettings{
+		Reader: mgr.GetAPIReader(), ConfigMap: o.istioMeshConfig, ScopeGatewayToNamespace: o.scopeGatewayToNamespace,
+	}}
 	// One tenancy rule for every front door: our issuers' requests before
 	// any order, and every challenge before its routes are planned.
 	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery}

@@ -61,6 +61,13 @@ cluster-wide.
 {{- else -}}
 {{- list | toYaml -}}
 {{- end -}}
+{{- else if eq .role "mesh-config" -}}
+{{- /* istiod's mesh configuration ConfigMap's namespace, when one is read. */ -}}
+{{- with .ctx.Values.istio.meshConfig -}}
+{{- list (first (splitList "/" .)) | toYaml -}}
+{{- else -}}
+{{- list | toYaml -}}
+{{- end -}}
 {{- else if eq .role "renewals" -}}
 {{- /* Certificates read and their renewal asked for in every namespace,
 only while renewals follow the CA's renewal information. */ -}}
