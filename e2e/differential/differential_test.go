@@ -251,7 +251,7 @@ func translate(t *testing.T, l *layout, w workloadSpec, ours *solver.Routes) (*i
 	for _, x := range l.Workloads {
 		svcs = append(svcs, x.services()...)
 	}
-	return istiogw.Translate(t, w.Labels, w.Namespace, gws, vss, svcs, w.Pod.Spec.Containers[0].Ports...)
+	return istiogw.TranslateMesh(t, l.Mesh, w.Labels, w.Namespace, gws, vss, svcs, w.Pod.Spec.Containers[0].Ports...)
 }
 
 // caHeaders are what a CA's validation request carries.
@@ -413,6 +413,7 @@ func (l *layout) yaml() string {
 	}
 	secrets := slices.Collect(maps.Keys(l.Secrets))
 	sort.Strings(secrets)
-	fmt.Fprintf(&b, "# credential Secrets that exist: %v\n# challenged host: %s (workloads: %v)\n", secrets, l.Host, l.Challenge.Spec.Solver.Gateways)
+	fmt.Fprintf(&b, "# credential Secrets that exist: %v\n# challenged host: %s (workloads: %v, our Gateways in %s)\n", secrets, l.Host, l.Challenge.Spec.Solver.Gateways, l.Challenge.Spec.Solver.GatewayNamespace)
+	fmt.Fprintf(&b, "# istiod: meshConfig.defaultVirtualServiceExportTo %v, PILOT_SCOPE_GATEWAY_TO_NAMESPACE %v\n", l.Mesh.DefaultVirtualServiceExportTo, l.Mesh.ScopeGatewayToNamespace)
 	return b.String()
 }

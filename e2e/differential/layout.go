@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
@@ -70,6 +71,9 @@ type layout struct {
 	// Dims are the generator's dimensions this layout has, for the
 	// summary's counts.
 	Dims map[string]bool
+	// Mesh is istiod's settings, which both the planner and the
+	// translation get.
+	Mesh istiomodel.Mesh
 }
 
 var (
@@ -87,6 +91,7 @@ var generatorDims = []string{
 	"match.sourceNamespace", "match.gateways", "match.port",
 	"action.redirect", "action.directResponse", "action.rewrite",
 	"workload.third", "service.namedTargetPort", "service.several",
+	"mesh.defaultExportToPrivate", "mesh.scopeGatewayToNamespace",
 }
 
 const tokenServiceCluster = "outbound|8089||istio-acme-issuer.istio-acme-issuer.svc.cluster.local"
@@ -332,6 +337,21 @@ func generate(seed uint64, i int) *layout {
 		l.Probes = append(l.Probes, h)
 	}
 	slices.Sort(l.Probes)
+
+	// istiod's own settings, drawn last so that a seed's objects stay what
+	// they were before these were drawn.
+	if chance(0.15) {
+		l.Mesh.DefaultVirtualServiceExportTo = []string{"."}
+		l.Dims["mesh.defaultExportToPrivate"] = true
+	}
+	if chance(0.15) {
+		l.Mesh.ScopeGatewayToNamespace = true
+		l.Dims["mesh.scopeGatewayToNamespace"] = true
+		if chance(0.5) {
+			// Our own Gateways where one of the workloads' pods are.
+			l.Challenge.Spec.Solver.GatewayNamespace = l.Workloads[r.IntN(len(l.Workloads))].Namespace
+		}
+	}
 	return l
 }
 
@@ -455,7 +475,9 @@ func (l *layout) workloads() []*solver.GatewayWorkload {
 		for _, svc := range w.services() {
 			svcs = append(svcs, *svc)
 		}
-		out = append(out, solver.NewGatewayWorkload(l.Challenge.Spec.Solver.Gateways[i], []corev1.Pod{*w.Pod}, svcs))
+		gw := solver.NewGatewayWorkload(l.Challenge.Spec.Solver.Gateways[i], []corev1.Pod{*w.Pod}, svcs)
+		gw.Mesh = l.Mesh
+		out = append(out, gw)
 	}
 	return out
 }

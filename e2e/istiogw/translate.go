@@ -10,16 +10,20 @@ import (
 
 	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	"istio.io/istio/pilot/pkg/features"
 	"istio.io/istio/pilot/pkg/model"
 	"istio.io/istio/pilot/pkg/simulation"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config"
+	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/config/schema/gvk"
 	"istio.io/istio/pkg/kube/krt"
 	istiolog "istio.io/istio/pkg/log"
 	proxymodel "istio.io/istio/pkg/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
 )
 
 // Translation is Istio's own translation of Gateways, VirtualServices and
@@ -58,8 +62,45 @@ func releaseDebugCollections() {
 var quietIstio sync.Once
 
 // Translate runs istiod's config translation (its fake discovery server)
-// for the gateway pods with labels in namespace.
-func Translate(t *testing.T, labels map[string]string, namespace string, gateways []*istionet.Gateway, virtualServices []*istionet.VirtualService, services []*corev1.Service, podPorts ...corev1.ContainerPort) (tr *Translation, err error) {
+// for the gateway pods with labels in namespace, with istiod's default
+// settings.
+func Translate(t *testing.T, labels map[string]string, namespace string, gateways []*istionet.Gateway, virtualServices []*istionet.VirtualService, services []*corev1.Service, podPorts ...corev1.ContainerPort) (*Translation, error) {
+	return TranslateMesh(t, istiomodel.Mesh{}, labels, namespace, gateways, virtualServices, services, podPorts...)
+}
+
+// scope holds istiod's process-wide PILOT_SCOPE_GATEWAY_TO_NAMESPACE for
+// the translations running: one that needs the other value waits until
+// they are done.
+var scope = struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	value  bool
+	active int
+}{}
+
+func init() { scope.cond = sync.NewCond(&scope.mu) }
+
+func enterScope(scoped bool) (leave func()) {
+	scope.mu.Lock()
+	defer scope.mu.Unlock()
+	for scope.active > 0 && scope.value != scoped {
+		scope.cond.Wait()
+	}
+	scope.value, features.ScopeGatewayToNamespace = scoped, scoped
+	scope.active++
+	return func() {
+		scope.mu.Lock()
+		defer scope.mu.Unlock()
+		if scope.active--; scope.active == 0 {
+			scope.cond.Broadcast()
+		}
+	}
+}
+
+// TranslateMesh is Translate with istiod's settings: the mesh
+// configuration's defaultVirtualServiceExportTo and
+// PILOT_SCOPE_GATEWAY_TO_NAMESPACE.
+func TranslateMesh(t *testing.T, settings istiomodel.Mesh, labels map[string]string, namespace string, gateways []*istionet.Gateway, virtualServices []*istionet.VirtualService, services []*corev1.Service, podPorts ...corev1.ContainerPort) (tr *Translation, err error) {
 	quietIstio.Do(func() {
 		// Istio's packages log to stdout at info level.
 		for _, scope := range istiolog.Scopes() {
@@ -94,9 +135,15 @@ func Translate(t *testing.T, labels map[string]string, namespace string, gateway
 			tr, err = nil, fmt.Errorf("istio config translation failed: %v (%s)", r, strings.Join(f.errors, "; "))
 		}
 	}()
+	leave := enterScope(settings.ScopeGatewayToNamespace)
+	defer leave()
+	meshConfig := mesh.DefaultMeshConfig()
+	if len(settings.DefaultVirtualServiceExportTo) > 0 {
+		meshConfig.DefaultVirtualServiceExportTo = settings.DefaultVirtualServiceExportTo
+	}
 	debugState.RLock()
 	defer debugState.RUnlock()
-	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{Configs: configs, KubernetesObjects: objects})
+	s := xds.NewFakeDiscoveryServer(f, xds.FakeOptions{Configs: configs, KubernetesObjects: objects, MeshConfig: meshConfig})
 	proxy := s.SetupProxy(&model.Proxy{
 		Type:            model.Router,
 		Labels:          labels,
