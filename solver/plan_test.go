@@ -420,3 +420,40 @@ func TestPlanRoutesExplainsPort80BoundElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// With istiod scoping Gateways to their namespace, a Gateway of our own in
+// another namespace than the pods' would bind nothing: the refusal names
+// the setting and the namespace to set; in the pods' namespace it is
+// planned.
+func TestPlanRoutesOwnGatewayScopedToNamespace(t *testing.T) {
+	w := defaultWorkload()
+	w.Namespace = "istio-ingress"
+	w.Mesh.ScopeGatewayToNamespace = true
+	ch := &v1alpha1.ACMEChallenge{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req-1"},
+		Spec: v1alpha1.ACMEChallengeSpec{DNSName: "new.example.com", Token: "tok", Solver: v1alpha1.IstioHTTP01Solver{
+			Gateways:         []v1alpha1.GatewayWorkloadSelector{{Selector: ingressLabels}},
+			GatewayNamespace: "istio-system",
+			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
+		}},
+	}
+	// A Gateway elsewhere that lists the host binds nothing either.
+	gws := []*istionet.Gateway{gateway("istio-system", "public", ingressLabels, server(80, "HTTP", nil, "*.example.com"))}
+	_, refusal := PlanRoutes(PlanInput{Challenge: ch, Gateways: gws, Workloads: []*GatewayWorkload{w}, Now: epoch.Add(time.Hour)})
+	if refusal == nil {
+		t.Fatal("planned a Gateway of our own that istiod would not give the pods")
+	}
+	for _, want := range []string{"PILOT_SCOPE_GATEWAY_TO_NAMESPACE", "gatewayNamespace", "is istio-system: set it to istio-ingress"} {
+		if !strings.Contains(refusal.Message, want) {
+			t.Errorf("refusal %q does not say %q", refusal.Message, want)
+		}
+	}
+	ch.Spec.Solver.GatewayNamespace = "istio-ingress"
+	plan, refusal := PlanRoutes(PlanInput{Challenge: ch, Gateways: gws, Workloads: []*GatewayWorkload{w}, Now: epoch.Add(time.Hour)})
+	if refusal != nil {
+		t.Fatalf("refused with our Gateway in the pods' namespace: %s", refusal.Message)
+	}
+	if len(plan.Workloads) != 1 || !plan.Workloads[0].OwnHTTP || len(plan.Workloads[0].Bindings) != 0 {
+		t.Errorf("plan %+v, want a Gateway of our own and no binding into istio-system/public", plan.Workloads)
+	}
+}

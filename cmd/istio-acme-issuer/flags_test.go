@@ -66,3 +66,24 @@ func TestNamespacedIssuerFlags(t *testing.T) {
 		t.Error("a malformed selector was accepted")
 	}
 }
+
+func TestIstioMeshConfigFlag(t *testing.T) {
+	o, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.istioMeshConfig.String() != "istio-system/istio" || o.scopeGatewayToNamespace {
+		t.Errorf("defaults %s, scoped %v; want istiod's ConfigMap istio-system/istio, not scoped", o.istioMeshConfig, o.scopeGatewayToNamespace)
+	}
+	if o, err = parseFlags([]string{"--istio-mesh-config=istio-system/istio-canary", "--scope-gateway-to-namespace"}); err != nil || o.istioMeshConfig.Name != "istio-canary" || !o.scopeGatewayToNamespace {
+		t.Errorf("revisioned ConfigMap and scoping: %+v, %v", o, err)
+	}
+	if o, err = parseFlags([]string{"--istio-mesh-config="}); err != nil || o.istioMeshConfig.Name != "" {
+		t.Errorf("empty --istio-mesh-config: %s, %v; want none read", o.istioMeshConfig, err)
+	}
+	for _, bad := range []string{"istio", "istio-system/", "/istio", "a/b/c"} {
+		if _, err := parseFlags([]string{"--istio-mesh-config=" + bad}); err == nil || !strings.Contains(err.Error(), "namespace/name") {
+			t.Errorf("--istio-mesh-config=%s: got %v, want an error naming namespace/name", bad, err)
+		}
+	}
+}

@@ -56,13 +56,17 @@ func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
 			more = append(more, vs(100+i, false))
 		}
 		podNamespace := namespaces[rng.IntN(len(namespaces))]
-		base := NewIndex(users, podNamespace, Mesh{})
+		var mesh Mesh
+		if rng.IntN(3) == 0 {
+			mesh.DefaultVirtualServiceExportTo = []string{"."}
+		}
+		base := NewIndex(users, podNamespace, mesh)
 		before := map[string][]string{}
 		for gw, list := range base.byGateway {
 			before[gw] = names(list)
 		}
 		got := base.With(more)
-		want := NewIndex(append(slices.Clone(users), more...), podNamespace, Mesh{})
+		want := NewIndex(append(slices.Clone(users), more...), podNamespace, mesh)
 		for _, gw := range gateways {
 			if g, w := names(got.forGateway(gw)), names(want.forGateway(gw)); !slices.Equal(g, w) {
 				t.Fatalf("round %d, Gateway %s: extended %v, rebuilt %v", round, gw, g, w)
@@ -72,6 +76,48 @@ func TestVirtualServiceIndexExtendedMatchesRebuilt(t *testing.T) {
 			if !slices.Equal(names(list), before[gw]) {
 				t.Fatalf("round %d: extending changed the index it extends for %s", round, gw)
 			}
+		}
+	}
+}
+
+// A VirtualService that sets no exportTo takes the mesh's default: with
+// defaultVirtualServiceExportTo ["."] it binds only for gateway pods of its
+// own namespace, while one exporting itself everywhere binds for all, and
+// a delegate without exportTo is merged only into roots of its namespace.
+func TestVirtualServiceIndexMeshDefaultExportTo(t *testing.T) {
+	private := Mesh{DefaultVirtualServiceExportTo: []string{"."}}
+	app := istiotest.VirtualService("apps", "app", 0, []string{"istio-system/shared"}, []string{"a.example.com"}, istiotest.Route("r", istiotest.Prefix("/")))
+	public := istiotest.VirtualService("apps", "public", 1, []string{"istio-system/shared"}, []string{"b.example.com"}, istiotest.Route("r", istiotest.Prefix("/")))
+	public.Spec.ExportTo = []string{"*"}
+	for _, tt := range []struct {
+		podNamespace string
+		mesh         Mesh
+		want         []string
+	}{
+		{"istio-system", Mesh{}, []string{"app", "public"}},
+		{"istio-system", private, []string{"public"}},
+		{"apps", private, []string{"app", "public"}},
+	} {
+		var got []string
+		for _, v := range NewIndex([]*istionet.VirtualService{app, public}, tt.podNamespace, tt.mesh).forGateway("istio-system/shared") {
+			got = append(got, v.Name)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("pods in %s, mesh %+v: bound %v, want %v", tt.podNamespace, tt.mesh, got, tt.want)
+		}
+	}
+
+	root := istiotest.VirtualService("team", "root", 0, []string{"istio-system/shared"}, []string{"c.example.com"},
+		&istioapi.HTTPRoute{Delegate: &istioapi.Delegate{Name: "sub", Namespace: "apps"}})
+	root.Spec.ExportTo = []string{"*"}
+	sub := istiotest.VirtualService("apps", "sub", 0, nil, nil, istiotest.Route("s", istiotest.Prefix("/s")))
+	for _, tt := range []struct {
+		mesh   Mesh
+		routes int
+	}{{Mesh{}, 1}, {private, 0}} {
+		list := NewIndex([]*istionet.VirtualService{root, sub}, "istio-system", tt.mesh).forGateway("istio-system/shared")
+		if len(list) != 1 || len(list[0].Spec.Http) != tt.routes {
+			t.Errorf("mesh %+v: root merged with %v, want %d routes from the delegate", tt.mesh, list, tt.routes)
 		}
 	}
 }
