@@ -30,7 +30,7 @@ import (
 )
 
 // TestBench is what 'make bench' runs. On the stack of the end-to-end tests
-// and in one run, it issues the same workloads through three issuers and
+// and in one run, it issues the same workloads through four issuers and
 // prints their figures side by side:
 //   - ours: an ACMEClusterIssuer, routes through the Istio gateway;
 //   - cert-manager's own ACME ClusterIssuer at its best: its Order and
@@ -38,7 +38,10 @@ import (
 //     an in-process stand-in that answers every Challenge's key at once
 //     (no Istio, no Pod to start);
 //   - cert-manager's ACME ClusterIssuer whose solver names our IngressClass
-//     (our solver mode), on the smaller workloads.
+//     (our solver mode), on the smaller workloads;
+//   - the floor: cert-manager's CA ClusterIssuer, which does no ACME and
+//     no routing, so its figures are what cert-manager's Certificate
+//     machinery and the API server cost any issuer here.
 //
 // Workloads: one Certificate with two names, several times one after
 // another; then each size of BENCH_SIZES created at once; then, for ours,
@@ -81,6 +84,7 @@ func TestBench(t *testing.T) {
 	c.cmClusterIssuer("standin", cmacme.ACMEChallengeSolver{HTTP01: &cmacme.ACMEChallengeSolverHTTP01{
 		Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("standin"), ServiceType: corev1.ServiceTypeClusterIP},
 	}})
+	c.caClusterIssuer("floor")
 	c.applyChartIngressClasses()
 	c.cmClusterIssuer("letsencrypt", cmacme.ACMEChallengeSolver{HTTP01: &cmacme.ACMEChallengeSolverHTTP01{
 		Ingress: &cmacme.ACMEChallengeSolverHTTP01Ingress{IngressClassName: ptr.To("istio-acme"), ServiceType: corev1.ServiceTypeClusterIP},
@@ -90,21 +94,27 @@ func TestBench(t *testing.T) {
 		{key: "ours", title: "ACMEClusterIssuer", issuer: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "pebble"}, maxSize: math.MaxInt},
 		{key: "cm", title: "cert-manager, instant solver", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "standin"}, standIn: standIn, maxSize: cfg.certManagerMaxSize},
 		{key: "cmi", title: "cert-manager + our class", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "letsencrypt"}, maxSize: cfg.solverModeMaxSize},
+		{key: "floor", title: "floor: cert-manager CA", issuer: cmmeta.IssuerReference{Group: "cert-manager.io", Kind: "ClusterIssuer", Name: "floor"}, maxSize: math.MaxInt},
 	}
 	report := &benchReport{cfg: cfg, sides: sides}
 
 	// One Certificate at a time: a first one (cold), then cfg.oneRuns.
-	// Ours alone; cert-manager's two issuers side by side: each spends
-	// 8 of its 10 s waiting between the tries of its self-check.
-	ours, theirs := sides[0], sides[1:]
-	ours.cold = m.issue(ours, "ours-warmup", 1).only()
-	for i, d := range m.issueSideBySide(theirs, "warmup") {
-		theirs[i].cold = d
+	// Ours and the floor alone; cert-manager's two ACME issuers side by
+	// side: each spends 8 of its 10 s waiting between the tries of its
+	// self-check.
+	alone, waiting := []*benchSide{sides[0], sides[3]}, sides[1:3]
+	for _, s := range alone {
+		s.cold = m.issue(s, s.key+"-warmup", 1).only()
+	}
+	for i, d := range m.issueSideBySide(waiting, "warmup") {
+		waiting[i].cold = d
 	}
 	for i := range cfg.oneRuns {
-		ours.one = append(ours.one, m.issue(ours, fmt.Sprintf("ours-one%d", i), 1).only())
-		for j, d := range m.issueSideBySide(theirs, fmt.Sprintf("one%d", i)) {
-			theirs[j].one = append(theirs[j].one, d)
+		for _, s := range alone {
+			s.one = append(s.one, m.issue(s, fmt.Sprintf("%s-one%d", s.key, i), 1).only())
+		}
+		for j, d := range m.issueSideBySide(waiting, fmt.Sprintf("one%d", i)) {
+			waiting[j].one = append(waiting[j].one, d)
 		}
 	}
 	report.printHeader(os.Stdout)
@@ -128,7 +138,7 @@ func TestBench(t *testing.T) {
 	// The memory case, ours only: Certificates issued until ours number
 	// cfg.memoryCerts, then a cluster of a real size around them, and
 	// cfg.clutterBatch more issued in it.
-	if cfg.memoryCerts > 0 {
+	if ours := sides[0]; cfg.memoryCerts > 0 {
 		c.waitQuiet()
 		resetPeakRSS(c.controller.PID())
 		if more := cfg.memoryCerts - ours.issued; more > 0 {

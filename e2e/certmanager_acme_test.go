@@ -223,6 +223,13 @@ func (c *cluster) cmClusterIssuer(name string, solvers ...cmacme.ACMEChallengeSo
 			Solvers:    solvers,
 		}}},
 	})
+	c.waitClusterIssuerReady(name)
+}
+
+// waitClusterIssuerReady waits until cert-manager's ClusterIssuer name is
+// Ready.
+func (c *cluster) waitClusterIssuerReady(name string) {
+	c.t.Helper()
 	c.eventually("ClusterIssuer "+name+" to be Ready", 60*time.Second, func() (bool, string) {
 		got := &cmapi.ClusterIssuer{}
 		if err := c.cl.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
