@@ -37,7 +37,8 @@ const LabelCertManagerChallenge = "istio-acme.io/cert-manager-challenge"
 // cert-manager's own ACME issuers whose http01.ingress solver names an
 // IngressClass of ours. For each Challenge cert-manager is working on it
 // keeps an ACMEChallenge of the same name, owned by the Challenge, which the
-// ChallengeReconciler routes and the token server answers like any other.
+// ChallengeReconciler routes and the token server answers like any other;
+// from the Challenge's creation when cert-manager will schedule it next.
 // It only reads cert-manager's objects: their status and finalizers stay
 // cert-manager's, and the ACMEChallenge goes when the Challenge reaches a
 // final state or is deleted.
@@ -61,8 +62,13 @@ func (r *CertManagerChallengeReconciler) SetupWithManager(mgr manager.Manager) e
 		return fmt.Errorf("cert-manager's Challenge kind (%s/%s) is not served by the API server (%w): install cert-manager with its CRDs, or turn this off with --cert-manager-challenges=false (chart value certManager.acmeChallenges: false)",
 			cmacme.SchemeGroupVersion, cmacme.ChallengeKind, err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &cmacme.Challenge{}, challengeDNSNameIndex, indexChallengeDNSName); err != nil {
+		return fmt.Errorf("indexing cert-manager Challenges by DNS name: %w", err)
+	}
 	return builder.ControllerManagedBy(mgr).
 		For(&cmacme.Challenge{}).
+		// A Challenge that ends lets the next one for its name go first.
+		Watches(&cmacme.Challenge{}, handler.EnqueueRequestsFromMapFunc(r.challengesOfName)).
 		Owns(&v1alpha1.ACMEChallenge{}).
 		Watches(&networkingv1.IngressClass{}, byClass).
 		Watches(&v1alpha1.IstioSolverClass{}, byClass).
@@ -89,6 +95,72 @@ func (r *CertManagerChallengeReconciler) challengesOfClass(ctx context.Context, 
 		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ch.Namespace, Name: ch.Name}})
 	}
 	return out
+}
+
+// challengeDNSNameIndex indexes cert-manager's Challenges by spec.dnsName.
+const challengeDNSNameIndex = "istio-acme.io/challenge-dns-name"
+
+func indexChallengeDNSName(obj client.Object) []string {
+	ch, ok := obj.(*cmacme.Challenge)
+	if !ok || ch.Spec.DNSName == "" {
+		return nil
+	}
+	return []string{ch.Spec.DNSName}
+}
+
+// challengesOfName lists the other open Challenges of the changed one's
+// name whose solver names an IngressClass.
+func (r *CertManagerChallengeReconciler) challengesOfName(ctx context.Context, obj client.Object) []reconcile.Request {
+	changed, ok := obj.(*cmacme.Challenge)
+	if !ok || !finished(changed) {
+		return nil
+	}
+	var list cmacme.ChallengeList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{challengeDNSNameIndex: changed.Spec.DNSName}); err != nil {
+		log.FromContext(ctx).Error(err, "listing cert-manager Challenges", "dnsName", changed.Spec.DNSName)
+		return nil
+	}
+	var out []reconcile.Request
+	for _, ch := range list.Items {
+		if ch.UID != changed.UID && !finished(&ch) && ingressClassOf(&ch) != "" {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ch.Namespace, Name: ch.Name}})
+		}
+	}
+	return out
+}
+
+// queuedBehind names the open Challenge of the same name and type that
+// cert-manager schedules before ch (one it processes, or an older one), or
+// is empty when ch is next. cert-manager never validates two Challenges of
+// one name at once, whatever their solvers: their routes would compete for
+// the same host.
+func (r *CertManagerChallengeReconciler) queuedBehind(ctx context.Context, ch *cmacme.Challenge) (string, error) {
+	var list cmacme.ChallengeList
+	if err := r.Client.List(ctx, &list, client.MatchingFields{challengeDNSNameIndex: ch.Spec.DNSName}); err != nil {
+		return "", fmt.Errorf("listing cert-manager Challenges for %s: %w", ch.Spec.DNSName, err)
+	}
+	for _, other := range list.Items {
+		if other.UID == ch.UID || other.Spec.Type != ch.Spec.Type || finished(&other) {
+			continue
+		}
+		if other.Status.Processing || scheduledFirst(&other, ch) {
+			return other.Namespace + "/" + other.Name, nil
+		}
+	}
+	return "", nil
+}
+
+// scheduledFirst reports whether cert-manager's scheduler takes a before b:
+// the older first (ties, which it leaves to chance, by namespace and name,
+// so that only one of them is published).
+func scheduledFirst(a, b *cmacme.Challenge) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
 }
 
 // ingressClassOf returns the IngressClass an HTTP-01 Challenge's ingress
@@ -130,9 +202,7 @@ func (r *CertManagerChallengeReconciler) Reconcile(ctx context.Context, req reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	if !ch.Status.Processing || finished(ch) {
-		// Not scheduled yet (cert-manager answers one Challenge per host at
-		// a time), or done: no routes.
+	if finished(ch) {
 		return reconcile.Result{}, r.removeMirror(ctx, req.NamespacedName)
 	}
 	className := ingressClassOf(ch)
@@ -148,6 +218,22 @@ func (r *CertManagerChallengeReconciler) Reconcile(ctx context.Context, req reco
 		// the class watch brings the Challenge back if it appears). Routes
 		// published while the class was ours go.
 		return reconcile.Result{}, r.removeMirror(ctx, req.NamespacedName)
+	}
+
+	if !ch.Status.Processing {
+		// Not scheduled yet. cert-manager schedules the oldest open
+		// Challenge of a name and only one at a time: that one's route is
+		// published now, so that it is live before cert-manager's first
+		// self-check, which it runs a moment after scheduling and retries
+		// only 10 s later. The others of the name wait their turn.
+		behind, err := r.queuedBehind(ctx, ch)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if behind != "" {
+			log.FromContext(ctx).V(1).Info("waiting for cert-manager's Challenge of the same name", "host", ch.Spec.DNSName, "before", behind)
+			return reconcile.Result{}, r.removeMirror(ctx, req.NamespacedName)
+		}
 	}
 
 	settings, solverClass, problem, err := r.settings(ctx, class)

@@ -43,7 +43,7 @@ func TestDefaultSettingsMatchTheCRD(t *testing.T) {
 // TestCertManagerChallenges runs the challenge controllers against a real
 // API server, with the Challenges written as cert-manager's controller
 // writes them: a Challenge of our IngressClass gets an ACMEChallenge while
-// cert-manager works on it, whose routes are published and whose token is
+// cert-manager works on it or will next, whose routes are published and whose token is
 // served; its progress and diagnoses are Events on the Challenge; other
 // classes are left alone; and everything goes when the Challenge is final
 // or deleted.
@@ -79,18 +79,24 @@ func TestCertManagerChallenges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Not scheduled yet: nothing is published.
-	consistently(t, "no ACMEChallenge before cert-manager processes the Challenge", func() (bool, string) {
-		err := cl.Get(ctx, client.ObjectKeyFromObject(shop), &v1alpha1.ACMEChallenge{})
-		return apierrors.IsNotFound(err), fmt.Sprint(err)
-	})
-	setProcessing(ctx, t, cl, shop, other)
-
+	// Not scheduled yet, but next for its name: published before
+	// cert-manager processes it, so its first self-check finds the route.
 	mirror := &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: shop.Name}}
-	waitChallenge(t, cl, mirror, "the ACMEChallenge to be presented", func(got *v1alpha1.ACMEChallenge) bool {
+	waitChallenge(t, cl, mirror, "the ACMEChallenge to be presented before cert-manager schedules the Challenge", func(got *v1alpha1.ACMEChallenge) bool {
 		*mirror = *got
 		return got.Status.Presented
 	})
+	// A second Challenge of the same name waits its turn, as cert-manager
+	// validates one per name at a time.
+	later := cmChallenge("shop-9-9-9", "shop.example.com", "tok-shop-later", "istio-acme")
+	if err := cl.Create(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	consistently(t, "no ACMEChallenge for a Challenge queued behind another of its name", func() (bool, string) {
+		err := cl.Get(ctx, client.ObjectKeyFromObject(later), &v1alpha1.ACMEChallenge{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	setProcessing(ctx, t, cl, shop, other)
 	if !metav1.IsControlledBy(mirror, shop) || mirror.Labels[LabelCertManagerChallenge] != string(shop.UID) {
 		t.Errorf("ACMEChallenge owners %v labels %v, want controlled by and labelled with Challenge %s", mirror.OwnerReferences, mirror.Labels, shop.UID)
 	}
@@ -179,6 +185,10 @@ func TestCertManagerChallenges(t *testing.T) {
 		}
 		return apierrors.IsNotFound(err) && len(left.Items) == 0, fmt.Sprint(err, len(left.Items))
 	})
+	// ... and the one queued behind it is next: published at once, before
+	// cert-manager schedules it.
+	waitChallenge(t, cl, &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: later.Name}},
+		"the next Challenge of the name to be presented once the first is valid", func(got *v1alpha1.ACMEChallenge) bool { return got.Status.Presented })
 	// A deleted Challenge takes its ACMEChallenge along.
 	if err := cl.Delete(ctx, edge); err != nil {
 		t.Fatal(err)
