@@ -5,7 +5,8 @@
 // are approved, and issued requests become Secrets and Ready Certificates;
 // and cert-manager's own ACME issuer (Issuers, ClusterIssuers, Orders,
 // Challenges) with cert-manager's defaults, its HTTP-01 self-check resolving
-// names with --acme-http01-solver-nameservers.
+// names with --acme-http01-solver-nameservers; and its CA issuer, the
+// floor of the bench.
 package main
 
 import (
@@ -26,6 +27,7 @@ import (
 	_ "github.com/cert-manager/cert-manager/pkg/controller/acmeorders"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/acme"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/approver"
+	_ "github.com/cert-manager/cert-manager/pkg/controller/certificaterequests/ca"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/issuing"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/keymanager"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/readiness"
@@ -34,9 +36,11 @@ import (
 	_ "github.com/cert-manager/cert-manager/pkg/controller/certificates/trigger"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/clusterissuers"
 	_ "github.com/cert-manager/cert-manager/pkg/controller/issuers"
-	// The ACME issuer's implementation registers itself (cert-manager's
-	// controller binary imports every issuer this way).
+	// The ACME and CA issuers' implementations register themselves
+	// (cert-manager's controller binary imports every issuer this way); the
+	// CA issuer is the bench's floor.
 	_ "github.com/cert-manager/cert-manager/pkg/issuer/acme"
+	_ "github.com/cert-manager/cert-manager/pkg/issuer/ca"
 	logf "github.com/cert-manager/cert-manager/pkg/logs"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
@@ -53,6 +57,7 @@ var controllers = []string{
 	"issuers",
 	"clusterissuers",
 	"certificaterequests-issuer-acme",
+	"certificaterequests-issuer-ca",
 	"orders",
 	"challenges",
 }
