@@ -358,26 +358,22 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 	}); err != nil {
 		return err
 	}
-	// The CA's verdict only: being validated is a step the status shows,
-	// not worth an API request per challenge.
-	if changed && (state == v1alpha1.ChallengeValid || state == v1alpha1.ChallengeInvalid) {
-		s.challengeEvent(ch, state, msg)
+	if changed && state == v1alpha1.ChallengeInvalid {
+		s.invalidEvent(ch, msg)
 	}
 	return nil
 }
 
-// challengeEvent records the CA's verdict on a challenge (valid or
-// invalid) on the challenge itself, where `kubectl describe acmechallenge`
-// shows it; the request gets its own Events.
-func (s *Signer) challengeEvent(ch *v1alpha1.ACMEChallenge, state v1alpha1.ChallengeState, msg string) {
+// invalidEvent records the CA's failed validation on the challenge itself,
+// where `kubectl describe acmechallenge` shows it, and where it stays once
+// the challenge is gone. A validation that succeeded records none: nobody
+// has anything to do, and the request's Issued Event says how each name
+// was routed.
+func (s *Signer) invalidEvent(ch *v1alpha1.ACMEChallenge, msg string) {
 	if s.events == nil {
 		return
 	}
-	eventType, reason := corev1.EventTypeNormal, v1alpha1.ChallengeReasonValid
-	if state == v1alpha1.ChallengeInvalid {
-		eventType, reason = corev1.EventTypeWarning, v1alpha1.ChallengeReasonInvalid
-	}
-	s.events.Eventf(ch, nil, eventType, reason, "Validate", "%s", msg)
+	s.events.Eventf(ch, nil, corev1.EventTypeWarning, v1alpha1.ChallengeReasonInvalid, "Validate", "%s", msg)
 }
 
 // deleteChallenges removes the order's challenges; their finalizer removes
@@ -399,10 +395,8 @@ func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder
 		if settled != nil && ch.Status.State == v1alpha1.ChallengeProcessing {
 			outcome := settled(ch.Spec.DNSName)
 			metrics.Challenges.WithLabelValues(outcome).Inc()
-			if outcome == metrics.ChallengeValid {
-				s.challengeEvent(ch, v1alpha1.ChallengeValid, "validated by the CA")
-			} else {
-				s.challengeEvent(ch, v1alpha1.ChallengeInvalid, "the CA's validation failed; ACMEOrder "+order.Name+" gives the CA's reason")
+			if outcome == metrics.ChallengeInvalid {
+				s.invalidEvent(ch, "the CA's validation failed; ACMEOrder "+order.Name+" gives the CA's reason")
 			}
 		}
 		if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {

@@ -155,8 +155,9 @@ func (s *Signer) recordPlaced(ctx context.Context, cro signer.CertificateRequest
 		s.unrecorded.keep(order.UID, acct.uri, o)
 		return nil, fmt.Errorf("recording order %s in ACMEOrder %s/%s (kept in memory and recorded on the next attempt): %w", o.URI, order.Namespace, order.Name, err)
 	}
+	// Logged, not an Event: the ACMEOrder shows the order, and the
+	// request's Issued Event names it.
 	log.FromContext(ctx).Info("ACME order created", "order", o.URI, "names", order.Spec.DNSNames)
-	s.event(cro, corev1.EventTypeNormal, "OrderCreated", "%s", msg)
 	countOrder(order, metrics.OrderCreated)
 	return o, nil
 }

@@ -27,7 +27,7 @@ const (
 // status write changes: a renewal wave of 1,000 Certificates held about
 // 4 MB of them. The progress stays where `cmctl status certificate` shows
 // it, the request's Ready condition; the signer records the Events worth
-// keeping: OrderCreated, Issued (with the order), and what went wrong.
+// keeping: Issued (with the order), and what went wrong.
 type requestEvents struct {
 	events.EventRecorder
 }

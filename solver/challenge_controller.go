@@ -271,11 +271,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	r.passes.forget(ch.UID)
 	logger.Info("published challenge routes", "routes", refs)
-	if !wasPresented {
-		// Says where the CA's request goes through Istio, on the challenge
-		// and on a cert-manager Challenge it answers (which shows its own
-		// progress otherwise).
-		r.eventf(ch, corev1.EventTypeNormal, "RoutesPublished", "%s", msg)
+	if owner := certManagerChallengeOf(ch); owner != nil && !wasPresented {
+		// Says where the CA's request goes through Istio on the cert-manager
+		// Challenge it answers, where its users look (it shows nothing of
+		// ours otherwise). An ACMEChallenge's status says the same.
+		r.Events.Eventf(owner, ch, corev1.EventTypeNormal, "RoutesPublished", "Present", "%s", msg)
 	}
 	return reconcile.Result{}, nil
 }
