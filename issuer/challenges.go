@@ -51,15 +51,16 @@ func (s *Signer) solve(ctx context.Context, cro signer.CertificateRequestObject,
 // report says which name is done and which one the CA failed.
 func (s *Signer) solveOne(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder, authzURL string, ch *v1alpha1.ACMEChallenge) (string, error) {
 	if ch != nil {
+		since, accepted := s.validatingFor(ch)
 		switch {
 		case !ch.Status.Presented:
 			return s.publishing(cro, ch), nil
-		case ch.Status.State == "":
+		case !accepted:
 			if err := s.accept(ctx, cro, acct, ch); err != nil {
 				return "", err
 			}
 			return ch.Spec.DNSName + ": the CA is validating", nil
-		case ch.Status.State == v1alpha1.ChallengeProcessing && s.validatingFor(ch) < quietValidation:
+		case since < quietValidation:
 			return ch.Spec.DNSName + ": the CA is validating", nil
 		}
 	}
@@ -111,8 +112,13 @@ func (s *Signer) solveOne(ctx context.Context, cro signer.CertificateRequestObje
 		return "", signer.PermanentError{Err: fmt.Errorf("%s: %s (the CA still calls the authorization pending, but a failed challenge cannot succeed)", host, detail)}
 	}
 	if ch != nil {
-		// Accepted a while ago and still pending at the CA.
-		return host + ": the CA is validating" + validatingSince(s.validatingFor(ch)), nil
+		// Accepted a while ago and still pending at the CA: from now on
+		// the challenge says so too, where kubectl shows it.
+		if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
+			return "", err
+		}
+		since, _ := s.validatingFor(ch)
+		return host + ": the CA is validating" + validatingSince(since), nil
 	}
 	if _, err := s.ensureChallenge(ctx, cro, iss, acct, order, a, chal); err != nil {
 		return "", err
@@ -162,13 +168,20 @@ func validatingSince(d time.Duration) string {
 // before its authorization is read as well.
 const quietValidation = 2 * time.Second
 
-// validatingFor is how long ago the challenge was accepted; long ago when
-// that was not recorded.
-func (s *Signer) validatingFor(ch *v1alpha1.ACMEChallenge) time.Duration {
-	if ch.Status.AcceptedAt == nil {
-		return quietValidation
+// validatingFor is how long ago the challenge was accepted, and whether it
+// was: remembered since this process asked the CA, or recorded on the
+// challenge (long ago when its time was not).
+func (s *Signer) validatingFor(ch *v1alpha1.ACMEChallenge) (time.Duration, bool) {
+	if at, ok := s.accepted.at(ch.UID); ok {
+		return s.clock.Since(at), true
 	}
-	return s.clock.Since(ch.Status.AcceptedAt.Time)
+	switch {
+	case ch.Status.State != v1alpha1.ChallengeProcessing:
+		return 0, false
+	case ch.Status.AcceptedAt == nil:
+		return quietValidation, true
+	}
+	return s.clock.Since(ch.Status.AcceptedAt.Time), true
 }
 
 // accept asks the CA to validate a challenge whose routes are in place.
@@ -190,14 +203,15 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 				return fmt.Errorf("asking the CA to validate %s: the CA answered %s, and reading the challenge's state failed: %w", host, problemText(ae), caOutcome("reading challenge "+ch.Spec.URL, gerr))
 			case c.Status != acme.StatusPending:
 				log.FromContext(ctx).Info("challenge already accepted; the answer to an earlier request was lost", "challenge", ch.Spec.URL, "status", c.Status)
-				return s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL)
+				s.accepted.remember(ch.UID, s.clock.Now())
+				return nil
 			}
 		}
 		return caOutcome("asking the CA to validate "+host, err)
 	}
-	if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
-		return err
-	}
+	// Remembered, not written: the CA usually decides within
+	// quietValidation, and the challenge records a validation that lasts.
+	s.accepted.remember(ch.UID, s.clock.Now())
 	metrics.Challenges.WithLabelValues(metrics.ChallengeAccepted).Inc()
 	// Logged, not an Event: one per name would double the Events of every
 	// issuance, and the ACMEChallenge's status says the same.
@@ -303,9 +317,9 @@ func (s *Signer) ensureChallenge(ctx context.Context, cro signer.CertificateRequ
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: key.Namespace,
 			Name:      key.Name,
-			// Set at creation, so the challenge controller need not add it
-			// before it publishes the routes.
-			Finalizers: []string{v1alpha1.ChallengeRoutesFinalizer},
+			// No finalizer: routes in this namespace are owned by the
+			// challenge, and the challenge controller adds the finalizer
+			// only before it writes anything elsewhere.
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion:         v1alpha1.GroupVersion.String(),
 				Kind:               "ACMEOrder",
@@ -349,8 +363,12 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 	}
 	changed := ch.Status.State != state
 	if err := kubeutil.UpdateStatus(ctx, s.client, ch, func(ch *v1alpha1.ACMEChallenge) {
-		if state == v1alpha1.ChallengeProcessing && ch.Status.State == "" {
-			ch.Status.AcceptedAt = &metav1.Time{Time: s.clock.Now()}
+		if state == v1alpha1.ChallengeProcessing && ch.Status.AcceptedAt == nil {
+			at, ok := s.accepted.at(ch.UID)
+			if !ok {
+				at = s.clock.Now()
+			}
+			ch.Status.AcceptedAt = &metav1.Time{Time: at}
 		}
 		ch.Status.State = state
 		ch.Status.Message = msg
@@ -376,8 +394,8 @@ func (s *Signer) invalidEvent(ch *v1alpha1.ACMEChallenge, msg string) {
 	s.events.Eventf(ch, nil, corev1.EventTypeWarning, v1alpha1.ChallengeReasonInvalid, "Validate", "%s", msg)
 }
 
-// deleteChallenges removes the order's challenges; their finalizer removes
-// the routes.
+// deleteChallenges removes the order's challenges; the garbage collector
+// removes the routes they own, and their finalizer the rest.
 //
 // With settled, the order has ended at the CA: each challenge the CA was
 // asked to validate and whose outcome was not seen is counted with the
@@ -387,20 +405,39 @@ func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder
 	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
 		return fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
 	}
+	var mine []*v1alpha1.ACMEChallenge
+	labelled := true
 	for i := range list.Items {
 		ch := &list.Items[i]
 		if ch.Spec.Order != order.Name || ch.DeletionTimestamp != nil {
 			continue
 		}
-		if settled != nil && ch.Status.State == v1alpha1.ChallengeProcessing {
-			outcome := settled(ch.Spec.DNSName)
-			metrics.Challenges.WithLabelValues(outcome).Inc()
-			if outcome == metrics.ChallengeInvalid {
-				s.invalidEvent(ch, "the CA's validation failed; ACMEOrder "+order.Name+" gives the CA's reason")
+		mine = append(mine, ch)
+		labelled = labelled && ch.Labels[v1alpha1.LabelOrder] == order.Name
+	}
+	if len(mine) > 1 && labelled {
+		// One request for all of them; every challenge of the order
+		// carries its label.
+		if err := s.client.DeleteAllOf(ctx, &v1alpha1.ACMEChallenge{}, client.InNamespace(order.Namespace), client.MatchingLabels{v1alpha1.LabelOrder: order.Name}); err != nil {
+			return fmt.Errorf("deleting the ACMEChallenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
+		}
+	} else {
+		for _, ch := range mine {
+			if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("deleting ACMEChallenge %s/%s: %w", ch.Namespace, ch.Name, err)
 			}
 		}
-		if err := s.client.Delete(ctx, ch); client.IgnoreNotFound(err) != nil {
-			return fmt.Errorf("deleting ACMEChallenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	for _, ch := range mine {
+		_, accepted := s.validatingFor(ch)
+		s.accepted.forget(ch.UID)
+		if settled == nil || !accepted || ch.Status.State == v1alpha1.ChallengeValid || ch.Status.State == v1alpha1.ChallengeInvalid {
+			continue
+		}
+		outcome := settled(ch.Spec.DNSName)
+		metrics.Challenges.WithLabelValues(outcome).Inc()
+		if outcome == metrics.ChallengeInvalid {
+			s.invalidEvent(ch, "the CA's validation failed; ACMEOrder "+order.Name+" gives the CA's reason")
 		}
 	}
 	return nil

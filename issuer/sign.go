@@ -35,6 +35,8 @@ type Signer struct {
 	accounts *accounts
 	// unrecorded holds orders placed whose URL could not be written yet.
 	unrecorded unrecordedOrders
+	// accepted holds the challenges the CA was asked to validate.
+	accepted acceptedChallenges
 	// authorize and refusalGrace: see Options.
 	authorize        AuthorizeFunc
 	refusalGrace     time.Duration

@@ -158,15 +158,6 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		logger.Info("a route of the open challenge was deleted; publishing it again", "object", gone)
 		r.eventf(ch, corev1.EventTypeWarning, "RouteDeleted", "%s was deleted while the challenge is open; publishing it again", gone)
 	}
-	if !controllerutil.ContainsFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer) {
-		// The finalizer is in place before any route exists, so no route
-		// can outlive its challenge.
-		controllerutil.AddFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer)
-		if err := r.Client.Update(ctx, ch); err != nil {
-			return reconcile.Result{}, err
-		}
-	}
-
 	// The tenancy rule first: a name the requester may not serve is never
 	// routed nor self-checked, and what an earlier pass published goes.
 	if r.Authorizer != nil {
@@ -217,6 +208,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	routes := BuildRoutes(ch, plan.Workloads, plan.Split, temp)
+	if routes.NeedsFinalizer(ch) {
+		if err := r.addFinalizer(ctx, ch); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	var refs []v1alpha1.ObjectReference
 	for _, sec := range routes.Secrets {
 		if err := r.ensure(ctx, sec, &corev1.Secret{}); err != nil {
@@ -278,6 +274,20 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		r.Events.Eventf(owner, ch, corev1.EventTypeNormal, "RoutesPublished", "Present", "%s", msg)
 	}
 	return reconcile.Result{}, nil
+}
+
+// addFinalizer puts the challenge's finalizer in place before anything it
+// cannot own is written, so that nothing outlives it. Routes in its own
+// namespace need none: they are owned by it.
+func (r *ChallengeReconciler) addFinalizer(ctx context.Context, ch *v1alpha1.ACMEChallenge) error {
+	if controllerutil.ContainsFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer) {
+		return nil
+	}
+	controllerutil.AddFinalizer(ch, v1alpha1.ChallengeRoutesFinalizer)
+	if err := r.Client.Update(ctx, ch); err != nil {
+		return fmt.Errorf("adding the finalizer of ACMEChallenge %s/%s: %w", ch.Namespace, ch.Name, err)
+	}
+	return nil
 }
 
 // confined returns why the challenge, of a namespaced ACMEIssuer's order,

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
+	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -62,6 +64,11 @@ func TestChallengeLifecycle(t *testing.T) {
 	waitChallenge(t, cl, ch, "the challenge to be presented", func(got *v1alpha1.ACMEChallenge) bool {
 		return got.Status.Presented && len(got.Status.Routes) == 2 && strings.Contains(got.Status.Message, "self-check passed through the ingress gateway at "+gatewayAddr)
 	})
+	// Its own Gateway lives in the gateway namespace, where the challenge
+	// cannot own it: the finalizer removes it.
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil || !slices.Contains(ch.Finalizers, v1alpha1.ChallengeRoutesFinalizer) {
+		t.Errorf("a challenge with a Gateway in another namespace has finalizers %v, want %s (%v)", ch.Finalizers, v1alpha1.ChallengeRoutesFinalizer, err)
+	}
 	gw := &istionet.Gateway{}
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(wantGateway), gw); err != nil {
 		t.Fatalf("Gateway: %v", err)
@@ -110,6 +117,69 @@ func TestChallengeLifecycle(t *testing.T) {
 	waitFor(t, "the token to stop being served", func() (bool, string) {
 		code, _ := get("shop.example.com")
 		return code == http.StatusNotFound, fmt.Sprint(code)
+	})
+}
+
+// TestChallengeRoutesInItsNamespaceGoWithIt: a host a user's Gateway
+// already serves on port 80 needs only a VirtualService, in the challenge's
+// namespace. The challenge owns it, carries no finalizer (no round trip to
+// add and remove one), and the garbage collector removes the route when the
+// challenge goes.
+func TestChallengeRoutesInItsNamespaceGoWithIt(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api, gatewayAddr := startIngress(ctx, t)
+	cl := api.Client
+	users := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "shop"}}
+	users.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	users.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"apps/shop.example.com"}}}
+	if err := cl.Create(ctx, users); err != nil {
+		t.Fatal(err)
+	}
+	startChallengeController(ctx, t, api, gatewayAddr, true)
+
+	ch := testChallenge()
+	if err := cl.Create(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	waitChallenge(t, cl, ch, "the challenge to be presented", func(got *v1alpha1.ACMEChallenge) bool {
+		return got.Status.Presented
+	})
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(ch), ch); err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Finalizers) != 0 {
+		t.Errorf("a challenge whose routes all live in its namespace has finalizers %v, want none", ch.Finalizers)
+	}
+	var routes []client.Object
+	for _, ref := range ch.Status.Routes {
+		if ref.Kind != "VirtualService" || ref.Namespace != ch.Namespace {
+			t.Errorf("route %s %s/%s, want only VirtualServices in %s binding the user's Gateway", ref.Kind, ref.Namespace, ref.Name, ch.Namespace)
+			continue
+		}
+		vs := &istionet.VirtualService{}
+		if err := cl.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, vs); err != nil {
+			t.Fatal(err)
+		}
+		if owners := vs.OwnerReferences; len(owners) != 1 || owners[0].UID != ch.UID || owners[0].Kind != "ACMEChallenge" {
+			t.Errorf("VirtualService %s is owned by %v, want the challenge %s", vs.Name, owners, ch.UID)
+		}
+		routes = append(routes, vs)
+	}
+	if len(routes) == 0 {
+		t.Fatalf("the presented challenge records no VirtualService: %v", ch.Status.Routes)
+	}
+
+	if err := cl.Delete(ctx, ch); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the garbage collector to remove the challenge's VirtualServices", func() (bool, string) {
+		for _, obj := range routes {
+			if err := cl.Get(ctx, client.ObjectKeyFromObject(obj), &istionet.VirtualService{}); !apierrors.IsNotFound(err) {
+				return false, fmt.Sprintf("%s: %v", obj.GetName(), err)
+			}
+		}
+		return true, ""
 	})
 }
 

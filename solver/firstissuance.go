@@ -77,6 +77,10 @@ func (r *ChallengeReconciler) firstIssuance(ctx context.Context, ch *v1alpha1.AC
 			"%s; Certificate %s fills that Secret, but sets %s: %q, so cert-manager stores no temporary certificate there for the server to answer the CA with: remove the annotation or set it to \"true\", or turn httpsRedirect off until the first certificate is issued",
 			refusal.Situation, key, cmapi.IssueTemporaryCertificateAnnotation, v)}, nil
 	case !set:
+		// The finalizer removes the annotation when the challenge ends.
+		if err := r.addFinalizer(ctx, ch); err != nil {
+			return nil, err
+		}
 		if err := r.applyTemporaryCertificate(ctx, crt, true); err != nil {
 			return nil, fmt.Errorf("asking cert-manager for a temporary certificate on Certificate %s: %w", key, err)
 		}

@@ -112,12 +112,23 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 		if uid := ch.Labels[LabelCertManagerChallenge]; uid != "" {
 			labels[LabelCertManagerChallenge] = uid
 		}
-		return metav1.ObjectMeta{
+		m := metav1.ObjectMeta{
 			Name:        name,
 			Namespace:   namespace,
 			Labels:      labels,
 			Annotations: map[string]string{AnnotationChallenge: ch.Namespace + "/" + ch.Name},
 		}
+		if namespace == ch.Namespace && ch.UID != "" {
+			// Goes with the challenge through the garbage collector, with
+			// no finalizer round trip (see NeedsFinalizer).
+			m.OwnerReferences = []metav1.OwnerReference{{
+				APIVersion: v1alpha1.GroupVersion.String(),
+				Kind:       "ACMEChallenge",
+				Name:       ch.Name,
+				UID:        ch.UID,
+			}}
+		}
+		return m
 	}
 	// The challenge's VirtualServices are written in the namespace the
 	// request comes from, as that namespace would write them, so the ns/host
@@ -188,6 +199,32 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 		v := vs(name)
 		v.Spec.Gateways, v.Spec.Hosts = []string{b.Gateway}, []string{b.Host}
 		out.VirtualServices = append(out.VirtualServices, v)
+	}
+	return out
+}
+
+// NeedsFinalizer reports whether some of the routes live outside the
+// challenge's namespace, where the challenge cannot own them: its finalizer
+// must then be in place before they are written, so that they go with it.
+func (r Routes) NeedsFinalizer(ch *v1alpha1.ACMEChallenge) bool {
+	for _, obj := range r.objects() {
+		if len(obj.GetOwnerReferences()) == 0 || obj.GetNamespace() != ch.Namespace {
+			return true
+		}
+	}
+	return false
+}
+
+func (r Routes) objects() []client.Object {
+	var out []client.Object
+	for _, s := range r.Secrets {
+		out = append(out, s)
+	}
+	for _, g := range r.Gateways {
+		out = append(out, g)
+	}
+	for _, v := range r.VirtualServices {
+		out = append(out, v)
 	}
 	return out
 }

@@ -36,7 +36,9 @@ func TestOrphanSweep(t *testing.T) {
 		t.Fatal(err)
 	}
 	gone := live.DeepCopy()
-	gone.Name, gone.Spec.DNSName = "gone-1", "gone.example.com" // never created
+	// Never created: no UID, so its routes have no owner the garbage
+	// collector could find missing, as when they live in another namespace.
+	gone.Name, gone.UID, gone.Spec.DNSName = "gone-1", "", "gone.example.com"
 	liveRoutes, goneRoutes := BuildRoutes(live, []WorkloadRoute{{Index: 0, OwnHTTP: true}}, false, nil), BuildRoutes(gone, []WorkloadRoute{{Index: 0, OwnHTTP: true}}, false, nil)
 	users := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "users-app"}}
 	users.Spec.Hosts = []string{"app.example.com"}

@@ -12,8 +12,12 @@ import (
 type ChallengeState string
 
 // ChallengeRoutesFinalizer keeps an ACMEChallenge until the controller has
-// deleted its routes, which live in the gateway namespace and cannot be
-// owned by it.
+// deleted what it cannot own: routes in another namespace (a Gateway of
+// its own in the gateway namespace, a VirtualService in a requester's
+// namespace, a temporary certificate's Secret) and the temporary-certificate
+// annotation on a Certificate. Routes in the challenge's own namespace are
+// owned by it and go with it through the garbage collector; a challenge that
+// has only those carries no finalizer.
 const ChallengeRoutesFinalizer = "istio-acme.io/routes"
 
 // The states of an ACME challenge.
