@@ -12,8 +12,9 @@ import (
 
 // auditEntry is what the tests read of one API server audit event.
 type auditEntry struct {
-	Stage string `json:"stage"`
-	Verb  string `json:"verb"`
+	Stage     string `json:"stage"`
+	Verb      string `json:"verb"`
+	UserAgent string `json:"userAgent"`
 	User  struct {
 		Username string `json:"username"`
 	} `json:"user"`
@@ -44,6 +45,13 @@ func (e auditEntry) user() string {
 // request.
 func (e auditEntry) byController() bool {
 	return strings.HasPrefix(e.user(), "system:serviceaccount:"+controllerNamespace+":")
+}
+
+// byGarbageCollector reports whether kube-controller-manager's garbage
+// collector made the request (client-go ends its user agent with the
+// controller's name).
+func (e auditEntry) byGarbageCollector() bool {
+	return strings.HasSuffix(e.UserAgent, "/generic-garbage-collector")
 }
 
 // readAudit reads the completed requests of an audit log.

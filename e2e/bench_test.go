@@ -197,8 +197,9 @@ type benchFigures struct {
 	// requestsByResource counts them by client, verb and resource.
 	requestsByResource map[string]map[string]int
 	// solverWrites counts writes of solver objects by client: Istio
-	// Gateways and VirtualServices by ours, Pods, Services and Ingresses by
-	// cert-manager's HTTP-01 solver.
+	// Gateways and VirtualServices by ours (and their deletion by the
+	// garbage collector when they go with their challenge), Pods, Services
+	// and Ingresses by cert-manager's HTTP-01 solver.
 	solverWrites map[string]int
 	hosts        int
 	// peakRSS is our controller's peak resident memory in the workload.
