@@ -5,6 +5,7 @@ import (
 	"context"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -14,25 +15,32 @@ import (
 // requestStatusWriter; everything else is the manager's own.
 type requestManager struct {
 	manager.Manager
+	progress *progressMemo
+	clock    clock.PassiveClock
 }
 
 func (m requestManager) GetClient() client.Client {
-	return requestClient{Client: m.Manager.GetClient()}
+	return requestClient{Client: m.Manager.GetClient(), progress: m.progress, clock: m.clock}
 }
 
 type requestClient struct {
 	client.Client
+	progress *progressMemo
+	clock    clock.PassiveClock
 }
 
 func (c requestClient) Status() client.SubResourceWriter {
-	return requestStatusWriter{SubResourceWriter: c.Client.Status(), cache: c.Client}
+	return requestStatusWriter{SubResourceWriter: c.Client.Status(), cache: c.Client, progress: c.progress, clock: c.clock}
 }
 
 // requestStatusWriter sends issuer-lib's status patches with the pending
-// prefix once, and leaves out those that would change nothing.
+// prefix once, and leaves out those that would change nothing and, with
+// progress, progress that has not lasted quietProgress yet.
 type requestStatusWriter struct {
 	client.SubResourceWriter
-	cache client.Reader
+	cache    client.Reader
+	progress *progressMemo
+	clock    clock.PassiveClock
 }
 
 func (w requestStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
@@ -44,9 +52,21 @@ func (w requestStatusWriter) Patch(ctx context.Context, obj client.Object, patch
 		data = fixed
 		patch = client.RawPatch(patch.Type(), fixed)
 	}
-	if patch.Type() == types.ApplyPatchType && unchangedRequestStatus(ctx, w.cache, obj, data) {
-		log.FromContext(ctx).V(1).Info("request status unchanged; not written")
-		return nil
+	if patch.Type() == types.ApplyPatchType {
+		if unchangedRequestStatus(ctx, w.cache, obj, data) {
+			log.FromContext(ctx).V(1).Info("request status unchanged; not written")
+			return nil
+		}
+		if w.progress != nil {
+			key := client.ObjectKeyFromObject(obj)
+			if msg, ok := pendingProgress(data); !ok {
+				w.progress.forget(key)
+			} else if !w.progress.lasted(key, msg, w.clock.Now()) {
+				// The next pass, a poll interval away, writes it if it lasts.
+				log.FromContext(ctx).V(1).Info("request progress not written yet", "message", msg)
+				return nil
+			}
+		}
 	}
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }

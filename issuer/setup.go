@@ -69,7 +69,7 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 			b.Watches(&v1alpha1.HostnameGrant{}, refused)
 			return nil
 		},
-	}).SetupWithManager(ctx, requestManager{Manager: mgr})
+	}).SetupWithManager(ctx, requestManager{Manager: mgr, progress: &progressMemo{}, clock: o.Signer.clock})
 }
 
 // retryBackoff spaces the retries of a request (or issuer) after an error:

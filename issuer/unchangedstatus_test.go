@@ -10,6 +10,7 @@ import (
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -117,5 +118,81 @@ func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 	}
 	if sent-before != 2 {
 		t.Errorf("%d of 2 issuer status applies sent, want both", sent-before)
+	}
+}
+
+// TestProgressIsWrittenOnceItLasts: a request's progress message is written
+// once it has stayed the same for quietProgress, a step passed through
+// faster is never written, and the outcome is written at once.
+func TestProgressIsWrittenOnceItLasts(t *testing.T) {
+	api := testenv.StartAPIServer(t)
+	api.CreateNamespaces(t, "apps")
+	ctx := context.Background()
+	cr := &cmapi.CertificateRequest{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
+		Spec: cmapi.CertificateRequestSpec{
+			Request:   csrPEM(t, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}}),
+			IssuerRef: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "x"},
+		},
+	}
+	mustCreate(t, api.Client, cr)
+
+	sent := 0
+	clk := clocktesting.NewFakePassiveClock(time.Now())
+	w := requestStatusWriter{SubResourceWriter: countingWriter{SubResourceWriter: api.Client.Status(), patches: &sent}, cache: api.Client, progress: &progressMemo{}, clock: clk}
+	since := metav1.NewTime(time.Now().Truncate(time.Second))
+	target := &cmapi.CertificateRequest{
+		TypeMeta:   metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
+	}
+	apply := func(status cmapi.CertificateRequestStatus) {
+		t.Helper()
+		data, err := json.Marshal(map[string]any{
+			"apiVersion": cmapi.SchemeGroupVersion.String(), "kind": cmapi.CertificateRequestKind,
+			"metadata": map[string]string{"name": "req", "namespace": "apps"},
+			"status":   status,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Patch(ctx, target, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := func(message string) cmapi.CertificateRequestStatus {
+		return cmapi.CertificateRequestStatus{Conditions: []cmapi.CertificateRequestCondition{{
+			Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: cmapi.CertificateRequestReasonPending, Message: message, LastTransitionTime: &since,
+		}}}
+	}
+	for _, step := range []struct {
+		what    string
+		advance time.Duration
+		status  cmapi.CertificateRequestStatus
+		sent    bool
+	}{
+		{"a first progress message", 0, pending(pendingPrefix + "a.example.com: publishing routes"), false},
+		{"the same, a second later", time.Second, pending(pendingPrefix + "a.example.com: publishing routes"), false},
+		{"the next step, before the first lasted", 500 * time.Millisecond, pending(pendingPrefix + "a.example.com: the CA is validating"), false},
+		{"the next step, not lasted yet", quietProgress - time.Millisecond, pending(pendingPrefix + "a.example.com: the CA is validating"), false},
+		{"the next step, lasted", time.Millisecond, pending(pendingPrefix + "a.example.com: the CA is validating"), true},
+		{"the same again", time.Second, pending(pendingPrefix + "a.example.com: the CA is validating"), false},
+		{"the certificate, at once", 0, cmapi.CertificateRequestStatus{
+			Conditions:  []cmapi.CertificateRequestCondition{{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionTrue, Reason: cmapi.CertificateRequestReasonIssued, Message: "issued", LastTransitionTime: &since}},
+			Certificate: []byte("-----BEGIN CERTIFICATE-----\n"),
+		}, true},
+	} {
+		clk.SetTime(clk.Now().Add(step.advance))
+		before := sent
+		apply(step.status)
+		if got := sent > before; got != step.sent {
+			t.Errorf("%s: sent %v, want %v", step.what, got, step.sent)
+		}
+	}
+	var got cmapi.CertificateRequest
+	if err := api.Client.Get(ctx, client.ObjectKeyFromObject(cr), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Status.Conditions; len(c) != 1 || c[0].Reason != cmapi.CertificateRequestReasonIssued {
+		t.Errorf("the request's status ended as %+v, want issued", got.Status)
 	}
 }
