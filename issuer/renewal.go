@@ -66,9 +66,13 @@ type Renewals struct {
 const defaultRetryAfter = 6 * time.Hour
 
 // SetupWithManager registers the renewal controller. It wakes on a new
-// ACMERenewal and on a newly recorded certificate; otherwise it requeues
-// itself for the next check or the renewal time.
+// ACMERenewal and on a newly recorded certificate (whose first reading the
+// signer did); otherwise it requeues itself for the next check or the
+// renewal time.
 func (r *Renewals) SetupWithManager(mgr manager.Manager) error {
+	// The signer reads a certificate's first renewal information as it
+	// records it, in the same status write.
+	r.Signer.checkRenewal = r.check
 	return builder.ControllerManagedBy(mgr).
 		Named("acmerenewal").
 		For(&v1alpha1.ACMERenewal{}, builder.WithPredicates(predicate.Funcs{

@@ -258,6 +258,35 @@ func TestRenewals(t *testing.T) {
 			t.Errorf("renewal orders sent replaces %q to a CA without ARI", got)
 		}
 	})
+
+	b.run(t, "with the renewal controller set up, the first reading is done in the issuance's own status write", func(t *testing.T) {
+		// A controller on the real time: the cases above moved ren's clock
+		// days ahead.
+		now := &Renewals{Signer: b.signer, Certificates: api.Client, MinInterval: time.Hour, MaxInterval: 24 * time.Hour, Rand: func() float64 { return 0.5 }}
+		b.signer.checkRenewal = now.check
+		defer func() { b.signer.checkRenewal = nil }()
+		inline := certificate(t, api.Client, "inline", b.valid, "inline.renew.example.com")
+		reads := b.proxyCount(b.proxy, testenv.EndpointRenewalInfo)
+		b.issueFor(t, inline, "inline-1", "inline.renew.example.com")
+		r := renewalOf(t, api.Client, inline)
+		st := r.Status
+		if st.CertID == "" || st.SuggestedWindow == nil || st.RenewAt == nil || st.NextCheck == nil || !st.NextCheck.After(time.Now().Add(time.Hour)) {
+			t.Fatalf("ACMERenewal status %+v, want the certificate recorded with its window and a next check hours away", st)
+		}
+		if n := b.proxyCount(b.proxy, testenv.EndpointRenewalInfo) - reads; n != 1 {
+			t.Errorf("%d renewalInfo requests for the issuance, want 1", n)
+		}
+		// The controller, woken by the new record, finds nothing due: no
+		// request to the CA, no write.
+		version := r.ResourceVersion
+		reconcileRenewal(t, now, inline)
+		if n := b.proxyCount(b.proxy, testenv.EndpointRenewalInfo) - reads; n != 1 {
+			t.Errorf("%d renewalInfo requests after the controller's pass, want still 1", n)
+		}
+		if got := renewalOf(t, api.Client, inline).ResourceVersion; got != version {
+			t.Errorf("the controller's pass wrote the ACMERenewal again (resourceVersion %s, was %s)", got, version)
+		}
+	})
 }
 
 // issueFor issues a certificate for the Certificate through the issuer with

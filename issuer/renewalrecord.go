@@ -58,18 +58,24 @@ func (s *Signer) recordIssued(ctx context.Context, cro signer.CertificateRequest
 		return // a retry of a request already recorded
 	}
 	now := metav1.NewTime(s.clock.Now())
-	err = kubeutil.UpdateStatus(ctx, s.client, ren, func(r *v1alpha1.ACMERenewal) {
-		r.Status = v1alpha1.ACMERenewalStatus{
-			CertID:     certID,
-			Serial:     fmt.Sprintf("%x", leaf.SerialNumber),
-			DNSNames:   slices.Clone(leaf.DNSNames),
-			NotAfter:   &metav1.Time{Time: leaf.NotAfter},
-			AccountURI: order.Status.AccountURI,
-			Request:    cro.GetName(),
-			NextCheck:  &now,
-			Message:    "certificate issued; reading the CA's renewal information",
-		}
-	})
+	rec := ren.DeepCopy()
+	rec.Status = v1alpha1.ACMERenewalStatus{
+		CertID:     certID,
+		Serial:     fmt.Sprintf("%x", leaf.SerialNumber),
+		DNSNames:   slices.Clone(leaf.DNSNames),
+		NotAfter:   &metav1.Time{Time: leaf.NotAfter},
+		AccountURI: order.Status.AccountURI,
+		Request:    cro.GetName(),
+		NextCheck:  &now,
+		Message:    "certificate issued; reading the CA's renewal information",
+	}
+	if s.checkRenewal != nil {
+		// The first reading, in the same write: a CA that already wants
+		// an early renewal is heard at once, and the renewal controller
+		// finds its next check ahead.
+		s.checkRenewal(ctx, rec, now.Time)
+	}
+	err = kubeutil.UpdateStatus(ctx, s.client, ren, func(r *v1alpha1.ACMERenewal) { r.Status = rec.Status })
 	if err != nil {
 		lg.Error(err, "recording the issued certificate for its renewal")
 	}

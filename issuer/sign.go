@@ -37,6 +37,9 @@ type Signer struct {
 	unrecorded unrecordedOrders
 	// accepted holds the challenges the CA was asked to validate.
 	accepted acceptedChallenges
+	// checkRenewal, set by the renewal controller, reads the CA's renewal
+	// information for a certificate just recorded.
+	checkRenewal func(context.Context, *v1alpha1.ACMERenewal, time.Time)
 	// authorize and refusalGrace: see Options.
 	authorize        AuthorizeFunc
 	refusalGrace     time.Duration
