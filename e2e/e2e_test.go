@@ -235,6 +235,12 @@ func TestEndToEnd(t *testing.T) {
 			}
 			return false, c.requestState(resume)
 		})
+		// The request says so once the problem lasted (progress is written
+		// once it lasted 2 s).
+		c.eventually("the request to say why its route cannot be published", 30*time.Second, func() (bool, string) {
+			state := c.requestState(resume)
+			return strings.Contains(state, "creating Gateway late-gateways/"), state
+		})
 		// While the order is stuck, cmctl shows why, from the request.
 		status := c.cmctl("status", "certificate", resume.Name, "-n", resume.Namespace)
 		t.Logf("cmctl status certificate %s while its route cannot be published:\n%s", resume.Name, status)

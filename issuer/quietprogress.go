@@ -6,7 +6,9 @@ import (
 	"time"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 )
 
 // quietProgress is how long a request's progress message must stay the same
@@ -24,6 +26,16 @@ type progressMemo struct {
 	mu     sync.Mutex
 	m      map[types.NamespacedName]progressSeen
 	pruned time.Time
+	// wake, when set, receives a request whose new message was held back,
+	// once it would have lasted: a request waiting for something else (a
+	// grant, a Gateway) may have no pass of its own coming before then.
+	wake chan event.GenericEvent
+}
+
+// newProgressMemo returns a memo whose held-back requests are sent on its
+// wake channel.
+func newProgressMemo() *progressMemo {
+	return &progressMemo{wake: make(chan event.GenericEvent, 1024)}
 }
 
 type progressSeen struct {
@@ -43,9 +55,26 @@ func (p *progressMemo) lasted(key types.NamespacedName, message string, now time
 	if !ok || seen.message != message {
 		p.m[key] = progressSeen{message: message, since: now}
 		p.prune(now)
+		p.wakeLater(key)
 		return false
 	}
 	return now.Sub(seen.since) >= quietProgress
+}
+
+// wakeLater sends the request on the wake channel once quietProgress has
+// passed. A full channel drops it: the request's own poll comes anyway,
+// later.
+func (p *progressMemo) wakeLater(key types.NamespacedName) {
+	if p.wake == nil {
+		return
+	}
+	time.AfterFunc(quietProgress, func() {
+		obj := &cmapi.CertificateRequest{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		select {
+		case p.wake <- event.GenericEvent{Object: obj}:
+		default:
+		}
+	})
 }
 
 // forget drops what is remembered of a request whose status is no longer

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/solver"
@@ -44,6 +45,7 @@ type SetupOptions struct {
 // challenges wake up the request at once instead of at its next poll.
 func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) error {
 	crGVK := cmapi.SchemeGroupVersion.WithKind(cmapi.CertificateRequestKind)
+	progress := newProgressMemo()
 	return (&controllers.CombinedController{
 		IssuerTypes:                    []issuerapi.Issuer{&v1alpha1.ACMEIssuer{}},
 		ClusterIssuerTypes:             []issuerapi.Issuer{&v1alpha1.ACMEClusterIssuer{}},
@@ -67,9 +69,12 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 			refused := handler.EnqueueRequestsFromMapFunc(o.Signer.refused.Requests)
 			b.WatchesRawSource(solver.UsersGatewaysSource(mgr, refused))
 			b.Watches(&v1alpha1.HostnameGrant{}, refused)
+			// A progress message held back is written once it lasted,
+			// also by a request with no pass of its own coming.
+			b.WatchesRawSource(source.Channel(progress.wake, &handler.EnqueueRequestForObject{}))
 			return nil
 		},
-	}).SetupWithManager(ctx, requestManager{Manager: mgr, progress: &progressMemo{}, clock: o.Signer.clock})
+	}).SetupWithManager(ctx, requestManager{Manager: mgr, progress: progress, clock: o.Signer.clock})
 }
 
 // retryBackoff spaces the retries of a request (or issuer) after an error:
