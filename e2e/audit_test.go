@@ -15,7 +15,7 @@ type auditEntry struct {
 	Stage     string `json:"stage"`
 	Verb      string `json:"verb"`
 	UserAgent string `json:"userAgent"`
-	User  struct {
+	User      struct {
 		Username string `json:"username"`
 	} `json:"user"`
 	ImpersonatedUser *struct {
