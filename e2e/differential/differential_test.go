@@ -279,7 +279,10 @@ func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, l
 // Service, or a client of the pods, may reach the others), plain and TLS.
 func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout, ns string, exists secretExists) error {
 	token := solver.ChallengePathPrefix + l.Challenge.Spec.Token
-	paths := []string{"/", "/app", "/app?debug=1", "/api/x", "/d/x", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", solver.ChallengePathPrefix + "other?debug=1", "/.WELL-KNOWN/acme-challenge/x"}
+	// Every path the generator's routes match, also with the query its
+	// queryParams conditions ask for: a route matching a path and a query
+	// is probed only by a request with both.
+	paths := []string{"/", "/?debug=1", "/app", "/app?debug=1", "/api/x", "/api/x?debug=1", "/d/x", "/d/x?debug=1", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", solver.ChallengePathPrefix + "other?debug=1", "/.WELL-KNOWN/acme-challenge/x"}
 	ports := listenerPorts(before, after)
 	for _, host := range probeHosts(l.Probes, before, after) {
 		for _, path := range paths {
