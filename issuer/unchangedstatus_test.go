@@ -28,13 +28,12 @@ func (w countingWriter) Patch(ctx context.Context, obj client.Object, patch clie
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 }
 
-// TestUnchangedRequestStatusIsNotWritten applies request statuses as
-// issuer-lib v0.11.0 does (server-side apply of the whole status it owns)
-// against a real API server, reading the request back as the cache would.
-func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
+// startRequestStatusTest starts an API server holding one
+// CertificateRequest, apps/req, whose status the test applies.
+func startRequestStatusTest(t *testing.T) (*testenv.APIServer, *cmapi.CertificateRequest) {
+	t.Helper()
 	api := testenv.StartAPIServer(t)
 	api.CreateNamespaces(t, "apps")
-	ctx := context.Background()
 	cr := &cmapi.CertificateRequest{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
 		Spec: cmapi.CertificateRequestSpec{
@@ -43,6 +42,15 @@ func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 		},
 	}
 	mustCreate(t, api.Client, cr)
+	return api, cr
+}
+
+// TestUnchangedRequestStatusIsNotWritten applies request statuses as
+// issuer-lib v0.11.0 does (server-side apply of the whole status it owns)
+// against a real API server, reading the request back as the cache would.
+func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
+	api, cr := startRequestStatusTest(t)
+	ctx := context.Background()
 
 	sent := 0
 	w := requestStatusWriter{SubResourceWriter: countingWriter{SubResourceWriter: api.Client.Status(), patches: &sent}, cache: api.Client}
@@ -125,17 +133,8 @@ func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 // once it has stayed the same for quietProgress, a step passed through
 // faster is never written, and the outcome is written at once.
 func TestProgressIsWrittenOnceItLasts(t *testing.T) {
-	api := testenv.StartAPIServer(t)
-	api.CreateNamespaces(t, "apps")
+	api, cr := startRequestStatusTest(t)
 	ctx := context.Background()
-	cr := &cmapi.CertificateRequest{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
-		Spec: cmapi.CertificateRequestSpec{
-			Request:   csrPEM(t, &x509.CertificateRequest{DNSNames: []string{"a.example.com"}}),
-			IssuerRef: cmmeta.IssuerReference{Group: v1alpha1.GroupVersion.Group, Kind: "ACMEClusterIssuer", Name: "x"},
-		},
-	}
-	mustCreate(t, api.Client, cr)
 
 	sent := 0
 	clk := clocktesting.NewFakePassiveClock(time.Now())
