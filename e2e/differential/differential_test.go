@@ -288,11 +288,12 @@ func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout,
 		for _, path := range paths {
 			for _, headers := range []map[string]string{nil, {headerName: "true"}} {
 				for _, port := range ports {
-					for _, tls := range []bool{false, true} {
+					for _, conn := range probeConnections {
+						tls := conn.tls
 						if host == l.Host && path == token {
 							continue // the CA's request: it is meant to move
 						}
-						req := request{host: host, path: path, tls: tls, headers: headers}
+						req := request{host: host, path: path, tls: tls, scheme: conn.scheme, headers: headers}
 						b, a := outcome(decide(t, before.Sim, port, req, exists, ns)), outcome(decide(t, after.Sim, port, req, exists, ns))
 						if b == a {
 							continue
@@ -303,13 +304,26 @@ func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout,
 						if tls && host == l.Host && b.kind == "tls-fail" && a.kind == "not-served" {
 							continue
 						}
-						return fmt.Errorf("GET %s://%s%s on pod port %d (headers %v): %s before, %s with the challenge objects", scheme(tls), host, path, port, headers, b, a)
+						return fmt.Errorf("GET %s://%s%s on pod port %d (%s, headers %v): %s before, %s with the challenge objects", req.schemeName(), host, path, port, conn.what, headers, b, a)
 					}
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// probeConnections are how each probe request is sent: plain, plain but
+// saying https (HTTP/2 without TLS, or HTTP/1.1 in absolute form, which a
+// route's scheme condition sees), and over TLS.
+var probeConnections = []struct {
+	what   string
+	tls    bool
+	scheme string
+}{
+	{"plaintext", false, ""},
+	{"plaintext, :scheme https", false, "https"},
+	{"TLS", true, ""},
 }
 
 // probeHosts adds to the layout's probe hosts a host for every virtual
@@ -364,12 +378,6 @@ func outcome(d decision) decision {
 	return d
 }
 
-func scheme(tls bool) string {
-	if tls {
-		return "https"
-	}
-	return "http"
-}
 
 func describe(p *solver.Plan) string {
 	var parts []string

@@ -19,6 +19,10 @@ import (
 type request struct {
 	host, path string
 	tls        bool
+	// scheme, when set, is the request's :scheme whatever the connection:
+	// a plaintext HTTP/2 request, or an HTTP/1.1 one in absolute form
+	// (GET https://host/path), may say https on port 80.
+	scheme string
 	// headers besides the pseudo-headers, lower case.
 	headers map[string]string
 	// ca: a client that presents no client certificate (the CA).
@@ -191,6 +195,12 @@ func headerMatches(h *route.HeaderMatcher, req request) bool {
 	return ok
 }
 
+// schemeName is the request's :scheme.
+func (req request) schemeName() string {
+	v, _ := headerValue(":scheme", req)
+	return v
+}
+
 func headerValue(name string, req request) (string, bool) {
 	switch strings.ToLower(name) {
 	case ":authority", "host":
@@ -198,7 +208,10 @@ func headerValue(name string, req request) (string, bool) {
 	case ":method":
 		return "GET", true
 	case ":scheme":
-		if req.tls {
+		switch {
+		case req.scheme != "":
+			return req.scheme, true
+		case req.tls:
 			return "https", true
 		}
 		return "http", true
