@@ -176,7 +176,7 @@ func (s *Signer) validatingFor(ch *v1alpha1.ACMEChallenge) (time.Duration, bool)
 		return s.clock.Since(at), true
 	}
 	switch {
-	case ch.Status.State != v1alpha1.ChallengeProcessing:
+	case ch.Status.State == "":
 		return 0, false
 	case ch.Status.AcceptedAt == nil:
 		return quietValidation, true
@@ -385,8 +385,7 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 // invalidEvent records the CA's failed validation on the challenge itself,
 // where `kubectl describe acmechallenge` shows it, and where it stays once
 // the challenge is gone. A validation that succeeded records none: nobody
-// has anything to do, and the request's Issued Event says how each name
-// was routed.
+// has anything to do, and the request's Issued Event names the order.
 func (s *Signer) invalidEvent(ch *v1alpha1.ACMEChallenge, msg string) {
 	if s.events == nil {
 		return
