@@ -378,7 +378,6 @@ func outcome(d decision) decision {
 	return d
 }
 
-
 func describe(p *solver.Plan) string {
 	var parts []string
 	for _, w := range p.Workloads {
