@@ -172,7 +172,7 @@ const quietValidation = 2 * time.Second
 // was: remembered since this process asked the CA, or recorded on the
 // challenge (long ago when its time was not).
 func (s *Signer) validatingFor(ch *v1alpha1.ACMEChallenge) (time.Duration, bool) {
-	if at, ok := s.accepted.at(ch.UID); ok {
+	if _, at, ok := s.accepted.Get(ch.UID); ok {
 		return s.clock.Since(at), true
 	}
 	switch {
@@ -203,7 +203,7 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 				return fmt.Errorf("asking the CA to validate %s: the CA answered %s, and reading the challenge's state failed: %w", host, problemText(ae), caOutcome("reading challenge "+ch.Spec.URL, gerr))
 			case c.Status != acme.StatusPending:
 				log.FromContext(ctx).Info("challenge already accepted; the answer to an earlier request was lost", "challenge", ch.Spec.URL, "status", c.Status)
-				s.accepted.remember(ch.UID, s.clock.Now())
+				s.accepted.Set(ch.UID, struct{}{}, s.clock.Now())
 				return nil
 			}
 		}
@@ -211,7 +211,7 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 	}
 	// Remembered, not written: the CA usually decides within
 	// quietValidation, and the challenge records a validation that lasts.
-	s.accepted.remember(ch.UID, s.clock.Now())
+	s.accepted.Set(ch.UID, struct{}{}, s.clock.Now())
 	metrics.Challenges.WithLabelValues(metrics.ChallengeAccepted).Inc()
 	// Logged, not an Event: one per name would double the Events of every
 	// issuance, and the ACMEChallenge's status says the same.
@@ -364,7 +364,7 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 	changed := ch.Status.State != state
 	if err := kubeutil.UpdateStatus(ctx, s.client, ch, func(ch *v1alpha1.ACMEChallenge) {
 		if state == v1alpha1.ChallengeProcessing && ch.Status.AcceptedAt == nil {
-			at, ok := s.accepted.at(ch.UID)
+			_, at, ok := s.accepted.Get(ch.UID)
 			if !ok {
 				at = s.clock.Now()
 			}
@@ -429,7 +429,7 @@ func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder
 	}
 	for _, ch := range mine {
 		_, accepted := s.validatingFor(ch)
-		s.accepted.forget(ch.UID)
+		s.accepted.Delete(ch.UID)
 		if settled == nil || !accepted || ch.Status.State == v1alpha1.ChallengeValid || ch.Status.State == v1alpha1.ChallengeInvalid {
 			continue
 		}

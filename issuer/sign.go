@@ -15,6 +15,7 @@ import (
 	issuerapi "github.com/cert-manager/issuer-lib/api/v1alpha1"
 	"github.com/cert-manager/issuer-lib/controllers/signer"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,8 +36,8 @@ type Signer struct {
 	accounts *accounts
 	// unrecorded holds orders placed whose URL could not be written yet.
 	unrecorded unrecordedOrders
-	// accepted holds the challenges the CA was asked to validate.
-	accepted acceptedChallenges
+	// accepted holds when the CA was asked to validate each challenge.
+	accepted *kubeutil.TimedMap[types.UID, struct{}]
 	// checkRenewal, set by the renewal controller, reads the CA's renewal
 	// information for a certificate just recorded.
 	checkRenewal func(context.Context, *v1alpha1.ACMERenewal, time.Time)
@@ -101,6 +102,7 @@ func NewSigner(o Options) *Signer {
 		refusalGrace:     o.RefusalGrace,
 		namespacedPolicy: o.NamespacedPolicy,
 		requester:        o.Requester,
+		accepted:         newAcceptedChallenges(),
 		accounts: &accounts{
 			secrets:                  o.Secrets,
 			clusterResourceNamespace: o.ClusterResourceNamespace,
