@@ -3,6 +3,9 @@ package issuer
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+
+	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
@@ -52,14 +55,14 @@ func (w requestStatusWriter) Patch(ctx context.Context, obj client.Object, patch
 		data = fixed
 		patch = client.RawPatch(patch.Type(), fixed)
 	}
-	if patch.Type() == types.ApplyPatchType {
-		if unchangedRequestStatus(ctx, w.cache, obj, data) {
+	if applied := requestApply(obj, patch.Type(), data); applied != nil {
+		if unchangedRequestStatus(ctx, w.cache, obj, applied) {
 			log.FromContext(ctx).V(1).Info("request status unchanged; not written")
 			return nil
 		}
 		if w.progress != nil {
 			key := client.ObjectKeyFromObject(obj)
-			if msg, ok := pendingProgress(data); !ok {
+			if msg, ok := pendingProgress(applied); !ok {
 				w.progress.forget(key)
 			} else if !w.progress.lasted(key, msg, w.clock.Now()) {
 				// The next pass, a poll interval away, writes it if it lasts.
@@ -69,4 +72,18 @@ func (w requestStatusWriter) Patch(ctx context.Context, obj client.Object, patch
 		}
 	}
 	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// requestApply decodes data when it is an apply of a CertificateRequest's
+// status, once for every check above; nil for anything else (an issuer's
+// status, or a patch of another kind, is sent as it is).
+func requestApply(obj client.Object, pt types.PatchType, data []byte) *cmapi.CertificateRequest {
+	if _, ok := obj.(*cmapi.CertificateRequest); !ok || pt != types.ApplyPatchType {
+		return nil
+	}
+	applied := &cmapi.CertificateRequest{}
+	if err := json.Unmarshal(data, applied); err != nil {
+		return nil
+	}
+	return applied
 }

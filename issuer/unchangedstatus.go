@@ -2,13 +2,12 @@ package issuer
 
 import (
 	"context"
-	"encoding/json"
 
 	cmapi "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// unchangedRequestStatus reports whether data, an apply of a
+// unchangedRequestStatus reports whether applied, an apply of a
 // CertificateRequest's status, would leave the request as the cache holds
 // it: nothing but pending conditions, each one already there as it is.
 //
@@ -20,14 +19,7 @@ import (
 // a failure time, another Ready reason, or a condition the cache lacks or
 // holds otherwise is sent. A stale cache can hold back a pending message
 // only until the next pass, which reads the request again.
-func unchangedRequestStatus(ctx context.Context, cache client.Reader, obj client.Object, data []byte) bool {
-	if _, ok := obj.(*cmapi.CertificateRequest); !ok {
-		return false
-	}
-	var applied cmapi.CertificateRequest
-	if err := json.Unmarshal(data, &applied); err != nil {
-		return false
-	}
+func unchangedRequestStatus(ctx context.Context, cache client.Reader, obj client.Object, applied *cmapi.CertificateRequest) bool {
 	st := applied.Status
 	if len(st.Certificate) > 0 || len(st.CA) > 0 || st.FailureTime != nil || len(st.Conditions) == 0 {
 		return false

@@ -138,7 +138,7 @@ func TestProgressIsWrittenOnceItLasts(t *testing.T) {
 
 	sent := 0
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	w := requestStatusWriter{SubResourceWriter: countingWriter{SubResourceWriter: api.Client.Status(), patches: &sent}, cache: api.Client, progress: &progressMemo{}, clock: clk}
+	w := requestStatusWriter{SubResourceWriter: countingWriter{SubResourceWriter: api.Client.Status(), patches: &sent}, cache: api.Client, progress: newProgressMemo(), clock: clk}
 	since := metav1.NewTime(time.Now().Truncate(time.Second))
 	target := &cmapi.CertificateRequest{
 		TypeMeta:   metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind},
@@ -193,5 +193,36 @@ func TestProgressIsWrittenOnceItLasts(t *testing.T) {
 	}
 	if c := got.Status.Conditions; len(c) != 1 || c[0].Reason != cmapi.CertificateRequestReasonIssued {
 		t.Errorf("the request's status ended as %+v, want issued", got.Status)
+	}
+
+	// Each held-back message woke the request once it would have lasted,
+	// on real time: a request may have no pass of its own coming.
+	select {
+	case ev := <-w.progress.wake:
+		if ev.Object.GetNamespace() != "apps" || ev.Object.GetName() != "req" {
+			t.Errorf("woke %s/%s, want apps/req", ev.Object.GetNamespace(), ev.Object.GetName())
+		}
+	case <-time.After(quietProgress + 5*time.Second):
+		t.Error("a held-back progress message never woke its request")
+	}
+
+	// An issuer's pending condition is its status, not a request's
+	// progress: sent at once.
+	iss := &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: v1alpha1.ACMEIssuerSpec{Server: "https://ca.example/directory", PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "k"}}}
+	mustCreate(t, api.Client, iss)
+	data, err := json.Marshal(map[string]any{
+		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "ACMEClusterIssuer",
+		"metadata": map[string]string{"name": "x"},
+		"status":   pending("registering"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := sent
+	if err := w.Patch(ctx, iss, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
+		t.Fatal(err)
+	}
+	if sent == before {
+		t.Error("an issuer's status apply with a pending condition was held back as a request's progress")
 	}
 }
