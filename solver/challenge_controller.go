@@ -208,7 +208,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	routes := BuildRoutes(ch, plan.Workloads, plan.Split, temp)
-	if routes.NeedsFinalizer(ch) {
+	if routes.NeedsFinalizer() {
 		if err := r.addFinalizer(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}

@@ -203,30 +203,15 @@ func BuildRoutes(ch *v1alpha1.ACMEChallenge, workloads []WorkloadRoute, split bo
 	return out
 }
 
-// NeedsFinalizer reports whether some of the routes live outside the
-// challenge's namespace, where the challenge cannot own them: its finalizer
-// must then be in place before they are written, so that they go with it.
-func (r Routes) NeedsFinalizer(ch *v1alpha1.ACMEChallenge) bool {
-	for _, obj := range r.objects() {
-		if len(obj.GetOwnerReferences()) == 0 || obj.GetNamespace() != ch.Namespace {
-			return true
-		}
+// NeedsFinalizer reports whether some of the routes are not owned by the
+// challenge (they live outside its namespace): its finalizer must then be
+// in place before they are written, so that they go with it.
+func (r Routes) NeedsFinalizer() bool {
+	objs := asObjects(r.Secrets)
+	for _, k := range routeKinds {
+		objs = append(objs, k.built(r)...)
 	}
-	return false
-}
-
-func (r Routes) objects() []client.Object {
-	var out []client.Object
-	for _, s := range r.Secrets {
-		out = append(out, s)
-	}
-	for _, g := range r.Gateways {
-		out = append(out, g)
-	}
-	for _, v := range r.VirtualServices {
-		out = append(out, v)
-	}
-	return out
+	return slices.ContainsFunc(objs, func(o client.Object) bool { return len(o.GetOwnerReferences()) == 0 })
 }
 
 func appendNewBinding(list []Binding, bs ...Binding) []Binding {
