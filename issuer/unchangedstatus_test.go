@@ -50,7 +50,6 @@ func startRequestStatusTest(t *testing.T) (*testenv.APIServer, *cmapi.Certificat
 // against a real API server, reading the request back as the cache would.
 func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 	api, cr := startRequestStatusTest(t)
-	ctx := context.Background()
 
 	sent := 0
 	w := requestStatusWriter{SubResourceWriter: countingWriter{SubResourceWriter: api.Client.Status(), patches: &sent}, cache: api.Client}
@@ -58,21 +57,7 @@ func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 	ready := func(reason, message string, at metav1.Time) cmapi.CertificateRequestCondition {
 		return cmapi.CertificateRequestCondition{Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: reason, Message: message, LastTransitionTime: &at}
 	}
-	apply := func(obj client.Object, status any) {
-		t.Helper()
-		data, err := json.Marshal(map[string]any{
-			"apiVersion": obj.GetObjectKind().GroupVersionKind().GroupVersion().String(),
-			"kind":       obj.GetObjectKind().GroupVersionKind().Kind,
-			"metadata":   map[string]string{"name": obj.GetName(), "namespace": obj.GetNamespace()},
-			"status":     status,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Patch(ctx, obj, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := func(obj client.Object, status any) { applyStatus(t, w, obj, status) }
 	target := &cmapi.CertificateRequest{
 		TypeMeta:   metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
@@ -108,13 +93,7 @@ func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 			t.Errorf("%s: sent %v, want %v", step.what, got, step.sent)
 		}
 	}
-	var got cmapi.CertificateRequest
-	if err := api.Client.Get(ctx, client.ObjectKeyFromObject(cr), &got); err != nil {
-		t.Fatal(err)
-	}
-	if c := got.Status.Conditions; len(c) != 1 || c[0].Reason != cmapi.CertificateRequestReasonFailed {
-		t.Errorf("the request's status ended as %+v, want the failure", got.Status)
-	}
+	wantReadyReason(t, api.Client, cr, cmapi.CertificateRequestReasonFailed)
 
 	// Another kind's status is always sent.
 	iss := &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: v1alpha1.ACMEIssuerSpec{Server: "https://ca.example/directory", PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "k"}}}
@@ -134,7 +113,6 @@ func TestUnchangedRequestStatusIsNotWritten(t *testing.T) {
 // faster is never written, and the outcome is written at once.
 func TestProgressIsWrittenOnceItLasts(t *testing.T) {
 	api, cr := startRequestStatusTest(t)
-	ctx := context.Background()
 
 	sent := 0
 	clk := clocktesting.NewFakePassiveClock(time.Now())
@@ -144,20 +122,7 @@ func TestProgressIsWrittenOnceItLasts(t *testing.T) {
 		TypeMeta:   metav1.TypeMeta{APIVersion: cmapi.SchemeGroupVersion.String(), Kind: cmapi.CertificateRequestKind},
 		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "req"},
 	}
-	apply := func(status cmapi.CertificateRequestStatus) {
-		t.Helper()
-		data, err := json.Marshal(map[string]any{
-			"apiVersion": cmapi.SchemeGroupVersion.String(), "kind": cmapi.CertificateRequestKind,
-			"metadata": map[string]string{"name": "req", "namespace": "apps"},
-			"status":   status,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Patch(ctx, target, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	apply := func(status cmapi.CertificateRequestStatus) { applyStatus(t, w, target, status) }
 	pending := func(message string) cmapi.CertificateRequestStatus {
 		return cmapi.CertificateRequestStatus{Conditions: []cmapi.CertificateRequestCondition{{
 			Type: cmapi.CertificateRequestConditionReady, Status: cmmeta.ConditionFalse, Reason: cmapi.CertificateRequestReasonPending, Message: message, LastTransitionTime: &since,
@@ -187,13 +152,7 @@ func TestProgressIsWrittenOnceItLasts(t *testing.T) {
 			t.Errorf("%s: sent %v, want %v", step.what, got, step.sent)
 		}
 	}
-	var got cmapi.CertificateRequest
-	if err := api.Client.Get(ctx, client.ObjectKeyFromObject(cr), &got); err != nil {
-		t.Fatal(err)
-	}
-	if c := got.Status.Conditions; len(c) != 1 || c[0].Reason != cmapi.CertificateRequestReasonIssued {
-		t.Errorf("the request's status ended as %+v, want issued", got.Status)
-	}
+	wantReadyReason(t, api.Client, cr, cmapi.CertificateRequestReasonIssued)
 
 	// Each held-back message woke the request once it would have lasted,
 	// on real time: a request may have no pass of its own coming.
@@ -210,19 +169,42 @@ func TestProgressIsWrittenOnceItLasts(t *testing.T) {
 	// progress: sent at once.
 	iss := &v1alpha1.ACMEClusterIssuer{ObjectMeta: metav1.ObjectMeta{Name: "x"}, Spec: v1alpha1.ACMEIssuerSpec{Server: "https://ca.example/directory", PrivateKeySecretRef: v1alpha1.SecretKeySelector{Name: "k"}}}
 	mustCreate(t, api.Client, iss)
+	iss.TypeMeta = metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "ACMEClusterIssuer"}
+	before := sent
+	applyStatus(t, w, iss, pending("registering"))
+	if sent == before {
+		t.Error("an issuer's status apply with a pending condition was held back as a request's progress")
+	}
+}
+
+// applyStatus applies status to obj (which carries its kind) through w, as
+// issuer-lib does: server-side apply of the whole status it owns.
+func applyStatus(t *testing.T, w requestStatusWriter, obj client.Object, status any) {
+	t.Helper()
+	gvk := obj.GetObjectKind().GroupVersionKind()
 	data, err := json.Marshal(map[string]any{
-		"apiVersion": v1alpha1.GroupVersion.String(), "kind": "ACMEClusterIssuer",
-		"metadata": map[string]string{"name": "x"},
-		"status":   pending("registering"),
+		"apiVersion": gvk.GroupVersion().String(),
+		"kind":       gvk.Kind,
+		"metadata":   map[string]string{"name": obj.GetName(), "namespace": obj.GetNamespace()},
+		"status":     status,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := sent
-	if err := w.Patch(ctx, iss, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
+	if err := w.Patch(context.Background(), obj, client.RawPatch("application/apply-patch+yaml", data), client.ForceOwnership, client.FieldOwner(FieldOwner)); err != nil {
 		t.Fatal(err)
 	}
-	if sent == before {
-		t.Error("an issuer's status apply with a pending condition was held back as a request's progress")
+}
+
+// wantReadyReason checks that the stored request's only condition is
+// Ready with reason.
+func wantReadyReason(t *testing.T, cl client.Client, cr *cmapi.CertificateRequest, reason string) {
+	t.Helper()
+	var got cmapi.CertificateRequest
+	if err := cl.Get(context.Background(), client.ObjectKeyFromObject(cr), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Status.Conditions; len(c) != 1 || c[0].Reason != reason {
+		t.Errorf("the request's status ended as %+v, want Ready reason %s", got.Status, reason)
 	}
 }
