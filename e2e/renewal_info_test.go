@@ -32,6 +32,18 @@ func TestRenewalInfo(t *testing.T) {
 	}})
 	c.clusterIssuer("pebble", v1alpha1.ACMESolver{})
 	ctx := context.Background()
+	// Every version of the ACMERenewals, from before the first issuance.
+	wcl, err := client.NewWithWatch(c.api.Config, client.Options{Scheme: c.cl.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	watch, err := wcl.Watch(watchCtx, &v1alpha1.ACMERenewalList{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.Stop()
 	names := []string{"ari.example.com"}
 	crt := c.certificate("ari", "pebble", names...)
 	c.waitReady(crt, 60*time.Second)
@@ -39,6 +51,28 @@ func TestRenewalInfo(t *testing.T) {
 
 	t.Run("the controller reads the CA's window at once and shows it", func(t *testing.T) {
 		ren := c.renewalRead(crt, first)
+		// The first reading is written with the certificate it is for: no
+		// version of the object records the certificate without its window
+		// (one status write per issuance, not two).
+		recorded := 0
+		for drained := false; !drained; {
+			select {
+			case ev := <-watch.ResultChan():
+				r, ok := ev.Object.(*v1alpha1.ACMERenewal)
+				if !ok || r.Status.CertID == "" {
+					continue
+				}
+				recorded++
+				if r.Status.SuggestedWindow == nil {
+					t.Errorf("ACMERenewal %s/%s recorded certificate %s without the CA's window (resourceVersion %s): the first reading took a second write", r.Namespace, r.Name, r.Status.Serial, r.ResourceVersion)
+				}
+			case <-time.After(time.Second):
+				drained = true
+			}
+		}
+		if recorded == 0 {
+			t.Error("no version of the ACMERenewal that records the certificate was seen")
+		}
 		if ren.Status.SuggestedWindow == nil || ren.Status.RenewAt == nil || ren.Status.RenewAt.Before(&ren.Status.SuggestedWindow.Start) {
 			t.Errorf("ACMERenewal status %+v, want the window and a renewal time inside it", ren.Status)
 		}
