@@ -267,11 +267,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	r.passes.forget(ch.UID)
 	logger.Info("published challenge routes", "routes", refs)
-	if owner := certManagerChallengeOf(ch); owner != nil && !wasPresented {
-		// Says where the CA's request goes through Istio on the cert-manager
+	if !wasPresented {
+		// Says where the CA's request goes through Istio on a cert-manager
 		// Challenge it answers, where its users look (it shows nothing of
 		// ours otherwise). An ACMEChallenge's status says the same.
-		r.Events.Eventf(owner, ch, corev1.EventTypeNormal, "RoutesPublished", "Present", "%s", msg)
+		r.ownerEventf(ch, corev1.EventTypeNormal, "RoutesPublished", "%s", msg)
 	}
 	return reconcile.Result{}, nil
 }
@@ -344,6 +344,12 @@ func (r *ChallengeReconciler) refuse(ctx context.Context, ch *v1alpha1.ACMEChall
 // cert-manager Challenge, on that Challenge, where its users look.
 func (r *ChallengeReconciler) eventf(ch *v1alpha1.ACMEChallenge, eventType, reason, format string, args ...any) {
 	r.Events.Eventf(ch, nil, eventType, reason, "Present", format, args...)
+	r.ownerEventf(ch, eventType, reason, format, args...)
+}
+
+// ownerEventf records an Event on the cert-manager Challenge the challenge
+// answers, if any.
+func (r *ChallengeReconciler) ownerEventf(ch *v1alpha1.ACMEChallenge, eventType, reason, format string, args ...any) {
 	if owner := certManagerChallengeOf(ch); owner != nil {
 		r.Events.Eventf(owner, ch, eventType, reason, "Present", format, args...)
 	}
