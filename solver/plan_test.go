@@ -123,6 +123,19 @@ func TestPlanRoutes(t *testing.T) {
 			want: []Binding{{Gateway: public, Host: "shop.example.com"}},
 		},
 		{
+			// Envoy rejects a listener whose servers take a name alike and
+			// keeps serving an earlier one, which may have had the second
+			// server alone: its virtual hosts count as much as the first's.
+			name: "two HTTPS servers take every name alike: the challenge would change the second one's answer",
+			host: "shop.example.com",
+			gateways: []*istionet.Gateway{
+				gateway("istio-system", "a", ingressLabels, server(443, "HTTPS", simple("wild-tls"), "apps/*", "*.example.org")),
+				gateway("istio-system", "b", ingressLabels, server(80, "HTTP", nil, "*", "*/shop.example.com"), server(443, "HTTPS", simple("shop-tls"), "*")),
+			},
+			vss:         []*istionet.VirtualService{virtualService("apps", "all", 0, []string{"istio-system/b"}, []string{"*"}, route("app"))},
+			wantRefusal: "one of 2 HTTPS servers of",
+		},
+		{
 			name: "redirect to an HTTPS server whose credential exists: both virtual hosts",
 			host: "shop.example.com",
 			gateways: []*istionet.Gateway{

@@ -3,10 +3,15 @@ package differential
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
 
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	matcher "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -32,7 +37,7 @@ type request struct {
 // decision is where the gateway sends a request: a cluster, a redirect, or
 // why it answers an error.
 type decision struct {
-	kind   string // "cluster", "redirect", "tls-redirect", "direct", "tls-fail", "no-route", "no-vhost", "no-listener", ...
+	kind   string // "cluster", "redirect", "tls-redirect", "direct", "tls-fail", "no-route", "no-vhost", "no-listener", "ambiguous" (what each of several chains matching alike would do), ...
 	target string
 	// credential is the Secret name the answering HTTPS server serves.
 	credential string
@@ -59,6 +64,9 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 		call.TLS, call.Sni = simulation.TLS, req.host
 	}
 	res := sim.Run(call)
+	if errors.Is(res.Error, simulation.ErrMultipleFilterChain) {
+		return decideAmbiguous(t, sim, port, req, res.ListenerMatched, secrets, namespace)
+	}
 	if errors.Is(res.Error, simulation.ErrTLSRedirect) {
 		return decision{kind: "tls-redirect"}
 	}
@@ -108,6 +116,54 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 		return decision{kind: "other-action", credential: cred}
 	}
 	return decision{kind: "no-route", credential: cred}
+}
+
+// decideAmbiguous decides a request that several filter chains of a
+// listener match alike (two servers on a port taking the same names). Envoy
+// rejects such a listener and keeps serving the one it accepted before,
+// which may have had any of those chains alone: the request may go where
+// any of them sends it. The decision lists what each would do, so that a
+// change behind any of them shows.
+func decideAmbiguous(t *testing.T, sim *simulation.Simulation, port int, req request, listenerName string, secrets secretExists, namespace string) decision {
+	li := -1
+	for i, l := range sim.Listeners {
+		if l.GetName() == listenerName {
+			li = i
+		}
+	}
+	if li < 0 {
+		return decision{kind: "error", target: simulation.ErrMultipleFilterChain.Error()}
+	}
+	l := sim.Listeners[li]
+	chains := l.GetFilterChains()
+	outcomes := map[string]bool{}
+	for i, c := range chains {
+		// Keep c and drop every other chain that matches exactly as c does.
+		var kept []*listener.FilterChain
+		for j, o := range chains {
+			if j == i || !proto.Equal(o.GetFilterChainMatch(), c.GetFilterChainMatch()) {
+				kept = append(kept, o)
+			}
+		}
+		if len(kept) == len(chains) {
+			continue // c ties with no other chain
+		}
+		one := proto.Clone(l).(*listener.Listener)
+		one.FilterChains = kept
+		listeners := slices.Clone(sim.Listeners)
+		listeners[li] = one
+		cp := *sim
+		cp.Listeners = listeners
+		d := decide(t, &cp, port, req, secrets, namespace)
+		if d.kind == "ambiguous" {
+			continue // a tie among other chains: the request meets that one instead
+		}
+		outcomes[outcome(d).String()] = true
+	}
+	if len(outcomes) == 0 {
+		return decision{kind: "error", target: simulation.ErrMultipleFilterChain.Error()}
+	}
+	return decision{kind: "ambiguous", target: strings.Join(slices.Sorted(maps.Keys(outcomes)), " | ")}
 }
 
 // routeMatches evaluates an Envoy route match on the request.

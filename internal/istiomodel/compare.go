@@ -53,25 +53,42 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 	for _, port := range sortedKeys(users.tls, withChallenge.tls) {
 		b, a := newChainIndex(users.tls[port]), newChainIndex(withChallenge.tls[port])
 		for _, h := range probes {
-			cb, ambB := b.selectChain(h)
-			ca, ambA := a.selectChain(h)
+			lb, la := b.candidates(h), a.candidates(h)
+			var cb, ca *Chain
+			if len(lb) > 0 {
+				cb = lb[0]
+			}
+			if len(la) > 0 {
+				ca = la[0]
+			}
 			switch {
-			case ambB != ambA:
+			case (len(lb) > 1) != (len(la) > 1):
 				return fmt.Errorf("the challenge objects would make the HTTPS servers of %s for %s ambiguous", c.Workload, h)
 			case cb == nil && ca == nil:
 				continue
 			case cb == nil || ca == nil || cb.spec != ca.spec:
-				if h == host && ca != nil && c.Ours(ca.gateway.Labels) && (cb == nil || c.ServesNobody(cb)) {
+				if h == host && ca != nil && len(la) == 1 && c.Ours(ca.gateway.Labels) && (cb == nil || c.ServesNobody(cb)) {
 					// Our temporary server for exactly the host, where no
 					// server of the users' can complete a handshake for it.
 					continue
 				}
 				return fmt.Errorf("the challenge objects would change which HTTPS server of %s answers %s", c.Workload, h)
+			case len(lb) != len(la) || slices.ContainsFunc(lb, func(x *Chain) bool { return !slices.ContainsFunc(la, func(y *Chain) bool { return x.spec == y.spec }) }):
+				return fmt.Errorf("the challenge objects would change which HTTPS servers of %s take %s alike", c.Workload, h)
 			}
-			// The credential is looked at last: it costs a read of the
-			// Secret, and most probed names behave the same anyway.
-			if cb.terminates && !c.sameBehaviour(cb.routes.SelectVirtualHost(h), ca.routes.SelectVirtualHost(h), true, h) && !c.ServesNobody(cb) {
-				return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s", cb.gateway.Namespace, cb.gateway.Name, h)
+			// Servers that take a name alike make Envoy reject the
+			// listener and keep serving one it accepted before, which may
+			// have had any of them alone: each is compared. The credential
+			// is looked at last: it costs a read of the Secret, and most
+			// probed names behave the same anyway.
+			for _, cb := range lb {
+				ca := la[slices.IndexFunc(la, func(y *Chain) bool { return y.spec == cb.spec })]
+				if cb.terminates && !c.sameBehaviour(cb.routes.SelectVirtualHost(h), ca.routes.SelectVirtualHost(h), true, h) && !c.ServesNobody(cb) {
+					if len(lb) > 1 {
+						return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s (one of %d HTTPS servers of %s that take %s alike on port %d, a listener Envoy rejects and may serve from an earlier version: give each server its own hosts)", cb.gateway.Namespace, cb.gateway.Name, h, len(lb), c.Workload, h, port)
+					}
+					return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s", cb.gateway.Namespace, cb.gateway.Name, h)
+				}
 			}
 		}
 	}

@@ -59,6 +59,16 @@ func newChainIndex(chains []*Chain) *chainIndex {
 }
 
 func (ci *chainIndex) selectChain(sni string) (chain *Chain, ambiguous bool) {
+	best := ci.candidates(sni)
+	if len(best) == 0 {
+		return nil, false
+	}
+	return best[0], len(best) > 1
+}
+
+// candidates are the chains that match sni best, in the chains' order:
+// more than one when Envoy would reject the listener.
+func (ci *chainIndex) candidates(sni string) []*Chain {
 	best := ci.exact[sni]
 	// Else the longest wildcard covering sni: its longest suffix that
 	// names one, from a dot (or from anywhere, see oddWildcard).
@@ -70,8 +80,5 @@ func (ci *chainIndex) selectChain(sni string) (chain *Chain, ambiguous bool) {
 	if len(best) == 0 {
 		best = ci.catchAll
 	}
-	if len(best) == 0 {
-		return nil, false
-	}
-	return best[0], len(best) > 1
+	return best
 }
