@@ -65,8 +65,9 @@ type ChallengeReconciler struct {
 	// users' Gateways or of HostnameGrants wakes them.
 	refused kubeutil.KeySet
 
-	passes passMemo
-	plans  planSlots
+	passes  passMemo
+	sharing sharing
+	plans   planSlots
 	models istiomodel.Cache
 }
 
@@ -79,7 +80,7 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 		UpdateFunc:  func(event.UpdateEvent) bool { return false },
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	})
-	owner := kubeutil.EnqueueAnnotated(AnnotationChallenge)
+	owner := handler.EnqueueRequestsFromMapFunc(challengesOfRoute)
 	refused := handler.EnqueueRequestsFromMapFunc(r.refused.Requests)
 	b := builder.ControllerManagedBy(mgr).
 		For(&v1alpha1.ACMEChallenge{}, builder.WithPredicates(notStatusOnly))
@@ -177,6 +178,9 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return r.refuse(ctx, ch, metrics.NotPresentedIssuerSettings, "IssuerSettingsNotAllowed", why)
 	}
 
+	if waiting, err := r.stillWaiting(ctx, ch); err != nil || waiting {
+		return reconcile.Result{RequeueAfter: shareRetry}, err
+	}
 	// Plan where the route goes from the users' Gateways and
 	// VirtualServices as Istio would translate them, then publish it.
 	plan, workloads, blocked, refusal, err := r.plan(ctx, ch)
@@ -197,6 +201,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	if blocked != nil {
+		r.standAside(ch)
 		return r.notYet(ctx, ch, *blocked, nil)
 	}
 	temp := map[int]*TemporaryHTTPS{}
@@ -208,6 +213,10 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 	routes := BuildRoutes(ch, plan.Workloads, plan.Split, temp)
+	routes, wait, err := r.share(ctx, ch, routes)
+	if err != nil || wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, err
+	}
 	if routes.NeedsFinalizer() {
 		if err := r.addFinalizer(ctx, ch); err != nil {
 			return reconcile.Result{}, err
@@ -230,6 +239,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	}
 	if err := r.deleteStale(ctx, ch, routes); err != nil {
 		return reconcile.Result{}, err
+	}
+	if !slices.ContainsFunc(routes.VirtualServices, isShared) {
+		if err := r.leaveShared(ctx, ch); err != nil {
+			return reconcile.Result{}, err
+		}
 	}
 	msg := plan.Describe(ch, workloads)
 
@@ -318,6 +332,7 @@ func (r *ChallengeReconciler) confined(ctx context.Context, ch *v1alpha1.ACMECha
 // change, and at least on the usual backoff.
 func (r *ChallengeReconciler) refuse(ctx context.Context, ch *v1alpha1.ACMEChallenge, reason, eventReason, why string) (reconcile.Result, error) {
 	r.refused.Add(client.ObjectKeyFromObject(ch))
+	r.standAside(ch)
 	if err := r.deleteRoutes(ctx, ch); err != nil {
 		return reconcile.Result{}, err
 	}
@@ -555,6 +570,9 @@ func (r *ChallengeReconciler) deleteRoutes(ctx context.Context, ch *v1alpha1.ACM
 		if err := r.Client.Delete(ctx, sec, client.Preconditions{UID: &sec.UID}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("deleting Secret %s/%s of challenge %s/%s: %w", ref.Namespace, ref.Name, ch.Namespace, ch.Name, err)
 		}
+	}
+	if err := r.leaveShared(ctx, ch); err != nil {
+		return err
 	}
 	own, err := r.ownRoutes(ctx, ch)
 	if err != nil {

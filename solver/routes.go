@@ -223,13 +223,16 @@ func appendNewBinding(list []Binding, bs ...Binding) []Binding {
 	return list
 }
 
+// challengeRouteName names the challenge route in a VirtualService.
+const challengeRouteName = "acme-http01"
+
 // challengeRoute answers the token path for the host only: an exact path,
 // and an authority of exactly the host (with any port), so that in a
 // virtual host shared with other names it catches nothing of theirs.
 func challengeRoute(ch *v1alpha1.ACMEChallenge, host string) *istioapi.HTTPRoute {
 	sol := ch.Spec.Solver
 	return &istioapi.HTTPRoute{
-		Name: "acme-http01",
+		Name: challengeRouteName,
 		Match: []*istioapi.HTTPMatchRequest{{
 			Uri:       &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Exact{Exact: ChallengePathPrefix + ch.Spec.Token}},
 			Authority: &istioapi.StringMatch{MatchType: &istioapi.StringMatch_Regex{Regex: regexp.QuoteMeta(host) + "(:[0-9]+)?"}},

@@ -58,8 +58,14 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("listing challenges: %w", err)
 	}
 	live := map[string]bool{}
+	// An order's shared VirtualService lives while one of its challenges
+	// does.
+	liveOrders := map[string]bool{}
 	for _, ch := range challenges.Items {
 		live[ChallengeKey(ch.Namespace, ch.Name)] = true
+		if ch.Spec.Order != "" {
+			liveOrders[ChallengeKey(ch.Namespace, ch.Spec.Order)] = true
+		}
 	}
 
 	ours := client.MatchingLabels{LabelManagedBy: ManagedByValue}
@@ -75,13 +81,17 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) (int, error) {
 	deleted := 0
 	for _, obj := range objs {
 		key, ok := obj.GetLabels()[LabelChallenge]
-		if !ok || live[key] || time.Since(obj.GetCreationTimestamp().Time) < s.MinAge {
+		order, shared := obj.GetLabels()[LabelSharedByOrder]
+		switch {
+		case time.Since(obj.GetCreationTimestamp().Time) < s.MinAge:
+			continue
+		case ok && live[key], shared && liveOrders[order], !ok && !shared:
 			continue
 		}
 		if err := s.Client.Delete(ctx, obj); err != nil && !apierrors.IsNotFound(err) {
 			return deleted, fmt.Errorf("deleting %s %s/%s: %w", routeKindOf(obj).kind, obj.GetNamespace(), obj.GetName(), err)
 		}
-		s.Log.Info("deleted orphaned challenge route", "kind", routeKindOf(obj).kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "challenge", obj.GetAnnotations()[AnnotationChallenge])
+		s.Log.Info("deleted orphaned challenge route", "kind", routeKindOf(obj).kind, "namespace", obj.GetNamespace(), "name", obj.GetName(), "challenge", obj.GetAnnotations()[AnnotationChallenge], "sharedBy", obj.GetAnnotations()[AnnotationSharedMembers])
 		deleted++
 	}
 	return deleted, nil

@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/e2e/istiogw"
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
@@ -72,6 +73,12 @@ func TestDifferential(t *testing.T) {
 			for i := range next {
 				l := generate(s, *from+i)
 				outcome, err := check(t, l)
+				if err == nil && outcome == "published" {
+					var shared bool
+					if shared, err = checkShared(t, l); shared {
+						l.Dims[dimShared] = true
+					}
+				}
 				if err == nil {
 					var checked bool
 					if checked, err = checkTenancy(t, l); checked && err == nil {
@@ -151,18 +158,8 @@ func TestDifferential(t *testing.T) {
 
 // check plans one layout and checks the outcome against Istio.
 func check(t *testing.T, l *layout) (string, error) {
-	workloads := l.workloads()
 	now := epoch.Add(time.Minute)
-	plan, refusal := solver.PlanRoutes(solver.PlanInput{
-		Challenge: l.Challenge, Gateways: l.Gateways, VirtualServices: l.VirtualServices, Workloads: workloads,
-		Credential: func(ns, name string) solver.CredentialState {
-			if l.Secrets[ns+"/"+name] {
-				return solver.CredentialState{Usable: true}
-			}
-			return solver.CredentialState{Problem: "Secret " + ns + "/" + name + " does not exist"}
-		},
-		Now: now,
-	})
+	plan, refusal := planFor(l, l.Challenge)
 	attempt := plan
 	if refusal != nil {
 		if refusal.Attempt == nil {
@@ -185,15 +182,8 @@ func check(t *testing.T, l *layout) (string, error) {
 	for _, sec := range routes.Secrets {
 		ours[sec.Namespace+"/"+sec.Name] = true
 	}
-	// Istio's SDS resolves the credential's Secret; resources that are
-	// not Secrets (builtin://, invalid://) never occur in the layouts.
 	exists := func(resource, namespace string) bool {
-		sr, err := credentials.ParseResourceName(resource, namespace, "", "")
-		if err != nil || sr.ResourceKind != kind.Secret {
-			return false
-		}
-		key := sr.Namespace + "/" + sr.Name
-		return l.Secrets[key] || ours[key]
+		return secretExistsIn(l.Secrets, resource, namespace) || secretExistsIn(ours, resource, namespace)
 	}
 
 	routed := map[int]bool{}
@@ -213,12 +203,12 @@ func check(t *testing.T, l *layout) (string, error) {
 		}
 		httpPort, httpsPort := w.httpPorts()
 		if routed[i] && caFailure == nil {
-			if err := caReaches(t, after, httpPort, httpsPort, l, w.Namespace, exists); err != nil {
+			if err := caReaches(t, after, httpPort, httpsPort, l.Host, l.Challenge.Spec.Token, w.Namespace, exists); err != nil {
 				caFailure = fmt.Errorf("workload %d: %w", i, err)
 			}
 		}
 		if moved == nil {
-			moved = usersUnchanged(t, before, after, l, w.Namespace, exists)
+			moved = usersUnchanged(t, before, after, l, []caRequest{{l.Host, l.Challenge.Spec.Token}}, w.Namespace, exists)
 			if moved != nil {
 				moved = fmt.Errorf("workload %d: %w", i, moved)
 			}
@@ -241,6 +231,32 @@ func check(t *testing.T, l *layout) (string, error) {
 	return refusal.Reason, nil
 }
 
+// planFor plans a challenge of the layout as the controller would.
+func planFor(l *layout, ch *v1alpha1.ACMEChallenge) (*solver.Plan, *solver.Refusal) {
+	return solver.PlanRoutes(solver.PlanInput{
+		Challenge: ch, Gateways: l.Gateways, VirtualServices: l.VirtualServices, Workloads: l.workloads(),
+		Credential: func(ns, name string) solver.CredentialState {
+			if l.Secrets[ns+"/"+name] {
+				return solver.CredentialState{Usable: true}
+			}
+			return solver.CredentialState{Problem: "Secret " + ns + "/" + name + " does not exist"}
+		},
+		Now: epoch.Add(time.Minute),
+	})
+}
+
+// secretExistsIn tells whether the credential resource of a server on a
+// workload in namespace names one of secrets ("namespace/name"). Istio's
+// SDS resolves the credential's Secret; resources that are not Secrets
+// (builtin://, invalid://) never occur in the layouts.
+func secretExistsIn(secrets map[string]bool, resource, namespace string) bool {
+	sr, err := credentials.ParseResourceName(resource, namespace, "", "")
+	if err != nil || sr.ResourceKind != kind.Secret {
+		return false
+	}
+	return secrets[sr.Namespace+"/"+sr.Name]
+}
+
 func translate(t *testing.T, l *layout, w workloadSpec, ours *solver.Routes) (*istiogw.Translation, error) {
 	gws, vss := slices.Clone(l.Gateways), slices.Clone(l.VirtualServices)
 	if ours != nil {
@@ -254,21 +270,25 @@ func translate(t *testing.T, l *layout, w workloadSpec, ours *solver.Routes) (*i
 	return istiogw.TranslateMesh(t, l.Mesh, w.Labels, w.Namespace, gws, vss, svcs, w.Pod.Spec.Containers[0].Ports...)
 }
 
+// caRequest is a challenge's host and token: the CA's request for them is
+// the one the challenge objects may move.
+type caRequest struct{ host, token string }
+
 // caHeaders are what a CA's validation request carries.
 var caHeaders = map[string]string{"user-agent": "Mozilla/5.0 (compatible; Let's Encrypt validation server; +https://www.letsencrypt.org)", "accept": "*/*", "accept-encoding": "gzip"}
 
 // caReaches follows the CA: plain HTTP first, then HTTPS after Istio's
 // redirect (the only redirect the generator's routes make).
-func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, l *layout, ns string, exists secretExists) error {
-	path := solver.ChallengePathPrefix + l.Challenge.Spec.Token
-	req := request{host: l.Host, path: path, headers: caHeaders, ca: true}
+func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, host, token, ns string, exists secretExists) error {
+	path := solver.ChallengePathPrefix + token
+	req := request{host: host, path: path, headers: caHeaders, ca: true}
 	d := decide(t, tr.Sim, httpPort, req, exists, ns)
 	if d.kind == "tls-redirect" {
 		req.tls = true
 		d = decide(t, tr.Sim, httpsPort, req, exists, ns)
 	}
 	if d.kind != "cluster" || d.target != tokenServiceCluster {
-		return fmt.Errorf("GET %s%s (tls %v) goes to %s", l.Host, path, req.tls, d)
+		return fmt.Errorf("GET %s%s (tls %v) goes to %s", host, path, req.tls, d)
 	}
 	return nil
 }
@@ -277,12 +297,17 @@ func caReaches(t *testing.T, tr *istiogw.Translation, httpPort, httpsPort int, l
 // challenge objects, on every port the gateway pods listen on in either
 // translation (not only those behind the gateway's Service: another
 // Service, or a client of the pods, may reach the others), plain and TLS.
-func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout, ns string, exists secretExists) error {
-	token := solver.ChallengePathPrefix + l.Challenge.Spec.Token
+func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout, cas []caRequest, ns string, exists secretExists) error {
+	isCA := func(host, path string) bool {
+		return slices.Contains(cas, caRequest{host, strings.TrimPrefix(path, solver.ChallengePathPrefix)}) && strings.HasPrefix(path, solver.ChallengePathPrefix)
+	}
 	// Every path the generator's routes match, also with the query its
 	// queryParams conditions ask for: a route matching a path and a query
 	// is probed only by a request with both.
-	paths := []string{"/", "/?debug=1", "/app", "/app?debug=1", "/api/x", "/api/x?debug=1", "/d/x", "/d/x?debug=1", "/d/.well-known/acme-challenge/x", token, solver.ChallengePathPrefix + "other", solver.ChallengePathPrefix + "other?debug=1", "/.WELL-KNOWN/acme-challenge/x"}
+	paths := []string{"/", "/?debug=1", "/app", "/app?debug=1", "/api/x", "/api/x?debug=1", "/d/x", "/d/x?debug=1", "/d/.well-known/acme-challenge/x", solver.ChallengePathPrefix + "other", solver.ChallengePathPrefix + "other?debug=1", "/.WELL-KNOWN/acme-challenge/x"}
+	for _, ca := range cas {
+		paths = append(paths, solver.ChallengePathPrefix+ca.token)
+	}
 	ports := listenerPorts(before, after)
 	for _, host := range probeHosts(l.Probes, before, after) {
 		for _, path := range paths {
@@ -290,7 +315,7 @@ func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout,
 				for _, port := range ports {
 					for _, conn := range probeConnections {
 						tls := conn.tls
-						if host == l.Host && path == token {
+						if isCA(host, path) {
 							continue // the CA's request: it is meant to move
 						}
 						req := request{host: host, path: path, tls: tls, scheme: conn.scheme, headers: headers}
@@ -301,7 +326,7 @@ func usersUnchanged(t *testing.T, before, after *istiogw.Translation, l *layout,
 						// The challenged host's HTTPS failed its handshake
 						// before (no usable credential) and now meets the
 						// temporary server, which answers nothing but the token.
-						if tls && host == l.Host && b.kind == "tls-fail" && a.kind == "not-served" {
+						if tls && slices.ContainsFunc(cas, func(c caRequest) bool { return c.host == host }) && b.kind == "tls-fail" && a.kind == "not-served" {
 							continue
 						}
 						return fmt.Errorf("GET %s://%s%s on pod port %d (%s, headers %v): %s before, %s with the challenge objects", req.schemeName(), host, path, port, conn.what, headers, b, a)

@@ -15,6 +15,7 @@ import (
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
@@ -66,6 +67,9 @@ type layout struct {
 	Secrets   map[string]bool
 	Challenge *v1alpha1.ACMEChallenge
 	Host      string
+	// Sibling is a challenge for another name of the same order: where
+	// both are published and fit, they share one VirtualService.
+	Sibling *v1alpha1.ACMEChallenge
 	// Probes are the hosts users' requests are tried with.
 	Probes []string
 	// Dims are the generator's dimensions this layout has, for the
@@ -91,7 +95,7 @@ var generatorDims = []string{
 	"match.sourceNamespace", "match.gateways", "match.port",
 	"action.redirect", "action.directResponse", "action.rewrite",
 	"workload.third", "service.namedTargetPort", "service.several",
-	"mesh.defaultExportToPrivate", "mesh.scopeGatewayToNamespace",
+	"mesh.defaultExportToPrivate", "mesh.scopeGatewayToNamespace", dimShared,
 }
 
 const tokenServiceCluster = "outbound|8089||istio-acme-issuer.istio-acme-issuer.svc.cluster.local"
@@ -321,9 +325,10 @@ func generate(seed uint64, i int) *layout {
 	// VirtualService is written there, so the servers' ns/host forms
 	// admit or refuse it as they would that namespace's own routes.
 	requester := pick(namespaces)
+	order := fmt.Sprintf("layout-%d", i)
 	l.Challenge = &v1alpha1.ACMEChallenge{
-		ObjectMeta: metav1.ObjectMeta{Namespace: requester, Name: fmt.Sprintf("layout-%d", i)},
-		Spec: v1alpha1.ACMEChallengeSpec{DNSName: l.Host, Token: "tok-" + fmt.Sprint(i), Key: "key", Solver: v1alpha1.IstioHTTP01Solver{
+		ObjectMeta: metav1.ObjectMeta{Namespace: requester, Name: order + "-a", UID: types.UID(order + "-a"), Labels: map[string]string{v1alpha1.LabelOrder: order}},
+		Spec: v1alpha1.ACMEChallengeSpec{Order: order, DNSName: l.Host, Token: "tok-" + fmt.Sprint(i), Key: "key", Solver: v1alpha1.IstioHTTP01Solver{
 			Gateways:         selectors,
 			GatewayNamespace: "istio-system",
 			TokenService:     v1alpha1.TokenServiceReference{Name: "istio-acme-issuer", Namespace: "istio-acme-issuer", Port: 8089},
@@ -351,6 +356,16 @@ func generate(seed uint64, i int) *layout {
 			// Our own Gateways where one of the workloads' pods are.
 			l.Challenge.Spec.Solver.GatewayNamespace = l.Workloads[r.IntN(len(l.Workloads))].Namespace
 		}
+	}
+	// The order's second name, drawn last as well.
+	sib := l.Challenge.DeepCopy()
+	sib.Name, sib.UID = order+"-b", types.UID(order+"-b")
+	sib.Spec.DNSName = pick(slices.DeleteFunc(slices.Clone(challenged), func(h string) bool { return h == l.Host }))
+	sib.Spec.Token = sib.Spec.Token + "-b"
+	l.Sibling = sib
+	if !slices.Contains(l.Probes, sib.Spec.DNSName) {
+		l.Probes = append(l.Probes, sib.Spec.DNSName)
+		slices.Sort(l.Probes)
 	}
 	return l
 }

@@ -1,0 +1,334 @@
+package solver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	istioapi "istio.io/api/networking/v1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
+)
+
+// The challenges of one order (the names of one Certificate) whose routes
+// are each one VirtualService binding the same Gateways share one
+// VirtualService: one route per challenge, owned by all of them, so that
+// Istio gets one write when they are published and one when the garbage
+// collector removes it after the last of them. Each challenge is still
+// planned, judged by the tenancy rule and self-checked on its own; the
+// shared object is only the union of what each would have written alone,
+// and a union of VirtualServices binding the same Gateways binds exactly
+// the virtual hosts the separate ones bind (a route's authority condition
+// keeps it to its own name in each).
+//
+// Siblings learn of each other's plans in memory: the first to plan waits
+// up to shareWait for the others, then goes alone. A challenge whose plan
+// no longer fits leaves: its own objects are written first, then its route
+// leaves the shared VirtualService (or the VirtualService goes with the
+// last member).
+const (
+	// LabelSharedByOrder marks a shared VirtualService with the
+	// ChallengeKey of its order's namespace and name: the orphan sweep
+	// compares it with the orders that still have challenges.
+	LabelSharedByOrder = "istio-acme.io/shared-by-order"
+	// AnnotationSharedMembers lists, as JSON, the challenges of a shared
+	// VirtualService and the hosts each binds.
+	AnnotationSharedMembers = "istio-acme.io/challenges"
+
+	// shareWait is how long a challenge waits for its siblings' plans
+	// before it goes alone: they are created in one pass of the signer.
+	shareWait = time.Second
+	// shareRetry is how soon a waiting challenge looks again.
+	shareRetry = 100 * time.Millisecond
+	// sharePartTTL is how long a plan is remembered for the siblings.
+	sharePartTTL = 10 * time.Minute
+)
+
+// SharedMember is one challenge's part of a shared VirtualService: the
+// VirtualService it would have written alone.
+type SharedMember struct {
+	Name           string
+	UID            types.UID
+	Hosts          []string
+	Route          *istioapi.HTTPRoute
+	Gateways       []string
+	RequesterSpace string
+}
+
+// sharedName names the shared VirtualService of an order.
+func sharedName(namespace, order string) string {
+	return "acme-order-" + ChallengeKey(namespace, order)
+}
+
+// SharedMemberOf returns the challenge's part when its routes can be
+// shared: one VirtualService in its own namespace (owned by it, see
+// BuildRoutes), no Gateway and no Secret of its own, and an order.
+func SharedMemberOf(ch *v1alpha1.ACMEChallenge, routes Routes) (SharedMember, bool) {
+	if ch.Spec.Order == "" || ch.UID == "" || len(routes.Gateways) > 0 || len(routes.Secrets) > 0 || len(routes.VirtualServices) != 1 {
+		return SharedMember{}, false
+	}
+	v := routes.VirtualServices[0]
+	if v.Namespace != ch.Namespace || len(v.Spec.Http) != 1 || len(v.OwnerReferences) != 1 {
+		return SharedMember{}, false
+	}
+	return SharedMember{Name: ch.Name, UID: ch.UID, Hosts: v.Spec.Hosts, Route: v.Spec.Http[0], Gateways: v.Spec.Gateways, RequesterSpace: v.Namespace}, true
+}
+
+// Fits tells whether two members can share one VirtualService.
+func (m SharedMember) Fits(o SharedMember) bool {
+	return m.RequesterSpace == o.RequesterSpace && slices.Equal(m.Gateways, o.Gateways)
+}
+
+// BuildSharedVirtualService returns the VirtualService of an order's
+// challenges that share one, members in any order (all of them fit).
+func BuildSharedVirtualService(namespace, order string, members []SharedMember) *istionet.VirtualService {
+	members = slices.Clone(members)
+	slices.SortFunc(members, func(a, b SharedMember) int { return strings.Compare(a.Name, b.Name) })
+	hosts := map[string][]string{}
+	v := &istionet.VirtualService{ObjectMeta: metav1.ObjectMeta{
+		Name:      sharedName(namespace, order),
+		Namespace: namespace,
+		Labels:    map[string]string{LabelManagedBy: ManagedByValue, LabelSharedByOrder: ChallengeKey(namespace, order)},
+	}}
+	v.Spec.ExportTo = []string{"*"}
+	v.Spec.Gateways = slices.Clone(members[0].Gateways)
+	for _, m := range members {
+		hosts[m.Name] = m.Hosts
+		for _, h := range m.Hosts {
+			if !slices.Contains(v.Spec.Hosts, h) {
+				v.Spec.Hosts = append(v.Spec.Hosts, h)
+			}
+		}
+		r := proto.Clone(m.Route).(*istioapi.HTTPRoute)
+		r.Name = sharedRouteName(namespace, m.Name)
+		v.Spec.Http = append(v.Spec.Http, r)
+		v.OwnerReferences = append(v.OwnerReferences, metav1.OwnerReference{
+			APIVersion: v1alpha1.GroupVersion.String(), Kind: "ACMEChallenge", Name: m.Name, UID: m.UID,
+		})
+	}
+	data, _ := json.Marshal(hosts) // a map of strings cannot fail
+	v.Annotations = map[string]string{AnnotationSharedMembers: string(data)}
+	return v
+}
+
+// sharedRouteName names a member's route: the challenge route's name and
+// the member's key, so that each can be told apart and removed.
+func sharedRouteName(namespace, name string) string {
+	return challengeRouteName + "-" + ChallengeKey(namespace, name)
+}
+
+// sharedMembers reads the members back from a shared VirtualService.
+func sharedMembers(v *istionet.VirtualService) []SharedMember {
+	hosts := map[string][]string{}
+	if err := json.Unmarshal([]byte(v.Annotations[AnnotationSharedMembers]), &hosts); err != nil {
+		return nil
+	}
+	var out []SharedMember
+	for _, ref := range v.OwnerReferences {
+		h, ok := hosts[ref.Name]
+		if ref.Kind != "ACMEChallenge" || !ok {
+			continue
+		}
+		i := slices.IndexFunc(v.Spec.Http, func(r *istioapi.HTTPRoute) bool { return r.GetName() == sharedRouteName(v.Namespace, ref.Name) })
+		if i < 0 {
+			continue
+		}
+		route := proto.Clone(v.Spec.Http[i]).(*istioapi.HTTPRoute)
+		route.Name = challengeRouteName
+		out = append(out, SharedMember{Name: ref.Name, UID: ref.UID, Hosts: h, Route: route, Gateways: v.Spec.Gateways, RequesterSpace: v.Namespace})
+	}
+	return out
+}
+
+// sharePart is what a challenge tells its siblings of its plan.
+type sharePart struct {
+	member SharedMember
+	// alone: the challenge does not share (its plan does not fit, it
+	// stopped waiting, or it was not planned at all); the siblings
+	// neither wait for it nor include it.
+	alone bool
+	// waitingSince is when it began to wait for its siblings.
+	waitingSince time.Time
+}
+
+// sharing remembers the challenges' parts for their siblings.
+type sharing struct {
+	once  sync.Once
+	parts kubeutil.TimedMap[types.NamespacedName, sharePart]
+}
+
+func (s *sharing) memo() *kubeutil.TimedMap[types.NamespacedName, sharePart] {
+	s.once.Do(func() { s.parts.TTL = sharePartTTL })
+	return &s.parts
+}
+
+// share decides whether the challenge's routes go into its order's shared
+// VirtualService. It returns the routes to publish (the challenge's own,
+// or the shared VirtualService), or how soon to look again while a
+// sibling's plan is awaited.
+func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChallenge, routes Routes) (Routes, time.Duration, error) {
+	if ch.Spec.Order == "" || ch.Labels[v1alpha1.LabelOrder] != ch.Spec.Order {
+		// A cert-manager Challenge's (no siblings), or its order's name is
+		// too long for the label the siblings are found by.
+		return routes, 0, nil
+	}
+	me := client.ObjectKeyFromObject(ch)
+	alone := func() (Routes, time.Duration, error) {
+		r.sharing.memo().Set(me, sharePart{alone: true}, time.Now())
+		return routes, 0, nil
+	}
+	member, ok := SharedMemberOf(ch, routes)
+	if !ok {
+		return alone()
+	}
+	siblings, err := r.siblings(ctx, ch)
+	if err != nil {
+		return Routes{}, 0, err
+	}
+	members := []SharedMember{member}
+	for _, s := range siblings {
+		p, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(s))
+		if !ok || (!p.alone && p.member.UID != s.UID) {
+			// Not planned yet: it was created in the same pass, and is
+			// likely right behind in the queue. The wait counts from this
+			// challenge's first attempt, not its creation, so that a long
+			// queue (many Certificates at once) does not end it early.
+			mine, _, waiting := r.sharing.memo().Get(me)
+			since := time.Now()
+			if waiting && !mine.alone && !mine.waitingSince.IsZero() {
+				since = mine.waitingSince
+			}
+			if time.Since(since) < shareWait {
+				r.sharing.memo().Set(me, sharePart{member: member, waitingSince: since}, time.Now())
+				return Routes{}, shareRetry, nil
+			}
+			return alone()
+		}
+		if p.alone || !p.member.Fits(member) {
+			continue
+		}
+		members = append(members, p.member)
+	}
+	if len(members) == 1 {
+		return alone()
+	}
+	r.sharing.memo().Set(me, sharePart{member: member}, time.Now())
+	return Routes{VirtualServices: []*istionet.VirtualService{BuildSharedVirtualService(ch.Namespace, ch.Spec.Order, members)}}, 0, nil
+}
+
+// siblings are the other open challenges of the challenge's order, from
+// the cache.
+func (r *ChallengeReconciler) siblings(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]*v1alpha1.ACMEChallenge, error) {
+	var list v1alpha1.ACMEChallengeList
+	if err := r.Client.List(ctx, &list, client.InNamespace(ch.Namespace), client.MatchingLabels{v1alpha1.LabelOrder: ch.Labels[v1alpha1.LabelOrder]}); err != nil {
+		return nil, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
+	}
+	var out []*v1alpha1.ACMEChallenge
+	for i := range list.Items {
+		s := &list.Items[i]
+		if s.Name != ch.Name && s.Spec.Order == ch.Spec.Order && s.DeletionTimestamp == nil {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// stillWaiting tells a challenge that waits for its siblings' plans, and
+// still misses one, to look again without planning itself again: its plan
+// is remembered, and planning is the costly part of a pass.
+func (r *ChallengeReconciler) stillWaiting(ctx context.Context, ch *v1alpha1.ACMEChallenge) (bool, error) {
+	if ch.Spec.Order == "" || ch.Labels[v1alpha1.LabelOrder] != ch.Spec.Order {
+		return false, nil
+	}
+	mine, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(ch))
+	if !ok || mine.alone || mine.waitingSince.IsZero() || time.Since(mine.waitingSince) >= shareWait || mine.member.UID != ch.UID {
+		return false, nil
+	}
+	siblings, err := r.siblings(ctx, ch)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(siblings, func(s *v1alpha1.ACMEChallenge) bool {
+		_, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(s))
+		return !ok
+	}), nil
+}
+
+// standAside tells the challenge's siblings not to wait for it: it is not
+// planned (refused, or its gateways are not found).
+func (r *ChallengeReconciler) standAside(ch *v1alpha1.ACMEChallenge) {
+	if ch.Spec.Order != "" {
+		r.sharing.memo().Set(client.ObjectKeyFromObject(ch), sharePart{alone: true}, time.Now())
+	}
+}
+
+// leaveShared takes the challenge's route out of its order's shared
+// VirtualService, if it is there: the VirtualService is written again for
+// the other members, or deleted with its last member. Whatever routes the
+// challenge now has are written before.
+func (r *ChallengeReconciler) leaveShared(ctx context.Context, ch *v1alpha1.ACMEChallenge) error {
+	if ch.Spec.Order == "" {
+		return nil
+	}
+	v := &istionet.VirtualService{}
+	key := client.ObjectKey{Namespace: ch.Namespace, Name: sharedName(ch.Namespace, ch.Spec.Order)}
+	if err := r.Client.Get(ctx, key, v); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if v.Labels[LabelManagedBy] != ManagedByValue || v.Labels[LabelSharedByOrder] != ChallengeKey(ch.Namespace, ch.Spec.Order) {
+		return nil // not ours
+	}
+	members := sharedMembers(v)
+	i := slices.IndexFunc(members, func(m SharedMember) bool { return m.Name == ch.Name })
+	if i < 0 {
+		return nil
+	}
+	members = slices.Delete(members, i, i+1)
+	if len(members) == 0 {
+		if err := r.Client.Delete(ctx, v, client.Preconditions{UID: &v.UID, ResourceVersion: &v.ResourceVersion}); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting VirtualService %s, which only challenge %s/%s used: %w", key, ch.Namespace, ch.Name, err)
+		}
+		return nil
+	}
+	want := BuildSharedVirtualService(ch.Namespace, ch.Spec.Order, members)
+	want.ResourceVersion = v.ResourceVersion
+	if err := r.Client.Update(ctx, want); err != nil {
+		return fmt.Errorf("taking challenge %s/%s out of VirtualService %s: %w", ch.Namespace, ch.Name, key, err)
+	}
+	return nil
+}
+
+// isShared tells an order's shared VirtualService from a challenge's own.
+func isShared(v *istionet.VirtualService) bool {
+	return v.Labels[LabelSharedByOrder] != ""
+}
+
+// challengesOfRoute maps a route object to the challenges it serves: the
+// one its annotation names, or every member of a shared VirtualService.
+func challengesOfRoute(_ context.Context, obj client.Object) []reconcile.Request {
+	if ns, name, ok := strings.Cut(obj.GetAnnotations()[AnnotationChallenge], "/"); ok {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: ns, Name: name}}}
+	}
+	if obj.GetLabels()[LabelSharedByOrder] == "" {
+		return nil
+	}
+	var out []reconcile.Request
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.Kind == "ACMEChallenge" && ref.APIVersion == v1alpha1.GroupVersion.String() {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: obj.GetNamespace(), Name: ref.Name}})
+		}
+	}
+	return out
+}
