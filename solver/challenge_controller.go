@@ -68,7 +68,7 @@ type ChallengeReconciler struct {
 	passes  passMemo
 	sharing sharing
 	plans   planSlots
-	models istiomodel.Cache
+	models  istiomodel.Cache
 }
 
 // SetupWithManager registers the reconciler.
