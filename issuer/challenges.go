@@ -53,7 +53,7 @@ func (s *Signer) solveOne(ctx context.Context, cro signer.CertificateRequestObje
 	if ch != nil {
 		since, accepted := s.validatingFor(ch)
 		switch {
-		case !ch.Status.Presented:
+		case !s.presentations.Presented(ch):
 			return s.publishing(cro, ch), nil
 		case !accepted:
 			if err := s.accept(ctx, cro, acct, ch); err != nil {

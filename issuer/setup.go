@@ -72,6 +72,10 @@ func SetupWithManager(ctx context.Context, mgr manager.Manager, o SetupOptions) 
 			// A progress message held back is written once it lasted,
 			// also by a request with no pass of its own coming.
 			b.WatchesRawSource(source.Channel(progress.wake, &handler.EnqueueRequestForObject{}))
+			// A challenge presented in memory wakes its request at once.
+			if p := o.Signer.presentations; p != nil {
+				b.WatchesRawSource(source.Channel(p.Wake(), handler.EnqueueRequestsFromMapFunc(requestOfChallenge)))
+			}
 			return nil
 		},
 	}).SetupWithManager(ctx, requestManager{Manager: mgr, progress: progress, clock: o.Signer.clock})

@@ -46,6 +46,7 @@ type Signer struct {
 	refusalGrace     time.Duration
 	namespacedPolicy func(v1alpha1.IstioHTTP01Solver) string
 	requester        solver.RequesterFunc
+	presentations    *solver.Presentations
 	// refused are the requests the tenancy rule refuses, woken when
 	// users' Gateways or the HostnameGrants change.
 	refused kubeutil.KeySet
@@ -87,6 +88,9 @@ type Options struct {
 	// Gateway's, for a Certificate of the Gateway shim): the tenancy rule
 	// judges that namespace, and the challenges' routes are written there.
 	Requester solver.RequesterFunc
+	// Presentations, when set, tell a challenge the challenge controller
+	// of this process presented before its status says so.
+	Presentations *solver.Presentations
 }
 
 // NewSigner returns a Signer.
@@ -102,6 +106,7 @@ func NewSigner(o Options) *Signer {
 		refusalGrace:     o.RefusalGrace,
 		namespacedPolicy: o.NamespacedPolicy,
 		requester:        o.Requester,
+		presentations:    o.Presentations,
 		accepted:         newAcceptedChallenges(),
 		accounts: &accounts{
 			secrets:                  o.Secrets,

@@ -52,6 +52,9 @@ type ChallengeReconciler struct {
 	// SelfCheck fetches the token through the gateways before the
 	// challenge counts as presented.
 	SelfCheck *SelfCheck
+	// Presentations, when set, hand the challenges of our orders to the
+	// signer in memory (see Presentations).
+	Presentations *Presentations
 	// Authorizer decides the tenancy rule before anything is planned.
 	Authorizer *HostAuthorizer
 	// Provenance, when set, leaves alone the challenges that no order of
@@ -149,8 +152,24 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		}
 	}
 
+	if pr, wait, ok := r.Presentations.lasting(ch); ok {
+		// Presented in memory, and the signer told: the status says so
+		// once it lasted, unless a route went meanwhile.
+		gone, err := r.missingRoute(ctx, ch, pr.routes)
+		switch {
+		case err != nil:
+			return reconcile.Result{}, err
+		case gone == "" && wait > 0:
+			return reconcile.Result{RequeueAfter: wait}, nil
+		case gone == "":
+			return reconcile.Result{}, r.recordPresented(ctx, ch, pr.message, pr.routes)
+		}
+		r.Presentations.forget(ch)
+		logger.Info("a route of the open challenge was deleted; publishing it again", "object", gone)
+		r.eventf(ch, corev1.EventTypeWarning, "RouteDeleted", "%s was deleted while the challenge is open; publishing it again", gone)
+	}
 	if ch.Status.Presented {
-		gone, err := r.missingRoute(ctx, ch)
+		gone, err := r.missingRoute(ctx, ch, ch.Status.Routes)
 		if err != nil || gone == "" {
 			return reconcile.Result{}, err
 		}
@@ -271,23 +290,41 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		r.passes.remember(ch.UID, planned, msg)
 	}
 
+	if r.Presentations != nil && ch.Spec.Order != "" && !ch.Status.Presented {
+		// Our signer learns it in memory; the status is written only if
+		// the challenge is still open once that lasted.
+		if r.Presentations.present(ch, msg, refs) {
+			logger.Info("published challenge routes", "routes", refs)
+		}
+		r.passes.forget(ch.UID)
+		return reconcile.Result{RequeueAfter: quietPresent}, nil
+	}
+	if err := r.recordPresented(ctx, ch, msg, refs); err != nil {
+		return reconcile.Result{}, err
+	}
+	logger.Info("published challenge routes", "routes", refs)
+	return reconcile.Result{}, nil
+}
+
+// recordPresented writes that the challenge is presented, with its routes.
+func (r *ChallengeReconciler) recordPresented(ctx context.Context, ch *v1alpha1.ACMEChallenge, msg string, refs []v1alpha1.ObjectReference) error {
 	wasPresented := ch.Status.Presented
 	if err := r.updateStatus(ctx, ch, "", func(st *v1alpha1.ACMEChallengeStatus) {
 		st.Presented = true
 		st.Message = msg
 		st.Routes = withRecordedSecrets(st.Routes, refs)
 	}); err != nil {
-		return reconcile.Result{}, err
+		return err
 	}
 	r.passes.forget(ch.UID)
-	logger.Info("published challenge routes", "routes", refs)
+	r.Presentations.forget(ch)
 	if !wasPresented {
 		// Says where the CA's request goes through Istio on a cert-manager
 		// Challenge it answers, where its users look (it shows nothing of
 		// ours otherwise). An ACMEChallenge's status says the same.
 		r.ownerEventf(ch, corev1.EventTypeNormal, "RoutesPublished", "%s", msg)
 	}
-	return reconcile.Result{}, nil
+	return nil
 }
 
 // addFinalizer puts the challenge's finalizer in place before anything it
@@ -603,10 +640,10 @@ func (r *ChallengeReconciler) ownRoutes(ctx context.Context, ch *v1alpha1.ACMECh
 	return out, nil
 }
 
-// missingRoute names a recorded Gateway or VirtualService of the challenge
+// missingRoute names a Gateway or VirtualService of the challenge's routes
 // that no longer exists, or is empty.
-func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACMEChallenge) (string, error) {
-	for _, ref := range ch.Status.Routes {
+func (r *ChallengeReconciler) missingRoute(ctx context.Context, ch *v1alpha1.ACMEChallenge, routes []v1alpha1.ObjectReference) (string, error) {
+	for _, ref := range routes {
 		k := routeKindNamed(ref.Kind)
 		if k == nil {
 			continue // a Secret

@@ -196,6 +196,13 @@ func startChallengeController(ctx context.Context, t *testing.T, api *testenv.AP
 // tests write their challenges by hand.
 func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens, provenance bool, more ...func(manager.Manager) error) {
 	t.Helper()
+	startChallengeControllerPresenting(ctx, t, api, gatewayAddr, tokens, provenance, nil, more...)
+}
+
+// startChallengeControllerPresenting also hands presented challenges of
+// orders to presentations, when set, as the controller does for its signer.
+func startChallengeControllerPresenting(ctx context.Context, t *testing.T, api *testenv.APIServer, gatewayAddr string, tokens, provenance bool, presentations *Presentations, more ...func(manager.Manager) error) {
+	t.Helper()
 	mgr := testenv.NewManager(t, api, cache.Options{ByObject: IstioCacheOptions()})
 	// As the controller reads them: only kinds registered before the
 	// cache started, or the answers are 503s.
@@ -225,13 +232,14 @@ func startChallengeControllerWith(ctx context.Context, t *testing.T, api *testen
 	}
 	discovery := &GatewayDiscovery{Reader: mgr.GetAPIReader()}
 	if err := (&ChallengeReconciler{
-		Client:     mgr.GetClient(),
-		APIReader:  mgr.GetAPIReader(),
-		Events:     mgr.GetEventRecorder("test"),
-		Discovery:  discovery,
-		SelfCheck:  &SelfCheck{},
-		Authorizer: &HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery},
-		Provenance: prov,
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Events:        mgr.GetEventRecorder("test"),
+		Discovery:     discovery,
+		SelfCheck:     &SelfCheck{},
+		Authorizer:    &HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery},
+		Provenance:    prov,
+		Presentations: presentations,
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

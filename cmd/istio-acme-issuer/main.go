@@ -377,8 +377,11 @@ func run(ctx context.Context, o options) error {
 	// One tenancy rule for every front door: our issuers' requests before
 	// any order, and every challenge before its routes are planned.
 	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery}
+	// Presented challenges of our orders go to the signer in memory.
+	presentations := solver.NewPresentations()
 	if err := (&solver.ChallengeReconciler{
 		Client:           mgr.GetClient(),
+		Presentations:    presentations,
 		APIReader:        mgr.GetAPIReader(),
 		Events:           recorder,
 		Workers:          o.workers,
@@ -428,6 +431,7 @@ func run(ctx context.Context, o options) error {
 		RefusalGrace:             o.maxRetryDuration,
 		NamespacedPolicy:         o.namespacedIssuers.Check,
 		Requester:                requester,
+		Presentations:            presentations,
 	})
 	if err := issuer.SetupWithManager(ctx, mgr, issuer.SetupOptions{
 		Signer:           signer,

@@ -1,0 +1,91 @@
+package solver
+
+import (
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
+)
+
+// Presentations hand a presented challenge of one of our orders to the
+// signer in memory, in the same process: the signer asks the CA to
+// validate at once, and the challenge's status says "presented" only if
+// the challenge is still open quietPresent later. Most challenges are
+// validated and deleted before that, and their status is never written
+// (two writes saved per two-name Certificate). A replica that takes over
+// starts with nothing remembered and presents its challenges again.
+type Presentations struct {
+	memo kubeutil.TimedMap[types.UID, presentation]
+	wake chan event.GenericEvent
+}
+
+// presentation is a passed self-check of one generation of a challenge:
+// the status it is written with once it lasted.
+type presentation struct {
+	generation int64
+	message    string
+	routes     []v1alpha1.ObjectReference
+}
+
+// NewPresentations returns an empty memo whose presented challenges are
+// sent on Wake.
+func NewPresentations() *Presentations {
+	return &Presentations{
+		memo: kubeutil.TimedMap[types.UID, presentation]{TTL: time.Hour},
+		wake: make(chan event.GenericEvent, 1024),
+	}
+}
+
+// Wake receives each challenge presented in memory, for the signer's
+// request controller to wake its request.
+func (p *Presentations) Wake() <-chan event.GenericEvent { return p.wake }
+
+// Presented reports whether the challenge's current generation was
+// presented, in memory or in its status.
+func (p *Presentations) Presented(ch *v1alpha1.ACMEChallenge) bool {
+	if ch.Status.Presented {
+		return true
+	}
+	if p == nil {
+		return false
+	}
+	pr, _, ok := p.memo.Get(ch.UID)
+	return ok && pr.generation == ch.Generation
+}
+
+// present remembers a passed self-check and wakes the signer; it reports
+// false when it was remembered already (the wake was sent then).
+func (p *Presentations) present(ch *v1alpha1.ACMEChallenge, message string, routes []v1alpha1.ObjectReference) bool {
+	if pr, _, ok := p.memo.Get(ch.UID); ok && pr.generation == ch.Generation && pr.message == message {
+		return false
+	}
+	p.memo.Set(ch.UID, presentation{generation: ch.Generation, message: message, routes: routes}, time.Now())
+	select {
+	case p.wake <- event.GenericEvent{Object: ch.DeepCopy()}:
+	default: // the signer polls its requests anyway
+	}
+	return true
+}
+
+// lasting returns the challenge's presentation and how much longer it must
+// last before its status is written (0: now).
+func (p *Presentations) lasting(ch *v1alpha1.ACMEChallenge) (presentation, time.Duration, bool) {
+	if p == nil || ch.Status.Presented {
+		return presentation{}, 0, false
+	}
+	pr, at, ok := p.memo.Get(ch.UID)
+	if !ok || pr.generation != ch.Generation {
+		return presentation{}, 0, false
+	}
+	return pr, max(quietPresent-time.Since(at), 0), true
+}
+
+// forget drops a presentation once the status says it.
+func (p *Presentations) forget(ch *v1alpha1.ACMEChallenge) {
+	if p != nil {
+		p.memo.Delete(ch.UID)
+	}
+}

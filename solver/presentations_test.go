@@ -1,0 +1,75 @@
+package solver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// TestPresentedInMemoryFirst: a challenge of an order is handed to the
+// signer in memory as soon as its self-check passes (the wake carries it,
+// Presented says so) while its status is written only once the
+// presentation lasted quietPresent; a challenge deleted before then never
+// gets a status write, and its presentation leaves nothing behind.
+func TestPresentedInMemoryFirst(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	api, gatewayAddr := startIngress(ctx, t)
+	cl := api.Client
+	presentations := NewPresentations()
+	startChallengeControllerPresenting(ctx, t, api, gatewayAddr, true, false, presentations)
+
+	lasting, brief := testChallenge(), testChallenge()
+	brief.Name, brief.Spec.DNSName, brief.Spec.Token, brief.Spec.Key = "shop-1-brief", "brief.example.com", "tok-brief", "tok-brief.thumbprint"
+	for _, ch := range []*v1alpha1.ACMEChallenge{lasting, brief} {
+		if err := cl.Create(ctx, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	woken := map[string]time.Time{}
+	for len(woken) < 2 {
+		select {
+		case e := <-presentations.Wake():
+			woken[e.Object.GetName()] = time.Now()
+			ch := &v1alpha1.ACMEChallenge{}
+			if err := cl.Get(ctx, client.ObjectKeyFromObject(e.Object), ch); err != nil {
+				t.Fatal(err)
+			}
+			if ch.Status.Presented {
+				t.Errorf("challenge %s: status written presented when the signer was told, want it held back %s", ch.Name, quietPresent)
+			}
+			if !presentations.Presented(ch) {
+				t.Errorf("challenge %s: the signer is woken but Presented says no", ch.Name)
+			}
+			if ch.Name == brief.Name {
+				// Validated and deleted before the presentation lasted.
+				if err := cl.Delete(ctx, ch); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("woken for %v only, want both challenges", woken)
+		}
+	}
+	waitChallenge(t, cl, lasting, "the lasting challenge's status to say presented", func(got *v1alpha1.ACMEChallenge) bool { return got.Status.Presented })
+	got := &v1alpha1.ACMEChallenge{}
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(lasting), got); err != nil {
+		t.Fatal(err)
+	}
+	var at time.Time
+	for _, c := range got.Status.Conditions {
+		if c.Type == "Ready" {
+			at = c.LastTransitionTime.Time
+		}
+	}
+	if early := woken[lasting.Name].Add(quietPresent - time.Second); at.Before(early) {
+		t.Errorf("status written presented at %s, %s after the signer was told; want about %s", at, at.Sub(woken[lasting.Name]), quietPresent)
+	}
+	if len(got.Status.Routes) == 0 || got.Status.Message == "" {
+		t.Errorf("presented status without routes or message: %+v", got.Status)
+	}
+}
