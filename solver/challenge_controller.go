@@ -290,9 +290,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		r.passes.remember(ch.UID, planned, msg)
 	}
 
-	if r.Presentations != nil && ch.Spec.Order != "" && !ch.Status.Presented {
+	if r.Presentations != nil && ch.Spec.Order != "" && !ch.Status.Presented && len(routes.Secrets) == 0 {
 		// Our signer learns it in memory; the status is written only if
-		// the challenge is still open once that lasted.
+		// the challenge is still open once that lasted. Not with a
+		// temporary certificate's Secret: the status is where the
+		// finalizer finds it.
 		if r.Presentations.present(ch, msg, refs) {
 			logger.Info("published challenge routes", "routes", refs)
 		}
