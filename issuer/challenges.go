@@ -370,6 +370,7 @@ func (s *Signer) setChallengeState(ctx context.Context, ch *v1alpha1.ACMEChallen
 			}
 			ch.Status.AcceptedAt = &metav1.Time{Time: at}
 		}
+		s.presentations.MarkPresented(ch)
 		ch.Status.State = state
 		ch.Status.Message = msg
 		ch.SyncReadyCondition("")

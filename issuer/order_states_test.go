@@ -24,6 +24,7 @@ import (
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/testenv"
+	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
 // The order state machine, one named case per order and authorization
@@ -109,6 +110,49 @@ func TestOrderStates(t *testing.T) {
 		}
 		if n := len(b.challenges(t, cr)); n != 0 {
 			t.Errorf("%d ACMEChallenges left after issuance", n)
+		}
+	})
+
+	b.run(t, "a challenge presented in memory is accepted at once, and the signer's next write says it is presented", func(t *testing.T) {
+		// Two names, one presented: the order stays open, and so does
+		// the challenge whose status is looked at.
+		cr := b.placed(t, "memory", "memory.example.com", "later.memory.example.com")
+		chs := b.challenges(t, cr)
+		if len(chs) != 2 {
+			t.Fatalf("%d challenges, want 2", len(chs))
+		}
+		if chs[0].Spec.DNSName != "memory.example.com" {
+			chs[0], chs[1] = chs[1], chs[0]
+		}
+		presentations := solver.NewPresentations()
+		clock := clocktesting.NewFakeClock(time.Now())
+		s := NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",
+			Clock: clock, Presentations: presentations})
+		iss := &v1alpha1.ACMEClusterIssuer{}
+		if err := b.api.Client.Get(context.Background(), client.ObjectKey{Name: cr.Spec.IssuerRef.Name}, iss); err != nil {
+			t.Fatal(err)
+		}
+		sign := func() error {
+			_, err := s.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+			return err
+		}
+		route := v1alpha1.ObjectReference{APIVersion: "networking.istio.io/v1", Kind: "VirtualService", Namespace: orderNamespace, Name: "acme-order-x"}
+		presentations.Present(&chs[0], "routing through the test", []v1alpha1.ObjectReference{route})
+		wantPending(t, sign(), "memory.example.com: the CA is validating", "later.memory.example.com: publishing routes")
+		if n := b.accepts("memory.example.com"); n != 1 {
+			t.Errorf("the CA was asked %d times to validate, want once", n)
+		}
+		// Once the validation lasted, the pass reads the authorization
+		// (valid: Pebble validates everything here) and its write of the
+		// challenge's state records the presentation with it.
+		clock.Step(quietValidation)
+		wantPending(t, sign(), "memory.example.com: validated", "later.memory.example.com: publishing routes")
+		got := &v1alpha1.ACMEChallenge{}
+		if err := b.api.Client.Get(context.Background(), client.ObjectKeyFromObject(&chs[0]), got); err != nil {
+			t.Fatal(err)
+		}
+		if !got.Status.Presented || !slices.Contains(got.Status.Routes, route) || got.Status.State != v1alpha1.ChallengeValid {
+			t.Errorf("challenge status %+v after the signer's write, want presented with the route, and valid", got.Status)
 		}
 	})
 

@@ -169,6 +169,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		r.eventf(ch, corev1.EventTypeWarning, "RouteDeleted", "%s was deleted while the challenge is open; publishing it again", gone)
 	}
 	if ch.Status.Presented {
+		r.Presentations.forget(ch) // the status says it now
 		gone, err := r.missingRoute(ctx, ch, ch.Status.Routes)
 		if err != nil || gone == "" {
 			return reconcile.Result{}, err
@@ -295,11 +296,11 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		// the challenge is still open once that lasted. Not with a
 		// temporary certificate's Secret: the status is where the
 		// finalizer finds it.
-		if r.Presentations.present(ch, msg, refs) {
+		if r.Presentations.Present(ch, msg, refs) {
 			logger.Info("published challenge routes", "routes", refs)
 		}
 		r.passes.forget(ch.UID)
-		return reconcile.Result{RequeueAfter: quietPresent}, nil
+		return reconcile.Result{RequeueAfter: presentedQuiet}, nil
 	}
 	if err := r.recordPresented(ctx, ch, msg, refs); err != nil {
 		return reconcile.Result{}, err

@@ -12,11 +12,12 @@ import (
 
 // Presentations hand a presented challenge of one of our orders to the
 // signer in memory, in the same process: the signer asks the CA to
-// validate at once, and the challenge's status says "presented" only if
-// the challenge is still open quietPresent later. Most challenges are
-// validated and deleted before that, and their status is never written
-// (two writes saved per two-name Certificate). A replica that takes over
-// starts with nothing remembered and presents its challenges again.
+// validate at once. The challenge's status says "presented" in the
+// signer's own write once the CA's validation lasted (see MarkPresented),
+// or the challenge controller's if the challenge is still open
+// presentedQuiet later. Most challenges are validated and deleted before
+// either, and the presentation costs no write at all. A replica that takes
+// over starts with nothing remembered and presents its challenges again.
 type Presentations struct {
 	memo kubeutil.TimedMap[types.UID, presentation]
 	wake chan event.GenericEvent
@@ -29,6 +30,11 @@ type presentation struct {
 	message    string
 	routes     []v1alpha1.ObjectReference
 }
+
+// presentedQuiet is how long a presentation is only in memory before the
+// challenge controller writes it: longer than the signer's quiet
+// validation, whose write says it first.
+const presentedQuiet = 5 * time.Second
 
 // NewPresentations returns an empty memo whose presented challenges are
 // sent on Wake.
@@ -56,9 +62,9 @@ func (p *Presentations) Presented(ch *v1alpha1.ACMEChallenge) bool {
 	return ok && pr.generation == ch.Generation
 }
 
-// present remembers a passed self-check and wakes the signer; it reports
+// Present remembers a passed self-check and wakes the signer; it reports
 // false when it was remembered already (the wake was sent then).
-func (p *Presentations) present(ch *v1alpha1.ACMEChallenge, message string, routes []v1alpha1.ObjectReference) bool {
+func (p *Presentations) Present(ch *v1alpha1.ACMEChallenge, message string, routes []v1alpha1.ObjectReference) bool {
 	if pr, _, ok := p.memo.Get(ch.UID); ok && pr.generation == ch.Generation && pr.message == message {
 		return false
 	}
@@ -80,7 +86,21 @@ func (p *Presentations) lasting(ch *v1alpha1.ACMEChallenge) (presentation, time.
 	if !ok || pr.generation != ch.Generation {
 		return presentation{}, 0, false
 	}
-	return pr, max(quietPresent-time.Since(at), 0), true
+	return pr, max(presentedQuiet-time.Since(at), 0), true
+}
+
+// MarkPresented sets on a status the signer is about to write what the
+// challenge controller would write once the presentation lasted: that the
+// challenge is presented, and its routes. One write says both.
+func (p *Presentations) MarkPresented(ch *v1alpha1.ACMEChallenge) {
+	if p == nil || ch.Status.Presented {
+		return
+	}
+	if pr, _, ok := p.memo.Get(ch.UID); ok && pr.generation == ch.Generation {
+		ch.Status.Presented = true
+		ch.Status.Routes = withRecordedSecrets(ch.Status.Routes, pr.routes)
+		ch.Status.Message = pr.message
+	}
 }
 
 // forget drops a presentation once the status says it.

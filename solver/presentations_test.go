@@ -13,7 +13,7 @@ import (
 // TestPresentedInMemoryFirst: a challenge of an order is handed to the
 // signer in memory as soon as its self-check passes (the wake carries it,
 // Presented says so) while its status is written only once the
-// presentation lasted quietPresent; a challenge deleted before then never
+// presentation lasted presentedQuiet; a challenge deleted before then never
 // gets a status write, and its presentation leaves nothing behind.
 func TestPresentedInMemoryFirst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -40,7 +40,7 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			if ch.Status.Presented {
-				t.Errorf("challenge %s: status written presented when the signer was told, want it held back %s", ch.Name, quietPresent)
+				t.Errorf("challenge %s: status written presented when the signer was told, want it held back %s", ch.Name, presentedQuiet)
 			}
 			if !presentations.Presented(ch) {
 				t.Errorf("challenge %s: the signer is woken but Presented says no", ch.Name)
@@ -66,8 +66,8 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 			at = c.LastTransitionTime.Time
 		}
 	}
-	if early := woken[lasting.Name].Add(quietPresent - time.Second); at.Before(early) {
-		t.Errorf("status written presented at %s, %s after the signer was told; want about %s", at, at.Sub(woken[lasting.Name]), quietPresent)
+	if early := woken[lasting.Name].Add(presentedQuiet - time.Second); at.Before(early) {
+		t.Errorf("status written presented at %s, %s after the signer was told; want about %s", at, at.Sub(woken[lasting.Name]), presentedQuiet)
 	}
 	if len(got.Status.Routes) == 0 || got.Status.Message == "" {
 		t.Errorf("presented status without routes or message: %+v", got.Status)

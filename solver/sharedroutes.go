@@ -193,28 +193,35 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 	if !ok {
 		return alone()
 	}
-	siblings, err := r.siblings(ctx, ch)
+	siblings, unborn, err := r.siblings(ctx, ch)
 	if err != nil {
 		return Routes{}, 0, err
+	}
+	// A sibling not planned yet, or not even created (the signer creates
+	// an order's challenges one authorization at a time, in one pass), is
+	// likely right behind in the queue. The wait counts from this
+	// challenge's first attempt, not its creation, so that a long queue
+	// (many Certificates at once) does not end it early.
+	wait := func() (Routes, time.Duration, error) {
+		mine, _, waiting := r.sharing.memo().Get(me)
+		since := time.Now()
+		if waiting && !mine.alone && !mine.waitingSince.IsZero() {
+			since = mine.waitingSince
+		}
+		if time.Since(since) < shareWait {
+			r.sharing.memo().Set(me, sharePart{member: member, waitingSince: since}, time.Now())
+			return Routes{}, shareRetry, nil
+		}
+		return alone()
+	}
+	if unborn {
+		return wait()
 	}
 	members := []SharedMember{member}
 	for _, s := range siblings {
 		p, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(s))
 		if !ok || (!p.alone && p.member.UID != s.UID) {
-			// Not planned yet: it was created in the same pass, and is
-			// likely right behind in the queue. The wait counts from this
-			// challenge's first attempt, not its creation, so that a long
-			// queue (many Certificates at once) does not end it early.
-			mine, _, waiting := r.sharing.memo().Get(me)
-			since := time.Now()
-			if waiting && !mine.alone && !mine.waitingSince.IsZero() {
-				since = mine.waitingSince
-			}
-			if time.Since(since) < shareWait {
-				r.sharing.memo().Set(me, sharePart{member: member, waitingSince: since}, time.Now())
-				return Routes{}, shareRetry, nil
-			}
-			return alone()
+			return wait()
 		}
 		if p.alone || !p.member.Fits(member) {
 			continue
@@ -229,20 +236,32 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 }
 
 // siblings are the other open challenges of the challenge's order, from
-// the cache.
-func (r *ChallengeReconciler) siblings(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]*v1alpha1.ACMEChallenge, error) {
+// the cache; unborn is set when an authorization the order lists has no
+// challenge yet.
+func (r *ChallengeReconciler) siblings(ctx context.Context, ch *v1alpha1.ACMEChallenge) (siblings []*v1alpha1.ACMEChallenge, unborn bool, err error) {
 	var list v1alpha1.ACMEChallengeList
 	if err := r.Client.List(ctx, &list, client.InNamespace(ch.Namespace), client.MatchingLabels{v1alpha1.LabelOrder: ch.Labels[v1alpha1.LabelOrder]}); err != nil {
-		return nil, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
+		return nil, false, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
 	}
-	var out []*v1alpha1.ACMEChallenge
+	authzs := map[string]bool{ch.Spec.AuthorizationURL: true}
 	for i := range list.Items {
 		s := &list.Items[i]
 		if s.Name != ch.Name && s.Spec.Order == ch.Spec.Order && s.DeletionTimestamp == nil {
-			out = append(out, s)
+			siblings = append(siblings, s)
+			authzs[s.Spec.AuthorizationURL] = true
 		}
 	}
-	return out, nil
+	order := &v1alpha1.ACMEOrder{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ch.Spec.Order}, order); err != nil {
+		if apierrors.IsNotFound(err) {
+			return siblings, false, nil
+		}
+		return nil, false, fmt.Errorf("reading ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
+	}
+	// An authorization the CA had validated before needs no challenge:
+	// the wait for it ends with shareWait.
+	unborn = slices.ContainsFunc(order.Status.Authorizations, func(a string) bool { return !authzs[a] })
+	return siblings, unborn, nil
 }
 
 // stillWaiting tells a challenge that waits for its siblings' plans, and
@@ -256,9 +275,9 @@ func (r *ChallengeReconciler) stillWaiting(ctx context.Context, ch *v1alpha1.ACM
 	if !ok || mine.alone || mine.waitingSince.IsZero() || time.Since(mine.waitingSince) >= shareWait || mine.member.UID != ch.UID {
 		return false, nil
 	}
-	siblings, err := r.siblings(ctx, ch)
-	if err != nil {
-		return false, err
+	siblings, unborn, err := r.siblings(ctx, ch)
+	if err != nil || unborn {
+		return unborn, err
 	}
 	return slices.ContainsFunc(siblings, func(s *v1alpha1.ACMEChallenge) bool {
 		_, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(s))
