@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 	"github.com/istio-acme/istio-acme-issuer/internal/istiomodel"
@@ -91,6 +92,8 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 		b = b.Watches(k.newObject(), owner, deleted)
 	}
 	return b.WatchesRawSource(UsersGatewaysSource(mgr, refused)).
+		// A sibling's plan wakes the challenges that wait for it.
+		WatchesRawSource(source.Channel(r.sharing.wakeChannel(), &handler.EnqueueRequestForObject{})).
 		Watches(&v1alpha1.HostnameGrant{}, refused).
 		Named("acmechallenge").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.Workers, 1)}).
@@ -198,8 +201,8 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		return r.refuse(ctx, ch, metrics.NotPresentedIssuerSettings, "IssuerSettingsNotAllowed", why)
 	}
 
-	if waiting, err := r.stillWaiting(ctx, ch); err != nil || waiting {
-		return reconcile.Result{RequeueAfter: shareRetry}, err
+	if wait, err := r.stillWaiting(ctx, ch); err != nil || wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, err
 	}
 	// Plan where the route goes from the users' Gateways and
 	// VirtualServices as Istio would translate them, then publish it.

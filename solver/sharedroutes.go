@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -19,7 +18,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
-	"github.com/istio-acme/istio-acme-issuer/internal/kubeutil"
 )
 
 // The challenges of one order (the names of one Certificate) whose routes
@@ -33,8 +31,8 @@ import (
 // the virtual hosts the separate ones bind (a route's authority condition
 // keeps it to its own name in each).
 //
-// Siblings learn of each other's plans in memory: the first to plan waits
-// up to shareWait for the others, then goes alone. A challenge whose plan
+// Siblings learn of each other's plans in memory (sharememo.go): the first
+// to plan waits up to shareWait for the others, then goes alone. A challenge whose plan
 // no longer fits leaves: its own objects are written first, then its route
 // leaves the shared VirtualService (or the VirtualService goes with the
 // last member).
@@ -50,8 +48,6 @@ const (
 	// shareWait is how long a challenge waits for its siblings' plans
 	// before it goes alone: they are created in one pass of the signer.
 	shareWait = time.Second
-	// shareRetry is how soon a waiting challenge looks again.
-	shareRetry = 100 * time.Millisecond
 	// sharePartTTL is how long a plan is remembered for the siblings.
 	sharePartTTL = 10 * time.Minute
 )
@@ -152,144 +148,107 @@ func sharedMembers(v *istionet.VirtualService) []SharedMember {
 	return out
 }
 
-// sharePart is what a challenge tells its siblings of its plan.
-type sharePart struct {
-	member SharedMember
-	// alone: the challenge does not share (its plan does not fit, it
-	// stopped waiting, or it was not planned at all); the siblings
-	// neither wait for it nor include it.
-	alone bool
-	// waitingSince is when it began to wait for its siblings.
-	waitingSince time.Time
-}
-
-// sharing remembers the challenges' parts for their siblings.
-type sharing struct {
-	once  sync.Once
-	parts kubeutil.TimedMap[types.NamespacedName, sharePart]
-}
-
-func (s *sharing) memo() *kubeutil.TimedMap[types.NamespacedName, sharePart] {
-	s.once.Do(func() { s.parts.TTL = sharePartTTL })
-	return &s.parts
-}
-
 // share decides whether the challenge's routes go into its order's shared
 // VirtualService. It returns the routes to publish (the challenge's own,
-// or the shared VirtualService), or how soon to look again while a
-// sibling's plan is awaited.
+// or the shared VirtualService), or how long to wait at most for a
+// sibling's plan (its part wakes this challenge sooner).
 func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChallenge, routes Routes) (Routes, time.Duration, error) {
-	if ch.Spec.Order == "" || ch.Labels[v1alpha1.LabelOrder] != ch.Spec.Order {
-		// A cert-manager Challenge's (no siblings), or its order's name is
-		// too long for the label the siblings are found by.
-		return routes, 0, nil
+	authzs, ok, err := r.orderAuthorizations(ctx, ch)
+	if err != nil || !ok {
+		return routes, 0, err
 	}
-	me := client.ObjectKeyFromObject(ch)
 	alone := func() (Routes, time.Duration, error) {
-		r.sharing.memo().Set(me, sharePart{alone: true}, time.Now())
+		r.sharing.tell(ch, sharePart{alone: true})
 		return routes, 0, nil
 	}
 	member, ok := SharedMemberOf(ch, routes)
 	if !ok {
 		return alone()
 	}
-	siblings, unborn, err := r.siblings(ctx, ch)
-	if err != nil {
-		return Routes{}, 0, err
-	}
-	// A sibling not planned yet, or not even created (the signer creates
-	// an order's challenges one authorization at a time, in one pass), is
-	// likely right behind in the queue. The wait counts from this
-	// challenge's first attempt, not its creation, so that a long queue
-	// (many Certificates at once) does not end it early.
-	wait := func() (Routes, time.Duration, error) {
-		mine, _, waiting := r.sharing.memo().Get(me)
-		since := time.Now()
-		if waiting && !mine.alone && !mine.waitingSince.IsZero() {
-			since = mine.waitingSince
-		}
-		if time.Since(since) < shareWait {
-			r.sharing.memo().Set(me, sharePart{member: member, waitingSince: since}, time.Now())
-			return Routes{}, shareRetry, nil
-		}
-		return alone()
-	}
-	if unborn {
-		return wait()
-	}
+	parts := r.sharing.parts(ch)
 	members := []SharedMember{member}
-	for _, s := range siblings {
-		p, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(s))
-		if !ok || (!p.alone && p.member.UID != s.UID) {
-			return wait()
-		}
-		if p.alone || !p.member.Fits(member) {
+	for _, authz := range authzs {
+		if authz == ch.Spec.AuthorizationURL {
 			continue
 		}
-		members = append(members, p.member)
+		p, told := parts[authz]
+		if !told {
+			// Not planned, or not even created yet (the signer creates an
+			// order's challenges one authorization at a time, in one
+			// pass): likely right behind in the queue. The wait counts
+			// from this challenge's first attempt, not its creation, so
+			// that a long queue (many Certificates at once) does not end
+			// it early. An authorization the CA had validated before gets
+			// no challenge: the wait for it ends with shareWait.
+			since := time.Now()
+			if mine, ok := parts[ch.Spec.AuthorizationURL]; ok && mine.name == ch.Name && !mine.waitingSince.IsZero() {
+				since = mine.waitingSince
+			}
+			if left := shareWait - time.Since(since); left > 0 {
+				r.sharing.tell(ch, sharePart{member: member, waitingSince: since})
+				return Routes{}, left, nil
+			}
+			return alone()
+		}
+		if !p.alone && p.member.Fits(member) {
+			members = append(members, p.member)
+		}
 	}
 	if len(members) == 1 {
 		return alone()
 	}
-	r.sharing.memo().Set(me, sharePart{member: member}, time.Now())
+	r.sharing.tell(ch, sharePart{member: member})
 	return Routes{VirtualServices: []*istionet.VirtualService{BuildSharedVirtualService(ch.Namespace, ch.Spec.Order, members)}}, 0, nil
 }
 
-// siblings are the other open challenges of the challenge's order, from
-// the cache; unborn is set when an authorization the order lists has no
-// challenge yet.
-func (r *ChallengeReconciler) siblings(ctx context.Context, ch *v1alpha1.ACMEChallenge) (siblings []*v1alpha1.ACMEChallenge, unborn bool, err error) {
-	var list v1alpha1.ACMEChallengeList
-	if err := r.Client.List(ctx, &list, client.InNamespace(ch.Namespace), client.MatchingLabels{v1alpha1.LabelOrder: ch.Labels[v1alpha1.LabelOrder]}); err != nil {
-		return nil, false, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
-	}
-	authzs := map[string]bool{ch.Spec.AuthorizationURL: true}
-	for i := range list.Items {
-		s := &list.Items[i]
-		if s.Name != ch.Name && s.Spec.Order == ch.Spec.Order && s.DeletionTimestamp == nil {
-			siblings = append(siblings, s)
-			authzs[s.Spec.AuthorizationURL] = true
-		}
+// orderAuthorizations returns the authorizations of the challenge's order,
+// from the cache; ok is false when the challenge has no order of ours
+// (a cert-manager Challenge's) or the order is not there.
+func (r *ChallengeReconciler) orderAuthorizations(ctx context.Context, ch *v1alpha1.ACMEChallenge) ([]string, bool, error) {
+	if ch.Spec.Order == "" || ch.Spec.AuthorizationURL == "" {
+		return nil, false, nil
 	}
 	order := &v1alpha1.ACMEOrder{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ch.Spec.Order}, order); err != nil {
+	if err := r.Client.Get(ctx, orderOf(ch), order); err != nil {
 		if apierrors.IsNotFound(err) {
-			return siblings, false, nil
+			return nil, false, nil
 		}
 		return nil, false, fmt.Errorf("reading ACMEOrder %s/%s: %w", ch.Namespace, ch.Spec.Order, err)
 	}
-	// An authorization the CA had validated before needs no challenge:
-	// the wait for it ends with shareWait.
-	unborn = slices.ContainsFunc(order.Status.Authorizations, func(a string) bool { return !authzs[a] })
-	return siblings, unborn, nil
+	return order.Status.Authorizations, slices.Contains(order.Status.Authorizations, ch.Spec.AuthorizationURL), nil
 }
 
 // stillWaiting tells a challenge that waits for its siblings' plans, and
-// still misses one, to look again without planning itself again: its plan
-// is remembered, and planning is the costly part of a pass.
-func (r *ChallengeReconciler) stillWaiting(ctx context.Context, ch *v1alpha1.ACMEChallenge) (bool, error) {
-	if ch.Spec.Order == "" || ch.Labels[v1alpha1.LabelOrder] != ch.Spec.Order {
-		return false, nil
+// still misses one, how long to wait at most, without planning itself
+// again: its plan is remembered, and planning is the costly part of a
+// pass.
+func (r *ChallengeReconciler) stillWaiting(ctx context.Context, ch *v1alpha1.ACMEChallenge) (time.Duration, error) {
+	parts := r.sharing.parts(ch)
+	mine, ok := parts[ch.Spec.AuthorizationURL]
+	if !ok || mine.name != ch.Name || mine.alone || mine.waitingSince.IsZero() || mine.member.UID != ch.UID {
+		return 0, nil
 	}
-	mine, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(ch))
-	if !ok || mine.alone || mine.waitingSince.IsZero() || time.Since(mine.waitingSince) >= shareWait || mine.member.UID != ch.UID {
-		return false, nil
+	left := shareWait - time.Since(mine.waitingSince)
+	if left <= 0 {
+		return 0, nil
 	}
-	siblings, unborn, err := r.siblings(ctx, ch)
-	if err != nil || unborn {
-		return unborn, err
+	authzs, ok, err := r.orderAuthorizations(ctx, ch)
+	if err != nil || !ok {
+		return 0, err
 	}
-	return slices.ContainsFunc(siblings, func(s *v1alpha1.ACMEChallenge) bool {
-		_, _, ok := r.sharing.memo().Get(client.ObjectKeyFromObject(s))
-		return !ok
-	}), nil
+	for _, authz := range authzs {
+		if _, told := parts[authz]; !told {
+			return left, nil
+		}
+	}
+	return 0, nil
 }
 
 // standAside tells the challenge's siblings not to wait for it: it is not
 // planned (refused, or its gateways are not found).
 func (r *ChallengeReconciler) standAside(ch *v1alpha1.ACMEChallenge) {
-	if ch.Spec.Order != "" {
-		r.sharing.memo().Set(client.ObjectKeyFromObject(ch), sharePart{alone: true}, time.Now())
+	if ch.Spec.Order != "" && ch.Spec.AuthorizationURL != "" {
+		r.sharing.tell(ch, sharePart{alone: true})
 	}
 }
 

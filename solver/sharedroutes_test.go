@@ -37,12 +37,29 @@ func TestChallengesOfOneOrderShareOneVirtualService(t *testing.T) {
 	}
 	startChallengeController(ctx, t, api, gatewayAddr, true)
 
+	// The order lists its authorizations: the challenges know their
+	// siblings by them.
+	hosts := []string{"a.example.com", "b.example.com", "c.example.net"}
+	order := &v1alpha1.ACMEOrder{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "shop-1"},
+		Spec:       v1alpha1.ACMEOrderSpec{Request: "shop-1", IssuerRef: v1alpha1.IssuerReference{Kind: "ACMEClusterIssuer", Name: "public"}, DNSNames: hosts},
+	}
+	if err := cl.Create(ctx, order); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		order.Status.Authorizations = append(order.Status.Authorizations, "https://ca.example/authz/"+h)
+	}
+	if err := cl.Status().Update(ctx, order); err != nil {
+		t.Fatal(err)
+	}
 	var chs []*v1alpha1.ACMEChallenge
-	for i, host := range []string{"a.example.com", "b.example.com", "c.example.net"} {
+	for i, host := range hosts {
 		ch := testChallenge()
 		ch.Name = "shop-1-" + string(rune('a'+i))
 		ch.Labels = map[string]string{v1alpha1.LabelOrder: ch.Spec.Order}
 		ch.Spec.DNSName, ch.Spec.Token, ch.Spec.Key = host, "tok-"+ch.Name, "tok-"+ch.Name+".thumbprint"
+		ch.Spec.AuthorizationURL = order.Status.Authorizations[i]
 		if err := cl.Create(ctx, ch); err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,111 @@
+package solver
+
+import (
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// sharing is what the challenges of each order tell each other of their
+// plans (see sharedroutes.go), by the order's authorizations: the order
+// lists them, so a challenge knows which siblings to wait for without
+// listing challenges. A sibling that tells its part wakes the ones that
+// wait, on the channel the challenge controller watches.
+type sharing struct {
+	mu     sync.Mutex
+	orders map[types.NamespacedName]*orderParts
+	pruned time.Time
+	wake   chan event.GenericEvent
+}
+
+type orderParts struct {
+	parts   map[string]sharePart // by authorization URL
+	touched time.Time
+}
+
+// sharePart is what a challenge tells its siblings of its plan.
+type sharePart struct {
+	name   string
+	member SharedMember
+	// alone: the challenge does not share (its plan does not fit, it
+	// stopped waiting, or it was not planned at all); the siblings
+	// neither wait for it nor include it.
+	alone bool
+	// waitingSince is when it began to wait for its siblings (zero once
+	// it stopped).
+	waitingSince time.Time
+}
+
+// wakeChannel returns the channel waiting challenges are sent on.
+func (s *sharing) wakeChannel() chan event.GenericEvent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wake == nil {
+		s.wake = make(chan event.GenericEvent, 1024)
+	}
+	return s.wake
+}
+
+func orderOf(ch *v1alpha1.ACMEChallenge) types.NamespacedName {
+	return types.NamespacedName{Namespace: ch.Namespace, Name: ch.Spec.Order}
+}
+
+// tell records the challenge's part and wakes the siblings that wait.
+func (s *sharing) tell(ch *v1alpha1.ACMEChallenge, p sharePart) {
+	wake := s.wakeChannel()
+	now := time.Now()
+	p.name = ch.Name
+	s.mu.Lock()
+	if s.orders == nil {
+		s.orders = map[types.NamespacedName]*orderParts{}
+	}
+	if now.Sub(s.pruned) > sharePartTTL {
+		s.pruned = now
+		for k, o := range s.orders {
+			if now.Sub(o.touched) > sharePartTTL {
+				delete(s.orders, k)
+			}
+		}
+	}
+	o := s.orders[orderOf(ch)]
+	if o == nil {
+		o = &orderParts{parts: map[string]sharePart{}}
+		s.orders[orderOf(ch)] = o
+	}
+	o.parts[ch.Spec.AuthorizationURL] = p
+	o.touched = now
+	var waiting []string
+	for authz, q := range o.parts {
+		if authz != ch.Spec.AuthorizationURL && !q.alone && !q.waitingSince.IsZero() {
+			waiting = append(waiting, q.name)
+		}
+	}
+	s.mu.Unlock()
+	for _, name := range waiting {
+		select {
+		case wake <- event.GenericEvent{Object: &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: ch.Namespace, Name: name}}}:
+		default: // it looks again when its wait ends
+		}
+	}
+}
+
+// parts returns the parts told for the challenge's order, by
+// authorization URL.
+func (s *sharing) parts(ch *v1alpha1.ACMEChallenge) map[string]sharePart {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orders[orderOf(ch)]
+	if o == nil {
+		return nil
+	}
+	out := make(map[string]sharePart, len(o.parts))
+	for k, v := range o.parts {
+		out[k] = v
+	}
+	return out
+}

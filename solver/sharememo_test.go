@@ -1,0 +1,45 @@
+package solver
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
+)
+
+// TestSharingWakesWaitingSiblings: a challenge that tells its part wakes
+// the siblings of its order that wait, and nobody else.
+func TestSharingWakesWaitingSiblings(t *testing.T) {
+	var s sharing
+	ch := func(name, order, authz string) *v1alpha1.ACMEChallenge {
+		return &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: name},
+			Spec: v1alpha1.ACMEChallengeSpec{Order: order, AuthorizationURL: authz}}
+	}
+	a, b, c, other := ch("a", "o", "authz-a"), ch("b", "o", "authz-b"), ch("c", "o", "authz-c"), ch("x", "p", "authz-x")
+	s.tell(a, sharePart{waitingSince: time.Now()})
+	s.tell(c, sharePart{alone: true})
+	s.tell(other, sharePart{waitingSince: time.Now()})
+	drain := func() []string {
+		var names []string
+		for {
+			select {
+			case e := <-s.wakeChannel():
+				names = append(names, e.Object.GetName())
+			default:
+				return names
+			}
+		}
+	}
+	if got := drain(); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("after c stood aside, woken %v, want a (waiting, same order)", got)
+	}
+	s.tell(b, sharePart{})
+	if got := drain(); len(got) != 1 || got[0] != "a" {
+		t.Errorf("after b told its plan, woken %v, want only a", got)
+	}
+	if parts := s.parts(a); len(parts) != 3 || parts["authz-b"].name != "b" {
+		t.Errorf("order o's parts %v, want a, b and c by authorization", parts)
+	}
+}
