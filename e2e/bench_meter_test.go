@@ -266,7 +266,10 @@ func countRequests(entries []auditEntry) (requests map[string]map[string]int, by
 		byResource[who][e.Verb+" "+res]++
 		write := e.Verb == "create" || e.Verb == "update" || e.Verb == "patch" || e.Verb == "delete" || e.Verb == "deletecollection"
 		switch r := e.ObjectRef.Resource; {
-		case !write || e.ObjectRef.Subresource != "":
+		// A write the API server refused (a create that found the object
+		// there already) changes nothing istiod pushes; it still counts
+		// as an API request above.
+		case !write || e.ObjectRef.Subresource != "" || e.ResponseStatus.Code >= 300:
 		case who == clientOurs && (r == "gateways" || r == "virtualservices"):
 			solverWrites[who]++
 		case e.byGarbageCollector() && e.Verb == "delete" && (r == "gateways" || r == "virtualservices"):

@@ -263,7 +263,9 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.deleteStale(ctx, ch, routes); err != nil {
 		return reconcile.Result{}, err
 	}
-	if !slices.ContainsFunc(routes.VirtualServices, isShared) {
+	if slices.ContainsFunc(routes.VirtualServices, isShared) {
+		r.sharing.wakeSiblings(ch) // they find it written
+	} else {
 		if err := r.leaveShared(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}

@@ -197,7 +197,9 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 	if len(members) == 1 {
 		return alone()
 	}
-	r.sharing.tell(ch, sharePart{member: member})
+	// The siblings that wait are woken once the VirtualService is written
+	// (see Reconcile).
+	r.sharing.record(ch, sharePart{member: member})
 	return Routes{VirtualServices: []*istionet.VirtualService{BuildSharedVirtualService(ch.Namespace, ch.Spec.Order, members)}}, 0, nil
 }
 

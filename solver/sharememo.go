@@ -57,7 +57,14 @@ func orderOf(ch *v1alpha1.ACMEChallenge) types.NamespacedName {
 
 // tell records the challenge's part and wakes the siblings that wait.
 func (s *sharing) tell(ch *v1alpha1.ACMEChallenge, p sharePart) {
-	wake := s.wakeChannel()
+	s.record(ch, p)
+	s.wakeSiblings(ch)
+}
+
+// record records the challenge's part without waking anyone: a challenge
+// that will write the shared VirtualService wakes its siblings after it
+// did, so that they find it rather than race to create it.
+func (s *sharing) record(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	now := time.Now()
 	p.name = ch.Name
 	s.mu.Lock()
@@ -79,10 +86,19 @@ func (s *sharing) tell(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	}
 	o.parts[ch.Spec.AuthorizationURL] = p
 	o.touched = now
+	s.mu.Unlock()
+}
+
+// wakeSiblings wakes the siblings of the challenge that wait.
+func (s *sharing) wakeSiblings(ch *v1alpha1.ACMEChallenge) {
+	wake := s.wakeChannel()
 	var waiting []string
-	for authz, q := range o.parts {
-		if authz != ch.Spec.AuthorizationURL && !q.alone && !q.waitingSince.IsZero() {
-			waiting = append(waiting, q.name)
+	s.mu.Lock()
+	if o := s.orders[orderOf(ch)]; o != nil {
+		for authz, q := range o.parts {
+			if authz != ch.Spec.AuthorizationURL && !q.alone && !q.waitingSince.IsZero() {
+				waiting = append(waiting, q.name)
+			}
 		}
 	}
 	s.mu.Unlock()
