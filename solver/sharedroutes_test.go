@@ -109,21 +109,34 @@ func TestChallengesOfOneOrderShareOneVirtualService(t *testing.T) {
 	}
 
 	// Leaving: a's route goes, b's stays; then the VirtualService goes.
+	// On another order's VirtualService built from the same parts: the
+	// running controller would publish shop-1's again when it goes, as
+	// for any route deleted under an open challenge.
+	leaving := func(ch *v1alpha1.ACMEChallenge) *v1alpha1.ACMEChallenge {
+		c := ch.DeepCopy()
+		c.Spec.Order = "leave-1"
+		return c
+	}
+	members := sharedMembers(shared)
+	leave := BuildSharedVirtualService("apps", "leave-1", members)
+	if err := cl.Create(ctx, leave); err != nil {
+		t.Fatal(err)
+	}
 	r := &ChallengeReconciler{Client: cl}
-	if err := r.leaveShared(ctx, chs[0]); err != nil {
+	if err := r.leaveShared(ctx, leaving(chs[0])); err != nil {
 		t.Fatal(err)
 	}
 	after := &istionet.VirtualService{}
-	if err := cl.Get(ctx, client.ObjectKeyFromObject(shared), after); err != nil {
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(leave), after); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(after.Spec.Hosts, []string{"b.example.com"}) || len(after.Spec.Http) != 1 || len(after.OwnerReferences) != 1 || after.OwnerReferences[0].Name != "shop-1-b" {
 		t.Errorf("after a left: hosts %v, %d routes, owners %v; want b's alone", after.Spec.Hosts, len(after.Spec.Http), after.OwnerReferences)
 	}
-	if err := r.leaveShared(ctx, chs[1]); err != nil {
+	if err := r.leaveShared(ctx, leaving(chs[1])); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.Get(ctx, client.ObjectKeyFromObject(shared), after); !apierrors.IsNotFound(err) {
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(leave), after); !apierrors.IsNotFound(err) {
 		t.Errorf("after its last member left, the shared VirtualService is still there: %v", err)
 	}
 }
