@@ -392,17 +392,6 @@ func listenerPorts(trs ...*istiogw.Translation) []int {
 	return slices.Sorted(maps.Keys(set))
 }
 
-// outcome is what a client sees of a decision: where it is served, or
-// that it is not (no listener, virtual host or route all fail the request
-// alike).
-func outcome(d decision) decision {
-	switch d.kind {
-	case "error", "no-route", "no-vhost":
-		return decision{kind: "not-served"}
-	}
-	return d
-}
-
 func describe(p *solver.Plan) string {
 	var parts []string
 	for _, w := range p.Workloads {

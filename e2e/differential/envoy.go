@@ -118,6 +118,17 @@ func decide(t *testing.T, sim *simulation.Simulation, port int, req request, sec
 	return decision{kind: "no-route", credential: cred}
 }
 
+// outcome is what a client sees of a decision: where it is served, or
+// that it is not (no listener, virtual host or route all fail the request
+// alike).
+func outcome(d decision) decision {
+	switch d.kind {
+	case "error", "no-route", "no-vhost":
+		return decision{kind: "not-served"}
+	}
+	return d
+}
+
 // decideAmbiguous decides a request that several filter chains of a
 // listener match alike (two servers on a port taking the same names). Envoy
 // rejects such a listener and keeps serving the one it accepted before,

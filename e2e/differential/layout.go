@@ -89,6 +89,10 @@ var (
 	headerName = "x-canary"
 )
 
+// dimShared counts the layouts where both names of the order were
+// published and share one VirtualService (recorded by the check).
+const dimShared = "shared.twoNames"
+
 // generatorDims are the dimensions generate records in a layout's Dims.
 var generatorDims = []string{
 	"vs.mesh", "match.scheme", "match.authority", "match.queryParams", "match.withoutHeaders",

@@ -12,10 +12,6 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/solver"
 )
 
-// dimShared counts the layouts where both names of the order were
-// published and share one VirtualService.
-const dimShared = "shared.twoNames"
-
 // checkShared plans the order's second name beside the first. Where both
 // are published and fit one VirtualService (as the controller would share
 // it), Istio must route the CA's request for each name to the token on
