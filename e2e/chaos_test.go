@@ -154,6 +154,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	var chaos sync.WaitGroup
 	var killedAt []time.Time
 	var apiDowntime time.Duration
+	var apiDownAt time.Time
 	chaos.Go(func() {
 		killedAt = killReplicas(c, rs, plan, rng, allReady)
 	})
@@ -165,6 +166,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 				return
 			}
 			var err error
+			apiDownAt = time.Now()
 			if apiDowntime, err = c.api.Restart(t); err != nil {
 				t.Errorf("restarting kube-apiserver: %v", err)
 				return
@@ -217,7 +219,7 @@ func runChaos(t *testing.T, plan chaosPlan) {
 	// Invariants.
 	kills := len(killedAt)
 	report := &chaosReport{plan: plan, kills: kills, apiDowntime: apiDowntime, toAllReady: toAllReady, each: each, renewalTimes: renewalTimes}
-	report.ordersPerRequest(t, c, proxy, crts, seen, killedAt)
+	report.ordersPerRequest(t, c, proxy, crts, seen, killedAt, apiDownAt)
 	report.validations(t, c.pebble)
 	report.retryAfter(t, proxy)
 	report.requestsNotFailed(t, seen)
@@ -323,7 +325,7 @@ type chaosReport struct {
 // CertificateRequest, except where the CA created an order whose answer
 // never reached the controller, or created one less than a second before a
 // kill and its URL was never recorded (each exception is printed).
-func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.FaultProxy, crts []*cmapi.Certificate, seen *requestLog, killedAt []time.Time) {
+func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.FaultProxy, crts []*cmapi.Certificate, seen *requestLog, killedAt []time.Time, apiDownAt time.Time) {
 	var orders v1alpha1.ACMEOrderList
 	if err := c.cl.List(context.Background(), &orders, client.InNamespace(appNamespace)); err != nil {
 		t.Fatal(err)
@@ -364,6 +366,9 @@ func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.
 			if k, ok := killSoonAfter(killedAt, req.At, time.Second); ok {
 				excused[key]++
 				r.crashWindow = append(r.crashWindow, fmt.Sprintf("%s for %s (created %s before a replica was killed)", req.Location, key, k.Round(time.Millisecond)))
+			} else if d, ok := leaseLostSoonAfter(apiDownAt, r.apiDowntime, req.At); ok {
+				excused[key]++
+				r.crashWindow = append(r.crashWindow, fmt.Sprintf("%s for %s (created %s before the API server went away for %s: its replica could not record it and lost its leadership)", req.Location, key, d.Round(time.Millisecond), r.apiDowntime.Round(time.Millisecond)))
 			}
 		}
 	}
@@ -378,6 +383,24 @@ func (r *chaosReport) ordersPerRequest(t *testing.T, c *cluster, proxy *testenv.
 // URL names the CA or the proxy in front of it.
 func orderID(u string) string {
 	return u[strings.LastIndex(u, "/")+1:]
+}
+
+// leaderRenewDeadline is how long the leader keeps its leadership without
+// the API server (controller-runtime's default): then it stops, and what
+// it kept in memory goes with it.
+const leaderRenewDeadline = 10 * time.Second
+
+// leaseLostSoonAfter reports whether an order the CA created at at could
+// not be recorded because the API server went away within a second after
+// (or was away), for longer than the leader keeps its leadership: the
+// replica that kept the order in memory to record it stopped first. It
+// returns how long before the API server went away the order came.
+func leaseLostSoonAfter(downAt time.Time, downtime time.Duration, at time.Time) (time.Duration, bool) {
+	if downAt.IsZero() || downtime <= leaderRenewDeadline {
+		return 0, false
+	}
+	d := downAt.Sub(at)
+	return d, d < time.Second && at.Before(downAt.Add(downtime))
 }
 
 // killSoonAfter returns how long after at the first kill within d came.
@@ -605,7 +628,7 @@ func (r *chaosReport) print(t *testing.T) {
 	for _, l := range r.lostOrders {
 		fmt.Fprintf(&b, "    lost answer: %s\n", l)
 	}
-	fmt.Fprintf(&b, "  orders placed just before a kill, never recorded (the crash window): %d\n", len(r.crashWindow))
+	fmt.Fprintf(&b, "  orders placed just before a kill or a long API server outage, never recorded (the crash window): %d\n", len(r.crashWindow))
 	for _, l := range r.crashWindow {
 		fmt.Fprintf(&b, "    crash window: %s\n", l)
 	}
