@@ -91,7 +91,8 @@ func (p *Presentations) lasting(ch *v1alpha1.ACMEChallenge) (presentation, time.
 
 // MarkPresented sets on a status the signer is about to write what the
 // challenge controller would write once the presentation lasted: that the
-// challenge is presented, and its routes. One write says both.
+// challenge is presented, and its routes. One write says both; the
+// message is the signer's, about the CA.
 func (p *Presentations) MarkPresented(ch *v1alpha1.ACMEChallenge) {
 	if p == nil || ch.Status.Presented {
 		return
@@ -99,7 +100,6 @@ func (p *Presentations) MarkPresented(ch *v1alpha1.ACMEChallenge) {
 	if pr, _, ok := p.memo.Get(ch.UID); ok && pr.generation == ch.Generation {
 		ch.Status.Presented = true
 		ch.Status.Routes = withRecordedSecrets(ch.Status.Routes, pr.routes)
-		ch.Status.Message = pr.message
 	}
 }
 

@@ -55,12 +55,11 @@ const (
 // SharedMember is one challenge's part of a shared VirtualService: the
 // VirtualService it would have written alone.
 type SharedMember struct {
-	Name           string
-	UID            types.UID
-	Hosts          []string
-	Route          *istioapi.HTTPRoute
-	Gateways       []string
-	RequesterSpace string
+	Name     string
+	UID      types.UID
+	Hosts    []string
+	Route    *istioapi.HTTPRoute
+	Gateways []string
 }
 
 // sharedName names the shared VirtualService of an order.
@@ -69,22 +68,24 @@ func sharedName(namespace, order string) string {
 }
 
 // SharedMemberOf returns the challenge's part when its routes can be
-// shared: one VirtualService in its own namespace (owned by it, see
-// BuildRoutes), no Gateway and no Secret of its own, and an order.
+// shared: one VirtualService in its own namespace (so owned by it, see
+// BuildRoutes, and in the namespace of every sibling), no Gateway and no
+// Secret of its own, and an order.
 func SharedMemberOf(ch *v1alpha1.ACMEChallenge, routes Routes) (SharedMember, bool) {
 	if ch.Spec.Order == "" || ch.UID == "" || len(routes.Gateways) > 0 || len(routes.Secrets) > 0 || len(routes.VirtualServices) != 1 {
 		return SharedMember{}, false
 	}
 	v := routes.VirtualServices[0]
-	if v.Namespace != ch.Namespace || len(v.Spec.Http) != 1 || len(v.OwnerReferences) != 1 {
+	if v.Namespace != ch.Namespace || len(v.Spec.Http) != 1 {
 		return SharedMember{}, false
 	}
-	return SharedMember{Name: ch.Name, UID: ch.UID, Hosts: v.Spec.Hosts, Route: v.Spec.Http[0], Gateways: v.Spec.Gateways, RequesterSpace: v.Namespace}, true
+	return SharedMember{Name: ch.Name, UID: ch.UID, Hosts: v.Spec.Hosts, Route: v.Spec.Http[0], Gateways: v.Spec.Gateways}, true
 }
 
-// Fits tells whether two members can share one VirtualService.
+// Fits tells whether two members (of one order, so in one namespace) can
+// share one VirtualService: they bind the same Gateways.
 func (m SharedMember) Fits(o SharedMember) bool {
-	return m.RequesterSpace == o.RequesterSpace && slices.Equal(m.Gateways, o.Gateways)
+	return slices.Equal(m.Gateways, o.Gateways)
 }
 
 // BuildSharedVirtualService returns the VirtualService of an order's
@@ -143,7 +144,7 @@ func sharedMembers(v *istionet.VirtualService) []SharedMember {
 		}
 		route := proto.Clone(v.Spec.Http[i]).(*istioapi.HTTPRoute)
 		route.Name = challengeRouteName
-		out = append(out, SharedMember{Name: ref.Name, UID: ref.UID, Hosts: h, Route: route, Gateways: v.Spec.Gateways, RequesterSpace: v.Namespace})
+		out = append(out, SharedMember{Name: ref.Name, UID: ref.UID, Hosts: h, Route: route, Gateways: v.Spec.Gateways})
 	}
 	return out
 }
@@ -158,7 +159,7 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 		return routes, 0, err
 	}
 	alone := func() (Routes, time.Duration, error) {
-		r.sharing.tell(ch, sharePart{alone: true})
+		r.standAside(ch)
 		return routes, 0, nil
 	}
 	member, ok := SharedMemberOf(ch, routes)
@@ -166,31 +167,27 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 		return alone()
 	}
 	parts := r.sharing.parts(ch)
+	if untold(authzs, parts, ch) {
+		// A sibling not planned, or not even created yet (the signer
+		// creates an order's challenges one authorization at a time, in
+		// one pass): likely right behind in the queue. The wait counts
+		// from this challenge's first attempt, not its creation, so that
+		// a long queue (many Certificates at once) does not end it early.
+		// An authorization the CA had validated before gets no challenge:
+		// the wait for it ends with shareWait.
+		since := time.Now()
+		if mine, ok := parts[ch.Spec.AuthorizationURL]; ok && mine.name == ch.Name && !mine.waitingSince.IsZero() {
+			since = mine.waitingSince
+		}
+		if left := shareWait - time.Since(since); left > 0 {
+			r.sharing.tell(ch, sharePart{member: member, waitingSince: since})
+			return Routes{}, left, nil
+		}
+		return alone()
+	}
 	members := []SharedMember{member}
 	for _, authz := range authzs {
-		if authz == ch.Spec.AuthorizationURL {
-			continue
-		}
-		p, told := parts[authz]
-		if !told {
-			// Not planned, or not even created yet (the signer creates an
-			// order's challenges one authorization at a time, in one
-			// pass): likely right behind in the queue. The wait counts
-			// from this challenge's first attempt, not its creation, so
-			// that a long queue (many Certificates at once) does not end
-			// it early. An authorization the CA had validated before gets
-			// no challenge: the wait for it ends with shareWait.
-			since := time.Now()
-			if mine, ok := parts[ch.Spec.AuthorizationURL]; ok && mine.name == ch.Name && !mine.waitingSince.IsZero() {
-				since = mine.waitingSince
-			}
-			if left := shareWait - time.Since(since); left > 0 {
-				r.sharing.tell(ch, sharePart{member: member, waitingSince: since})
-				return Routes{}, left, nil
-			}
-			return alone()
-		}
-		if !p.alone && p.member.Fits(member) {
+		if p := parts[authz]; authz != ch.Spec.AuthorizationURL && !p.alone && p.member.Fits(member) {
 			members = append(members, p.member)
 		}
 	}
@@ -235,15 +232,19 @@ func (r *ChallengeReconciler) stillWaiting(ctx context.Context, ch *v1alpha1.ACM
 		return 0, nil
 	}
 	authzs, ok, err := r.orderAuthorizations(ctx, ch)
-	if err != nil || !ok {
+	if err != nil || !ok || !untold(authzs, parts, ch) {
 		return 0, err
 	}
-	for _, authz := range authzs {
-		if _, told := parts[authz]; !told {
-			return left, nil
-		}
-	}
-	return 0, nil
+	return left, nil
+}
+
+// untold reports whether a sibling of the challenge (an authorization of
+// its order but its own) has not told its part yet.
+func untold(authzs []string, parts map[string]sharePart, ch *v1alpha1.ACMEChallenge) bool {
+	return slices.ContainsFunc(authzs, func(a string) bool {
+		_, told := parts[a]
+		return !told && a != ch.Spec.AuthorizationURL
+	})
 }
 
 // standAside tells the challenge's siblings not to wait for it: it is not

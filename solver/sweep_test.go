@@ -46,7 +46,7 @@ func TestOrphanSweep(t *testing.T) {
 	// owners the garbage collector could find missing).
 	shared := func(order, name string, uid types.UID) *istionet.VirtualService {
 		return BuildSharedVirtualService("apps", order, []SharedMember{
-			{Name: name, UID: uid, Hosts: []string{"a.example.com"}, Route: challengeRoute(live, "a.example.com"), Gateways: []string{"istio-system/public"}, RequesterSpace: "apps"},
+			{Name: name, UID: uid, Hosts: []string{"a.example.com"}, Route: challengeRoute(live, "a.example.com"), Gateways: []string{"istio-system/public"}},
 		})
 	}
 	liveShared, goneShared := shared("live", "live-1", live.UID), shared("gone", "gone-1", "5b8a1f6e-0000-4000-8000-000000000000")

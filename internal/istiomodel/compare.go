@@ -73,7 +73,7 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 					continue
 				}
 				return fmt.Errorf("the challenge objects would change which HTTPS server of %s answers %s", c.Workload, h)
-			case len(lb) != len(la) || slices.ContainsFunc(lb, func(x *Chain) bool { return !slices.ContainsFunc(la, func(y *Chain) bool { return x.spec == y.spec }) }):
+			case len(lb) != len(la) || slices.ContainsFunc(lb, func(x *Chain) bool { return sameServer(la, x) == nil }):
 				return fmt.Errorf("the challenge objects would change which HTTPS servers of %s take %s alike", c.Workload, h)
 			}
 			// Servers that take a name alike make Envoy reject the
@@ -82,7 +82,7 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 			// is looked at last: it costs a read of the Secret, and most
 			// probed names behave the same anyway.
 			for _, cb := range lb {
-				ca := la[slices.IndexFunc(la, func(y *Chain) bool { return y.spec == cb.spec })]
+				ca := sameServer(la, cb)
 				if cb.terminates && !c.sameBehaviour(cb.routes.SelectVirtualHost(h), ca.routes.SelectVirtualHost(h), true, h) && !c.ServesNobody(cb) {
 					if len(lb) > 1 {
 						return fmt.Errorf("the challenge route would change how the HTTPS server of Gateway %s/%s answers %s (one of %d HTTPS servers of %s that take %s alike on port %d, a listener Envoy rejects and may serve from an earlier version: give each server its own hosts)", cb.gateway.Namespace, cb.gateway.Name, h, len(lb), c.Workload, h, port)
@@ -91,6 +91,15 @@ func UnchangedForUsers(users, withChallenge *Proxy, c Comparison) error {
 				}
 			}
 		}
+	}
+	return nil
+}
+
+// sameServer returns the chain of chains built from the same server as c,
+// or nil.
+func sameServer(chains []*Chain, c *Chain) *Chain {
+	if i := slices.IndexFunc(chains, func(x *Chain) bool { return x.spec == c.spec }); i >= 0 {
+		return chains[i]
 	}
 	return nil
 }
