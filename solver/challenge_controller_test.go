@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -130,12 +129,7 @@ func TestChallengeRoutesInItsNamespaceGoWithIt(t *testing.T) {
 	defer cancel()
 	api, gatewayAddr := startIngress(ctx, t)
 	cl := api.Client
-	users := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "shop"}}
-	users.Spec.Selector = map[string]string{"istio": "ingressgateway"}
-	users.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"apps/shop.example.com"}}}
-	if err := cl.Create(ctx, users); err != nil {
-		t.Fatal(err)
-	}
+	createHTTPGateway(ctx, t, cl, "shop", "apps/shop.example.com")
 	startChallengeController(ctx, t, api, gatewayAddr, true)
 
 	ch := testChallenge()
@@ -278,6 +272,16 @@ func createGatewayService(ctx context.Context, t *testing.T, cl client.Client, l
 		t.Fatal(err)
 	}
 	return svc.Spec.ClusterIP + ":80"
+}
+
+// createHTTPGateway creates a user's Gateway in istio-system with a port-80
+// server for hosts on the ingress gateway pods.
+func createHTTPGateway(ctx context.Context, t *testing.T, cl client.Client, name string, hosts ...string) {
+	t.Helper()
+	gw := gateway("istio-system", name, map[string]string{"istio": "ingressgateway"}, server(80, "HTTP", nil, hosts...))
+	if err := cl.Create(ctx, gw); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // createGatewayPod creates an ingress gateway pod with labels.

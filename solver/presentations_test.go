@@ -46,7 +46,12 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 				t.Errorf("challenge %s: the signer is woken but Presented says no", ch.Name)
 			}
 			if ch.Name == brief.Name {
-				// Validated and deleted before the presentation lasted.
+				// Validated and deleted before the presentation lasted;
+				// a finalizer of the test's keeps it to be looked at.
+				ch.Finalizers = append(ch.Finalizers, "test.istio-acme.io/hold")
+				if err := cl.Update(ctx, ch); err != nil {
+					t.Fatal(err)
+				}
 				if err := cl.Delete(ctx, ch); err != nil {
 					t.Fatal(err)
 				}
@@ -71,5 +76,18 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 	}
 	if len(got.Status.Routes) == 0 || got.Status.Message == "" {
 		t.Errorf("presented status without routes or message: %+v", got.Status)
+	}
+	// By now the deleted challenge's presentation lasted too: nothing
+	// was written for it.
+	held := &v1alpha1.ACMEChallenge{}
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(brief), held); err != nil {
+		t.Fatal(err)
+	}
+	if held.Status.Presented || len(held.Status.Routes) > 0 {
+		t.Errorf("the challenge deleted before its presentation lasted got a status write: %+v", held.Status)
+	}
+	held.Finalizers = nil
+	if err := cl.Update(ctx, held); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"slices"
 	"testing"
 
-	istioapi "istio.io/api/networking/v1"
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,17 +23,8 @@ func TestChallengesOfOneOrderShareOneVirtualService(t *testing.T) {
 	defer cancel()
 	api, gatewayAddr := startIngress(ctx, t)
 	cl := api.Client
-	users := &istionet.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: "istio-system", Name: "shop"}}
-	users.Spec.Selector = map[string]string{"istio": "ingressgateway"}
-	users.Spec.Servers = []*istioapi.Server{{Port: &istioapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"apps/*.example.com"}}}
-	other := users.DeepCopy()
-	other.Name = "other"
-	other.Spec.Servers[0].Hosts = []string{"apps/c.example.net"}
-	for _, gw := range []*istionet.Gateway{users, other} {
-		if err := cl.Create(ctx, gw); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createHTTPGateway(ctx, t, cl, "shop", "apps/*.example.com")
+	createHTTPGateway(ctx, t, cl, "other", "apps/c.example.net")
 	startChallengeController(ctx, t, api, gatewayAddr, true)
 
 	// The order lists its authorizations: the challenges know their
