@@ -21,18 +21,18 @@ import (
 	"github.com/istio-acme/istio-acme-issuer/internal/metrics"
 )
 
-// ensureOrder returns the ACMEOrder of the request, creating it first. It is
-// created before the CA is asked for an order, so the CA's order URL has a
-// place to be written to at once.
-func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, names []string) (*v1alpha1.ACMEOrder, error) {
+// ensureOrder returns the ACMEOrder of the request, creating it first, and
+// whether this call created it. It is created just before the CA is asked
+// for an order, so the CA's order URL has a place to be written to at once.
+func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, names []string) (*v1alpha1.ACMEOrder, bool, error) {
 	order := &v1alpha1.ACMEOrder{}
 	key := client.ObjectKey{Namespace: cro.GetNamespace(), Name: cro.GetName()}
 	err := s.client.Get(ctx, key, order)
 	if err == nil {
-		return order, nil
+		return order, false, nil
 	}
 	if !apierrors.IsNotFound(err) {
-		return nil, fmt.Errorf("reading ACMEOrder %s: %w", key, err)
+		return nil, false, fmt.Errorf("reading ACMEOrder %s: %w", key, err)
 	}
 	order = &v1alpha1.ACMEOrder{
 		ObjectMeta: metav1.ObjectMeta{
@@ -51,21 +51,29 @@ func (s *Signer) ensureOrder(ctx context.Context, cro signer.CertificateRequestO
 	if err := s.client.Create(ctx, order); err != nil {
 		if apierrors.IsAlreadyExists(err) {
 			// The cache was behind; read it from the next pass.
-			return nil, signer.PendingError{Err: fmt.Errorf("waiting for ACMEOrder %s to appear in the cache", key), RequeueAfter: minPoll}
+			return nil, false, signer.PendingError{Err: fmt.Errorf("waiting for ACMEOrder %s to appear in the cache", key), RequeueAfter: minPoll}
 		}
-		return nil, fmt.Errorf("creating ACMEOrder %s: %w", key, err)
+		return nil, false, fmt.Errorf("creating ACMEOrder %s: %w", key, err)
 	}
-	return order, nil
+	return order, true, nil
 }
 
-func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder) (*acme.Order, error) {
+// placeOrder asks the CA for a new order and records it. created says this
+// pass created the ACMEOrder.
+func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestObject, iss v1alpha1.ACMEIssuerObject, acct *account, order *v1alpha1.ACMEOrder, created bool) (*acme.Order, error) {
 	if o, ok := s.unrecorded.take(order.UID, acct.uri); ok {
 		// Placed by an earlier pass whose write of the URL failed.
 		return s.recordPlaced(ctx, cro, order, acct, o)
 	}
-	if order.Status.RequestedAt != nil {
-		s.event(cro, corev1.EventTypeWarning, "OrderUnknown", "the request for an order at %s got no recorded answer (the controller stopped or lost the CA's answer); the CA may hold an order nobody uses, which it lets expire; placing a new one", order.Status.RequestedAt.UTC().Format(time.RFC3339))
-		countOrder(order, metrics.OrderUnknown)
+	// An order may exist at the CA whose answer was never recorded: one
+	// asked for after a claim, or at the ACMEOrder's creation (its status
+	// never written).
+	var unknownSince *metav1.Time
+	switch {
+	case order.Status.RequestedAt != nil:
+		unknownSince = order.Status.RequestedAt
+	case !created && len(order.Status.Conditions) == 0:
+		unknownSince = &order.CreationTimestamp
 	}
 	// Record the attempt before asking the CA. The write fails when the
 	// cache was behind (an order may already be recorded) or the API server
@@ -80,12 +88,26 @@ func (s *Signer) placeOrder(ctx context.Context, cro signer.CertificateRequestOb
 	}
 	claim.Status.Message = "asking the CA for an order for " + strings.Join(order.Spec.DNSNames, ", ")
 	claim.SyncReadyCondition()
-	if err := s.client.Status().Update(ctx, claim); err != nil {
-		if apierrors.IsConflict(err) {
-			return nil, signer.PendingError{Err: fmt.Errorf("ACMEOrder %s/%s changed meanwhile; reading it again before placing an order", order.Namespace, order.Name), RequeueAfter: minPoll}
+	// The creation of the ACMEOrder in this same pass is the claim: no
+	// other pass can have placed an order for it, and one that finds its
+	// status never written knows an order may exist (above). A replacement
+	// is recorded before it is asked for: the CA counts it once.
+	if !created || replaces != "" {
+		if err := s.client.Status().Update(ctx, claim); err != nil {
+			if apierrors.IsConflict(err) {
+				return nil, signer.PendingError{Err: fmt.Errorf("ACMEOrder %s/%s changed meanwhile; reading it again before placing an order", order.Namespace, order.Name), RequeueAfter: minPoll}
+			}
+			return nil, fmt.Errorf("recording in ACMEOrder %s/%s that an order is being placed (no order is placed before that is recorded): %w", order.Namespace, order.Name, err)
 		}
-		return nil, fmt.Errorf("recording in ACMEOrder %s/%s that an order is being placed (no order is placed before that is recorded): %w", order.Namespace, order.Name, err)
 	}
+	if unknownSince != nil {
+		// Only now: a copy from a cache that is behind fails the claim.
+		s.event(cro, corev1.EventTypeWarning, "OrderUnknown", "the request for an order at %s got no recorded answer (the controller stopped or lost the CA's answer); the CA may hold an order nobody uses, which it lets expire; placing a new one", unknownSince.UTC().Format(time.RFC3339))
+		countOrder(order, metrics.OrderUnknown)
+	}
+	// Unwritten on creation, the claim is still the status written next:
+	// the URL, or the failure, which keeps requestedAt when an order may
+	// exist.
 	*order = *claim
 
 	var opts []acme.OrderOption
@@ -167,10 +189,15 @@ func (s *Signer) recordPlaced(ctx context.Context, cro signer.CertificateRequest
 // created one (the CA answered, or nothing was sent), so the ACMEOrder no
 // longer says an order may exist.
 func (s *Signer) orderFailed(ctx context.Context, cro signer.CertificateRequestObject, order *v1alpha1.ACMEOrder, err error, refused bool) error {
+	requestedAt := order.Status.RequestedAt
 	if uerr := s.updateOrderStatus(ctx, order, func(st *v1alpha1.ACMEOrderStatus) {
 		st.Message = err.Error()
-		if refused {
+		switch {
+		case refused:
 			st.RequestedAt = nil
+		case st.RequestedAt == nil:
+			// Re-read after a conflict, or a claim not written.
+			st.RequestedAt = requestedAt
 		}
 	}); uerr != nil {
 		log.FromContext(ctx).Error(uerr, "recording the order's failure")

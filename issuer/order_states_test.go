@@ -70,6 +70,11 @@ func TestOrderStates(t *testing.T) {
 		if n := len(b.challenges(t, cr)); n != 2 {
 			t.Errorf("%d ACMEChallenges, want 2", n)
 		}
+		// Its creation in the same pass is the claim: one status write,
+		// the order's URL.
+		if n := b.cl.statusWritesOf(order); n != 1 {
+			t.Errorf("%d status writes of the ACMEOrder, want 1", n)
+		}
 		b.wantNewOrders(t, "a.new.example.com,b.new.example.com", 1)
 	})
 
@@ -514,6 +519,24 @@ func TestOrderStates(t *testing.T) {
 		b.wantNewOrders(t, "unrecorded.example.com", 1)
 	})
 
+	b.run(t, "an order asked for as its ACMEOrder was created and never recorded is reported by the next replica, and a new order placed", func(t *testing.T) {
+		cr := b.request(t, b.valid, "crashed", "crashed.example.com")
+		b.cl.failNextStatusWrite(func(obj client.Object) bool {
+			o, ok := obj.(*v1alpha1.ACMEOrder)
+			return ok && o.Status.URL != ""
+		})
+		_, err := b.sign(cr)
+		wantRetryable(t, err, "kept in memory")
+		// The replica stops; the one taking over remembers nothing.
+		stopped := b.signer
+		b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+		t.Cleanup(func() { b.signer = stopped })
+		_, err = b.sign(cr)
+		wantPending(t, err, "publishing routes")
+		b.wantEvent(t, "OrderUnknown", "got no recorded answer")
+		b.wantNewOrders(t, "crashed.example.com", 2)
+	})
+
 	b.run(t, "an ACMEOrder read from a cache that is behind places no second order", func(t *testing.T) {
 		cr := b.request(t, b.valid, "stale", "stale.example.com")
 		_, err := b.sign(cr) // creates the ACMEOrder and places the order
@@ -525,6 +548,7 @@ func TestOrderStates(t *testing.T) {
 		_, err = b.sign(cr)
 		wantPending(t, err, "changed meanwhile")
 		b.cl.serveStale(nil)
+		b.wantNoEvent(t, "OrderUnknown")
 		b.wantNewOrders(t, "stale.example.com", 1)
 	})
 
@@ -837,8 +861,17 @@ type flakyClient struct {
 	mu        sync.Mutex
 	failWrite func(client.Object) bool
 	stale     *v1alpha1.ACMEOrder
+	// statusWrites counts the status writes sent, by object name.
+	statusWrites map[string]int
 	// challengeLists counts the lists of ACMEChallenges.
 	challengeLists atomic.Int32
+}
+
+// statusWritesOf is how many status writes of the object were sent.
+func (c *flakyClient) statusWritesOf(obj client.Object) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.statusWrites[fmt.Sprintf("%T %s", obj, client.ObjectKeyFromObject(obj))]
 }
 
 func (c *flakyClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
@@ -882,6 +915,10 @@ type flakyStatus struct {
 
 func (s flakyStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 	s.c.mu.Lock()
+	if s.c.statusWrites == nil {
+		s.c.statusWrites = map[string]int{}
+	}
+	s.c.statusWrites[fmt.Sprintf("%T %s", obj, client.ObjectKeyFromObject(obj))]++
 	fail := s.c.failWrite != nil && s.c.failWrite(obj)
 	if fail {
 		s.c.failWrite = nil

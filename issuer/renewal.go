@@ -71,7 +71,7 @@ const defaultRetryAfter = 6 * time.Hour
 // renewal time.
 func (r *Renewals) SetupWithManager(mgr manager.Manager) error {
 	// The signer reads a certificate's first renewal information as it
-	// records it, in the same status write.
+	// records it, in the same write.
 	r.Signer.checkRenewal = r.check
 	return builder.ControllerManagedBy(mgr).
 		Named("acmerenewal").
@@ -79,7 +79,9 @@ func (r *Renewals) SetupWithManager(mgr manager.Manager) error {
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				o, ok1 := e.ObjectOld.(*v1alpha1.ACMERenewal)
 				n, ok2 := e.ObjectNew.(*v1alpha1.ACMERenewal)
-				return !ok1 || !ok2 || o.Status.CertID != n.Status.CertID || o.Generation != n.Generation
+				// Not on its own writes: without a status subresource
+				// every write changes the generation.
+				return !ok1 || !ok2 || o.Status.CertID != n.Status.CertID || o.Spec != n.Spec
 			},
 			DeleteFunc: func(event.DeleteEvent) bool { return false },
 		})).
@@ -111,7 +113,7 @@ func (r *Renewals) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 			return reconcile.Result{}, err
 		}
 	}
-	if err := kubeutil.UpdateStatus(ctx, r.Signer.client, ren, func(o *v1alpha1.ACMERenewal) { o.Status = next.Status }); err != nil {
+	if err := kubeutil.Update(ctx, r.Signer.client, ren, func(o *v1alpha1.ACMERenewal) { o.Status = next.Status }); err != nil {
 		return reconcile.Result{}, fmt.Errorf("recording the renewal information in ACMERenewal %s: %w", req.NamespacedName, err)
 	}
 	return reconcile.Result{RequeueAfter: max(r.wake(st, now).Sub(now), time.Second)}, nil

@@ -58,6 +58,9 @@ func TestRenewals(t *testing.T) {
 		if len(r.OwnerReferences) != 1 || r.OwnerReferences[0].UID != crt.UID || r.Spec.IssuerRef.Name != "ari" {
 			t.Errorf("ACMERenewal owned by %+v for issuer %+v, want the Certificate and issuer ari", r.OwnerReferences, r.Spec.IssuerRef)
 		}
+		if n := b.cl.statusWritesOf(r); n != 0 || r.Generation != 1 {
+			t.Errorf("ACMERenewal at generation %d after %d status writes, want created with its record in one write", r.Generation, n)
+		}
 		reconcileRenewal(t, ren, crt)
 		st = renewalOf(t, api.Client, crt).Status
 		// Pebble's own window: a day either side of two thirds of the
@@ -145,7 +148,7 @@ func TestRenewals(t *testing.T) {
 		// the first, which the CA already counts as replaced.
 		r := renewalOf(t, api.Client, crt)
 		r.Status.CertID = firstID
-		if err := api.Client.Status().Update(context.Background(), r); err != nil {
+		if err := api.Client.Update(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
 		mark := len(b.proxy.Requests())

@@ -19,7 +19,6 @@ import (
 )
 
 // +kubebuilder:rbac:groups=istio-acme.io,resources=acmerenewals,verbs=get;list;watch;create;update
-// +kubebuilder:rbac:groups=istio-acme.io,resources=acmerenewals/status,verbs=get;update;patch
 
 // certificateOwner is the cert-manager Certificate that owns the request,
 // or nil for a request written by hand.
@@ -49,25 +48,35 @@ func (s *Signer) recordIssued(ctx context.Context, cro signer.CertificateRequest
 		lg.Info("the issued certificate has no ARI identifier; its renewals follow cert-manager's schedule", "reason", err.Error())
 		return
 	}
-	ren, err := s.ensureRenewal(ctx, cro.GetNamespace(), *owner, order.Spec.IssuerRef)
-	if err != nil {
-		lg.Error(err, "recording the issued certificate for its renewal")
+	key := client.ObjectKey{Namespace: cro.GetNamespace(), Name: owner.Name}
+	ren := &v1alpha1.ACMERenewal{}
+	err = s.client.Get(ctx, key, ren)
+	found := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		lg.Error(err, "recording the issued certificate for its renewal", "acmeRenewal", key)
 		return
 	}
-	if ren.Status.CertID == certID {
+	owner.BlockOwnerDeletion = nil // would need update on certificates/finalizers
+	follows := func(r *v1alpha1.ACMERenewal) bool {
+		return len(r.OwnerReferences) == 1 && r.OwnerReferences[0].UID == owner.UID && r.Spec.IssuerRef == order.Spec.IssuerRef
+	}
+	if found && ren.Status.CertID == certID && follows(ren) {
 		return // a retry of a request already recorded
 	}
 	now := metav1.NewTime(s.clock.Now())
-	rec := ren.DeepCopy()
-	rec.Status = v1alpha1.ACMERenewalStatus{
-		CertID:     certID,
-		Serial:     fmt.Sprintf("%x", leaf.SerialNumber),
-		DNSNames:   slices.Clone(leaf.DNSNames),
-		NotAfter:   &metav1.Time{Time: leaf.NotAfter},
-		AccountURI: order.Status.AccountURI,
-		Request:    cro.GetName(),
-		NextCheck:  &now,
-		Message:    "certificate issued; reading the CA's renewal information",
+	rec := &v1alpha1.ACMERenewal{
+		ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name, OwnerReferences: []metav1.OwnerReference{*owner}},
+		Spec:       v1alpha1.ACMERenewalSpec{Certificate: owner.Name, IssuerRef: order.Spec.IssuerRef},
+		Status: v1alpha1.ACMERenewalStatus{
+			CertID:     certID,
+			Serial:     fmt.Sprintf("%x", leaf.SerialNumber),
+			DNSNames:   slices.Clone(leaf.DNSNames),
+			NotAfter:   &metav1.Time{Time: leaf.NotAfter},
+			AccountURI: order.Status.AccountURI,
+			Request:    cro.GetName(),
+			NextCheck:  &now,
+			Message:    "certificate issued; reading the CA's renewal information",
+		},
 	}
 	if s.checkRenewal != nil {
 		// The first reading, in the same write: a CA that already wants
@@ -75,44 +84,21 @@ func (s *Signer) recordIssued(ctx context.Context, cro signer.CertificateRequest
 		// finds its next check ahead.
 		s.checkRenewal(ctx, rec, now.Time)
 	}
-	err = kubeutil.UpdateStatus(ctx, s.client, ren, func(r *v1alpha1.ACMERenewal) { r.Status = rec.Status })
-	if err != nil {
-		lg.Error(err, "recording the issued certificate for its renewal")
-	}
-}
-
-// ensureRenewal returns the Certificate's ACMERenewal, created, or made to
-// follow the Certificate and issuer of this request.
-func (s *Signer) ensureRenewal(ctx context.Context, namespace string, owner metav1.OwnerReference, issuerRef v1alpha1.IssuerReference) (*v1alpha1.ACMERenewal, error) {
-	owner.BlockOwnerDeletion = nil // would need update on certificates/finalizers
-	ren := &v1alpha1.ACMERenewal{}
-	key := client.ObjectKey{Namespace: namespace, Name: owner.Name}
-	err := s.client.Get(ctx, key, ren)
-	if apierrors.IsNotFound(err) {
-		ren = &v1alpha1.ACMERenewal{
-			ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: owner.Name, OwnerReferences: []metav1.OwnerReference{owner}},
-			Spec:       v1alpha1.ACMERenewalSpec{Certificate: owner.Name, IssuerRef: issuerRef},
-		}
-		if err := s.client.Create(ctx, ren); err != nil {
-			return nil, fmt.Errorf("creating ACMERenewal %s: %w", key, err)
-		}
-		return ren, nil
+	if !found {
+		// ACMERenewal has no status subresource: created with its record.
+		err = s.client.Create(ctx, rec)
+	} else {
+		// Also follows a Certificate recreated under the same name, or
+		// one that now uses another of our issuers.
+		err = kubeutil.Update(ctx, s.client, ren, func(r *v1alpha1.ACMERenewal) {
+			r.OwnerReferences = rec.OwnerReferences
+			r.Spec = rec.Spec
+			r.Status = rec.Status
+		})
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading ACMERenewal %s: %w", key, err)
+		lg.Error(err, "recording the issued certificate for its renewal", "acmeRenewal", key)
 	}
-	sameOwner := len(ren.OwnerReferences) == 1 && ren.OwnerReferences[0].UID == owner.UID
-	if sameOwner && ren.Spec.IssuerRef == issuerRef {
-		return ren, nil
-	}
-	// The Certificate was recreated under the same name, or now uses
-	// another of our issuers.
-	ren.OwnerReferences = []metav1.OwnerReference{owner}
-	ren.Spec.IssuerRef = issuerRef
-	if err := s.client.Update(ctx, ren); err != nil {
-		return nil, fmt.Errorf("updating ACMERenewal %s: %w", key, err)
-	}
-	return ren, nil
 }
 
 // replacesFor is the certificate a new order for the request names as the

@@ -161,7 +161,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 		return signer.PEMBundle{}, err
 	}
 
-	order, err := s.ensureOrder(ctx, cro, iss, names)
+	order, created, err := s.ensureOrder(ctx, cro, iss, names)
 	if err != nil {
 		return signer.PEMBundle{}, err
 	}
@@ -176,7 +176,7 @@ func (s *Signer) Sign(ctx context.Context, cro signer.CertificateRequestObject, 
 	var o *acme.Order
 	if order.Status.URL == "" {
 		// The new order's challenges are published in this same pass.
-		if o, err = s.placeOrder(ctx, cro, iss, acct, order); err != nil {
+		if o, err = s.placeOrder(ctx, cro, iss, acct, order, created); err != nil {
 			return signer.PEMBundle{}, err
 		}
 	} else if o, err = acct.client.GetOrder(ctx, order.Status.URL); err != nil {

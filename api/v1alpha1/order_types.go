@@ -70,10 +70,12 @@ type ACMEOrderStatus struct {
 	Message string `json:"message,omitempty"`
 
 	// RequestedAt is when the controller last asked the CA for a new
-	// order. It is recorded before asking, and cleared when the CA refused;
-	// set without a URL, it says an order may exist at the CA whose answer
-	// was lost (the controller stopped, or the API server was unreachable,
-	// before the URL was recorded).
+	// order. It is recorded before asking (the first order of a request
+	// that replaces no certificate is asked for as the ACMEOrder is
+	// created, and recorded only if its answer is lost), and cleared when
+	// the CA refused; set without a URL, it says an order may exist at the
+	// CA whose answer was lost (the controller stopped, or the API server
+	// was unreachable, before the URL was recorded).
 	// +optional
 	RequestedAt *metav1.Time `json:"requestedAt,omitempty"`
 

@@ -25,7 +25,10 @@ type ACMERenewalSpec struct {
 // ACMERenewalStatus is what the controller knows of the Certificate's
 // current certificate and of when the CA wants it renewed. Only the
 // controller writes it: what it records here decides which certificate a
-// renewal order names as the one it replaces.
+// renewal order names as the one it replaces. ACMERenewal has no status
+// subresource: the controller is its only writer (the chart grants nobody
+// else write access), and it creates the object with its first record in
+// one write.
 type ACMERenewalStatus struct {
 	// CertID is the ARI identifier (RFC 9773 section 4.1: authority key
 	// identifier and serial number) of the certificate the controller last
@@ -92,7 +95,6 @@ type ACMERenewalStatus struct {
 }
 
 // +kubebuilder:object:root=true
-// +kubebuilder:subresource:status
 // +kubebuilder:resource:categories=istio-acme,shortName=acmeren
 // +kubebuilder:printcolumn:name="Certificate",type="string",JSONPath=".spec.certificate"
 // +kubebuilder:printcolumn:name="Window Start",type="string",format="date-time",JSONPath=".status.suggestedWindow.start"

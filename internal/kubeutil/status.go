@@ -13,6 +13,16 @@ import (
 // nothing when mutate changes nothing, and on a conflict it reads the object
 // again and re-applies mutate, so a concurrent writer's fields survive.
 func UpdateStatus[T client.Object](ctx context.Context, c client.Client, obj T, mutate func(T)) error {
+	return update(ctx, c, obj, mutate, func(o T) error { return c.Status().Update(ctx, o) })
+}
+
+// Update is UpdateStatus for an object without a status subresource: the
+// whole object is written.
+func Update[T client.Object](ctx context.Context, c client.Client, obj T, mutate func(T)) error {
+	return update(ctx, c, obj, mutate, func(o T) error { return c.Update(ctx, o) })
+}
+
+func update[T client.Object](ctx context.Context, c client.Client, obj T, mutate func(T), write func(T) error) error {
 	first := true
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if !first {
@@ -26,6 +36,6 @@ func UpdateStatus[T client.Object](ctx context.Context, c client.Client, obj T, 
 		if equality.Semantic.DeepEqual(before, obj) {
 			return nil
 		}
-		return c.Status().Update(ctx, obj)
+		return write(obj)
 	})
 }
