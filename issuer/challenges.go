@@ -165,8 +165,11 @@ func validatingSince(d time.Duration) string {
 }
 
 // quietValidation is how long a validation is left to the order's status
-// before its authorization is read as well.
-const quietValidation = 2 * time.Second
+// before its authorization is read as well, and the challenge's status
+// says it is validating. A validation usually lasts well under a second;
+// under load (hundreds of orders at once) several seconds, and a status
+// write per name then costs the API server more than anyone reads.
+const quietValidation = 10 * time.Second
 
 // validatingFor is how long ago the challenge was accepted, and whether it
 // was: remembered since this process asked the CA, or recorded on the
@@ -204,14 +207,18 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 			case c.Status != acme.StatusPending:
 				log.FromContext(ctx).Info("challenge already accepted; the answer to an earlier request was lost", "challenge", ch.Spec.URL, "status", c.Status)
 				s.accepted.Set(ch.UID, struct{}{}, s.clock.Now())
+				s.presentations.Accepted(ch)
 				return nil
 			}
 		}
 		return caOutcome("asking the CA to validate "+host, err)
 	}
 	// Remembered, not written: the CA usually decides within
-	// quietValidation, and the challenge records a validation that lasts.
+	// quietValidation, and the challenge records a validation that lasts
+	// (with its presentation: the challenge controller leaves that write
+	// to this one).
 	s.accepted.Set(ch.UID, struct{}{}, s.clock.Now())
+	s.presentations.Accepted(ch)
 	metrics.Challenges.WithLabelValues(metrics.ChallengeAccepted).Inc()
 	// Logged, not an Event: one per name would double the Events of every
 	// issuance, and the ACMEChallenge's status says the same.

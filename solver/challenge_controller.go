@@ -91,6 +91,15 @@ func (r *ChallengeReconciler) SetupWithManager(mgr manager.Manager) error {
 	for _, k := range routeKinds {
 		b = b.Watches(k.newObject(), owner, deleted)
 	}
+	// A shared VirtualService seen created wakes the members that wait
+	// for it: they find it in the cache, as written.
+	created := builder.WithPredicates(predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return e.Object.GetLabels()[LabelSharedByOrder] != "" },
+		UpdateFunc:  func(event.UpdateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	})
+	b = b.Watches(virtualServiceRoutes.newObject(), handler.EnqueueRequestsFromMapFunc(r.sharing.waitingMembers), created)
 	return b.WatchesRawSource(UsersGatewaysSource(mgr, refused)).
 		// A sibling's plan wakes the challenges that wait for it.
 		WatchesRawSource(source.Channel(r.sharing.wakeChannel(), &handler.EnqueueRequestForObject{})).
@@ -162,6 +171,9 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 		switch {
 		case err != nil:
 			return reconcile.Result{}, err
+		case gone == "" && pr.accepted:
+			// The signer writes it if the CA's validation lasts.
+			return reconcile.Result{}, nil
 		case gone == "" && wait > 0:
 			return reconcile.Result{RequeueAfter: wait}, nil
 		case gone == "":
@@ -263,9 +275,10 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 	if err := r.deleteStale(ctx, ch, routes); err != nil {
 		return reconcile.Result{}, err
 	}
-	if slices.ContainsFunc(routes.VirtualServices, isShared) {
-		r.sharing.wakeSiblings(ch) // they find it written
-	} else {
+	// The siblings that wait for a shared VirtualService are woken as the
+	// cache sees it created (waitingMembers): woken before, they would
+	// find it missing and create it again.
+	if !slices.ContainsFunc(routes.VirtualServices, isShared) {
 		if err := r.leaveShared(ctx, ch); err != nil {
 			return reconcile.Result{}, err
 		}

@@ -14,10 +14,11 @@ import (
 // signer in memory, in the same process: the signer asks the CA to
 // validate at once. The challenge's status says "presented" in the
 // signer's own write once the CA's validation lasted (see MarkPresented),
-// or the challenge controller's if the challenge is still open
-// presentedQuiet later. Most challenges are validated and deleted before
-// either, and the presentation costs no write at all. A replica that takes
-// over starts with nothing remembered and presents its challenges again.
+// or, if the signer did not ask the CA within presentedQuiet, the
+// challenge controller's. Most challenges are validated and deleted
+// before either, and the presentation costs no write at all. A replica
+// that takes over starts with nothing remembered and presents its
+// challenges again.
 type Presentations struct {
 	memo kubeutil.TimedMap[types.UID, presentation]
 	wake chan event.GenericEvent
@@ -29,12 +30,15 @@ type presentation struct {
 	generation int64
 	message    string
 	routes     []v1alpha1.ObjectReference
+	// accepted: the signer asked the CA to validate it; the signer's
+	// write says it is presented if the validation lasts.
+	accepted bool
 }
 
-// presentedQuiet is how long a presentation is only in memory before the
-// challenge controller writes it: longer than the signer's quiet
-// validation, whose write says it first.
-const presentedQuiet = 5 * time.Second
+// presentedQuiet is how long a presentation the signer has not taken up is
+// only in memory before the challenge controller writes it: under load the
+// signer's queue may hold the request that long.
+const presentedQuiet = 10 * time.Second
 
 // NewPresentations returns an empty memo whose presented challenges are
 // sent on Wake.
@@ -74,6 +78,19 @@ func (p *Presentations) Present(ch *v1alpha1.ACMEChallenge, message string, rout
 	default: // the signer polls its requests anyway
 	}
 	return true
+}
+
+// Accepted records that the signer asked the CA to validate the
+// challenge's presentation: the challenge controller leaves its status to
+// the signer from then on.
+func (p *Presentations) Accepted(ch *v1alpha1.ACMEChallenge) {
+	if p == nil {
+		return
+	}
+	if pr, at, ok := p.memo.Get(ch.UID); ok && pr.generation == ch.Generation && !pr.accepted {
+		pr.accepted = true
+		p.memo.Set(ch.UID, pr, at)
+	}
 }
 
 // lasting returns the challenge's presentation and how much longer it must

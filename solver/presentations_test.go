@@ -14,7 +14,9 @@ import (
 // signer in memory as soon as its self-check passes (the wake carries it,
 // Presented says so) while its status is written only once the
 // presentation lasted presentedQuiet; a challenge deleted before then never
-// gets a status write, and its presentation leaves nothing behind.
+// gets a status write, and its presentation leaves nothing behind, nor does
+// one the signer took up (its own write says it, if the CA's validation
+// lasts).
 func TestPresentedInMemoryFirst(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -23,15 +25,16 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 	presentations := NewPresentations()
 	startChallengeControllerPresenting(ctx, t, api, gatewayAddr, true, false, presentations)
 
-	lasting, brief := testChallenge(), testChallenge()
+	lasting, brief, taken := testChallenge(), testChallenge(), testChallenge()
 	brief.Name, brief.Spec.DNSName, brief.Spec.Token, brief.Spec.Key = "shop-1-brief", "brief.example.com", "tok-brief", "tok-brief.thumbprint"
-	for _, ch := range []*v1alpha1.ACMEChallenge{lasting, brief} {
+	taken.Name, taken.Spec.DNSName, taken.Spec.Token, taken.Spec.Key = "shop-1-taken", "taken.example.com", "tok-taken", "tok-taken.thumbprint"
+	for _, ch := range []*v1alpha1.ACMEChallenge{lasting, brief, taken} {
 		if err := cl.Create(ctx, ch); err != nil {
 			t.Fatal(err)
 		}
 	}
 	woken := map[string]time.Time{}
-	for len(woken) < 2 {
+	for len(woken) < 3 {
 		select {
 		case e := <-presentations.Wake():
 			woken[e.Object.GetName()] = time.Now()
@@ -45,6 +48,9 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 			if !presentations.Presented(ch) {
 				t.Errorf("challenge %s: the signer is woken but Presented says no", ch.Name)
 			}
+			if ch.Name == taken.Name {
+				presentations.Accepted(ch) // as the signer does
+			}
 			if ch.Name == brief.Name {
 				// Validated and deleted before the presentation lasted;
 				// a finalizer of the test's keeps it to be looked at.
@@ -57,7 +63,7 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 				}
 			}
 		case <-time.After(time.Minute):
-			t.Fatalf("woken for %v only, want both challenges", woken)
+			t.Fatalf("woken for %v only, want all three challenges", woken)
 		}
 	}
 	waitChallenge(t, cl, lasting, "the lasting challenge's status to say presented", func(got *v1alpha1.ACMEChallenge) bool { return got.Status.Presented })
@@ -89,5 +95,12 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 	held.Finalizers = nil
 	if err := cl.Update(ctx, held); err != nil {
 		t.Fatal(err)
+	}
+	time.Sleep(time.Until(woken[taken.Name].Add(presentedQuiet + time.Second)))
+	if err := cl.Get(ctx, client.ObjectKeyFromObject(taken), got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Presented || len(got.Status.Routes) > 0 {
+		t.Errorf("the challenge the signer took up got the challenge controller's status write: %+v", got.Status)
 	}
 }

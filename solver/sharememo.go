@@ -1,12 +1,15 @@
 package solver
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
@@ -61,9 +64,10 @@ func (s *sharing) tell(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	s.wakeSiblings(ch)
 }
 
-// record records the challenge's part without waking anyone: a challenge
-// that will write the shared VirtualService wakes its siblings after it
-// did, so that they find it rather than race to create it.
+// record records the challenge's part without waking anyone: the
+// siblings of a challenge that will write the shared VirtualService are
+// woken as the cache sees it (waitingMembers), so that they find it rather
+// than race to create it.
 func (s *sharing) record(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	now := time.Now()
 	p.name = ch.Name
@@ -124,4 +128,34 @@ func (s *sharing) parts(ch *v1alpha1.ACMEChallenge) map[string]sharePart {
 		out[k] = v
 	}
 	return out
+}
+
+// waitingMembers maps a shared VirtualService to its members that wait for
+// their siblings' plans.
+func (s *sharing) waitingMembers(_ context.Context, obj client.Object) []reconcile.Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []reconcile.Request
+	for _, req := range challengesOfRoute(context.Background(), obj) {
+		if s.waiting(req.NamespacedName) {
+			out = append(out, req)
+		}
+	}
+	return out
+}
+
+// waiting reports whether the challenge waits for its siblings' plans;
+// s.mu is held.
+func (s *sharing) waiting(ch types.NamespacedName) bool {
+	for key, o := range s.orders {
+		if key.Namespace != ch.Namespace {
+			continue
+		}
+		for _, p := range o.parts {
+			if p.name == ch.Name && !p.alone && !p.waitingSince.IsZero() {
+				return true
+			}
+		}
+	}
+	return false
 }

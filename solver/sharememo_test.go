@@ -1,10 +1,13 @@
 package solver
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	istioapi "istio.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/istio-acme/istio-acme-issuer/api/v1alpha1"
 )
@@ -41,5 +44,32 @@ func TestSharingWakesWaitingSiblings(t *testing.T) {
 	}
 	if parts := s.parts(a); len(parts) != 3 || parts["authz-b"].name != "b" {
 		t.Errorf("order o's parts %v, want a, b and c by authorization", parts)
+	}
+}
+
+// TestSharedVirtualServiceWakesWaitingMembers: a shared VirtualService seen
+// created wakes its members that wait for it, not the one that wrote it,
+// nor a challenge of another namespace with the same name.
+func TestSharedVirtualServiceWakesWaitingMembers(t *testing.T) {
+	var s sharing
+	ch := func(namespace, name, authz string) *v1alpha1.ACMEChallenge {
+		return &v1alpha1.ACMEChallenge{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, UID: types.UID(namespace + "/" + name)},
+			Spec: v1alpha1.ACMEChallengeSpec{Order: "o", AuthorizationURL: authz}}
+	}
+	a, b, elsewhere := ch("apps", "a", "authz-a"), ch("apps", "b", "authz-b"), ch("shop", "a", "authz-x")
+	s.tell(a, sharePart{waitingSince: time.Now()})
+	s.tell(elsewhere, sharePart{waitingSince: time.Now()})
+	member := func(c *v1alpha1.ACMEChallenge) SharedMember {
+		return SharedMember{Name: c.Name, UID: c.UID, Hosts: []string{c.Name + ".example.com"}, Route: &istioapi.HTTPRoute{}, Gateways: []string{"istio-system/shop"}}
+	}
+	s.record(b, sharePart{member: member(b)}) // b writes it
+	v := BuildSharedVirtualService("apps", "o", []SharedMember{member(a), member(b)})
+	got := s.waitingMembers(context.Background(), v)
+	if len(got) != 1 || got[0].Namespace != "apps" || got[0].Name != "a" {
+		t.Errorf("woken %v, want apps/a alone", got)
+	}
+	s.record(a, sharePart{member: member(a)}) // a found it written
+	if got := s.waitingMembers(context.Background(), v); len(got) != 0 {
+		t.Errorf("woken %v once nobody waits, want none", got)
 	}
 }
