@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -228,10 +229,9 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 
 // challengesByAuthorization returns the order's challenges (from the cache)
 // by authorization URL. Each is first read by its name, made from the order
-// and the name it proves: listing the namespace's challenges copies every
-// one in flight, on each pass of each request. Only when that does not find
-// one for each of authzURLs (none created yet, or the CA spells a name
-// differently) are they listed.
+// and the name it proves; only when that does not find one for each of
+// authzURLs (none created yet, or the CA spells a name differently) are the
+// order's challenges listed.
 func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.ACMEOrder, authzURLs []string) (map[string]*v1alpha1.ACMEChallenge, error) {
 	out := map[string]*v1alpha1.ACMEChallenge{}
 	add := func(ch *v1alpha1.ACMEChallenge) {
@@ -252,15 +252,38 @@ func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.
 	if !slices.ContainsFunc(authzURLs, func(u string) bool { return out[u] == nil }) {
 		return out, nil
 	}
-	var list v1alpha1.ACMEChallengeList
-	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
-		return nil, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
+	mine, err := s.orderChallenges(ctx, order)
+	if err != nil {
+		return nil, err
 	}
 	clear(out)
-	for i := range list.Items {
-		add(&list.Items[i])
+	for _, ch := range mine {
+		add(ch)
 	}
 	return out, nil
+}
+
+// orderChallenges lists the order's challenges, not being deleted, from the
+// cache: by the order's label, so that only they are copied (the whole
+// namespace's, with hundreds of orders in flight, made each pass cost as
+// much as all of them), or, for an order whose name is too long for a
+// label, the namespace's.
+func (s *Signer) orderChallenges(ctx context.Context, order *v1alpha1.ACMEOrder) ([]*v1alpha1.ACMEChallenge, error) {
+	opts := []client.ListOption{client.InNamespace(order.Namespace)}
+	if len(validation.IsValidLabelValue(order.Name)) == 0 {
+		opts = append(opts, client.MatchingLabels{v1alpha1.LabelOrder: order.Name})
+	}
+	var list v1alpha1.ACMEChallengeList
+	if err := s.client.List(ctx, &list, opts...); err != nil {
+		return nil, fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
+	}
+	var mine []*v1alpha1.ACMEChallenge
+	for i := range list.Items {
+		if ch := &list.Items[i]; ch.Spec.Order == order.Name && ch.DeletionTimestamp == nil {
+			mine = append(mine, ch)
+		}
+	}
+	return mine, nil
 }
 
 func http01(a *acme.Authorization) *acme.Challenge {
@@ -408,20 +431,11 @@ func (s *Signer) invalidEvent(ch *v1alpha1.ACMEChallenge, msg string) {
 // asked to validate and whose outcome was not seen is counted with the
 // outcome settled gives for its host.
 func (s *Signer) deleteChallenges(ctx context.Context, order *v1alpha1.ACMEOrder, settled func(host string) string) error {
-	var list v1alpha1.ACMEChallengeList
-	if err := s.client.List(ctx, &list, client.InNamespace(order.Namespace)); err != nil {
-		return fmt.Errorf("listing the challenges of ACMEOrder %s/%s: %w", order.Namespace, order.Name, err)
+	mine, err := s.orderChallenges(ctx, order)
+	if err != nil {
+		return err
 	}
-	var mine []*v1alpha1.ACMEChallenge
-	labelled := true
-	for i := range list.Items {
-		ch := &list.Items[i]
-		if ch.Spec.Order != order.Name || ch.DeletionTimestamp != nil {
-			continue
-		}
-		mine = append(mine, ch)
-		labelled = labelled && ch.Labels[v1alpha1.LabelOrder] == order.Name
-	}
+	labelled := !slices.ContainsFunc(mine, func(ch *v1alpha1.ACMEChallenge) bool { return ch.Labels[v1alpha1.LabelOrder] != order.Name })
 	if len(mine) > 1 && labelled {
 		// One request for all of them; every challenge of the order
 		// carries its label.

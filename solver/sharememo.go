@@ -22,8 +22,10 @@ import (
 type sharing struct {
 	mu     sync.Mutex
 	orders map[types.NamespacedName]*orderParts
-	pruned time.Time
-	wake   chan event.GenericEvent
+	// orderOfChallenge finds a challenge's order from its name.
+	orderOfChallenge map[types.NamespacedName]types.NamespacedName
+	pruned           time.Time
+	wake             chan event.GenericEvent
 }
 
 type orderParts struct {
@@ -74,11 +76,15 @@ func (s *sharing) record(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	s.mu.Lock()
 	if s.orders == nil {
 		s.orders = map[types.NamespacedName]*orderParts{}
+		s.orderOfChallenge = map[types.NamespacedName]types.NamespacedName{}
 	}
 	if now.Sub(s.pruned) > sharePartTTL {
 		s.pruned = now
 		for k, o := range s.orders {
 			if now.Sub(o.touched) > sharePartTTL {
+				for _, q := range o.parts {
+					delete(s.orderOfChallenge, types.NamespacedName{Namespace: k.Namespace, Name: q.name})
+				}
 				delete(s.orders, k)
 			}
 		}
@@ -90,6 +96,7 @@ func (s *sharing) record(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	}
 	o.parts[ch.Spec.AuthorizationURL] = p
 	o.touched = now
+	s.orderOfChallenge[client.ObjectKeyFromObject(ch)] = orderOf(ch)
 	s.mu.Unlock()
 }
 
@@ -147,14 +154,13 @@ func (s *sharing) waitingMembers(_ context.Context, obj client.Object) []reconci
 // waiting reports whether the challenge waits for its siblings' plans;
 // s.mu is held.
 func (s *sharing) waiting(ch types.NamespacedName) bool {
-	for key, o := range s.orders {
-		if key.Namespace != ch.Namespace {
-			continue
-		}
-		for _, p := range o.parts {
-			if p.name == ch.Name && !p.alone && !p.waitingSince.IsZero() {
-				return true
-			}
+	o := s.orders[s.orderOfChallenge[ch]]
+	if o == nil {
+		return false
+	}
+	for _, p := range o.parts {
+		if p.name == ch.Name && !p.alone && !p.waitingSince.IsZero() {
+			return true
 		}
 	}
 	return false
