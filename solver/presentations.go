@@ -33,7 +33,16 @@ type presentation struct {
 	// accepted: the signer asked the CA to validate it; the signer's
 	// write says it is presented if the validation lasts.
 	accepted bool
+	// answered: the token server answered the challenge since, and
+	// woke the signer once for it.
+	answered bool
 }
+
+// answeredSettle is how long after the token server answered an accepted
+// challenge the signer is woken to read the order: the CA decides once
+// its request is answered (all of them, where it asks from several
+// places), usually within this.
+const answeredSettle = 200 * time.Millisecond
 
 // presentedQuiet is how long a presentation the signer has not taken up is
 // only in memory before the challenge controller writes it: under load the
@@ -91,6 +100,31 @@ func (p *Presentations) Accepted(ch *v1alpha1.ACMEChallenge) {
 		pr.accepted = true
 		p.memo.Set(ch.UID, pr, at)
 	}
+}
+
+// Answered is called by the token server for each challenge it answered:
+// the first answer after the signer asked the CA to validate is most
+// likely the CA's, and its request is woken answeredSettle later, rather
+// than at its next poll (up to 10 s later). In a replica that does not
+// sign (the CA reached another one), nothing is remembered and nothing
+// happens.
+func (p *Presentations) Answered(ch *v1alpha1.ACMEChallenge) {
+	if p == nil {
+		return
+	}
+	pr, at, ok := p.memo.Get(ch.UID)
+	if !ok || !pr.accepted || pr.answered || pr.generation != ch.Generation {
+		return
+	}
+	pr.answered = true
+	p.memo.Set(ch.UID, pr, at)
+	woken := &v1alpha1.ACMEChallenge{ObjectMeta: *ch.ObjectMeta.DeepCopy(), Spec: v1alpha1.ACMEChallengeSpec{Order: ch.Spec.Order}}
+	time.AfterFunc(answeredSettle, func() {
+		select {
+		case p.wake <- event.GenericEvent{Object: woken}:
+		default: // the signer polls its requests anyway
+		}
+	})
 }
 
 // lasting returns the challenge's presentation and how much longer it must

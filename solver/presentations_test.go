@@ -104,3 +104,42 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 		t.Errorf("the challenge the signer took up got the challenge controller's status write: %+v", got.Status)
 	}
 }
+
+// TestAnsweredWakesTheSignerOnce: the token server's answer to an accepted
+// challenge wakes its request once, a moment later; an answer before the
+// signer asked the CA (the self-check's) wakes nothing.
+func TestAnsweredWakesTheSignerOnce(t *testing.T) {
+	p := NewPresentations()
+	ch := testChallenge()
+	ch.UID, ch.Generation = "uid-1", 1
+	p.Present(ch, "routed", nil)
+	<-p.Wake() // the presentation's own wake
+	woken := func() bool {
+		select {
+		case e := <-p.Wake():
+			if e.Object.(*v1alpha1.ACMEChallenge).Spec.Order != ch.Spec.Order || e.Object.GetName() != ch.Name {
+				t.Errorf("woken for %+v, want challenge %s of order %s", e.Object, ch.Name, ch.Spec.Order)
+			}
+			return true
+		case <-time.After(answeredSettle + 500*time.Millisecond):
+			return false
+		}
+	}
+	p.Answered(ch)
+	if woken() {
+		t.Error("an answer before the CA was asked woke the signer")
+	}
+	p.Accepted(ch)
+	start := time.Now()
+	p.Answered(ch)
+	if !woken() {
+		t.Fatal("the answer after the CA was asked did not wake the signer")
+	}
+	if d := time.Since(start); d < answeredSettle {
+		t.Errorf("woken %s after the answer, want after %s", d, answeredSettle)
+	}
+	p.Answered(ch) // another of the CA's requests
+	if woken() {
+		t.Error("a second answer woke the signer again")
+	}
+}

@@ -65,6 +65,9 @@ type TokenServer struct {
 	// (Provenance.Proven): a hand-written ACMEChallenge gets a 404, and a
 	// check that could not be made a 503.
 	Proven func(ctx context.Context, ch *v1alpha1.ACMEChallenge) (bool, error)
+	// Answered, when set, is told of each challenge answered
+	// (Presentations.Answered).
+	Answered func(ch *v1alpha1.ACMEChallenge)
 	// AnswerTimeout bounds the lookups behind one answer (default
 	// DefaultAnswerTimeout). A replica that cannot answer in time says 503,
 	// which Istio's default retry policy retries on another endpoint,
@@ -174,6 +177,9 @@ func (s *TokenServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.Log.V(1).Info("answered challenge", "host", host, "token", token, "challenge", ch.Namespace+"/"+ch.Name)
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte(ch.Spec.Key)) // a failed write is the client's problem
+		if s.Answered != nil {
+			s.Answered(ch)
+		}
 		return
 	}
 	s.Log.V(1).Info("unknown token or host", "host", host, "token", token)

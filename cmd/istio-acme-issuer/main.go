@@ -360,11 +360,15 @@ func run(ctx context.Context, o options) error {
 		requester = (&shim.Requester{Client: tokenPath, Pods: mgr.GetAPIReader()}).Of
 		provenance.Requester = requester
 	}
+	// Presented challenges of our orders go to the signer in memory, and
+	// the token server's answer to the CA wakes it.
+	presentations := solver.NewPresentations()
 	tokens := &solver.TokenServer{
-		Addr:   o.tokenServerAddress,
-		Lookup: solver.CacheLookup(tokenPath),
-		Proven: provenance.Proven,
-		Log:    logger.WithName("token-server"),
+		Addr:     o.tokenServerAddress,
+		Lookup:   solver.CacheLookup(tokenPath),
+		Proven:   provenance.Proven,
+		Answered: presentations.Answered,
+		Log:      logger.WithName("token-server"),
 	}
 	if err := mgr.Add(tokens); err != nil {
 		return err
@@ -377,8 +381,6 @@ func run(ctx context.Context, o options) error {
 	// One tenancy rule for every front door: our issuers' requests before
 	// any order, and every challenge before its routes are planned.
 	authorizer := &solver.HostAuthorizer{Client: mgr.GetClient(), Discovery: discovery}
-	// Presented challenges of our orders go to the signer in memory.
-	presentations := solver.NewPresentations()
 	if err := (&solver.ChallengeReconciler{
 		Client:           mgr.GetClient(),
 		Presentations:    presentations,
