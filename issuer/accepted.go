@@ -9,7 +9,7 @@ import (
 )
 
 // acceptedChallenges remembers when the CA was asked to validate each
-// challenge. A validation the CA finishes within quietValidation, which is
+// challenge. A validation the CA finishes within validatingShown, which is
 // nearly all of them, then costs no status write on the challenge: the
 // challenge records its state only once a validation lasts (or when the CA
 // gives its verdict on one name of an order still waiting for another).

@@ -113,12 +113,14 @@ func (s *Signer) solveOne(ctx context.Context, cro signer.CertificateRequestObje
 		return "", signer.PermanentError{Err: fmt.Errorf("%s: %s (the CA still calls the authorization pending, but a failed challenge cannot succeed)", host, detail)}
 	}
 	if ch != nil {
-		// Accepted a while ago and still pending at the CA: from now on
-		// the challenge says so too, where kubectl shows it.
-		if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
-			return "", err
-		}
+		// Accepted long ago and still pending at the CA: from now on the
+		// challenge says so too, where kubectl shows it.
 		since, _ := s.validatingFor(ch)
+		if since >= validatingShown {
+			if err := s.setChallengeState(ctx, ch, v1alpha1.ChallengeProcessing, "the CA is validating "+ch.Spec.URL); err != nil {
+				return "", err
+			}
+		}
 		return host + ": the CA is validating" + validatingSince(since), nil
 	}
 	if _, err := s.ensureChallenge(ctx, cro, iss, acct, order, a, chal); err != nil {
@@ -166,11 +168,17 @@ func validatingSince(d time.Duration) string {
 }
 
 // quietValidation is how long a validation is left to the order's status
-// before its authorization is read as well, and the challenge's status
-// says it is validating. A validation usually lasts well under a second;
-// under load (hundreds of orders at once) several seconds, and a status
-// write per name then costs the API server more than anyone reads.
+// before its authorization is read as well (a CA that leaves the order
+// pending when a challenge failed, as step-ca does, is heard then). A
+// validation usually lasts well under a second.
 const quietValidation = 10 * time.Second
+
+// validatingShown is how long a validation lasts before the challenge's
+// status says it is validating. Under load (hundreds of orders at once) a
+// validation waits its turn in every queue for tens of seconds, and a
+// status write per name costs the API server more than anyone reads: the
+// request's progress says "the CA is validating" meanwhile.
+const validatingShown = 30 * time.Second
 
 // validatingFor is how long ago the challenge was accepted, and whether it
 // was: remembered since this process asked the CA, or recorded on the

@@ -318,7 +318,7 @@ func (r *ChallengeReconciler) Reconcile(ctx context.Context, req reconcile.Reque
 			logger.Info("published challenge routes", "routes", refs)
 		}
 		r.passes.forget(ch.UID)
-		return reconcile.Result{RequeueAfter: presentedQuiet}, nil
+		return reconcile.Result{RequeueAfter: r.Presentations.quiet}, nil
 	}
 	if err := r.recordPresented(ctx, ch, msg, refs); err != nil {
 		return reconcile.Result{}, err

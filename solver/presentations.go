@@ -22,6 +22,8 @@ import (
 type Presentations struct {
 	memo kubeutil.TimedMap[types.UID, presentation]
 	wake chan event.GenericEvent
+	// quiet is presentedQuiet, shorter in tests.
+	quiet time.Duration
 }
 
 // presentation is a passed self-check of one generation of a challenge:
@@ -45,16 +47,19 @@ type presentation struct {
 const answeredSettle = 200 * time.Millisecond
 
 // presentedQuiet is how long a presentation the signer has not taken up is
-// only in memory before the challenge controller writes it: under load the
-// signer's queue may hold the request that long.
-const presentedQuiet = 10 * time.Second
+// only in memory before the challenge controller writes it: under load
+// (hundreds of Certificates at once) the signer's queue may hold the
+// request for seconds, and a write of what lasts less than this costs the
+// API server more than anyone reads.
+const presentedQuiet = 30 * time.Second
 
 // NewPresentations returns an empty memo whose presented challenges are
 // sent on Wake.
 func NewPresentations() *Presentations {
 	return &Presentations{
-		memo: kubeutil.TimedMap[types.UID, presentation]{TTL: time.Hour},
-		wake: make(chan event.GenericEvent, 1024),
+		memo:  kubeutil.TimedMap[types.UID, presentation]{TTL: time.Hour},
+		wake:  make(chan event.GenericEvent, 1024),
+		quiet: presentedQuiet,
 	}
 }
 
@@ -137,7 +142,7 @@ func (p *Presentations) lasting(ch *v1alpha1.ACMEChallenge) (presentation, time.
 	if !ok || pr.generation != ch.Generation {
 		return presentation{}, 0, false
 	}
-	return pr, max(presentedQuiet-time.Since(at), 0), true
+	return pr, max(p.quiet-time.Since(at), 0), true
 }
 
 // MarkPresented sets on a status the signer is about to write what the

@@ -13,7 +13,7 @@ import (
 // TestPresentedInMemoryFirst: a challenge of an order is handed to the
 // signer in memory as soon as its self-check passes (the wake carries it,
 // Presented says so) while its status is written only once the
-// presentation lasted presentedQuiet; a challenge deleted before then never
+// presentation lasted its quiet time; a challenge deleted before then never
 // gets a status write, and its presentation leaves nothing behind, nor does
 // one the signer took up (its own write says it, if the CA's validation
 // lasts).
@@ -23,6 +23,7 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 	api, gatewayAddr := startIngress(ctx, t)
 	cl := api.Client
 	presentations := NewPresentations()
+	presentations.quiet = 5 * time.Second // presentedQuiet, shortened
 	startChallengeControllerPresenting(ctx, t, api, gatewayAddr, true, false, presentations)
 
 	lasting, brief, taken := testChallenge(), testChallenge(), testChallenge()
@@ -43,7 +44,7 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			if ch.Status.Presented {
-				t.Errorf("challenge %s: status written presented when the signer was told, want it held back %s", ch.Name, presentedQuiet)
+				t.Errorf("challenge %s: status written presented when the signer was told, want it held back %s", ch.Name, presentations.quiet)
 			}
 			if !presentations.Presented(ch) {
 				t.Errorf("challenge %s: the signer is woken but Presented says no", ch.Name)
@@ -77,8 +78,8 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 			at = c.LastTransitionTime.Time
 		}
 	}
-	if early := woken[lasting.Name].Add(presentedQuiet - time.Second); at.Before(early) {
-		t.Errorf("status written presented at %s, %s after the signer was told; want about %s", at, at.Sub(woken[lasting.Name]), presentedQuiet)
+	if early := woken[lasting.Name].Add(presentations.quiet - time.Second); at.Before(early) {
+		t.Errorf("status written presented at %s, %s after the signer was told; want about %s", at, at.Sub(woken[lasting.Name]), presentations.quiet)
 	}
 	if len(got.Status.Routes) == 0 || got.Status.Message == "" {
 		t.Errorf("presented status without routes or message: %+v", got.Status)
@@ -96,7 +97,7 @@ func TestPresentedInMemoryFirst(t *testing.T) {
 	if err := cl.Update(ctx, held); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(woken[taken.Name].Add(presentedQuiet + time.Second)))
+	time.Sleep(time.Until(woken[taken.Name].Add(presentations.quiet + time.Second)))
 	if err := cl.Get(ctx, client.ObjectKeyFromObject(taken), got); err != nil {
 		t.Fatal(err)
 	}
