@@ -151,9 +151,19 @@ func TestBench(t *testing.T) {
 		report.clutterPeakRSS = peakRSS(c.controller.PID())
 		resetPeakRSS(c.controller.PID())
 		if cfg.clutterBatch > 0 {
+			// Heap profiles before and after the batch: what it
+			// allocated is the difference of their alloc_space
+			// (go tool pprof -sample_index=alloc_space -diff_base).
+			heap := func(name string) {
+				if pprofAddr != "" {
+					m.saveProfile(http.DefaultClient, "http://"+pprofAddr, "heap", filepath.Join(cfg.profileDir, name))
+				}
+			}
+			heap("ours-heap-before-clutter-batch.pprof")
 			profile := m.startProfile(pprofAddr, cfg, "ours-clutter")
 			report.memory = m.issue(ours, "ours-clutter", cfg.clutterBatch)
 			profile()
+			heap("ours-heap-after-clutter-batch.pprof")
 		}
 		c.waitQuiet()
 		report.memoryIssued = ours.issued

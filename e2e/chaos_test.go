@@ -62,7 +62,7 @@ func TestChaos(t *testing.T) {
 	runChaos(t, chaosPlan{
 		certificates:          12,
 		kills:                 4,
-		killEvery:             2500 * time.Millisecond,
+		killEvery:             1500 * time.Millisecond,
 		restartAPIServerAfter: 4 * time.Second,
 		lag:                   2 * time.Second, lagFrom: time.Second, lagFor: 8 * time.Second,
 		faults:            boundedFaults,

@@ -145,7 +145,7 @@ func TestRenewalInfo(t *testing.T) {
 			t.Fatal(err)
 		}
 		ren.Status.CertID = firstID
-		if err := c.cl.Status().Update(ctx, ren); err != nil {
+		if err := c.cl.Update(ctx, ren); err != nil {
 			t.Fatal(err)
 		}
 		c.cmctl("renew", crt.Name, "-n", crt.Namespace)
