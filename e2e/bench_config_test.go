@@ -25,7 +25,7 @@ import (
 //	BENCH_CLUTTER_BATCH=20   Certificates issued at once among the clutter
 //	BENCH_CM_WORKERS=60      cert-manager's workers per controller
 //	BENCH_CM_QPS=500         cert-manager's client-side API request limit
-//	BENCH_PROFILE=dir        write CPU profiles of our controller per workload and a heap profile there
+//	BENCH_PROFILE=dir        write CPU profiles of our controller per workload and heap profiles there
 //	BENCH_PROFILE_SECONDS=30 length of each CPU profile
 type benchConfig struct {
 	oneRuns int
