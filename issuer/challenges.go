@@ -242,11 +242,6 @@ func (s *Signer) accept(ctx context.Context, cro signer.CertificateRequestObject
 // order's challenges listed.
 func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.ACMEOrder, authzURLs []string) (map[string]*v1alpha1.ACMEChallenge, error) {
 	out := map[string]*v1alpha1.ACMEChallenge{}
-	add := func(ch *v1alpha1.ACMEChallenge) {
-		if ch.Spec.Order == order.Name && ch.DeletionTimestamp == nil {
-			out[ch.Spec.AuthorizationURL] = ch
-		}
-	}
 	for _, host := range order.Spec.DNSNames {
 		ch := &v1alpha1.ACMEChallenge{}
 		key := client.ObjectKey{Namespace: order.Namespace, Name: challengeName(order.Name, host)}
@@ -255,7 +250,9 @@ func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.
 		} else if err != nil {
 			return nil, fmt.Errorf("reading ACMEChallenge %s: %w", key, err)
 		}
-		add(ch)
+		if ch.Spec.Order == order.Name && ch.DeletionTimestamp == nil {
+			out[ch.Spec.AuthorizationURL] = ch
+		}
 	}
 	if !slices.ContainsFunc(authzURLs, func(u string) bool { return out[u] == nil }) {
 		return out, nil
@@ -266,7 +263,7 @@ func (s *Signer) challengesByAuthorization(ctx context.Context, order *v1alpha1.
 	}
 	clear(out)
 	for _, ch := range mine {
-		add(ch)
+		out[ch.Spec.AuthorizationURL] = ch
 	}
 	return out, nil
 }

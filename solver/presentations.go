@@ -98,13 +98,26 @@ func (p *Presentations) Present(ch *v1alpha1.ACMEChallenge, message string, rout
 // challenge's presentation: the challenge controller leaves its status to
 // the signer from then on.
 func (p *Presentations) Accepted(ch *v1alpha1.ACMEChallenge) {
-	if p == nil {
-		return
-	}
-	if pr, at, ok := p.memo.Get(ch.UID); ok && pr.generation == ch.Generation && !pr.accepted {
+	p.change(ch, func(pr *presentation) bool {
+		was := pr.accepted
 		pr.accepted = true
-		p.memo.Set(ch.UID, pr, at)
+		return !was
+	})
+}
+
+// change applies set to the presentation of the challenge's current
+// generation, if there is one, keeping its time; it reports whether set
+// changed it.
+func (p *Presentations) change(ch *v1alpha1.ACMEChallenge, set func(*presentation) bool) bool {
+	if p == nil {
+		return false
 	}
+	pr, at, ok := p.memo.Get(ch.UID)
+	if !ok || pr.generation != ch.Generation || !set(&pr) {
+		return false
+	}
+	p.memo.Set(ch.UID, pr, at)
+	return true
 }
 
 // Answered is called by the token server for each challenge it answered:
@@ -114,15 +127,13 @@ func (p *Presentations) Accepted(ch *v1alpha1.ACMEChallenge) {
 // sign (the CA reached another one), nothing is remembered and nothing
 // happens.
 func (p *Presentations) Answered(ch *v1alpha1.ACMEChallenge) {
-	if p == nil {
+	if !p.change(ch, func(pr *presentation) bool {
+		first := pr.accepted && !pr.answered
+		pr.answered = pr.accepted
+		return first
+	}) {
 		return
 	}
-	pr, at, ok := p.memo.Get(ch.UID)
-	if !ok || !pr.accepted || pr.answered || pr.generation != ch.Generation {
-		return
-	}
-	pr.answered = true
-	p.memo.Set(ch.UID, pr, at)
 	woken := &v1alpha1.ACMEChallenge{ObjectMeta: *ch.ObjectMeta.DeepCopy(), Spec: v1alpha1.ACMEChallengeSpec{Order: ch.Spec.Order}}
 	time.AfterFunc(answeredSettle, func() {
 		select {

@@ -176,7 +176,7 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 		// An authorization the CA had validated before gets no challenge:
 		// the wait for it ends with shareWait.
 		since := time.Now()
-		if mine, ok := parts[ch.Spec.AuthorizationURL]; ok && mine.name == ch.Name && !mine.waitingSince.IsZero() {
+		if mine, ok := parts[ch.Spec.AuthorizationURL]; ok && mine.name == ch.Name && mine.waits() {
 			since = mine.waitingSince
 		}
 		if left := shareWait - time.Since(since); left > 0 {
@@ -194,8 +194,8 @@ func (r *ChallengeReconciler) share(ctx context.Context, ch *v1alpha1.ACMEChalle
 	if len(members) == 1 {
 		return alone()
 	}
-	// The siblings that wait are woken once the VirtualService is written
-	// (see Reconcile).
+	// The siblings that wait are woken as the cache sees the
+	// VirtualService created (waitingMembers).
 	r.sharing.record(ch, sharePart{member: member})
 	return Routes{VirtualServices: []*istionet.VirtualService{BuildSharedVirtualService(ch.Namespace, ch.Spec.Order, members)}}, 0, nil
 }
@@ -224,7 +224,7 @@ func (r *ChallengeReconciler) orderAuthorizations(ctx context.Context, ch *v1alp
 func (r *ChallengeReconciler) stillWaiting(ctx context.Context, ch *v1alpha1.ACMEChallenge) (time.Duration, error) {
 	parts := r.sharing.parts(ch)
 	mine, ok := parts[ch.Spec.AuthorizationURL]
-	if !ok || mine.name != ch.Name || mine.alone || mine.waitingSince.IsZero() || mine.member.UID != ch.UID {
+	if !ok || mine.name != ch.Name || !mine.waits() || mine.member.UID != ch.UID {
 		return 0, nil
 	}
 	left := shareWait - time.Since(mine.waitingSince)

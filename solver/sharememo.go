@@ -20,12 +20,12 @@ import (
 // listing challenges. A sibling that tells its part wakes the ones that
 // wait, on the channel the challenge controller watches.
 type sharing struct {
-	mu     sync.Mutex
-	orders map[types.NamespacedName]*orderParts
-	// orderOfChallenge finds a challenge's order from its name.
-	orderOfChallenge map[types.NamespacedName]types.NamespacedName
-	pruned           time.Time
-	wake             chan event.GenericEvent
+	mu sync.Mutex
+	// orders are keyed by the order's shared VirtualService's label
+	// (sharedOrderKey), so that the VirtualService finds its order.
+	orders map[string]*orderParts
+	pruned time.Time
+	wake   chan event.GenericEvent
 }
 
 type orderParts struct {
@@ -42,9 +42,12 @@ type sharePart struct {
 	// neither wait for it nor include it.
 	alone bool
 	// waitingSince is when it began to wait for its siblings (zero once
-	// it stopped).
+	// it stopped, and for a part alone).
 	waitingSince time.Time
 }
+
+// waits reports whether the part's challenge waits for its siblings.
+func (p sharePart) waits() bool { return !p.waitingSince.IsZero() }
 
 // wakeChannel returns the channel waiting challenges are sent on.
 func (s *sharing) wakeChannel() chan event.GenericEvent {
@@ -60,6 +63,12 @@ func orderOf(ch *v1alpha1.ACMEChallenge) types.NamespacedName {
 	return types.NamespacedName{Namespace: ch.Namespace, Name: ch.Spec.Order}
 }
 
+// sharedOrderKey is the label value of the challenge's order's shared
+// VirtualService (LabelSharedByOrder).
+func sharedOrderKey(ch *v1alpha1.ACMEChallenge) string {
+	return ChallengeKey(ch.Namespace, ch.Spec.Order)
+}
+
 // tell records the challenge's part and wakes the siblings that wait.
 func (s *sharing) tell(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	s.record(ch, p)
@@ -73,41 +82,38 @@ func (s *sharing) tell(ch *v1alpha1.ACMEChallenge, p sharePart) {
 func (s *sharing) record(ch *v1alpha1.ACMEChallenge, p sharePart) {
 	now := time.Now()
 	p.name = ch.Name
+	key := sharedOrderKey(ch)
 	s.mu.Lock()
 	if s.orders == nil {
-		s.orders = map[types.NamespacedName]*orderParts{}
-		s.orderOfChallenge = map[types.NamespacedName]types.NamespacedName{}
+		s.orders = map[string]*orderParts{}
 	}
 	if now.Sub(s.pruned) > sharePartTTL {
 		s.pruned = now
 		for k, o := range s.orders {
 			if now.Sub(o.touched) > sharePartTTL {
-				for _, q := range o.parts {
-					delete(s.orderOfChallenge, types.NamespacedName{Namespace: k.Namespace, Name: q.name})
-				}
 				delete(s.orders, k)
 			}
 		}
 	}
-	o := s.orders[orderOf(ch)]
+	o := s.orders[key]
 	if o == nil {
 		o = &orderParts{parts: map[string]sharePart{}}
-		s.orders[orderOf(ch)] = o
+		s.orders[key] = o
 	}
 	o.parts[ch.Spec.AuthorizationURL] = p
 	o.touched = now
-	s.orderOfChallenge[client.ObjectKeyFromObject(ch)] = orderOf(ch)
 	s.mu.Unlock()
 }
 
 // wakeSiblings wakes the siblings of the challenge that wait.
 func (s *sharing) wakeSiblings(ch *v1alpha1.ACMEChallenge) {
 	wake := s.wakeChannel()
+	key := sharedOrderKey(ch)
 	var waiting []string
 	s.mu.Lock()
-	if o := s.orders[orderOf(ch)]; o != nil {
+	if o := s.orders[key]; o != nil {
 		for authz, q := range o.parts {
-			if authz != ch.Spec.AuthorizationURL && !q.alone && !q.waitingSince.IsZero() {
+			if authz != ch.Spec.AuthorizationURL && q.waits() {
 				waiting = append(waiting, q.name)
 			}
 		}
@@ -124,9 +130,10 @@ func (s *sharing) wakeSiblings(ch *v1alpha1.ACMEChallenge) {
 // parts returns the parts told for the challenge's order, by
 // authorization URL.
 func (s *sharing) parts(ch *v1alpha1.ACMEChallenge) map[string]sharePart {
+	key := sharedOrderKey(ch)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := s.orders[orderOf(ch)]
+	o := s.orders[key]
 	if o == nil {
 		return nil
 	}
@@ -139,29 +146,21 @@ func (s *sharing) parts(ch *v1alpha1.ACMEChallenge) map[string]sharePart {
 
 // waitingMembers maps a shared VirtualService to its members that wait for
 // their siblings' plans.
-func (s *sharing) waitingMembers(_ context.Context, obj client.Object) []reconcile.Request {
+func (s *sharing) waitingMembers(ctx context.Context, obj client.Object) []reconcile.Request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	o := s.orders[obj.GetLabels()[LabelSharedByOrder]]
+	if o == nil {
+		return nil
+	}
 	var out []reconcile.Request
-	for _, req := range challengesOfRoute(context.Background(), obj) {
-		if s.waiting(req.NamespacedName) {
-			out = append(out, req)
+	for _, req := range challengesOfRoute(ctx, obj) {
+		for _, p := range o.parts {
+			if p.name == req.Name && p.waits() {
+				out = append(out, req)
+				break
+			}
 		}
 	}
 	return out
-}
-
-// waiting reports whether the challenge waits for its siblings' plans;
-// s.mu is held.
-func (s *sharing) waiting(ch types.NamespacedName) bool {
-	o := s.orders[s.orderOfChallenge[ch]]
-	if o == nil {
-		return false
-	}
-	for _, p := range o.parts {
-		if p.name == ch.Name && !p.alone && !p.waitingSince.IsZero() {
-			return true
-		}
-	}
-	return false
 }
