@@ -57,8 +57,7 @@ func TestTenancyRefusesBeforeAnyOrder(t *testing.T) {
 	authz := &solver.HostAuthorizer{Client: b.api.Client, Discovery: &solver.GatewayDiscovery{Reader: b.api.Client}}
 	now := time.Now()
 	clock := &stepClock{now: now}
-	b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",
-		Authorize: authz.Authorize, RefusalGrace: time.Hour, Clock: clock})
+	b.signer = b.newSigner(func(o *Options) { o.Authorize, o.RefusalGrace, o.Clock = authz.Authorize, time.Hour, clock })
 	b.valid = b.readyIssuer("lenient", b.proxy.DirectoryURL, lenient.ServerCAPEM)
 
 	cr := b.request(t, b.valid, "taken", "secure.b.example.com", "free.example.com")

@@ -34,7 +34,7 @@ func TestOrderStatesStepCA(t *testing.T) {
 	b.api.CreateNamespaces(t, "istio-acme-issuer", orderNamespace)
 	b.cl = &flakyClient{Client: b.api.Client}
 	b.events = events.NewFakeRecorder(100)
-	b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+	b.signer = b.newSigner(nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -106,7 +106,7 @@ func TestOrderStatesStepCA(t *testing.T) {
 	b.run(t, "a controller that restarts mid-order resumes the same order", func(t *testing.T) {
 		cr := b.placed(t, "resume", "resume.example.com")
 		url := b.order(t, cr).Status.URL
-		b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+		b.signer = b.newSigner(nil)
 		b.present(t, cr)
 		verifyChain(t, b.signUntilDone(t, cr).ChainPEM, ca.RootPEM, "resume.example.com")
 		if got := b.order(t, cr).Status.URL; got != url {

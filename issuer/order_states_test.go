@@ -55,7 +55,7 @@ func TestOrderStates(t *testing.T) {
 	b.api.CreateNamespaces(t, "istio-acme-issuer", orderNamespace)
 	b.cl = &flakyClient{Client: b.api.Client}
 	b.events = events.NewFakeRecorder(100)
-	b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+	b.signer = b.newSigner(nil)
 	b.valid = b.readyIssuer("lenient", b.proxy.DirectoryURL, lenient.ServerCAPEM)
 	b.failing = b.readyIssuer("strict", b.strict.DirectoryURL, b.strict.ServerCAPEM)
 
@@ -81,13 +81,8 @@ func TestOrderStates(t *testing.T) {
 	b.run(t, "an order past the CA's order lifetime is replaced, not resumed", func(t *testing.T) {
 		cr := b.placed(t, "expired", "expired.example.com")
 		// The same controller a day later (Pebble's orders live a day).
-		late := NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",
-			Clock: clocktesting.NewFakeClock(time.Now().Add(25 * time.Hour))})
-		iss := &v1alpha1.ACMEClusterIssuer{}
-		if err := b.api.Client.Get(context.Background(), client.ObjectKey{Name: cr.Spec.IssuerRef.Name}, iss); err != nil {
-			t.Fatal(err)
-		}
-		_, err := late.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+		late := b.newSigner(func(o *Options) { o.Clock = clocktesting.NewFakeClock(time.Now().Add(25 * time.Hour)) })
+		_, err := b.signWith(late, cr)
 		wantPending(t, err, "past the CA's order lifetime; placing a new order")
 		b.wantEvent(t, "OrderExpired", "past the CA's order lifetime")
 		if order := b.order(t, cr); order.Status.URL != "" {
@@ -131,14 +126,9 @@ func TestOrderStates(t *testing.T) {
 		}
 		presentations := solver.NewPresentations()
 		clock := clocktesting.NewFakeClock(time.Now())
-		s := NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test",
-			Clock: clock, Presentations: presentations})
-		iss := &v1alpha1.ACMEClusterIssuer{}
-		if err := b.api.Client.Get(context.Background(), client.ObjectKey{Name: cr.Spec.IssuerRef.Name}, iss); err != nil {
-			t.Fatal(err)
-		}
+		s := b.newSigner(func(o *Options) { o.Clock, o.Presentations = clock, presentations })
 		sign := func() error {
-			_, err := s.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+			_, err := b.signWith(s, cr)
 			return err
 		}
 		route := v1alpha1.ObjectReference{APIVersion: "networking.istio.io/v1", Kind: "VirtualService", Namespace: orderNamespace, Name: "acme-order-x"}
@@ -501,17 +491,11 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	b.run(t, "an order whose URL could not be recorded is recorded on the next pass, not placed again", func(t *testing.T) {
-		cr := b.request(t, b.valid, "unrecorded", "unrecorded.example.com")
-		b.cl.failNextStatusWrite(func(obj client.Object) bool {
-			o, ok := obj.(*v1alpha1.ACMEOrder)
-			return ok && o.Status.URL != ""
-		})
-		_, err := b.sign(cr)
-		wantRetryable(t, err, "kept in memory")
+		cr := b.placedUnrecorded(t, "unrecorded", "unrecorded.example.com")
 		if order := b.order(t, cr); order.Status.URL != "" {
 			t.Fatalf("the failed write still recorded %s", order.Status.URL)
 		}
-		_, err = b.sign(cr)
+		_, err := b.sign(cr)
 		wantPending(t, err, "publishing routes")
 		if order := b.order(t, cr); order.Status.URL == "" || order.Status.RequestedAt != nil {
 			t.Errorf("ACMEOrder status %+v, want the kept order recorded", order.Status)
@@ -520,18 +504,12 @@ func TestOrderStates(t *testing.T) {
 	})
 
 	b.run(t, "an order asked for as its ACMEOrder was created and never recorded is reported by the next replica, and a new order placed", func(t *testing.T) {
-		cr := b.request(t, b.valid, "crashed", "crashed.example.com")
-		b.cl.failNextStatusWrite(func(obj client.Object) bool {
-			o, ok := obj.(*v1alpha1.ACMEOrder)
-			return ok && o.Status.URL != ""
-		})
-		_, err := b.sign(cr)
-		wantRetryable(t, err, "kept in memory")
+		cr := b.placedUnrecorded(t, "crashed", "crashed.example.com")
 		// The replica stops; the one taking over remembers nothing.
 		stopped := b.signer
-		b.signer = NewSigner(Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+		b.signer = b.newSigner(nil)
 		t.Cleanup(func() { b.signer = stopped })
-		_, err = b.sign(cr)
+		_, err := b.sign(cr)
 		wantPending(t, err, "publishing routes")
 		b.wantEvent(t, "OrderUnknown", "got no recorded answer")
 		b.wantNewOrders(t, "crashed.example.com", 2)
@@ -656,11 +634,42 @@ func (b *orderBench) request(t *testing.T, iss *v1alpha1.ACMEClusterIssuer, name
 }
 
 func (b *orderBench) sign(cr *cmapi.CertificateRequest) (signer.PEMBundle, error) {
+	return b.signWith(b.signer, cr)
+}
+
+// signWith signs the request with a signer of the case's own.
+func (b *orderBench) signWith(s *Signer, cr *cmapi.CertificateRequest) (signer.PEMBundle, error) {
 	iss := &v1alpha1.ACMEClusterIssuer{}
 	if err := b.api.Client.Get(context.Background(), client.ObjectKey{Name: cr.Spec.IssuerRef.Name}, iss); err != nil {
 		return signer.PEMBundle{}, err
 	}
-	return b.signer.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+	return s.Sign(context.Background(), signer.CertificateRequestObjectFromCertificateRequest(cr), iss)
+}
+
+// newSigner is a signer on the bench's client, recorder and namespace, with
+// what set changes (nil: nothing); a new one remembers nothing, as a
+// replica that takes over.
+func (b *orderBench) newSigner(set func(*Options)) *Signer {
+	o := Options{Client: b.cl, Secrets: b.api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"}
+	if set != nil {
+		set(&o)
+	}
+	return NewSigner(o)
+}
+
+// placedUnrecorded creates a request and signs it once, the write of its
+// new order's URL failing: the order is placed at the CA and kept only in
+// this signer's memory.
+func (b *orderBench) placedUnrecorded(t *testing.T, name string, names ...string) *cmapi.CertificateRequest {
+	t.Helper()
+	cr := b.request(t, b.valid, name, names...)
+	b.cl.failNextStatusWrite(func(obj client.Object) bool {
+		o, ok := obj.(*v1alpha1.ACMEOrder)
+		return ok && o.Status.URL != ""
+	})
+	_, err := b.sign(cr)
+	wantRetryable(t, err, "kept in memory")
+	return cr
 }
 
 // signUntilSettled signs until the result is not pending.
@@ -871,7 +880,12 @@ type flakyClient struct {
 func (c *flakyClient) statusWritesOf(obj client.Object) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.statusWrites[fmt.Sprintf("%T %s", obj, client.ObjectKeyFromObject(obj))]
+	return c.statusWrites[writeKey(obj)]
+}
+
+// writeKey names an object by its type and key.
+func writeKey(obj client.Object) string {
+	return fmt.Sprintf("%T %s", obj, client.ObjectKeyFromObject(obj))
 }
 
 func (c *flakyClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
@@ -918,7 +932,7 @@ func (s flakyStatus) Update(ctx context.Context, obj client.Object, opts ...clie
 	if s.c.statusWrites == nil {
 		s.c.statusWrites = map[string]int{}
 	}
-	s.c.statusWrites[fmt.Sprintf("%T %s", obj, client.ObjectKeyFromObject(obj))]++
+	s.c.statusWrites[writeKey(obj)]++
 	fail := s.c.failWrite != nil && s.c.failWrite(obj)
 	if fail {
 		s.c.failWrite = nil

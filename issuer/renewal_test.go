@@ -39,7 +39,7 @@ func TestRenewals(t *testing.T) {
 	api.CreateNamespaces(t, "istio-acme-issuer", orderNamespace)
 	b.cl = &flakyClient{Client: api.Client}
 	b.events = events.NewFakeRecorder(100)
-	b.signer = NewSigner(Options{Client: b.cl, Secrets: api.Client, Events: b.events, ClusterResourceNamespace: "istio-acme-issuer", UserAgent: "test"})
+	b.signer = b.newSigner(nil)
 	b.valid = b.readyIssuer("ari", b.proxy.DirectoryURL, pebble.ServerCAPEM)
 	withoutARI := b.readyIssuer("no-ari", noARI.DirectoryURL, pebble.ServerCAPEM)
 	names := []string{"shop.renew.example.com", "www.shop.renew.example.com"}
