@@ -151,6 +151,40 @@ func TestOrderStates(t *testing.T) {
 		}
 	})
 
+	b.run(t, "a validation that lasts is read at the CA after 10 s and shown on the challenge after 30 s, not before", func(t *testing.T) {
+		cr := b.placed(t, "slow", "slow.example.com")
+		b.present(t, cr)
+		clock := clocktesting.NewFakeClock(time.Now())
+		s := b.newSigner(func(o *Options) { o.Clock = clock })
+		// The CA keeps the order and the authorization pending.
+		b.setRules(t,
+			testenv.FaultRule{Endpoint: testenv.EndpointOrder, Kind: testenv.FaultStatus, Status: "pending", Fraction: 1, PostAsGet: true},
+			testenv.FaultRule{Endpoint: testenv.EndpointAuthorization, Kind: testenv.FaultStatus, Status: "pending", Fraction: 1, PostAsGet: true})
+		_, err := b.signWith(s, cr)
+		wantPending(t, err, "slow.example.com: the CA is validating")
+		ch := b.challenges(t, cr)[0]
+		writes := b.cl.statusWritesOf(&ch)
+		reads := b.count(testenv.EndpointAuthorization, "")
+		clock.Step(quietValidation)
+		_, err = b.signWith(s, cr)
+		wantPending(t, err, "slow.example.com: the CA is validating")
+		if n := b.count(testenv.EndpointAuthorization, "") - reads; n != 1 {
+			t.Errorf("%d reads of the authorization once the validation lasted %s, want 1", n, quietValidation)
+		}
+		if n := b.cl.statusWritesOf(&ch) - writes; n != 0 {
+			t.Errorf("%d status writes of the challenge before the validation lasted %s, want none", n, validatingShown)
+		}
+		clock.Step(validatingShown - quietValidation)
+		_, err = b.signWith(s, cr)
+		wantPending(t, err, "slow.example.com: the CA is validating")
+		got := b.challenges(t, cr)[0]
+		if got.Status.State != v1alpha1.ChallengeProcessing || got.Status.AcceptedAt == nil {
+			t.Errorf("challenge status %+v once the validation lasted %s, want processing since its acceptance", got.Status, validatingShown)
+		}
+		b.proxy.SetRules(nil)
+		b.signUntilDone(t, cr)
+	})
+
 	b.run(t, "a pass reads the order's challenges by name; one named otherwise is still found", func(t *testing.T) {
 		cr := b.placed(t, "byname", "byname.example.com")
 		b.present(t, cr)
